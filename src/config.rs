@@ -1,0 +1,416 @@
+//! Validated configuration: newtypes that cannot hold invalid values. The CLI parses flags
+//! into these; nothing below the CLI sees raw strings for ARNs, regions or durations.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::secret::SecretSource;
+
+/// A bad configuration value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// An AWS region name such as `us-east-1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region(String);
+
+impl Region {
+    /// The region name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Region {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.split('-').count() >= 3
+            && s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-');
+        if ok {
+            Ok(Region(s.to_owned()))
+        } else {
+            Err(ConfigError(format!(
+                "\"{s}\" is not an AWS region name (expected something like \"us-east-1\")"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which IAM Roles Anywhere or IAM resource an ARN must name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArnKind {
+    /// `arn:<partition>:rolesanywhere:<region>:<account>:trust-anchor/<uuid>`.
+    TrustAnchor,
+    /// `arn:<partition>:rolesanywhere:<region>:<account>:profile/<uuid>`.
+    Profile,
+    /// `arn:<partition>:iam::<account>:role/<path/name>`.
+    Role,
+}
+
+impl ArnKind {
+    fn flag(self) -> &'static str {
+        match self {
+            ArnKind::TrustAnchor => "--trust-anchor-arn",
+            ArnKind::Profile => "--profile-arn",
+            ArnKind::Role => "--role-arn",
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            ArnKind::TrustAnchor => {
+                "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/0b3b1c2d-…"
+            }
+            ArnKind::Profile => "arn:aws:rolesanywhere:us-east-1:123456789012:profile/5d6f7a8b-…",
+            ArnKind::Role => "arn:aws:iam::123456789012:role/MyRole",
+        }
+    }
+}
+
+/// A checked ARN of a given kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arn {
+    text: String,
+    partition: String,
+    region: Option<Region>,
+    resource: String,
+}
+
+impl Arn {
+    /// Parses `text` as an ARN of `kind`.
+    pub fn parse(text: &str, kind: ArnKind) -> Result<Self, ConfigError> {
+        let bad = |why: &str| {
+            ConfigError(format!(
+                "{} \"{text}\" is malformed: {why} (expected e.g. {})",
+                kind.flag(),
+                kind.example()
+            ))
+        };
+        let parts: Vec<&str> = text.splitn(6, ':').collect();
+        if parts.len() != 6 || parts[0] != "arn" {
+            return Err(bad("an ARN has six ':'-separated parts and starts with \"arn:\""));
+        }
+        let (partition, service, region, account, resource) =
+            (parts[1], parts[2], parts[3], parts[4], parts[5]);
+        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b")
+            && !partition.starts_with("aws-")
+        {
+            return Err(bad("unknown partition"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("the account id must be 12 digits"));
+        }
+        let (want_service, prefix) = match kind {
+            ArnKind::TrustAnchor => ("rolesanywhere", "trust-anchor/"),
+            ArnKind::Profile => ("rolesanywhere", "profile/"),
+            ArnKind::Role => ("iam", "role/"),
+        };
+        if service != want_service {
+            return Err(bad(&format!("the service must be \"{want_service}\"")));
+        }
+        let rest = resource
+            .strip_prefix(prefix)
+            .ok_or_else(|| bad(&format!("the resource must start with \"{prefix}\"")))?;
+        if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("the resource id is empty or has spaces"));
+        }
+        let region = match kind {
+            ArnKind::Role => {
+                if !region.is_empty() {
+                    return Err(bad("IAM role ARNs have an empty region"));
+                }
+                None
+            }
+            _ => Some(region.parse().map_err(|_| bad("the region is missing or invalid"))?),
+        };
+        Ok(Arn {
+            text: text.to_owned(),
+            partition: partition.to_owned(),
+            region,
+            resource: resource.to_owned(),
+        })
+    }
+
+    /// The ARN text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The region part (none for IAM roles).
+    pub fn region(&self) -> Option<&Region> {
+        self.region.as_ref()
+    }
+
+    /// The partition (`aws`, `aws-cn`, …).
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// The resource part (`role/MyRole`).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+}
+
+impl fmt::Display for Arn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A session duration in seconds, 900..=43200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionDuration(u32);
+
+impl SessionDuration {
+    /// The smallest duration the service accepts.
+    pub const MIN: u32 = 900;
+    /// The largest duration the service accepts.
+    pub const MAX: u32 = 43200;
+
+    /// Checks `seconds`.
+    pub fn new(seconds: u32) -> Result<Self, ConfigError> {
+        if (Self::MIN..=Self::MAX).contains(&seconds) {
+            Ok(SessionDuration(seconds))
+        } else {
+            Err(ConfigError(format!(
+                "--session-duration {seconds} is out of range: IAM Roles Anywhere accepts {}..{} seconds",
+                Self::MIN,
+                Self::MAX
+            )))
+        }
+    }
+
+    /// Seconds.
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for SessionDuration {
+    fn default() -> Self {
+        SessionDuration(3600)
+    }
+}
+
+/// The three ARNs and session options of one CreateSession call.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    /// The trust anchor.
+    pub trust_anchor_arn: Arn,
+    /// The profile.
+    pub profile_arn: Arn,
+    /// The role to assume.
+    pub role_arn: Arn,
+    /// How long the credentials last.
+    pub duration: SessionDuration,
+    /// An optional role session name.
+    pub role_session_name: Option<String>,
+}
+
+impl SessionRequest {
+    /// Builds a request, refusing a trust anchor and profile in different regions or
+    /// partitions (the service would reject it after a signature).
+    pub fn new(
+        trust_anchor_arn: Arn,
+        profile_arn: Arn,
+        role_arn: Arn,
+        duration: SessionDuration,
+        role_session_name: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        if trust_anchor_arn.region() != profile_arn.region() {
+            return Err(ConfigError(format!(
+                "the trust anchor is in {} but the profile is in {}: both must be in the same region",
+                trust_anchor_arn.region().map(Region::as_str).unwrap_or("?"),
+                profile_arn.region().map(Region::as_str).unwrap_or("?"),
+            )));
+        }
+        if trust_anchor_arn.partition() != profile_arn.partition()
+            || trust_anchor_arn.partition() != role_arn.partition()
+        {
+            return Err(ConfigError(
+                "the trust anchor, profile and role ARNs must be in the same partition".into(),
+            ));
+        }
+        if let Some(name) = &role_session_name {
+            let ok = (2..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"=,.@-_".contains(&b));
+            if !ok {
+                return Err(ConfigError(format!(
+                    "--role-session-name \"{name}\" is invalid: 2 to 64 characters of letters, digits and =,.@-_"
+                )));
+            }
+        }
+        Ok(SessionRequest {
+            trust_anchor_arn,
+            profile_arn,
+            role_arn,
+            duration,
+            role_session_name,
+        })
+    }
+
+    /// The region the request is signed for, from the trust anchor unless overridden.
+    pub fn default_region(&self) -> Region {
+        self.trust_anchor_arn
+            .region()
+            .cloned()
+            .unwrap_or_else(|| Region("us-east-1".into()))
+    }
+}
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// A PEM or DER file (possibly holding the key too).
+    File(PathBuf),
+    /// A certificate object on a PKCS#11 token.
+    Pkcs11(String),
+}
+
+/// Where the private key lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivateKeySource {
+    /// A key file (PEM, DER, PKCS#12, or a TSS2 key file).
+    File(PathBuf),
+    /// A private key object on a PKCS#11 token.
+    Pkcs11(String),
+    /// A persistent TPM key, `handle:0x81000101`.
+    TpmHandle(u32),
+}
+
+/// Settings of the PKCS#11 backend.
+#[derive(Debug, Clone, Default)]
+pub struct Pkcs11Settings {
+    /// `--pkcs11-lib`: the module to load unless the URI names one.
+    pub module: Option<PathBuf>,
+    /// Where the user PIN comes from, in order (after the URI's own `pin-source`/`pin-value`).
+    pub pin_sources: Vec<SecretSource>,
+    /// `--reuse-pin`: answer a context-specific login with the user PIN.
+    pub reuse_pin: bool,
+}
+
+/// Settings of the TPM backend.
+#[derive(Debug, Clone, Default)]
+pub struct TpmSettings {
+    /// The TCTI string, when given.
+    pub tcti: Option<String>,
+    /// Where the key password comes from.
+    pub key_password_sources: Vec<SecretSource>,
+    /// `--no-tpm-key-password`: the key has no password; never ask.
+    pub no_key_password: bool,
+}
+
+/// Everything needed to open an [`Identity`](crate::signer::Identity).
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// The certificate, when not taken from the key's file or token.
+    pub certificate: Option<CertificateSource>,
+    /// The key.
+    pub private_key: PrivateKeySource,
+    /// `--intermediates`: a PEM bundle sent as the chain (overrides any found elsewhere).
+    pub intermediates: Option<PathBuf>,
+    /// Where the password of an encrypted key file comes from.
+    pub key_password_sources: Vec<SecretSource>,
+    /// PKCS#11 settings.
+    pub pkcs11: Pkcs11Settings,
+    /// TPM settings.
+    pub tpm: TpmSettings,
+}
+
+/// Parses a `--private-key` or `--certificate` value's TPM handle form, `handle:0x81000101`
+/// or `handle:81000101`.
+pub fn parse_tpm_handle(s: &str) -> Option<Result<u32, ConfigError>> {
+    let rest = s.strip_prefix("handle:")?;
+    let hex = rest
+        .strip_prefix("0x")
+        .or_else(|| rest.strip_prefix("0X"))
+        .unwrap_or(rest);
+    Some(
+        u32::from_str_radix(hex, 16)
+            .ok()
+            .filter(|h| h >> 24 == 0x81)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "\"{s}\" is not a persistent TPM handle (expected handle:0x81000000..0x81FFFFFF)"
+                ))
+            }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TA: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/abc";
+    const PR: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/def";
+    const RO: &str = "arn:aws:iam::123456789012:role/path/Role";
+
+    #[test]
+    fn arns_parse() {
+        let ta = Arn::parse(TA, ArnKind::TrustAnchor).expect("ta");
+        assert_eq!(ta.region().map(Region::as_str), Some("us-east-1"));
+        assert!(Arn::parse(RO, ArnKind::Role).is_ok());
+        assert!(Arn::parse(PR, ArnKind::Profile).is_ok());
+    }
+
+    #[test]
+    fn malformed_arns_say_why() {
+        for (text, kind, why) in [
+            ("nope", ArnKind::Role, "six"),
+            (PR, ArnKind::TrustAnchor, "trust-anchor/"),
+            ("arn:aws:iam::12345:role/x", ArnKind::Role, "12 digits"),
+            ("arn:aws:s3::123456789012:role/x", ArnKind::Role, "\"iam\""),
+            (
+                "arn:aws:rolesanywhere::123456789012:profile/x",
+                ArnKind::Profile,
+                "region",
+            ),
+            ("arn:aws:iam::123456789012:role/", ArnKind::Role, "empty"),
+        ] {
+            let err = Arn::parse(text, kind).expect_err(text).0;
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn regions_must_agree() {
+        let ta = Arn::parse(TA, ArnKind::TrustAnchor).expect("ta");
+        let pr = Arn::parse(
+            "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/def",
+            ArnKind::Profile,
+        )
+        .expect("pr");
+        let ro = Arn::parse(RO, ArnKind::Role).expect("ro");
+        let err = SessionRequest::new(ta, pr, ro, SessionDuration::default(), None)
+            .expect_err("mismatch");
+        assert!(err.0.contains("us-east-1") && err.0.contains("eu-west-1"));
+    }
+
+    #[test]
+    fn durations_and_handles() {
+        assert!(SessionDuration::new(899).is_err());
+        assert!(SessionDuration::new(43201).is_err());
+        assert_eq!(SessionDuration::new(900).map(|d| d.seconds()), Ok(900));
+        assert_eq!(parse_tpm_handle("handle:0x81000101"), Some(Ok(0x8100_0101)));
+        assert_eq!(parse_tpm_handle("handle:81000101"), Some(Ok(0x8100_0101)));
+        assert!(matches!(parse_tpm_handle("handle:0x40000001"), Some(Err(_))));
+        assert_eq!(parse_tpm_handle("key.pem"), None);
+    }
+}

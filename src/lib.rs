@@ -1,0 +1,13 @@
+//! ra-signer: an AWS IAM Roles Anywhere credential helper whose private keys stay where they
+//! live (a PKCS#11 token, a TPM, or a key file).
+//!
+//! Layers, from the bottom: [`cert`] and [`signer`] (keys behind one trait),
+//! [`sigv4x509`] (pure request signing), [`rolesanywhere`] (CreateSession over HTTPS),
+//! [`credentials`] (what is handed to SDKs), and [`cli`]/[`app`] at the top.
+
+#![forbid(unsafe_code)]
+
+pub mod cert;
+pub mod secret;
+pub mod signer;
+pub mod config;

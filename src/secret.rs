@@ -1,0 +1,148 @@
+//! Secrets (PINs, passwords) as types: zeroized on drop, redacted in `Debug`, and read from
+//! sources that keep them off the command line where possible.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+/// A secret string, zeroized when dropped and never printed.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a string.
+    pub fn new(value: String) -> Self {
+        Secret(Zeroizing::new(value))
+    }
+
+    /// The secret, for the one call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("** redacted **")
+    }
+}
+
+/// Where a secret comes from. The first source that is set wins, in the order the caller
+/// lists them.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// Given on the command line (visible to other users through `ps`).
+    Value(Secret),
+    /// An environment variable, read when needed.
+    Env(&'static str),
+    /// A file whose first line is the secret.
+    File(PathBuf),
+    /// A prompt on the terminal, only when one is attached.
+    Prompt,
+}
+
+/// Why a secret could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// A secret is needed, none was given, and there is no terminal to ask on.
+    #[error("{what} is needed and none was given, and there is no terminal to ask for it")]
+    NoneGiven {
+        /// Which secret ("the PKCS#8 password").
+        what: String,
+    },
+    /// The secret file could not be read.
+    #[error("cannot read {what} from {path}: {source}")]
+    File {
+        /// Which secret.
+        what: String,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The prompt failed.
+    #[error("cannot read {what} from the terminal: {source}")]
+    Prompt {
+        /// Which secret.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Whether a person can be asked: stdin and stderr are both terminals.
+pub fn can_prompt() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Resolves the first available secret among `sources`. `what` names it in prompts and
+/// errors ("the PKCS#8 password").
+pub fn resolve(sources: &[SecretSource], what: &str) -> Result<Secret, SecretError> {
+    for source in sources {
+        match source {
+            SecretSource::Value(v) => return Ok(v.clone()),
+            SecretSource::Env(name) => {
+                if let Some(v) = std::env::var_os(name) {
+                    return Ok(Secret::new(v.to_string_lossy().into_owned()));
+                }
+            }
+            SecretSource::File(path) => return read_secret_file(path, what),
+            SecretSource::Prompt => {
+                if can_prompt() {
+                    let value = rpassword::prompt_password(format!("Enter {what}: "))
+                        .map_err(|source| SecretError::Prompt {
+                            what: what.to_owned(),
+                            source,
+                        })?;
+                    return Ok(Secret::new(value));
+                }
+            }
+        }
+    }
+    Err(SecretError::NoneGiven {
+        what: what.to_owned(),
+    })
+}
+
+/// Reads a secret file: its first line, without the line ending.
+pub fn read_secret_file(path: &std::path::Path, what: &str) -> Result<Secret, SecretError> {
+    let contents = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        SecretError::File {
+            what: what.to_owned(),
+            path: path.display().to_string(),
+            source,
+        }
+    })?);
+    let first = contents.lines().next().unwrap_or("");
+    Ok(Secret::new(first.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s:?}"), "** redacted **");
+        assert!(!format!("{:?}", SecretSource::Value(s)).contains("hunter2"));
+    }
+
+    #[test]
+    fn first_set_source_wins_and_file_drops_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\nignored\n").expect("write");
+        let got = resolve(
+            &[
+                SecretSource::Env("RA_SIGNER_TEST_SURELY_UNSET_VARIABLE"),
+                SecretSource::File(path),
+            ],
+            "the test password",
+        )
+        .expect("resolved");
+        assert_eq!(got.expose(), "s3cret");
+    }
+}
