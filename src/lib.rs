@@ -11,3 +11,4 @@ pub mod cert;
 pub mod secret;
 pub mod signer;
 pub mod config;
+pub mod error;
