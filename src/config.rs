@@ -304,6 +304,9 @@ pub struct Pkcs11Settings {
     pub pin_sources: Vec<SecretSource>,
     /// `--reuse-pin`: answer a context-specific login with the user PIN.
     pub reuse_pin: bool,
+    /// Where the context-specific PIN of a `CKA_ALWAYS_AUTHENTICATE` key comes from when
+    /// `reuse_pin` is off.
+    pub context_pin_sources: Vec<SecretSource>,
 }
 
 /// Settings of the TPM backend.
