@@ -263,9 +263,7 @@ impl Cert {
 
     /// SHA-1 fingerprint of the DER, lowercase hex (as the Go helper prints).
     pub fn sha1_hex(&self) -> String {
-        hex_lower(
-            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der).as_ref(),
-        )
+        hex_lower(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der).as_ref())
     }
 }
 
@@ -278,9 +276,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CertError> {
 
 /// Whether the bytes look like PEM text (rather than DER).
 pub fn looks_like_pem(bytes: &[u8]) -> bool {
-    bytes
-        .windows(11)
-        .any(|w| w == b"-----BEGIN ")
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
 /// Iterates over the PEM blocks of `text`, yielding (label, DER) or a parse error.
@@ -324,7 +320,9 @@ pub fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<(String, Vec<u8>),
         }
         match base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
             Ok(der) => blocks.push(Ok((label.to_owned(), der))),
-            Err(e) => blocks.push(Err(format!("PEM block \"{label}\" is not valid base64: {e}"))),
+            Err(e) => blocks.push(Err(format!(
+                "PEM block \"{label}\" is not valid base64: {e}"
+            ))),
         }
     }
     blocks.into_iter()
@@ -386,9 +384,6 @@ mod tests {
             decimal_from_be_bytes(&protocol_example),
             "124562745837719059303232313298209415765143613485"
         );
-        assert_eq!(
-            decimal_from_be_bytes(&[0xff; 8]),
-            u64::MAX.to_string()
-        );
+        assert_eq!(decimal_from_be_bytes(&[0xff; 8]), u64::MAX.to_string());
     }
 }

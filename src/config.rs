@@ -29,8 +29,7 @@ impl FromStr for Region {
         let ok = !s.is_empty()
             && s.len() <= 32
             && s.split('-').count() >= 3
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
@@ -102,12 +101,16 @@ impl Arn {
         };
         let parts: Vec<&str> = text.splitn(6, ':').collect();
         if parts.len() != 6 || parts[0] != "arn" {
-            return Err(bad("an ARN has six ':'-separated parts and starts with \"arn:\""));
+            return Err(bad(
+                "an ARN has six ':'-separated parts and starts with \"arn:\"",
+            ));
         }
         let (partition, service, region, account, resource) =
             (parts[1], parts[2], parts[3], parts[4], parts[5]);
-        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b")
-            && !partition.starts_with("aws-")
+        if !matches!(
+            partition,
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        ) && !partition.starts_with("aws-")
         {
             return Err(bad("unknown partition"));
         }
@@ -135,7 +138,11 @@ impl Arn {
                 }
                 None
             }
-            _ => Some(region.parse().map_err(|_| bad("the region is missing or invalid"))?),
+            _ => Some(
+                region
+                    .parse()
+                    .map_err(|_| bad("the region is missing or invalid"))?,
+            ),
         };
         Ok(Arn {
             text: text.to_owned(),
@@ -413,7 +420,10 @@ mod tests {
         assert_eq!(SessionDuration::new(900).map(|d| d.seconds()), Ok(900));
         assert_eq!(parse_tpm_handle("handle:0x81000101"), Some(Ok(0x8100_0101)));
         assert_eq!(parse_tpm_handle("handle:81000101"), Some(Ok(0x8100_0101)));
-        assert!(matches!(parse_tpm_handle("handle:0x40000001"), Some(Err(_))));
+        assert!(matches!(
+            parse_tpm_handle("handle:0x40000001"),
+            Some(Err(_))
+        ));
         assert_eq!(parse_tpm_handle("key.pem"), None);
     }
 }

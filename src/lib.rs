@@ -7,8 +7,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cert;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod rolesanywhere;
 pub mod secret;
 pub mod signer;
-pub mod config;
-pub mod error;
+pub mod sigv4x509;
+pub mod time;

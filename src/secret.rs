@@ -91,11 +91,12 @@ pub fn resolve(sources: &[SecretSource], what: &str) -> Result<Secret, SecretErr
             SecretSource::File(path) => return read_secret_file(path, what),
             SecretSource::Prompt => {
                 if can_prompt() {
-                    let value = rpassword::prompt_password(format!("Enter {what}: "))
-                        .map_err(|source| SecretError::Prompt {
+                    let value = rpassword::prompt_password(format!("Enter {what}: ")).map_err(
+                        |source| SecretError::Prompt {
                             what: what.to_owned(),
                             source,
-                        })?;
+                        },
+                    )?;
                     return Ok(Secret::new(value));
                 }
             }
@@ -108,13 +109,14 @@ pub fn resolve(sources: &[SecretSource], what: &str) -> Result<Secret, SecretErr
 
 /// Reads a secret file: its first line, without the line ending.
 pub fn read_secret_file(path: &std::path::Path, what: &str) -> Result<Secret, SecretError> {
-    let contents = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        SecretError::File {
-            what: what.to_owned(),
-            path: path.display().to_string(),
-            source,
-        }
-    })?);
+    let contents =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                what: what.to_owned(),
+                path: path.display().to_string(),
+                source,
+            })?,
+        );
     let first = contents.lines().next().unwrap_or("");
     Ok(Secret::new(first.to_owned()))
 }

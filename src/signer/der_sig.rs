@@ -68,15 +68,19 @@ mod tests {
     }
 
     #[test]
-    fn p384_length_uses_long_form() {
+    fn p384_with_both_high_bits_set() {
         let raw = vec![0xffu8; 96];
         let der = ecdsa_raw_to_der(&raw).expect("even length");
-        assert_eq!(&der[..3], &[0x30, 0x81, 2 * (2 + 49)]);
+        assert_eq!(&der[..5], &[0x30, 2 * (2 + 49), 0x02, 49, 0x00]);
+        assert_eq!(der.len(), 104);
     }
 
     #[test]
     fn zero_and_odd_inputs() {
-        assert_eq!(ecdsa_pair_to_der(&[0, 0], &[0]), vec![0x30, 6, 2, 1, 0, 2, 1, 0]);
+        assert_eq!(
+            ecdsa_pair_to_der(&[0, 0], &[0]),
+            vec![0x30, 6, 2, 1, 0, 2, 1, 0]
+        );
         assert!(ecdsa_raw_to_der(&[1, 2, 3]).is_none());
     }
 }

@@ -144,7 +144,8 @@ impl Identity {
         signer: Box<dyn Signer>,
         key_desc: &str,
     ) -> Result<Self, KeyMismatch> {
-        if signer.key_type() != leaf.key_type() || signer.public_key_bits() != leaf.public_key_bits()
+        if signer.key_type() != leaf.key_type()
+            || signer.public_key_bits() != leaf.public_key_bits()
         {
             return Err(KeyMismatch {
                 key_desc: format!("{}, {}", signer.key_type(), key_desc),
@@ -173,5 +174,193 @@ impl Identity {
     /// The key.
     pub fn signer(&self) -> &dyn Signer {
         self.signer.as_ref()
+    }
+}
+
+/// Opens the identity `config` describes: the only place that matches on the backend.
+pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+    use crate::config::{CertificateSource, PrivateKeySource};
+    let on_token = matches!(config.private_key, PrivateKeySource::Pkcs11(_))
+        || matches!(config.certificate, Some(CertificateSource::Pkcs11(_)));
+    if on_token {
+        return open_pkcs11(config);
+    }
+    match &config.private_key {
+        PrivateKeySource::TpmHandle(_) => open_tpm(config),
+        PrivateKeySource::File(path) if is_tss2_key_file(path) => open_tpm(config),
+        PrivateKeySource::File(path) => open_file(path, config),
+        PrivateKeySource::Pkcs11(_) => open_pkcs11(config),
+    }
+}
+
+/// Whether `path` holds a TPM 2.0 key (a TSS2 PRIVATE KEY PEM); unreadable files are left
+/// to the file loader, which reports them.
+fn is_tss2_key_file(path: &std::path::Path) -> bool {
+    std::fs::read(path)
+        .map(|b| {
+            b.windows(30)
+                .any(|w| w == b"-----BEGIN TSS2 PRIVATE KEY---")
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(feature = "pkcs11")]
+fn open_pkcs11(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+    pkcs11::open(config).map_err(Into::into)
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn open_pkcs11(_: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+    Err(crate::error::Error::new(
+        crate::error::ErrorClass::Usage,
+        "this ra-signer was built without PKCS#11 support",
+    )
+    .with_hint("rebuild with `cargo build --release --features pkcs11`"))
+}
+
+#[cfg(feature = "tpm")]
+fn open_tpm(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+    tpm::open(config).map_err(Into::into)
+}
+
+#[cfg(not(feature = "tpm"))]
+fn open_tpm(_: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+    Err(crate::error::Error::new(
+        crate::error::ErrorClass::Usage,
+        "the key is a TPM 2.0 key, and this ra-signer was built without TPM support",
+    )
+    .with_hint("rebuild with `cargo build --release --features tpm` (needs libtss2-dev)"))
+}
+
+/// Picks, from `candidates`, the certificates on the issuer path of `leaf`, in path order,
+/// leaving out self-signed roots (the trust anchor holds those) and anything unrelated.
+pub fn chain_for(leaf: &Cert, candidates: &[Cert]) -> Vec<Cert> {
+    let mut chain: Vec<Cert> = Vec::new();
+    let mut current = leaf.clone();
+    while chain.len() < 8 {
+        let Some(issuer) = candidates
+            .iter()
+            .find(|c| current.is_issued_by(c) && c.der() != current.der())
+        else {
+            break;
+        };
+        if issuer.is_issued_by(issuer) || chain.iter().any(|c| c.der() == issuer.der()) {
+            break;
+        }
+        chain.push(issuer.clone());
+        current = issuer.clone();
+    }
+    chain
+}
+
+/// Refuses a leaf certificate that is expired or not yet valid at `now`.
+pub fn check_validity(leaf: &Cert, now: crate::time::UtcTime) -> Result<(), crate::error::Error> {
+    use crate::error::{Error, ErrorClass};
+    use crate::time::UtcTime;
+    if now.unix() > leaf.not_after() {
+        return Err(Error::new(
+            ErrorClass::Identity,
+            format!(
+                "the certificate \"{}\" (serial {}) expired on {}",
+                leaf.subject(),
+                leaf.serial_decimal(),
+                UtcTime::from_unix(leaf.not_after()).rfc3339()
+            ),
+        )
+        .with_hint("renew the certificate with your CA"));
+    }
+    if now.unix() < leaf.not_before() {
+        return Err(Error::new(
+            ErrorClass::Identity,
+            format!(
+                "the certificate \"{}\" (serial {}) is not valid before {}",
+                leaf.subject(),
+                leaf.serial_decimal(),
+                UtcTime::from_unix(leaf.not_before()).rfc3339()
+            ),
+        )
+        .with_hint("check this machine's clock"));
+    }
+    Ok(())
+}
+
+/// A key file, with its certificate from `--certificate` or from the key's own file.
+fn open_file(
+    path: &std::path::Path,
+    config: &crate::config::IdentityConfig,
+) -> Result<Identity, crate::error::Error> {
+    use crate::config::CertificateSource;
+    use crate::error::{Error, ErrorClass};
+
+    let what = format!("the password of key file {}", path.display());
+    let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
+    let loaded = file::load(path, &mut ask).map_err(Error::from)?;
+    let key_desc = format!("{} file {}", loaded.format, path.display());
+
+    let mut certs = match &config.certificate {
+        Some(CertificateSource::File(cert_path)) if cert_path != path => {
+            Cert::all_from_file(cert_path).map_err(cert_error)?
+        }
+        _ => loaded.certificates.clone(),
+    };
+    if certs.is_empty() {
+        let origin = match &config.certificate {
+            Some(CertificateSource::File(p)) => p.display().to_string(),
+            _ => path.display().to_string(),
+        };
+        return Err(Error::new(
+            ErrorClass::Identity,
+            format!("no certificate found in {origin}"),
+        )
+        .with_hint("pass the certificate with --certificate FILE"));
+    }
+    // The leaf is the certificate whose key is ours; the first one when none is.
+    let leaf_index = certs
+        .iter()
+        .position(|c| c.public_key_bits() == loaded.signer.public_key_bits())
+        .unwrap_or(0);
+    let leaf = certs.remove(leaf_index);
+    let chain = match &config.intermediates {
+        Some(p) => Cert::all_from_file(p).map_err(cert_error)?,
+        None => chain_for(&leaf, &certs),
+    };
+    let identity = Identity::new(leaf, chain, loaded.signer, &key_desc).map_err(|e| {
+        Error::new(ErrorClass::Identity, e.to_string())
+            .with_hint("pass the key that belongs to this certificate (compare `openssl x509 -pubkey` with `openssl pkey -pubout`)")
+    })?;
+    check_validity(identity.leaf(), crate::time::UtcTime::now())?;
+    Ok(identity)
+}
+
+/// Classifies a certificate problem.
+pub fn cert_error(e: crate::cert::CertError) -> crate::error::Error {
+    use crate::cert::CertError;
+    use crate::error::{Error, ErrorClass};
+    let hint = match &e {
+        CertError::Read { .. } => "check the path and that this user may read it",
+        CertError::NoCertificate { .. } | CertError::Malformed { .. } => {
+            "pass a PEM (-----BEGIN CERTIFICATE-----) or DER X.509 certificate"
+        }
+    };
+    Error::new(ErrorClass::Identity, e.to_string()).with_hint(hint)
+}
+
+impl From<file::FileKeyError> for crate::error::Error {
+    fn from(e: file::FileKeyError) -> Self {
+        use crate::error::{Error, ErrorClass};
+        use file::FileKeyError as F;
+        let hint = match &e {
+            F::Read { .. } => Some("check the path and that this user may read it".to_owned()),
+            F::Password(crate::secret::SecretError::NoneGiven { .. }) => Some(format!(
+                "give it with --pkcs8-password-file FILE or ${}",
+                crate::cli::ENV_PKCS8_PASSWORD
+            )),
+            _ => None,
+        };
+        let err = Error::new(ErrorClass::Identity, e.to_string());
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
     }
 }

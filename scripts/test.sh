@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, makes the Python virtualenv with the real
+# AWS clients (boto3, awscli, iam-rolesanywhere-session), then runs every Rust test, unit
+# and integration, against real SoftHSM2 tokens, swtpm instances and ra-emulator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+venv=target/test-venv
+if ! "$venv/bin/python" -c 'import boto3, awscli, iam_rolesanywhere_session' 2>/dev/null; then
+  echo "test: making the Python virtualenv in $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check boto3 awscli iam-rolesanywhere-session
+fi
+export RA_SIGNER_TEST_PYTHON="$PWD/$venv/bin/python"
+
+features="pkcs11"
+if grep -q '^tpm *=' Cargo.toml && pkg-config --exists tss2-esys 2>/dev/null; then
+  features="$features,tpm"
+fi
+
+if command -v rustfmt >/dev/null; then
+  cargo fmt --all -- --check || { echo "test: cargo fmt --check failed" >&2; exit 1; }
+fi
+cargo test --features "$features" --all-targets -- "$@"

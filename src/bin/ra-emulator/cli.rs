@@ -1,0 +1,206 @@
+//! Command-line flags and their validation into a [`Config`] (no I/O here: files are
+//! read by `main`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::arn::{self, Arn, Kind};
+use crate::faults::{self, Fault};
+use crate::verify::{MAX_DURATION, MIN_DURATION};
+
+/// A local IAM Roles Anywhere CreateSession endpoint that verifies SigV4-X509 requests
+/// the way the service does, for tests and offline use.
+#[derive(Debug, Parser)]
+#[command(name = "ra-emulator", version)]
+pub struct Args {
+    /// Trust anchor CA certificate(s): a PEM bundle or one DER certificate (repeatable).
+    #[arg(long = "trust-anchor-ca", value_name = "FILE", required = true)]
+    pub trust_anchor_ca: Vec<PathBuf>,
+    /// The trust anchor ARN that exists.
+    #[arg(long, value_name = "ARN")]
+    pub trust_anchor_arn: String,
+    /// The profile ARN that exists.
+    #[arg(long, value_name = "ARN")]
+    pub profile_arn: String,
+    /// A role the profile may assume (repeatable).
+    #[arg(long = "role-arn", value_name = "ARN", required = true)]
+    pub role_arn: Vec<String>,
+    /// Address to listen on; loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Serve plain HTTP instead of HTTPS.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Write the PEM of the generated TLS CA certificate here (pass it to clients as a CA bundle).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_out: Option<PathBuf>,
+    /// Once listening, atomically write the base URL and a newline here.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// The profile's session limit in seconds (900..43200).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub max_duration: u64,
+    /// Refuse requests that set roleSessionName (403).
+    #[arg(long)]
+    pub deny_role_session_name: bool,
+    /// Allowed difference between X-Amz-Date and now, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub clock_skew: u64,
+    /// Exit by itself after this many seconds; 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub exit_after: u64,
+    /// Write JSON log lines to this file (appending) instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Fault to inject: KIND[:COUNT] with KIND one of status=NNN, throttle, delay=MS,
+    /// garbage, empty-set, close (repeatable).
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub fault: Vec<String>,
+}
+
+/// Validated settings, minus the trust anchor certificates (loaded from `anchor_files`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Files holding the trust anchor CAs.
+    pub anchor_files: Vec<PathBuf>,
+    /// Trust anchor ARN.
+    pub trust_anchor: Arn,
+    /// Profile ARN.
+    pub profile: Arn,
+    /// Allowed roles.
+    pub roles: Vec<Arn>,
+    /// Loopback listen address.
+    pub listen: SocketAddr,
+    /// HTTPS unless false.
+    pub tls: bool,
+    /// Where to write the TLS CA PEM.
+    pub tls_ca_out: Option<PathBuf>,
+    /// Where to write the base URL.
+    pub ready_file: Option<PathBuf>,
+    /// Profile session limit.
+    pub max_duration: u64,
+    /// Refuse roleSessionName.
+    pub deny_role_session_name: bool,
+    /// Allowed clock skew in seconds.
+    pub clock_skew: u64,
+    /// Stop after this long, if set.
+    pub exit_after: Option<Duration>,
+    /// Log file, or stderr.
+    pub log: Option<PathBuf>,
+    /// Initial faults.
+    pub faults: Vec<Fault>,
+}
+
+impl Args {
+    /// Checks the flags; the error is a one-line message for stderr.
+    pub fn into_config(self) -> Result<Config, String> {
+        if !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "--listen {}: refusing a non-loopback address (the emulator has no access control)",
+                self.listen
+            ));
+        }
+        if !(MIN_DURATION..=MAX_DURATION).contains(&self.max_duration) {
+            return Err(format!(
+                "--max-duration {}: must be between {MIN_DURATION} and {MAX_DURATION}",
+                self.max_duration
+            ));
+        }
+        let trust_anchor = arn::parse(&self.trust_anchor_arn, Kind::TrustAnchor)
+            .map_err(|e| format!("--trust-anchor-arn: {e}"))?;
+        let profile =
+            arn::parse(&self.profile_arn, Kind::Profile).map_err(|e| format!("--profile-arn: {e}"))?;
+        if profile.region != trust_anchor.region || profile.partition != trust_anchor.partition {
+            return Err(format!(
+                "--profile-arn is in {}/{} but --trust-anchor-arn is in {}/{}",
+                profile.partition, profile.region, trust_anchor.partition, trust_anchor.region
+            ));
+        }
+        let roles = self
+            .role_arn
+            .iter()
+            .map(|r| arn::parse(r, Kind::Role).map_err(|e| format!("--role-arn: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let faults = faults::parse_all(&self.fault).map_err(|e| format!("--fault: {e}"))?;
+        Ok(Config {
+            anchor_files: self.trust_anchor_ca,
+            trust_anchor,
+            profile,
+            roles,
+            listen: self.listen,
+            tls: !self.plain_http,
+            tls_ca_out: self.tls_ca_out,
+            ready_file: self.ready_file,
+            max_duration: self.max_duration,
+            deny_role_session_name: self.deny_role_session_name,
+            clock_skew: self.clock_skew,
+            exit_after: (self.exit_after > 0).then(|| Duration::from_secs(self.exit_after)),
+            log: self.log,
+            faults,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    const BASE: [&str; 9] = [
+        "ra-emulator",
+        "--trust-anchor-ca",
+        "ca.pem",
+        "--trust-anchor-arn",
+        "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta",
+        "--profile-arn",
+        "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p",
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/R",
+    ];
+
+    fn parse(extra: &[&str]) -> Result<Config, String> {
+        let argv: Vec<&str> = BASE.iter().chain(extra).copied().collect();
+        Args::try_parse_from(argv).map_err(|e| e.to_string())?.into_config()
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        Args::command().debug_assert();
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:0");
+        assert!(c.tls);
+        assert_eq!(c.max_duration, 3600);
+        assert_eq!(c.clock_skew, 300);
+        assert_eq!(c.exit_after, Some(Duration::from_secs(900)));
+        let c = parse(&[
+            "--listen", "[::1]:0", "--plain-http", "--exit-after", "0", "--fault", "throttle:2",
+            "--fault", "delay=5", "--role-arn", "arn:aws:iam::123456789012:role/S",
+            "--trust-anchor-ca", "b.der",
+        ])
+        .expect("flags");
+        assert!(!c.tls);
+        assert_eq!(c.exit_after, None);
+        assert_eq!(c.faults.len(), 2);
+        assert_eq!(c.roles.len(), 2);
+        assert_eq!(c.anchor_files.len(), 2);
+    }
+
+    #[test]
+    fn refuses_bad_settings() {
+        for extra in [
+            &["--listen", "0.0.0.0:8443"][..],
+            &["--max-duration", "60"],
+            &["--fault", "nope"],
+            &["--role-arn", "arn:aws:iam::123456789012:user/u"],
+        ] {
+            assert!(parse(extra).is_err(), "{extra:?}");
+        }
+        let mut argv = BASE.to_vec();
+        argv[6] = "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/p";
+        let err = Args::try_parse_from(argv).expect("syntax").into_config().expect_err("region");
+        assert!(err.contains("eu-west-1"), "{err}");
+    }
+}

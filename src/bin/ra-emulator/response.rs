@@ -1,0 +1,147 @@
+//! What the emulator answers: AWS restJson1 errors, the CreateSession success body with
+//! random (never logged) credentials, and request ids. Randomness comes from
+//! `ring::rand::SystemRandom`.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Response, StatusCode};
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::json;
+
+use crate::clock;
+use crate::verify::{Accepted, Policy};
+
+/// The body type of every response.
+pub type Body = Full<Bytes>;
+
+/// Suffix of `x-amzn-ErrorType`.
+const ERROR_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazonaws.rolesanywhere/";
+
+/// `n` random bytes. ring's system RNG only fails if the OS RNG is unusable, which
+/// would make any answer meaningless; fall back to a hash of the time in that case.
+fn random_bytes(rng: &SystemRandom, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    if rng.fill(&mut buf).is_err() {
+        let seed = clock::now().as_nanos().to_le_bytes();
+        let mut block = digest::digest(&digest::SHA256, &seed).as_ref().to_vec();
+        for (i, b) in buf.iter_mut().enumerate() {
+            if i % 32 == 0 && i > 0 {
+                block = digest::digest(&digest::SHA256, &block).as_ref().to_vec();
+            }
+            *b = block[i % 32];
+        }
+    }
+    buf
+}
+
+/// Random characters drawn from `alphabet` (modulo bias is irrelevant here).
+fn random_chars(rng: &SystemRandom, alphabet: &[u8], n: usize) -> String {
+    random_bytes(rng, n)
+        .iter()
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+        .collect()
+}
+
+/// Formats 16 bytes as a UUID string.
+fn uuid_from(bytes: &[u8]) -> String {
+    let h = crate::sigv4::hex(&bytes[..16]);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// A random version-4 UUID, used as `x-amzn-RequestId`.
+pub fn request_id(rng: &SystemRandom) -> String {
+    let mut b = random_bytes(rng, 16);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid_from(&b)
+}
+
+const BASE32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The CreateSession success body for `accepted` at `now` (Unix seconds).
+pub fn success_body(accepted: &Accepted, policy: &Policy, now: u64, rng: &SystemRandom) -> String {
+    let role = &accepted.role;
+    let session = accepted
+        .role_session_name
+        .clone()
+        .unwrap_or_else(|| accepted.leaf.serial_hex());
+    let source_identity = match accepted.leaf.common_name() {
+        Some(cn) => format!("CN={cn}"),
+        None => accepted.leaf.subject_text().to_string(),
+    };
+    let subject_id = uuid_from(digest::digest(&digest::SHA256, accepted.leaf.subject_der()).as_ref());
+    let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random_bytes(rng, 216));
+    json!({
+        "credentialSet": [{
+            "assumedRoleUser": {
+                "arn": format!("arn:{}:sts::{}:assumed-role/{}/{session}", role.partition, role.account, role.name()),
+                "assumedRoleId": format!("AROA{}:{session}", random_chars(rng, UPPER_DIGITS, 17)),
+            },
+            "credentials": {
+                "accessKeyId": format!("ASIA{}", random_chars(rng, BASE32, 16)),
+                "expiration": clock::iso8601(now + accepted.duration),
+                "secretAccessKey": random_chars(rng, BASE64ISH, 40),
+                "sessionToken": format!("IQoJb3JpZ2luX2Vj{token}"),
+            },
+            "packedPolicySize": 0,
+            "roleArn": role.to_string(),
+            "sourceIdentity": source_identity,
+        }],
+        "subjectArn": format!(
+            "arn:{}:rolesanywhere:{}:{}:subject/{subject_id}",
+            policy.trust_anchor.partition, policy.trust_anchor.region, policy.trust_anchor.account
+        ),
+    })
+    .to_string()
+}
+
+/// A response with a body, content type and request id.
+pub fn respond(status: u16, content_type: &str, body: String, request_id: &str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    if let Ok(v) = content_type.parse() {
+        headers.insert(hyper::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = request_id.parse() {
+        headers.insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+/// An AWS-style error: `{"message":…}` plus `x-amzn-ErrorType: <code>:<namespace>`.
+pub fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<Body> {
+    let mut resp = respond(status, "application/json", json!({ "message": message }).to_string(), request_id);
+    if let Ok(v) = format!("{code}:{ERROR_NAMESPACE}").parse() {
+        resp.headers_mut().insert("x-amzn-ErrorType", v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4_shaped() {
+        let rng = SystemRandom::new();
+        let id = request_id(&rng);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, request_id(&rng));
+    }
+
+    #[test]
+    fn errors_carry_type_and_request_id() {
+        let r = error(403, "AccessDeniedException", "Invalid signature", "rid");
+        assert_eq!(r.status(), 403);
+        assert_eq!(
+            r.headers()["x-amzn-errortype"],
+            "AccessDeniedException:http://internal.amazon.com/coral/com.amazonaws.rolesanywhere/"
+        );
+        assert_eq!(r.headers()["x-amzn-requestid"], "rid");
+    }
+}

@@ -1,0 +1,356 @@
+//! Command-line flags (clap) and their translation into validated configuration. No I/O
+//! happens here beyond reading the environment for defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{
+    Arn, ArnKind, CertificateSource, ConfigError, IdentityConfig, Pkcs11Settings, PrivateKeySource,
+    SessionDuration, SessionRequest, TpmSettings, parse_tpm_handle,
+};
+use crate::rolesanywhere::{ClientOptions, default_endpoint};
+use crate::secret::{Secret, SecretSource};
+
+/// Environment variable holding the password of an encrypted key file.
+pub const ENV_PKCS8_PASSWORD: &str = "RA_SIGNER_PKCS8_PASSWORD";
+/// Environment variable holding the PKCS#11 user PIN.
+pub const ENV_PKCS11_PIN: &str = "RA_SIGNER_PKCS11_PIN";
+/// Environment variable holding the PKCS#11 context-specific PIN.
+pub const ENV_PKCS11_CONTEXT_PIN: &str = "RA_SIGNER_PKCS11_CONTEXT_PIN";
+/// Environment variable holding the TPM key password.
+pub const ENV_TPM_KEY_PASSWORD: &str = "RA_SIGNER_TPM_KEY_PASSWORD";
+
+/// ra-signer: AWS IAM Roles Anywhere credentials from keys that stay in hardware.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ra-signer",
+    args_override_self = true,
+    version,
+    about = "AWS IAM Roles Anywhere credential helper: signs CreateSession with a key in a PKCS#11 token, a TPM 2.0 or a key file",
+    after_help = "Exit codes: 0 success, 1 other failure, 2 usage, 3 certificate/key/token problem, 4 rejected by AWS, 5 network or service failure.\nDocumentation: docs/ in the source tree."
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Get credentials once and print them as credential_process JSON on stdout.
+    CredentialProcess(CredentialProcessArgs),
+    /// Sign the fixed test string with the key (checks that a key works).
+    SignString(SignStringArgs),
+    /// Print a certificate's data as JSON (for a pkcs11: URI, every matching certificate).
+    ReadCertificateData(ReadCertificateDataArgs),
+    /// Print the version.
+    Version,
+}
+
+/// Where the certificate and key come from.
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// Certificate: a PEM/DER file, or a pkcs11: URI.
+    #[arg(long, value_name = "FILE|URI")]
+    pub certificate: Option<String>,
+    /// Private key: a key file (PKCS#8, SEC1, PKCS#1, encrypted PKCS#8, PKCS#12, TSS2), a
+    /// pkcs11: URI, or handle:0x81… for a persistent TPM key.
+    #[arg(long, value_name = "FILE|URI|HANDLE")]
+    pub private_key: Option<String>,
+    /// PEM bundle of intermediate CA certificates to send (overrides any found with the key).
+    #[arg(long, value_name = "FILE")]
+    pub intermediates: Option<PathBuf>,
+    /// One RFC 7512 URI naming the key on a PKCS#11 token (and its certificate, when that
+    /// is on the token too).
+    #[arg(long, value_name = "URI")]
+    pub pkcs11_uri: Option<String>,
+    /// PKCS#11 module to load (default: p11-kit's proxy); module-path in the URI wins.
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_lib: Option<PathBuf>,
+    /// File whose first line is the token user PIN (else $RA_SIGNER_PKCS11_PIN, else a
+    /// prompt when a terminal is attached).
+    #[arg(long, value_name = "FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// Answer the context-specific login of CKA_ALWAYS_AUTHENTICATE keys with the user PIN.
+    #[arg(long)]
+    pub reuse_pin: bool,
+    /// File holding the context-specific PIN (else $RA_SIGNER_PKCS11_CONTEXT_PIN, else a
+    /// prompt when a terminal is attached).
+    #[arg(long, value_name = "FILE")]
+    pub pkcs11_context_pin_file: Option<PathBuf>,
+    /// Password of an encrypted key file (visible to other users in the process list:
+    /// prefer --pkcs8-password-file or $RA_SIGNER_PKCS8_PASSWORD).
+    #[arg(long, value_name = "PASSWORD")]
+    pub pkcs8_password: Option<String>,
+    /// File whose first line is the password of an encrypted key file.
+    #[arg(long, value_name = "FILE")]
+    pub pkcs8_password_file: Option<PathBuf>,
+    /// TPM TCTI, e.g. device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321, tabrmd (else
+    /// $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE).
+    #[arg(long, value_name = "TCTI")]
+    pub tpm_tcti: Option<String>,
+    /// Password of the TPM key (visible in the process list: prefer
+    /// --tpm-key-password-file or $RA_SIGNER_TPM_KEY_PASSWORD).
+    #[arg(long, value_name = "PASSWORD")]
+    pub tpm_key_password: Option<String>,
+    /// File whose first line is the TPM key password.
+    #[arg(long, value_name = "FILE")]
+    pub tpm_key_password_file: Option<PathBuf>,
+    /// The TPM key has no password: never ask for one.
+    #[arg(long, conflicts_with_all = ["tpm_key_password", "tpm_key_password_file"])]
+    pub no_tpm_key_password: bool,
+}
+
+/// The CreateSession request and how to reach the service.
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// ARN of the trust anchor.
+    #[arg(long, value_name = "ARN")]
+    pub trust_anchor_arn: String,
+    /// ARN of the profile.
+    #[arg(long, value_name = "ARN")]
+    pub profile_arn: String,
+    /// ARN of the role to assume.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: String,
+    /// Session duration in seconds (900..43200, and at most the profile's limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub session_duration: u32,
+    /// Role session name (the profile must allow it).
+    #[arg(long, value_name = "NAME")]
+    pub role_session_name: Option<String>,
+    /// Signing region (default: the trust anchor's).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Endpoint URL (default: https://rolesanywhere.<region>.amazonaws.com).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Use the FIPS endpoint of the region (the signing region stays the plain one).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub fips: bool,
+    /// PEM bundle of CAs to trust for the endpoint instead of the system store (also
+    /// $AWS_CA_BUNDLE).
+    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Do not verify the endpoint's TLS certificate (dangerous: tests only).
+    #[arg(long)]
+    pub no_verify_ssl: bool,
+    /// Accepted for compatibility: proxies from HTTPS_PROXY/NO_PROXY are always honoured
+    /// (never for loopback endpoints).
+    #[arg(long)]
+    pub with_proxy: bool,
+    /// Connect timeout in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub connect_timeout: u64,
+    /// Timeout of one attempt in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub request_timeout: u64,
+    /// Attempts in all on throttling, 5xx or network failure (1 = no retry).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub max_attempts: u32,
+    /// Print the canonical request and string to sign on stderr (no secrets are printed).
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// `credential-process`.
+#[derive(Debug, Clone, Args)]
+pub struct CredentialProcessArgs {
+    /// The certificate and key.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The session.
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// Digest for `sign-string`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum DigestArg {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+/// Output format for `sign-string`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SignFormat {
+    /// Lowercase hex.
+    Text,
+    /// A JSON string holding the hex.
+    Json,
+    /// Raw signature bytes.
+    Bin,
+}
+
+/// `sign-string`.
+#[derive(Debug, Clone, Args)]
+pub struct SignStringArgs {
+    /// The certificate and key.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// Digest to sign with.
+    #[arg(long, value_enum, default_value = "SHA256")]
+    pub digest: DigestArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: SignFormat,
+}
+
+/// `read-certificate-data`.
+#[derive(Debug, Clone, Args)]
+pub struct ReadCertificateDataArgs {
+    /// The certificate (file or pkcs11: URI) and, for tokens, the module and PIN.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+impl IdentityArgs {
+    /// Validates the flags into an [`IdentityConfig`].
+    pub fn to_config(&self) -> Result<IdentityConfig, ConfigError> {
+        let certificate = self.certificate.as_deref().map(|c| {
+            if c.starts_with("pkcs11:") {
+                CertificateSource::Pkcs11(c.to_owned())
+            } else {
+                CertificateSource::File(PathBuf::from(c))
+            }
+        });
+        let private_key = match (&self.pkcs11_uri, self.private_key.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "give the key either as --pkcs11-uri or as --private-key, not both".into(),
+                ));
+            }
+            (Some(uri), None) => {
+                if !uri.starts_with("pkcs11:") {
+                    return Err(ConfigError(format!(
+                        "--pkcs11-uri \"{uri}\" must start with \"pkcs11:\""
+                    )));
+                }
+                PrivateKeySource::Pkcs11(uri.clone())
+            }
+            (None, Some(k)) if k.starts_with("pkcs11:") => PrivateKeySource::Pkcs11(k.to_owned()),
+            (None, Some(k)) => match parse_tpm_handle(k) {
+                Some(handle) => PrivateKeySource::TpmHandle(handle?),
+                None => PrivateKeySource::File(PathBuf::from(k)),
+            },
+            (None, None) => match &certificate {
+                // A PEM or PKCS#12 file may hold both: the Go helper accepts that too.
+                Some(CertificateSource::File(p)) => PrivateKeySource::File(p.clone()),
+                _ => {
+                    return Err(ConfigError(
+                        "no private key given: pass --private-key FILE|pkcs11:URI|handle:0x81… or --pkcs11-uri URI".into(),
+                    ));
+                }
+            },
+        };
+        let mut key_password_sources = Vec::new();
+        if let Some(p) = &self.pkcs8_password {
+            key_password_sources.push(SecretSource::Value(Secret::new(p.clone())));
+        }
+        if let Some(f) = &self.pkcs8_password_file {
+            key_password_sources.push(SecretSource::File(f.clone()));
+        }
+        key_password_sources.push(SecretSource::Env(ENV_PKCS8_PASSWORD));
+        key_password_sources.push(SecretSource::Prompt);
+
+        let mut pin_sources = Vec::new();
+        if let Some(f) = &self.pkcs11_pin_file {
+            pin_sources.push(SecretSource::File(f.clone()));
+        }
+        pin_sources.extend([SecretSource::Env(ENV_PKCS11_PIN), SecretSource::Prompt]);
+        let mut context_pin_sources = Vec::new();
+        if let Some(f) = &self.pkcs11_context_pin_file {
+            context_pin_sources.push(SecretSource::File(f.clone()));
+        }
+        context_pin_sources.extend([
+            SecretSource::Env(ENV_PKCS11_CONTEXT_PIN),
+            SecretSource::Prompt,
+        ]);
+
+        let mut tpm_password_sources = Vec::new();
+        if let Some(p) = &self.tpm_key_password {
+            tpm_password_sources.push(SecretSource::Value(Secret::new(p.clone())));
+        }
+        if let Some(f) = &self.tpm_key_password_file {
+            tpm_password_sources.push(SecretSource::File(f.clone()));
+        }
+        tpm_password_sources.extend([
+            SecretSource::Env(ENV_TPM_KEY_PASSWORD),
+            SecretSource::Prompt,
+        ]);
+
+        Ok(IdentityConfig {
+            certificate,
+            private_key,
+            intermediates: self.intermediates.clone(),
+            key_password_sources,
+            pkcs11: Pkcs11Settings {
+                module: self.pkcs11_lib.clone(),
+                pin_sources,
+                reuse_pin: self.reuse_pin,
+                context_pin_sources,
+            },
+            tpm: TpmSettings {
+                tcti: self.tpm_tcti.clone(),
+                key_password_sources: tpm_password_sources,
+                no_key_password: self.no_tpm_key_password,
+            },
+        })
+    }
+
+    /// Warnings about secrets given on the command line.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let mut w = Vec::new();
+        if self.pkcs8_password.is_some() {
+            w.push("--pkcs8-password is visible to other users in the process list; prefer --pkcs8-password-file or $RA_SIGNER_PKCS8_PASSWORD");
+        }
+        if self.tpm_key_password.is_some() {
+            w.push("--tpm-key-password is visible to other users in the process list; prefer --tpm-key-password-file or $RA_SIGNER_TPM_KEY_PASSWORD");
+        }
+        w
+    }
+}
+
+impl SessionArgs {
+    /// Validates the ARNs and session options.
+    pub fn to_request(&self) -> Result<SessionRequest, ConfigError> {
+        SessionRequest::new(
+            Arn::parse(&self.trust_anchor_arn, ArnKind::TrustAnchor)?,
+            Arn::parse(&self.profile_arn, ArnKind::Profile)?,
+            Arn::parse(&self.role_arn, ArnKind::Role)?,
+            SessionDuration::new(self.session_duration)?,
+            self.role_session_name.clone(),
+        )
+    }
+
+    /// The endpoint, region and transport options for `request`.
+    pub fn client_options(&self, request: &SessionRequest) -> Result<ClientOptions, ConfigError> {
+        let region = match &self.region {
+            Some(r) => r.parse()?,
+            None => request.default_region(),
+        };
+        let endpoint = match &self.endpoint {
+            Some(e) => e.clone(),
+            None => default_endpoint(&region, request.trust_anchor_arn.partition(), self.fips)
+                .map_err(ConfigError)?,
+        };
+        Ok(ClientOptions {
+            endpoint,
+            region,
+            ca_bundle: self.ca_bundle.clone().filter(|p| !p.as_os_str().is_empty()),
+            danger_accept_invalid_certs: self.no_verify_ssl,
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout.max(1)),
+            max_attempts: self.max_attempts,
+            debug: self.debug,
+        })
+    }
+}

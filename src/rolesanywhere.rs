@@ -1,0 +1,544 @@
+//! The CreateSession call over HTTPS: endpoint choice, TLS trust, retries with backoff and
+//! jitter (re-signing every attempt), and AWS error mapping.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::config::{Region, SessionRequest};
+use crate::credentials::{Credentials, parse_create_session};
+use crate::signer::{Identity, SignError};
+use crate::sigv4x509::{self, RequestParts};
+use crate::time::UtcTime;
+
+/// The regions with a FIPS endpoint (`rolesanywhere-fips.<region>.amazonaws.com`).
+pub const FIPS_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+];
+
+/// The public endpoint for `region` (`partition` decides the DNS suffix).
+pub fn default_endpoint(region: &Region, partition: &str, fips: bool) -> Result<String, String> {
+    let suffix = if partition == "aws-cn" {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    if fips {
+        if !FIPS_REGIONS.contains(&region.as_str()) {
+            return Err(format!(
+                "IAM Roles Anywhere has no FIPS endpoint in {region} (FIPS regions: {})",
+                FIPS_REGIONS.join(", ")
+            ));
+        }
+        return Ok(format!("https://rolesanywhere-fips.{region}.{suffix}"));
+    }
+    Ok(format!("https://rolesanywhere.{region}.{suffix}"))
+}
+
+/// How to reach the endpoint.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The endpoint URL (`https://host[:port]`; a bare host gets `https://`).
+    pub endpoint: String,
+    /// The region in the credential scope.
+    pub region: Region,
+    /// Trust only these CA certificates (PEM bundle), instead of the system store.
+    pub ca_bundle: Option<PathBuf>,
+    /// Skip TLS certificate verification (`--no-verify-ssl`).
+    pub danger_accept_invalid_certs: bool,
+    /// TCP+TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of one attempt, connect included.
+    pub request_timeout: Duration,
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: u32,
+    /// Print the canonical request and string to sign on stderr.
+    pub debug: bool,
+}
+
+/// Why CreateSession failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateSessionError {
+    /// The client could not be set up (bad CA bundle, bad endpoint URL).
+    #[error("{0}")]
+    Setup(String),
+    /// The key could not sign.
+    #[error("signing failed: {0}")]
+    Sign(#[from] SignError),
+    /// The endpoint could not be reached or did not answer in time.
+    #[error("cannot reach {endpoint}: {detail}")]
+    Transport {
+        /// The endpoint.
+        endpoint: String,
+        /// What happened (connection refused, timeout, TLS failure).
+        detail: String,
+        /// Whether it was a TLS certificate problem.
+        tls: bool,
+    },
+    /// The service answered with an error.
+    #[error("{}", service_message(*.status, .code, .message, .request_id))]
+    Service {
+        /// HTTP status.
+        status: u16,
+        /// AWS error code (`AccessDeniedException`).
+        code: String,
+        /// AWS error message.
+        message: String,
+        /// `x-amzn-RequestId`, when sent.
+        request_id: Option<String>,
+    },
+    /// The service answered success with a body we cannot use.
+    #[error("{endpoint} answered HTTP {status} but {detail}")]
+    BadResponse {
+        /// The endpoint.
+        endpoint: String,
+        /// HTTP status.
+        status: u16,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+fn service_message(status: u16, code: &str, message: &str, request_id: &Option<String>) -> String {
+    let mut s = format!("IAM Roles Anywhere refused CreateSession (HTTP {status} {code})");
+    if !message.is_empty() {
+        s.push_str(&format!(": {message}"));
+    }
+    if let Some(id) = request_id {
+        s.push_str(&format!(" [request id {id}]"));
+    }
+    s
+}
+
+impl CreateSessionError {
+    /// Whether another attempt may succeed (throttling, 5xx, transport trouble).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CreateSessionError::Service { status, code, .. } => {
+                *status >= 500 || *status == 429 || code.contains("Throttl")
+            }
+            CreateSessionError::Transport { tls, .. } => !tls,
+            CreateSessionError::BadResponse { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+/// A CreateSession client for one endpoint.
+pub struct Client {
+    http: reqwest::blocking::Client,
+    url: reqwest::Url,
+    host: String,
+    options: ClientOptions,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url.as_str())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Builds a client: parses the endpoint, loads the trust store, sets timeouts and proxies.
+    pub fn new(options: ClientOptions) -> Result<Self, CreateSessionError> {
+        let endpoint = if options.endpoint.contains("://") {
+            options.endpoint.clone()
+        } else {
+            format!("https://{}", options.endpoint)
+        };
+        let mut url = reqwest::Url::parse(&endpoint).map_err(|e| {
+            CreateSessionError::Setup(format!(
+                "--endpoint \"{}\" is not a URL: {e}",
+                options.endpoint
+            ))
+        })?;
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+            return Err(CreateSessionError::Setup(format!(
+                "--endpoint \"{}\" must be an http(s) URL with a host",
+                options.endpoint
+            )));
+        }
+        url.set_path("/sessions");
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let tls = tls_config(&options)?;
+        let mut builder = reqwest::blocking::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .user_agent(concat!("ra-signer/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none());
+        if is_loopback(&url) {
+            // Loopback endpoints (the emulator, a local proxy) never go through HTTPS_PROXY.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| {
+            CreateSessionError::Setup(format!(
+                "cannot set up the HTTPS client: {}",
+                error_chain(&e)
+            ))
+        })?;
+        Ok(Client {
+            http,
+            url,
+            host,
+            options,
+        })
+    }
+
+    /// The endpoint URL.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// Calls CreateSession, retrying throttling, 5xx and transport failures with
+    /// exponential backoff and full jitter; every attempt is signed afresh.
+    pub fn create_session(
+        &self,
+        identity: &Identity,
+        request: &SessionRequest,
+    ) -> Result<Credentials, CreateSessionError> {
+        let mut attempt = 1;
+        loop {
+            match self.attempt(identity, request, UtcTime::now()) {
+                Ok(c) => return Ok(c),
+                Err(e) if e.is_retryable() && attempt < self.options.max_attempts => {
+                    let delay = backoff(attempt);
+                    eprintln!(
+                        "ra-signer: attempt {attempt} of {} failed ({e}); retrying in {} ms",
+                        self.options.max_attempts,
+                        delay.as_millis()
+                    );
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn attempt(
+        &self,
+        identity: &Identity,
+        request: &SessionRequest,
+        now: UtcTime,
+    ) -> Result<Credentials, CreateSessionError> {
+        let body = session_body(request);
+        let parts = RequestParts {
+            method: "POST",
+            path: "/sessions",
+            query: vec![
+                ("profileArn", request.profile_arn.as_str()),
+                ("roleArn", request.role_arn.as_str()),
+                ("trustAnchorArn", request.trust_anchor_arn.as_str()),
+            ],
+            host: &self.host,
+            content_type: "application/json",
+            body: body.as_bytes(),
+        };
+        let signed = sigv4x509::sign(&parts, identity, &self.options.region, now)?;
+        if self.options.debug {
+            eprintln!(
+                "ra-signer: debug: canonical request:\n{}\nra-signer: debug: string to sign:\n{}",
+                signed.canonical_request, signed.string_to_sign
+            );
+        }
+        let mut url = self.url.clone();
+        url.set_query(Some(&sigv4x509::canonical_query(&parts.query)));
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in &signed.headers {
+            req = req.header(*name, value);
+        }
+        let resp = req.send().map_err(|e| self.transport_error(&e))?;
+        let status = resp.status().as_u16();
+        let request_id = header(&resp, "x-amzn-requestid");
+        let error_type = header(&resp, "x-amzn-errortype");
+        let body = Zeroizing::new(resp.bytes().map_err(|e| self.transport_error(&e))?.to_vec());
+        if self.options.debug {
+            eprintln!("ra-signer: debug: HTTP {status} from {}", self.url);
+        }
+        if status == 201 || status == 200 {
+            return parse_create_session(&body).map_err(|e| CreateSessionError::BadResponse {
+                endpoint: self.url.to_string(),
+                status,
+                detail: e.0,
+            });
+        }
+        let (code, message) = aws_error(error_type.as_deref(), &body);
+        if code.is_empty() && !(400..600).contains(&status) {
+            return Err(CreateSessionError::BadResponse {
+                endpoint: self.url.to_string(),
+                status,
+                detail: "that is not a CreateSession answer".into(),
+            });
+        }
+        Err(CreateSessionError::Service {
+            status,
+            code: if code.is_empty() {
+                format!("HTTP{status}")
+            } else {
+                code
+            },
+            message,
+            request_id,
+        })
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> CreateSessionError {
+        let detail = error_chain(e);
+        let tls = detail.contains("certificate") || detail.contains("UnknownIssuer");
+        let detail = if e.is_timeout() {
+            format!(
+                "no answer within {} s ({detail})",
+                self.options.request_timeout.as_secs()
+            )
+        } else {
+            detail
+        };
+        CreateSessionError::Transport {
+            endpoint: self.url.to_string(),
+            detail,
+            tls,
+        }
+    }
+}
+
+/// The JSON body: `durationSeconds`, and `roleSessionName` only when asked for.
+pub fn session_body(request: &SessionRequest) -> String {
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "durationSeconds".into(),
+        serde_json::Value::from(request.duration.seconds()),
+    );
+    if let Some(name) = &request.role_session_name {
+        body.insert(
+            "roleSessionName".into(),
+            serde_json::Value::from(name.as_str()),
+        );
+    }
+    serde_json::Value::Object(body).to_string()
+}
+
+fn header(resp: &reqwest::blocking::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The AWS restJson1 error code and message.
+fn aws_error(error_type: Option<&str>, body: &[u8]) -> (String, String) {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |names: &[&str]| -> Option<String> {
+        let obj = json.as_ref()?.as_object()?;
+        names
+            .iter()
+            .find_map(|n| obj.get(*n).and_then(|v| v.as_str()).map(str::to_owned))
+    };
+    let code = error_type
+        .map(|t| t.split(':').next().unwrap_or(t).to_owned())
+        .or_else(|| field(&["__type", "code", "Code"]))
+        .map(|c| c.rsplit('#').next().unwrap_or(&c).to_owned())
+        .unwrap_or_default();
+    let message = field(&["message", "Message"]).unwrap_or_default();
+    (code, message)
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(2 s, 200 ms × 2^(attempt-1))].
+fn backoff(attempt: u32) -> Duration {
+    let cap_ms = (200u64 << (attempt - 1).min(4)).min(2000);
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    Duration::from_millis(u64::from_le_bytes(b) % (cap_ms + 1))
+}
+
+/// The error and its causes, joined, innermost last.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn tls_config(options: &ClientOptions) -> Result<rustls::ClientConfig, CreateSessionError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CreateSessionError::Setup(format!("TLS setup failed: {e}")))?;
+    if options.danger_accept_invalid_certs {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(danger::AcceptAnyServerCert(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &options.ca_bundle {
+        Some(path) => {
+            let certs = crate::cert::Cert::all_from_file(path)
+                .map_err(|e| CreateSessionError::Setup(format!("cannot use the CA bundle: {e}")))?;
+            for c in certs {
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                    .map_err(|e| {
+                        CreateSessionError::Setup(format!(
+                            "the CA bundle {} holds a certificate TLS cannot use: {e}",
+                            path.display()
+                        ))
+                    })?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(CreateSessionError::Setup(
+                    "no trusted CA certificates found in the system trust store (SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs)".into(),
+                ));
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(CreateSessionError::Setup(
+            "the CA bundle holds no certificate".into(),
+        ));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+mod danger {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use std::sync::Arc;
+
+    /// Accepts any server certificate (`--no-verify-ssl`), still checking that the
+    /// handshake signatures are valid for the presented key.
+    #[derive(Debug)]
+    pub struct AcceptAnyServerCert(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAnyServerCert {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let r: Region = "us-east-1".parse().expect("region");
+        assert_eq!(
+            default_endpoint(&r, "aws", false).as_deref(),
+            Ok("https://rolesanywhere.us-east-1.amazonaws.com")
+        );
+        assert_eq!(
+            default_endpoint(&r, "aws", true).as_deref(),
+            Ok("https://rolesanywhere-fips.us-east-1.amazonaws.com")
+        );
+        let cn: Region = "cn-north-1".parse().expect("region");
+        assert_eq!(
+            default_endpoint(&cn, "aws-cn", false).as_deref(),
+            Ok("https://rolesanywhere.cn-north-1.amazonaws.com.cn")
+        );
+        let eu: Region = "eu-west-1".parse().expect("region");
+        assert!(default_endpoint(&eu, "aws", true).is_err());
+    }
+
+    #[test]
+    fn aws_errors_from_header_or_body() {
+        let (c, m) = aws_error(
+            Some("AccessDeniedException:http://internal.amazon.com/coral/"),
+            br#"{"message":"Untrusted Signing Certificate"}"#,
+        );
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("AccessDeniedException", "Untrusted Signing Certificate")
+        );
+        let (c, m) = aws_error(
+            None,
+            br#"{"__type":"com.amazon#ValidationException","Message":"bad"}"#,
+        );
+        assert_eq!((c.as_str(), m.as_str()), ("ValidationException", "bad"));
+        assert_eq!(aws_error(None, b"<html>"), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for attempt in 1..10 {
+            assert!(backoff(attempt) <= Duration::from_millis(2000));
+        }
+        assert!(backoff(1) <= Duration::from_millis(200));
+    }
+}

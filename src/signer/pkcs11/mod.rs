@@ -1,0 +1,636 @@
+//! PKCS#11 backend: keys that never leave a token (an HSM, a smart card, SoftHSM2).
+//!
+//! [`open`] loads the module once, selects the one token the URI names, reads the
+//! certificates (public objects) before logging in, logs the user in once, finds the private
+//! key, reads only its public attributes, pairs it with its certificate by public key (no
+//! test signature), and returns an [`Identity`] whose signer calls `C_Sign` once per
+//! signature. [`list_certificates`] serves `read-certificate-data --pkcs11-uri`.
+
+pub mod objects;
+pub mod session;
+pub mod signer;
+pub mod uri;
+
+use std::fmt;
+
+use cryptoki::error::{Error as CkError, RvError};
+
+use crate::cert::{Cert, CertError};
+use crate::config::{CertificateSource, IdentityConfig, Pkcs11Settings, PrivateKeySource};
+use crate::error::{Error, ErrorClass};
+use crate::secret::{Secret, SecretError};
+use crate::signer::{Identity, KeyMismatch};
+
+use objects::{TokenCert, TokenKey};
+use session::{FoundToken, Module};
+use signer::{Mechanisms, TokenSigner};
+pub use uri::{Pkcs11Uri, UriError};
+
+/// Why the PKCS#11 backend failed. Hardware failures keep the function and the raw `CKR_*`
+/// code.
+#[derive(Debug, thiserror::Error)]
+pub enum Pkcs11Error {
+    /// The URI is malformed.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// The module file could not be found.
+    #[error("PKCS#11 module \"{name}\" not found{}", searched_in(searched))]
+    ModuleNotFound {
+        /// The name or path asked for.
+        name: String,
+        /// Where it was looked for.
+        searched: Vec<String>,
+    },
+    /// The module could not be loaded.
+    #[error("cannot load PKCS#11 module {path}: {detail}")]
+    ModuleLoad {
+        /// The module file.
+        path: String,
+        /// The loader's complaint.
+        detail: String,
+    },
+    /// No token matches the URI.
+    #[error(
+        "no token matching {uri} is present in {module}{}",
+        list("tokens present", available)
+    )]
+    TokenAbsent {
+        /// The URI's token part.
+        uri: String,
+        /// The module searched.
+        module: String,
+        /// The tokens that are there.
+        available: Vec<String>,
+    },
+    /// Several tokens match the URI.
+    #[error("{} tokens match {uri}: the URI must select one{}", candidates.len(), list("matching", candidates))]
+    AmbiguousToken {
+        /// The URI.
+        uri: String,
+        /// The tokens that match.
+        candidates: Vec<String>,
+    },
+    /// No object of the wanted kind matches the URI.
+    #[error("no {what} matching {uri} on {token}{}", list("present", available))]
+    NoObject {
+        /// "private key" or "certificate".
+        what: &'static str,
+        /// The URI.
+        uri: String,
+        /// The token searched.
+        token: String,
+        /// Objects of that kind that are there.
+        available: Vec<String>,
+    },
+    /// Several objects of the wanted kind match the URI.
+    #[error("{} {what}s match {uri} on {token}: add object= or id= to select one{}", candidates.len(), list("matching", candidates))]
+    AmbiguousObjects {
+        /// "private key" or "certificate".
+        what: &'static str,
+        /// The URI.
+        uri: String,
+        /// The token.
+        token: String,
+        /// The objects that match.
+        candidates: Vec<String>,
+    },
+    /// No PIN could be had (none given and no terminal), or its file could not be read.
+    #[error(transparent)]
+    Pin(SecretError),
+    /// The token refused the PIN (CKR_PIN_INCORRECT). Never retried.
+    #[error("the token refused the {} PIN (CKR_PIN_INCORRECT) for {token}{}", if *context { "context-specific" } else { "user" }, pin_flags(*count_low, *final_try))]
+    PinIncorrect {
+        /// The token.
+        token: uri::TokenDesc,
+        /// Whether it was the context-specific login of an always-authenticate key.
+        context: bool,
+        /// CKF_USER_PIN_COUNT_LOW after the failure.
+        count_low: bool,
+        /// CKF_USER_PIN_FINAL_TRY after the failure.
+        final_try: bool,
+    },
+    /// The user PIN is locked (CKR_PIN_LOCKED or CKF_USER_PIN_LOCKED).
+    #[error("the user PIN of {token} is locked (CKR_PIN_LOCKED)")]
+    PinLocked {
+        /// The token.
+        token: uri::TokenDesc,
+    },
+    /// The user PIN has expired (CKR_PIN_EXPIRED).
+    #[error("the user PIN of {token} has expired (CKR_PIN_EXPIRED)")]
+    PinExpired {
+        /// The token.
+        token: uri::TokenDesc,
+    },
+    /// The key is not RSA, P-256 or P-384, or its public half cannot be read.
+    #[error("the key {key} cannot be used: {detail}")]
+    UnsupportedKey {
+        /// The key (object and id).
+        key: String,
+        /// Why.
+        detail: String,
+    },
+    /// The key and the certificate do not belong together.
+    #[error(transparent)]
+    KeyMismatch(#[from] KeyMismatch),
+    /// A certificate or intermediates file could not be used.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// The key file that goes with a certificate on a token could not be used.
+    #[error(transparent)]
+    KeyFile(#[from] crate::signer::file::FileKeyError),
+    /// A combination of sources this backend cannot serve.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A PKCS#11 call failed.
+    #[error("{function} failed with {} ({where_})", ckr_name(rv))]
+    Call {
+        /// The function, `C_Login`.
+        function: &'static str,
+        /// The raw return value.
+        rv: RvError,
+        /// On what.
+        where_: String,
+    },
+    /// A cryptoki failure that is not a return code.
+    #[error("{function} failed: {detail} ({where_})")]
+    Library {
+        /// The function.
+        function: &'static str,
+        /// cryptoki's description.
+        detail: String,
+        /// On what.
+        where_: String,
+    },
+}
+
+impl Pkcs11Error {
+    /// Wraps a failed call, keeping the raw return value.
+    pub fn call(function: &'static str, e: CkError, where_: impl fmt::Display) -> Self {
+        match e {
+            CkError::Pkcs11(rv, _) => Pkcs11Error::Call {
+                function,
+                rv,
+                where_: where_.to_string(),
+            },
+            other => Pkcs11Error::Library {
+                function,
+                detail: other.to_string(),
+                where_: where_.to_string(),
+            },
+        }
+    }
+}
+
+fn searched_in(dirs: &[String]) -> String {
+    if dirs.is_empty() {
+        String::new()
+    } else {
+        format!(" (searched {})", dirs.join(", "))
+    }
+}
+
+fn list(what: &str, items: &[String]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("; {what}:");
+    for i in items {
+        s.push_str("\n  ");
+        s.push_str(i);
+    }
+    s
+}
+
+fn pin_flags(count_low: bool, final_try: bool) -> &'static str {
+    if final_try {
+        "; ONE attempt is left before the PIN locks"
+    } else if count_low {
+        "; the token reports failed attempts: few are left before the PIN locks"
+    } else {
+        ""
+    }
+}
+
+/// The `CKR_*` name of a return value: `PinIncorrect` → `CKR_PIN_INCORRECT`.
+pub fn ckr_name(rv: &RvError) -> String {
+    if let RvError::VendorDefined(code) = rv {
+        return format!("CKR_VENDOR_DEFINED({code:#x})");
+    }
+    let debug = format!("{rv:?}");
+    let mut out = String::from("CKR");
+    for c in debug.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+impl From<Pkcs11Error> for Error {
+    fn from(e: Pkcs11Error) -> Self {
+        use Pkcs11Error as P;
+        let e = match e {
+            // The file backend classifies its own failures.
+            P::KeyFile(f) => return Error::from(f),
+            other => other,
+        };
+        let message = e.to_string();
+        let id = |hint: &str| Error::new(ErrorClass::Identity, message.clone()).with_hint(hint);
+        match &e {
+            P::Uri(_) => Error::new(ErrorClass::Usage, message).with_hint(
+                "write it as pkcs11:token=LABEL;object=LABEL (percent-encode special characters); \
+                 `p11tool --list-all` prints the URI of every object",
+            ),
+            P::ModuleNotFound { .. } | P::ModuleLoad { .. } => id(
+                "pass the module with --pkcs11-lib PATH or module-path= in the URI \
+                 (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)",
+            ),
+            P::TokenAbsent { .. } => id(
+                "insert the token, or fix token=/serial=/slot-id= in the URI \
+                 (`p11tool --list-tokens` shows them)",
+            ),
+            P::AmbiguousToken { .. } => {
+                id("add serial= (or slot-id=) to the URI to pick one token")
+            }
+            P::NoObject {
+                what: "certificate",
+                ..
+            } => id(
+                "store the certificate on the token next to the key (ra-signer keygen --import-cert), \
+                 or pass it with --certificate FILE",
+            ),
+            P::NoObject { .. } => {
+                id("fix object= or id= in the URI; the keys present are listed above")
+            }
+            P::AmbiguousObjects { .. } => id("use one of the URIs listed above"),
+            P::Pin(SecretError::NoneGiven { .. }) => id(
+                "give the PIN with --pkcs11-pin-file FILE, RA_SIGNER_PKCS11_PIN, or pin-source=file:… \
+                 in the URI (no terminal to ask on)",
+            ),
+            P::Pin(_) => id("check the PIN file's path and permissions"),
+            P::PinIncorrect { .. } => id(
+                "check the PIN; ra-signer tried it once and will not retry, so the token's \
+                 retry counter is not run down",
+            ),
+            P::PinLocked { .. } => id(
+                "the token's security officer must unlock it (e.g. `pkcs11-tool --login --login-type so --init-pin`)",
+            ),
+            P::PinExpired { .. } => id("change the PIN (e.g. `pkcs11-tool --login --change-pin`)"),
+            P::UnsupportedKey { .. } => id("use an RSA, P-256 or P-384 key"),
+            P::KeyMismatch(_) => id(
+                "pass the certificate issued for this key, or the key the certificate was issued for \
+                 (compare `p11tool --export-pubkey` with `openssl x509 -pubkey`)",
+            ),
+            P::Cert(c) => id(match c {
+                CertError::Read { .. } => "check the path and that this user may read it",
+                _ => "pass a PEM or DER X.509 certificate",
+            }),
+            P::KeyFile(_) => Error::new(ErrorClass::Identity, message),
+            P::Unsupported(_) => Error::new(ErrorClass::Usage, message),
+            P::Call { rv, .. } => match rv {
+                RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::SlotIdInvalid => {
+                    id("insert the token and try again")
+                }
+                RvError::UserNotLoggedIn => id("the token wants a login: give the PIN"),
+                _ => id("the token or its module failed; `pkcs11-tool --test` may say more"),
+            },
+            P::Library { .. } => {
+                id("the module misbehaved; check it with `pkcs11-tool --module … -L`")
+            }
+        }
+    }
+}
+
+/// One certificate on a token, with a URI that selects exactly it.
+#[derive(Debug, Clone)]
+pub struct TokenCertificate {
+    /// The certificate.
+    pub cert: Cert,
+    /// `pkcs11:model=…;manufacturer=…;serial=…;token=…;id=…;object=…;type=cert`.
+    pub uri: String,
+}
+
+/// Every certificate matching `uri` (its token attributes and `object`/`id`) on every token
+/// it matches. No login: certificates are public objects.
+pub fn list_certificates(
+    uri: &str,
+    settings: &Pkcs11Settings,
+) -> Result<Vec<TokenCertificate>, Pkcs11Error> {
+    let uri = Pkcs11Uri::parse(uri)?;
+    if let Some(t) = uri.object_type {
+        if t != uri::ObjectType::Cert && t != uri::ObjectType::Private {
+            return Err(Pkcs11Error::Unsupported(format!(
+                "the URI names type={}, and only certificates can be listed",
+                t.as_str()
+            )));
+        }
+    }
+    let module = session::load(&session::module_path(&uri, settings)?)?;
+    let tokens = session::matching_tokens(&module, &uri)?;
+    if tokens.is_empty() {
+        return Err(session::select_token(&module, &uri)
+            .err()
+            .unwrap_or_else(|| Pkcs11Error::Unsupported("no token".into())));
+    }
+    let mut out = Vec::new();
+    for token in &tokens {
+        let s = session::open_session(&module, token, false)?;
+        for c in objects::certificates(&s, &token.desc)? {
+            if !objects::cert_matches(&c, &uri) {
+                continue;
+            }
+            let mut u = token.desc.uri();
+            u.id = Some(c.id.clone());
+            u.object = Some(c.label.clone());
+            u.object_type = Some(uri::ObjectType::Cert);
+            out.push(TokenCertificate {
+                cert: c.cert,
+                uri: u.to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Opens the identity described by `config` where the key or certificate is on a token.
+pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
+    let cert_uri = match &config.certificate {
+        Some(CertificateSource::Pkcs11(u)) => Some(Pkcs11Uri::parse(u)?),
+        _ => None,
+    };
+    let key_uri = match &config.private_key {
+        PrivateKeySource::Pkcs11(u) => Pkcs11Uri::parse(u)?,
+        PrivateKeySource::File(path) => {
+            let cert_uri = cert_uri.ok_or_else(|| {
+                Pkcs11Error::Unsupported("neither the key nor the certificate is on a token".into())
+            })?;
+            return open_file_key_with_token_cert(config, &cert_uri, path);
+        }
+        PrivateKeySource::TpmHandle(_) => {
+            return Err(Pkcs11Error::Unsupported(
+                "a TPM key with a certificate on a PKCS#11 token is not supported: \
+                 export the certificate and pass it with --certificate FILE"
+                    .into(),
+            ));
+        }
+    };
+    let settings = &config.pkcs11;
+    let module = session::load(&session::module_path(&key_uri, settings)?)?;
+    let token = session::select_token(&module, &key_uri)?;
+    let session = session::open_session(&module, &token, false)?;
+
+    // Certificates are public: read them before the login, so a missing certificate fails
+    // without asking for a PIN.
+    let token_certs = objects::certificates(&session, &token.desc)?;
+    let leaf_candidates: Vec<Cert> = match (&config.certificate, &cert_uri) {
+        (Some(CertificateSource::File(path)), _) => vec![Cert::first_from_file(path)?],
+        (_, Some(cu)) => certs_for_uri(&module, &token, &token_certs, cu, settings)?,
+        _ => token_certs
+            .iter()
+            .filter(|c| objects::cert_matches(c, &key_uri))
+            .map(|c| c.cert.clone())
+            .collect(),
+    };
+    if leaf_candidates.is_empty() {
+        return Err(Pkcs11Error::NoObject {
+            what: "certificate",
+            uri: cert_uri.as_ref().unwrap_or(&key_uri).to_string(),
+            token: token.desc.to_string(),
+            available: token_certs
+                .iter()
+                .map(|c| objects::describe(&c.label, &c.id))
+                .collect(),
+        });
+    }
+
+    let user_pin = session::login(&module, &session, &token, &mut || {
+        session::user_pin(&key_uri, settings, &token.desc)
+    })?;
+
+    let key = find_key(&session, &key_uri, &token)?;
+    let public_key = match &key.public_key {
+        Some(p) => p.clone(),
+        // No public key object: trust the token's pairing of key and certificate by CKA_ID.
+        None => token_certs
+            .iter()
+            .find(|c| !key.id.is_empty() && c.id == key.id && c.cert.key_type() == key.key_type)
+            .map(|c| c.cert.public_key_bits().to_vec())
+            .ok_or_else(|| Pkcs11Error::UnsupportedKey {
+                key: key.describe(),
+                detail: "the token has no public key or certificate with the key's CKA_ID, \
+                         so its public key cannot be read"
+                    .into(),
+            })?,
+    };
+    let leaf = pick_leaf(leaf_candidates, key.key_type, &public_key);
+
+    let mechanisms = Mechanisms::from_list(&session::mechanisms(&module, &token)?);
+    signer::check_plan(key.key_type, &mechanisms, key.always_auth).map_err(|detail| {
+        Pkcs11Error::UnsupportedKey {
+            key: key.describe(),
+            detail,
+        }
+    })?;
+    let context_pin = if key.always_auth {
+        Some(context_pin(settings, user_pin, &key_uri, &token, &key)?)
+    } else {
+        None
+    };
+
+    let chain = match &config.intermediates {
+        Some(path) => Cert::all_from_file(path)?,
+        None => {
+            let pool: Vec<Cert> = token_certs.into_iter().map(|c| c.cert).collect();
+            crate::signer::chain_for(&leaf, &pool)
+        }
+    };
+    let key_desc = format!("key {} on {}", key.describe(), token.desc);
+    let signer = TokenSigner::new(
+        session,
+        key.handle,
+        key.key_type,
+        public_key,
+        mechanisms,
+        key.always_auth,
+        context_pin,
+        key_desc.clone(),
+    );
+    Ok(Identity::new(leaf, chain, Box::new(signer), &key_desc)?)
+}
+
+/// The leaf: among the candidates, the certificates of this key, the one valid longest (a
+/// renewed certificate beside its predecessor); the first candidate when none is of this key
+/// (then [`Identity::new`] refuses the mismatch).
+fn pick_leaf(mut candidates: Vec<Cert>, key_type: crate::cert::KeyType, public_key: &[u8]) -> Cert {
+    let mine = |c: &Cert| c.key_type() == key_type && c.public_key_bits() == public_key;
+    let best = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| mine(c))
+        .max_by_key(|(_, c)| (c.not_after(), c.not_before()))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    candidates.swap_remove(best)
+}
+
+/// The one private key the URI selects.
+fn find_key(
+    session: &cryptoki::session::Session,
+    key_uri: &Pkcs11Uri,
+    token: &FoundToken,
+) -> Result<TokenKey, Pkcs11Error> {
+    let handles = objects::private_keys(session, key_uri, &token.desc)?;
+    match handles.len() {
+        1 => objects::key_info(session, handles[0], &token.desc),
+        0 => Err(Pkcs11Error::NoObject {
+            what: "private key",
+            uri: key_uri.to_string(),
+            token: token.desc.to_string(),
+            available: objects::list_private_keys(session, &token.desc),
+        }),
+        _ => {
+            let mut candidates = Vec::new();
+            for h in handles {
+                let k = objects::key_info(session, h, &token.desc)?;
+                let mut u = token.desc.uri();
+                u.object = Some(k.label.clone());
+                u.id = Some(k.id.clone());
+                u.object_type = Some(uri::ObjectType::Private);
+                candidates.push(format!("{} ({})", u, k.key_type));
+            }
+            Err(Pkcs11Error::AmbiguousObjects {
+                what: "private key",
+                uri: key_uri.to_string(),
+                token: token.desc.to_string(),
+                candidates,
+            })
+        }
+    }
+}
+
+/// The certificates a `--certificate pkcs11:` URI names: on the key's token when it matches
+/// it (and names no other module), else on the token it names.
+fn certs_for_uri(
+    key_module: &Module,
+    key_token: &FoundToken,
+    key_token_certs: &[TokenCert],
+    cert_uri: &Pkcs11Uri,
+    settings: &Pkcs11Settings,
+) -> Result<Vec<Cert>, Pkcs11Error> {
+    let module = session::load(&session::module_path(cert_uri, settings)?)?;
+    let same_module = module.path == key_module.path;
+    let certs: Vec<TokenCert> = if same_module && cert_uri.matches_token(&key_token.desc) {
+        key_token_certs.to_vec()
+    } else {
+        let token = session::select_token(&module, cert_uri)?;
+        let s = session::open_session(&module, &token, false)?;
+        objects::certificates(&s, &token.desc)?
+    };
+    let found: Vec<Cert> = certs
+        .into_iter()
+        .filter(|c| objects::cert_matches(c, cert_uri))
+        .map(|c| c.cert)
+        .collect();
+    Ok(found)
+}
+
+fn context_pin(
+    settings: &Pkcs11Settings,
+    user_pin: Option<Secret>,
+    key_uri: &Pkcs11Uri,
+    token: &FoundToken,
+    key: &TokenKey,
+) -> Result<Secret, Pkcs11Error> {
+    if settings.reuse_pin {
+        return match user_pin {
+            Some(p) => Ok(p),
+            None => session::user_pin(key_uri, settings, &token.desc),
+        };
+    }
+    session::context_pin(&settings.context_pin_sources, &key.label)
+}
+
+/// A certificate on a token with its key in a file (`--certificate pkcs11:… --private-key
+/// key.pem`).
+fn open_file_key_with_token_cert(
+    config: &IdentityConfig,
+    cert_uri: &Pkcs11Uri,
+    key_path: &std::path::Path,
+) -> Result<Identity, Pkcs11Error> {
+    let module = session::load(&session::module_path(cert_uri, &config.pkcs11)?)?;
+    let token = session::select_token(&module, cert_uri)?;
+    let s = session::open_session(&module, &token, false)?;
+    let token_certs = objects::certificates(&s, &token.desc)?;
+    let candidates: Vec<Cert> = token_certs
+        .iter()
+        .filter(|c| objects::cert_matches(c, cert_uri))
+        .map(|c| c.cert.clone())
+        .collect();
+    if candidates.is_empty() {
+        return Err(Pkcs11Error::NoObject {
+            what: "certificate",
+            uri: cert_uri.to_string(),
+            token: token.desc.to_string(),
+            available: token_certs
+                .iter()
+                .map(|c| objects::describe(&c.label, &c.id))
+                .collect(),
+        });
+    }
+    let what = format!("the password of key file {}", key_path.display());
+    let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
+    let loaded = crate::signer::file::load(key_path, &mut ask)?;
+    let leaf = pick_leaf(
+        candidates,
+        loaded.signer.key_type(),
+        loaded.signer.public_key_bits(),
+    );
+    let chain = match &config.intermediates {
+        Some(path) => Cert::all_from_file(path)?,
+        None => {
+            let pool: Vec<Cert> = token_certs.into_iter().map(|c| c.cert).collect();
+            crate::signer::chain_for(&leaf, &pool)
+        }
+    };
+    let key_desc = format!("{} file {}", loaded.format, key_path.display());
+    Ok(Identity::new(leaf, chain, loaded.signer, &key_desc)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ckr_names() {
+        assert_eq!(ckr_name(&RvError::PinIncorrect), "CKR_PIN_INCORRECT");
+        assert_eq!(
+            ckr_name(&RvError::UserAlreadyLoggedIn),
+            "CKR_USER_ALREADY_LOGGED_IN"
+        );
+        assert_eq!(ckr_name(&RvError::TokenNotPresent), "CKR_TOKEN_NOT_PRESENT");
+        assert_eq!(
+            ckr_name(&RvError::VendorDefined(0x8000_0001)),
+            "CKR_VENDOR_DEFINED(0x80000001)"
+        );
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let uri = Pkcs11Error::from(Pkcs11Uri::parse("nope").expect_err("bad"));
+        assert_eq!(Error::from(uri).class, ErrorClass::Usage);
+        let absent = Pkcs11Error::TokenAbsent {
+            uri: "pkcs11:token=x".into(),
+            module: "m.so".into(),
+            available: vec!["token \"a\"".into()],
+        };
+        let e = Error::from(absent);
+        assert_eq!(e.class, ErrorClass::Identity);
+        assert!(
+            e.message.contains("no token matching pkcs11:token=x"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("token \"a\""), "{}", e.message);
+    }
+}

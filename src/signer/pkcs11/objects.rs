@@ -1,0 +1,432 @@
+//! Objects on a token: certificates (public, read whole), private keys (found by label and
+//! id, and asked only for public attributes), and the public key that pairs them.
+//!
+//! Private keys are never asked for `CKA_VALUE`, `CKA_PRIVATE_EXPONENT`, primes or any other
+//! secret attribute: the attributes requested of them are listed in [`KEY_ATTRIBUTES`].
+
+use cryptoki::error::Error as CkError;
+use cryptoki::object::{
+    Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
+};
+use cryptoki::session::Session;
+
+use super::Pkcs11Error;
+use super::uri::{Pkcs11Uri, TokenDesc};
+use crate::cert::{Cert, KeyType as CertKeyType};
+
+/// DER of the P-256 curve OID, as CKA_EC_PARAMS holds it.
+pub const EC_PARAMS_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER of the P-384 curve OID.
+pub const EC_PARAMS_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// The only attributes ever read from a private key object: all public.
+pub const KEY_ATTRIBUTES: &[AttributeType] = &[
+    AttributeType::KeyType,
+    AttributeType::Label,
+    AttributeType::Id,
+    AttributeType::AlwaysAuthenticate,
+    AttributeType::Modulus,
+    AttributeType::PublicExponent,
+    AttributeType::EcParams,
+];
+
+/// A certificate object.
+#[derive(Debug, Clone)]
+pub struct TokenCert {
+    /// The parsed certificate.
+    pub cert: Cert,
+    /// CKA_LABEL.
+    pub label: String,
+    /// CKA_ID.
+    pub id: Vec<u8>,
+}
+
+/// A private key object and its public half.
+#[derive(Debug, Clone)]
+pub struct TokenKey {
+    /// The object.
+    pub handle: ObjectHandle,
+    /// CKA_LABEL.
+    pub label: String,
+    /// CKA_ID.
+    pub id: Vec<u8>,
+    /// RSA, P-256 or P-384.
+    pub key_type: CertKeyType,
+    /// The public key as a certificate's SPKI holds it (RSAPublicKey DER or EC point).
+    pub public_key: Option<Vec<u8>>,
+    /// CKA_ALWAYS_AUTHENTICATE.
+    pub always_auth: bool,
+}
+
+impl TokenKey {
+    /// "label=…, id=…" for messages.
+    pub fn describe(&self) -> String {
+        describe(&self.label, &self.id)
+    }
+}
+
+/// "object=…;id=…" for messages.
+pub fn describe(label: &str, id: &[u8]) -> String {
+    format!(
+        "object={};id={}",
+        super::uri::encode(label.as_bytes(), false),
+        super::uri::encode(id, true)
+    )
+}
+
+fn call<'a>(function: &'static str, token: &'a TokenDesc) -> impl Fn(CkError) -> Pkcs11Error + 'a {
+    move |e| Pkcs11Error::call(function, e, token)
+}
+
+fn find(
+    session: &Session,
+    template: &[Attribute],
+    token: &TokenDesc,
+) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
+    session
+        .find_objects(template)
+        .map_err(call("C_FindObjects", token))
+}
+
+fn label_id_template(class: ObjectClass, uri: Option<&Pkcs11Uri>) -> Vec<Attribute> {
+    let mut template = vec![Attribute::Class(class)];
+    if let Some(uri) = uri {
+        if let Some(label) = &uri.object {
+            template.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        if let Some(id) = &uri.id {
+            template.push(Attribute::Id(id.clone()));
+        }
+    }
+    template
+}
+
+/// Every X.509 certificate on the token (public objects: no login needed). Unparsable
+/// certificates are skipped.
+pub fn certificates(session: &Session, token: &TokenDesc) -> Result<Vec<TokenCert>, Pkcs11Error> {
+    let template = [
+        Attribute::Class(ObjectClass::CERTIFICATE),
+        Attribute::CertificateType(CertificateType::X_509),
+    ];
+    let mut out = Vec::new();
+    for handle in find(session, &template, token)? {
+        let attrs = session
+            .get_attributes(
+                handle,
+                &[
+                    AttributeType::Value,
+                    AttributeType::Label,
+                    AttributeType::Id,
+                ],
+            )
+            .map_err(call("C_GetAttributeValue", token))?;
+        let (mut der, mut label, mut id) = (None, String::new(), Vec::new());
+        for a in attrs {
+            match a {
+                Attribute::Value(v) => der = Some(v),
+                Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                Attribute::Id(i) => id = i,
+                _ => {}
+            }
+        }
+        let Some(der) = der else { continue };
+        let origin = format!("certificate {} on {}", describe(&label, &id), token);
+        if let Ok(cert) = Cert::from_der(&der, &origin) {
+            out.push(TokenCert { cert, label, id });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a certificate object matches the URI's `object` and `id`.
+pub fn cert_matches(c: &TokenCert, uri: &Pkcs11Uri) -> bool {
+    uri.object
+        .as_deref()
+        .is_none_or(|o| o.as_bytes() == c.label.as_bytes())
+        && uri.id.as_deref().is_none_or(|i| i == c.id.as_slice())
+}
+
+/// The private keys matching the URI's `object` and `id`.
+pub fn private_keys(
+    session: &Session,
+    uri: &Pkcs11Uri,
+    token: &TokenDesc,
+) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
+    find(
+        session,
+        &label_id_template(ObjectClass::PRIVATE_KEY, Some(uri)),
+        token,
+    )
+}
+
+/// Labels and ids of every private key on the token, for error messages.
+pub fn list_private_keys(session: &Session, token: &TokenDesc) -> Vec<String> {
+    let Ok(handles) = find(
+        session,
+        &label_id_template(ObjectClass::PRIVATE_KEY, None),
+        token,
+    ) else {
+        return Vec::new();
+    };
+    handles
+        .into_iter()
+        .filter_map(|h| {
+            let attrs = session
+                .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
+                .ok()?;
+            let (mut label, mut id) = (String::new(), Vec::new());
+            for a in attrs {
+                match a {
+                    Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                    Attribute::Id(i) => id = i,
+                    _ => {}
+                }
+            }
+            Some(describe(&label, &id))
+        })
+        .collect()
+}
+
+/// Reads a private key's public attributes and finds its public key: the modulus and
+/// exponent of an RSA key, or for EC the CKA_EC_POINT of the public key object with the same
+/// CKA_ID (without one, `public_key` is `None` and the caller pairs by CKA_ID).
+pub fn key_info(
+    session: &Session,
+    handle: ObjectHandle,
+    token: &TokenDesc,
+) -> Result<TokenKey, Pkcs11Error> {
+    let attrs = session
+        .get_attributes(handle, KEY_ATTRIBUTES)
+        .map_err(call("C_GetAttributeValue", token))?;
+    let mut key = TokenKey {
+        handle,
+        label: String::new(),
+        id: Vec::new(),
+        key_type: CertKeyType::Other,
+        public_key: None,
+        always_auth: false,
+    };
+    let (mut ck_type, mut modulus, mut exponent, mut params) = (None, None, None, None);
+    for a in attrs {
+        match a {
+            Attribute::KeyType(t) => ck_type = Some(t),
+            Attribute::Label(l) => key.label = String::from_utf8_lossy(&l).into_owned(),
+            Attribute::Id(i) => key.id = i,
+            Attribute::AlwaysAuthenticate(b) => key.always_auth = b,
+            Attribute::Modulus(m) => modulus = Some(m),
+            Attribute::PublicExponent(e) => exponent = Some(e),
+            Attribute::EcParams(p) => params = Some(p),
+            _ => {}
+        }
+    }
+    let unsupported = |what: String| Pkcs11Error::UnsupportedKey {
+        key: describe(&key.label, &key.id),
+        detail: what,
+    };
+    match ck_type {
+        Some(KeyType::RSA) => {
+            key.key_type = CertKeyType::Rsa;
+            match (modulus, exponent) {
+                (Some(n), Some(e)) if !n.is_empty() && !e.is_empty() => {
+                    key.public_key = Some(rsa_public_key_der(&n, &e));
+                }
+                _ => {
+                    // Some tokens hide the modulus on the private object: use the public one.
+                    key.public_key = public_object_rsa(session, &key.id, token)?;
+                }
+            }
+        }
+        Some(KeyType::EC) => {
+            let params = params.unwrap_or_default();
+            key.key_type = curve(&params).ok_or_else(|| {
+                unsupported(format!(
+                    "the EC curve {} is not P-256 or P-384",
+                    crate::cert::hex_lower(&params)
+                ))
+            })?;
+            key.public_key = public_object_ec(session, &key.id, key.key_type, token)?;
+        }
+        Some(other) => return Err(unsupported(format!("key type {other} is not RSA or EC"))),
+        None => return Err(unsupported("the token does not tell its key type".into())),
+    }
+    Ok(key)
+}
+
+fn curve(params: &[u8]) -> Option<CertKeyType> {
+    match params {
+        EC_PARAMS_P256 => Some(CertKeyType::EcP256),
+        EC_PARAMS_P384 => Some(CertKeyType::EcP384),
+        _ => None,
+    }
+}
+
+fn public_objects(
+    session: &Session,
+    id: &[u8],
+    key_type: KeyType,
+    token: &TokenDesc,
+) -> Result<Vec<ObjectHandle>, Pkcs11Error> {
+    if id.is_empty() {
+        return Ok(Vec::new());
+    }
+    find(
+        session,
+        &[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(key_type),
+            Attribute::Id(id.to_vec()),
+        ],
+        token,
+    )
+}
+
+fn public_object_rsa(
+    session: &Session,
+    id: &[u8],
+    token: &TokenDesc,
+) -> Result<Option<Vec<u8>>, Pkcs11Error> {
+    for h in public_objects(session, id, KeyType::RSA, token)? {
+        let attrs = session
+            .get_attributes(h, &[AttributeType::Modulus, AttributeType::PublicExponent])
+            .map_err(call("C_GetAttributeValue", token))?;
+        let (mut n, mut e) = (None, None);
+        for a in attrs {
+            match a {
+                Attribute::Modulus(m) => n = Some(m),
+                Attribute::PublicExponent(x) => e = Some(x),
+                _ => {}
+            }
+        }
+        if let (Some(n), Some(e)) = (n, e) {
+            return Ok(Some(rsa_public_key_der(&n, &e)));
+        }
+    }
+    Ok(None)
+}
+
+fn public_object_ec(
+    session: &Session,
+    id: &[u8],
+    key_type: CertKeyType,
+    token: &TokenDesc,
+) -> Result<Option<Vec<u8>>, Pkcs11Error> {
+    for h in public_objects(session, id, KeyType::EC, token)? {
+        let attrs = session
+            .get_attributes(h, &[AttributeType::EcPoint])
+            .map_err(call("C_GetAttributeValue", token))?;
+        for a in attrs {
+            if let Attribute::EcPoint(p) = a {
+                if let Some(point) = unwrap_ec_point(&p, key_type) {
+                    return Ok(Some(point));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The uncompressed point of CKA_EC_POINT, which PKCS#11 says is a DER OCTET STRING and some
+/// tokens return raw. The curve's point length tells the two apart.
+pub fn unwrap_ec_point(value: &[u8], key_type: CertKeyType) -> Option<Vec<u8>> {
+    let len = match key_type {
+        CertKeyType::EcP256 => 65,
+        CertKeyType::EcP384 => 97,
+        _ => return None,
+    };
+    if value.len() == len && value[0] == 0x04 {
+        return Some(value.to_vec());
+    }
+    if value.len() == len + 2
+        && value[0] == 0x04
+        && usize::from(value[1]) == len
+        && value[2] == 0x04
+    {
+        return Some(value[2..].to_vec());
+    }
+    None
+}
+
+/// PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` in DER, as
+/// a certificate's SPKI carries it.
+pub fn rsa_public_key_der(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
+    let n = der_uint(modulus);
+    let e = der_uint(exponent);
+    let mut out = Vec::with_capacity(n.len() + e.len() + 4);
+    out.push(0x30);
+    push_len(&mut out, n.len() + e.len());
+    out.extend_from_slice(&n);
+    out.extend_from_slice(&e);
+    out
+}
+
+fn der_uint(value: &[u8]) -> Vec<u8> {
+    let trimmed: &[u8] = match value.iter().position(|b| *b != 0) {
+        Some(i) => &value[i..],
+        None => &[0],
+    };
+    let pad = trimmed[0] & 0x80 != 0;
+    let mut out = Vec::with_capacity(trimmed.len() + 4);
+    out.push(0x02);
+    push_len(&mut out, trimmed.len() + usize::from(pad));
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(trimmed);
+    out
+}
+
+fn push_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend_from_slice(&[0x81, len as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_public_key_matches_a_real_certificate() {
+        // The modulus and exponent of a 1024-bit key, with CKA_MODULUS's leading-zero-free
+        // encoding; the DER must add the sign byte.
+        let n = [0xc0u8; 128];
+        let der = rsa_public_key_der(&n, &[0x01, 0x00, 0x01]);
+        assert_eq!(&der[..4], &[0x30, 0x81, 0x89, 0x02]);
+        assert_eq!(&der[4..7], &[0x81, 0x81, 0x00]);
+        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
+        // 2048-bit: long-form lengths.
+        let der = rsa_public_key_der(&[0x80; 256], &[0x00, 0x01, 0x00, 0x01]);
+        assert_eq!(&der[..8], &[0x30, 0x82, 0x01, 0x0a, 0x02, 0x82, 0x01, 0x01]);
+        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
+    }
+
+    #[test]
+    fn ec_points_wrapped_or_raw() {
+        let mut raw = vec![0x04u8];
+        raw.extend_from_slice(&[0x41; 64]);
+        let mut wrapped = vec![0x04, 65];
+        wrapped.extend_from_slice(&raw);
+        assert_eq!(
+            unwrap_ec_point(&raw, CertKeyType::EcP256),
+            Some(raw.clone())
+        );
+        assert_eq!(
+            unwrap_ec_point(&wrapped, CertKeyType::EcP256),
+            Some(raw.clone())
+        );
+        assert_eq!(unwrap_ec_point(&wrapped, CertKeyType::EcP384), None);
+        assert_eq!(unwrap_ec_point(&raw[..64], CertKeyType::EcP256), None);
+        let mut raw384 = vec![0x04u8];
+        raw384.extend_from_slice(&[7; 96]);
+        let mut wrapped384 = vec![0x04, 97];
+        wrapped384.extend_from_slice(&raw384);
+        assert_eq!(
+            unwrap_ec_point(&wrapped384, CertKeyType::EcP384),
+            Some(raw384)
+        );
+    }
+}

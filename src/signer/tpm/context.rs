@@ -1,0 +1,443 @@
+//! Reaching the TPM: which TCTI, a fast and clear failure when nothing answers, and the
+//! response codes the rest of the backend reasons about.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tss_esapi::Context;
+use tss_esapi::constants::response_code::Tss2ResponseCode;
+use tss_esapi::tcti_ldr::TctiNameConf;
+
+use super::TpmError;
+
+/// The TCTI used when neither the flag nor an environment variable names one.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+
+/// Environment variable: seconds one TPM command may take before ra-signer gives up
+/// (0: wait forever).
+pub const TIMEOUT_ENV: &str = "RA_SIGNER_TPM_TIMEOUT";
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A TCTI string and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tcti {
+    text: String,
+    origin: &'static str,
+}
+
+impl Tcti {
+    /// Picks the TCTI: `--tpm-tcti`, then `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a
+    /// device path), then `device:/dev/tpmrm0`.
+    pub fn resolve(flag: Option<&str>) -> Tcti {
+        Self::resolve_with(flag, |name| {
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        })
+    }
+
+    /// [`Tcti::resolve`] with the environment given as a function (for tests).
+    pub fn resolve_with(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Tcti {
+        if let Some(flag) = flag {
+            return Tcti {
+                text: flag.trim().to_owned(),
+                origin: "--tpm-tcti",
+            };
+        }
+        for name in ["TPM2TOOLS_TCTI", "TSS2_TCTI"] {
+            if let Some(value) = env(name) {
+                return Tcti {
+                    text: value.trim().to_owned(),
+                    origin: if name == "TSS2_TCTI" {
+                        "TSS2_TCTI"
+                    } else {
+                        "TPM2TOOLS_TCTI"
+                    },
+                };
+            }
+        }
+        if let Some(device) = env("TPM_DEVICE") {
+            let device = device.trim();
+            let text = if device.contains(':') {
+                device.to_owned()
+            } else {
+                format!("device:{device}")
+            };
+            return Tcti {
+                text,
+                origin: "TPM_DEVICE",
+            };
+        }
+        Tcti {
+            text: DEFAULT_TCTI.to_owned(),
+            origin: "the default",
+        }
+    }
+
+    /// A TCTI given explicitly (tests, keygen).
+    pub fn explicit(text: &str) -> Tcti {
+        Tcti {
+            text: text.to_owned(),
+            origin: "--tpm-tcti",
+        }
+    }
+
+    /// The TCTI string.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Where the string came from (`--tpm-tcti`, `TPM2TOOLS_TCTI`, …).
+    pub fn origin(&self) -> &'static str {
+        self.origin
+    }
+
+    fn bad(&self, why: impl Into<String>) -> TpmError {
+        TpmError::BadTcti {
+            tcti: self.text.clone(),
+            origin: self.origin,
+            why: why.into(),
+        }
+    }
+
+    fn unreachable(&self, why: impl Into<String>) -> TpmError {
+        TpmError::Unreachable {
+            tcti: self.text.clone(),
+            origin: self.origin,
+            why: why.into(),
+        }
+    }
+
+    /// Parses the string into the loader's form, refusing what this build cannot reach.
+    fn name_conf(&self) -> Result<TctiNameConf, TpmError> {
+        let (kind, conf) = self
+            .text
+            .split_once(':')
+            .unwrap_or((self.text.as_str(), ""));
+        match kind {
+            "device" | "tabrmd" => {}
+            "swtpm" | "mssim" => {
+                if conf.split(',').any(|kv| kv.starts_with("path=")) {
+                    return Err(self.bad(
+                        "a UNIX-socket TCTI (path=) is not supported by this build: start swtpm with \
+                         --server type=tcp and use swtpm:host=127.0.0.1,port=PORT",
+                    ));
+                }
+                for kv in conf.split(',').filter(|kv| !kv.is_empty()) {
+                    if !(kv.starts_with("host=") || kv.starts_with("port=")) {
+                        return Err(self.bad(format!(
+                            "unknown option \"{kv}\" (expected host=ADDRESS,port=PORT)"
+                        )));
+                    }
+                }
+            }
+            _ => {
+                return Err(self.bad(
+                    "unknown TCTI (expected device:PATH, swtpm:host=H,port=P, mssim:host=H,port=P or tabrmd)",
+                ));
+            }
+        }
+        TctiNameConf::from_str(&self.text).map_err(|e| self.bad(e.to_string()))
+    }
+
+    /// Checks quickly that something is there before handing the TCTI to libtss2, whose
+    /// own failures are terse.
+    fn preflight(&self) -> Result<(), TpmError> {
+        let (kind, conf) = self
+            .text
+            .split_once(':')
+            .unwrap_or((self.text.as_str(), ""));
+        match kind {
+            "device" => {
+                let path = if conf.is_empty() { "/dev/tpm0" } else { conf };
+                if !Path::new(path).exists() {
+                    return Err(self.unreachable(format!("there is no TPM device at {path}")));
+                }
+            }
+            "swtpm" | "mssim" => {
+                let mut host = "localhost";
+                let mut port: u16 = 2321;
+                for kv in conf.split(',') {
+                    if let Some(h) = kv.strip_prefix("host=") {
+                        host = h;
+                    } else if let Some(p) = kv.strip_prefix("port=") {
+                        port = p.parse().map_err(|_| self.bad(format!("bad port \"{p}\"")))?;
+                    }
+                }
+                let addrs: Vec<SocketAddr> = (host, port)
+                    .to_socket_addrs()
+                    .map_err(|e| self.unreachable(format!("cannot resolve {host}: {e}")))?
+                    .collect();
+                let mut last = None;
+                for addr in &addrs {
+                    match TcpStream::connect_timeout(addr, Duration::from_secs(3)) {
+                        Ok(_) => return Ok(()),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                return Err(self.unreachable(match last {
+                    Some(e) => format!("nothing answers on {host}:{port} ({e})"),
+                    None => format!("{host} has no address"),
+                }));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Opens an ESAPI context on this TCTI.
+    pub fn connect(&self) -> Result<Context, TpmError> {
+        let conf = self.name_conf()?;
+        self.preflight()?;
+        guarded(self, "opening the TPM", || Context::new(conf))
+            .map_err(|e| self.unreachable(describe_error(&e)))
+    }
+}
+
+/// Runs one TPM operation under a watchdog: libtss2 has no timeout of its own, and a TPM
+/// that accepts the connection but never answers (a busy swtpm serves one client at a time)
+/// would hang the process. When the deadline passes, the process reports it and exits with
+/// the identity exit code; there is nothing else to do with a thread stuck in a C call.
+pub fn guarded<T>(tcti: &Tcti, what: &str, f: impl FnOnce() -> T) -> T {
+    let limit = timeout();
+    if limit.is_zero() {
+        return f();
+    }
+    let (done, wait) = mpsc::channel::<()>();
+    let message = format!(
+        "error: the TPM at \"{}\" ({}) did not answer within {} s while {what}\n\
+         hint: another process may hold the TPM (swtpm serves one client at a time; a kernel \
+         resource manager, device:/dev/tpmrm0, or tabrmd shares it); {TIMEOUT_ENV}=SECONDS \
+         changes the limit",
+        tcti.text,
+        tcti.origin,
+        limit.as_secs()
+    );
+    let watchdog = std::thread::Builder::new()
+        .name("tpm-watchdog".into())
+        .spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                eprintln!("{message}");
+                std::process::exit(3);
+            }
+        });
+    let out = f();
+    drop(done);
+    if let Ok(handle) = watchdog {
+        let _ = handle.join();
+    }
+    out
+}
+
+fn timeout() -> Duration {
+    match std::env::var(TIMEOUT_ENV) {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT),
+        Err(_) => DEFAULT_TIMEOUT,
+    }
+}
+
+/// The raw TSS2 return code of an error (layer bits included), when it came from the
+/// TSS rather than from the Rust wrapper.
+pub fn raw_rc(error: &tss_esapi::Error) -> Option<u32> {
+    let text = match error {
+        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatZero(rc)) => rc.to_string(),
+        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatOne(rc)) => rc.to_string(),
+        _ => return None,
+    };
+    // Displayed as "Response code value: 0x98e".
+    let hex = text.rsplit("0x").next()?;
+    u32::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// A TSS2 return code, shown with its name where known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rc(pub u32);
+
+impl Rc {
+    /// The TSS layer (0 for the TPM itself, 7 ESAPI, 10 TCTI, …).
+    pub fn layer(self) -> u32 {
+        (self.0 >> 16) & 0xff
+    }
+
+    /// The TPM's error without its handle/session/parameter number, for format-one codes
+    /// (`TPM_RC_AUTH_FAIL` = 0x08E, …), or the whole code for format-zero ones.
+    pub fn base(self) -> u32 {
+        let rc = self.0 & 0xffff;
+        if rc & 0x80 != 0 { 0x80 | (rc & 0x3f) } else { rc }
+    }
+
+    /// A wrong password (`TPM_RC_AUTH_FAIL` or `TPM_RC_BAD_AUTH`).
+    pub fn is_auth_failure(self) -> bool {
+        self.layer() == 0 && matches!(self.base(), 0x08E | 0x0A2)
+    }
+
+    /// Dictionary-attack lockout.
+    pub fn is_lockout(self) -> bool {
+        self.layer() == 0 && self.0 & 0xffff == 0x921
+    }
+
+    /// The connection to the TPM broke (a restarted simulator, a vanished device).
+    pub fn is_connection_lost(self) -> bool {
+        // TSS2_TCTI_RC_IO_ERROR, TSS2_BASE_RC_NO_CONNECTION, TSS2_BASE_RC_TRY_AGAIN …
+        self.layer() == 0x0a || (self.layer() == 7 && matches!(self.0 & 0xffff, 0x0a | 0x15))
+    }
+
+    /// The loaded key is gone (the TPM was reset, or someone flushed it).
+    pub fn is_object_gone(self) -> bool {
+        self.layer() == 0
+            && (matches!(self.0 & 0xffff, 0x910 | 0x100)
+                || (self.base() == 0x08B && (self.0 >> 8) & 0xf == 1 && self.0 & 0x40 == 0))
+    }
+
+    fn name(self) -> Option<&'static str> {
+        if self.layer() == 0x0a {
+            return Some(match self.0 & 0xffff {
+                0x0a => "TSS2_TCTI_RC_IO_ERROR",
+                0x15 => "TSS2_TCTI_RC_NO_CONNECTION",
+                0x09 => "TSS2_TCTI_RC_TRY_AGAIN",
+                _ => "a TCTI error",
+            });
+        }
+        if self.layer() != 0 {
+            return None;
+        }
+        let raw = self.0 & 0xffff;
+        Some(match raw {
+            0x100 => "TPM_RC_INITIALIZE",
+            0x101 => "TPM_RC_FAILURE",
+            0x921 => "TPM_RC_LOCKOUT",
+            0x902 => "TPM_RC_OBJECT_MEMORY",
+            0x910 => "TPM_RC_REFERENCE_H0",
+            0x922 => "TPM_RC_RETRY",
+            0x908 => "TPM_RC_YIELDED",
+            0x90a => "TPM_RC_TESTING",
+            0x126 => "TPM_RC_POLICY",
+            0x149 => "TPM_RC_NV_AUTHORIZATION",
+            0x14c => "TPM_RC_NV_DEFINED",
+            0x152 => "TPM_RC_PARENT",
+            _ => match self.base() {
+                0x081 => "TPM_RC_ASYMMETRIC",
+                0x082 => "TPM_RC_ATTRIBUTES",
+                0x083 => "TPM_RC_HASH",
+                0x084 => "TPM_RC_VALUE",
+                0x085 => "TPM_RC_HIERARCHY",
+                0x087 => "TPM_RC_KEY_SIZE",
+                0x08A => "TPM_RC_TYPE",
+                0x08B => "TPM_RC_HANDLE",
+                0x08E => "TPM_RC_AUTH_FAIL",
+                0x092 => "TPM_RC_SCHEME",
+                0x095 => "TPM_RC_SIZE",
+                0x096 => "TPM_RC_SYMMETRIC",
+                0x097 => "TPM_RC_TAG",
+                0x09A => "TPM_RC_INSUFFICIENT",
+                0x09B => "TPM_RC_SIGNATURE",
+                0x09C => "TPM_RC_KEY",
+                0x09F => "TPM_RC_INTEGRITY",
+                0x0A2 => "TPM_RC_BAD_AUTH",
+                0x0A6 => "TPM_RC_CURVE",
+                _ => return None,
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for Rc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name} ({:#x})", self.0),
+            None => write!(f, "TSS2 return code {:#x}", self.0),
+        }
+    }
+}
+
+/// A one-line description of a tss-esapi error, with the raw return code.
+pub fn describe_error(error: &tss_esapi::Error) -> String {
+    match raw_rc(error) {
+        Some(rc) => Rc(rc).to_string(),
+        None => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcti_precedence() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let all: &[(&str, &str)] = &[
+            ("TPM2TOOLS_TCTI", "swtpm:port=1"),
+            ("TSS2_TCTI", "mssim:port=2"),
+            ("TPM_DEVICE", "/dev/tpm0"),
+        ];
+        let t = Tcti::resolve_with(Some("device:/dev/tpmrm1"), env(all));
+        assert_eq!((t.text(), t.origin()), ("device:/dev/tpmrm1", "--tpm-tcti"));
+        let t = Tcti::resolve_with(None, env(all));
+        assert_eq!((t.text(), t.origin()), ("swtpm:port=1", "TPM2TOOLS_TCTI"));
+        let t = Tcti::resolve_with(None, env(&all[1..]));
+        assert_eq!((t.text(), t.origin()), ("mssim:port=2", "TSS2_TCTI"));
+        let t = Tcti::resolve_with(None, env(&all[2..]));
+        assert_eq!((t.text(), t.origin()), ("device:/dev/tpm0", "TPM_DEVICE"));
+        let t = Tcti::resolve_with(None, env(&[]));
+        assert_eq!((t.text(), t.origin()), (DEFAULT_TCTI, "the default"));
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        for (text, why) in [
+            ("swtpm:path=/tmp/sock", "UNIX-socket"),
+            ("swtpm:host=127.0.0.1,frobnicate=1", "frobnicate"),
+            ("libtss2-tcti-cmd.so:foo", "unknown TCTI"),
+        ] {
+            let err = Tcti::explicit(text).connect().expect_err(text).to_string();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn unreachable_fails_fast_and_clearly() {
+        let start = std::time::Instant::now();
+        let err = Tcti::explicit("device:/dev/no-such-tpm")
+            .connect()
+            .expect_err("no device")
+            .to_string();
+        assert!(err.contains("no TPM device at /dev/no-such-tpm"), "{err}");
+        // A port nobody listens on (bound then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let err = Tcti::explicit(&format!("swtpm:host=127.0.0.1,port={port}"))
+            .connect()
+            .expect_err("closed port")
+            .to_string();
+        assert!(err.contains("nothing answers on 127.0.0.1"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn return_codes() {
+        assert!(Rc(0x98e).is_auth_failure());
+        assert!(Rc(0x9a2).is_auth_failure());
+        assert!(!Rc(0x98b).is_auth_failure());
+        assert!(Rc(0x921).is_lockout());
+        assert!(Rc(0xa000a).is_connection_lost());
+        assert!(Rc(0x18b).is_object_gone());
+        assert!(Rc(0x910).is_object_gone());
+        assert!(!Rc(0x28b).is_object_gone());
+        assert_eq!(Rc(0x98e).to_string(), "TPM_RC_AUTH_FAIL (0x98e)");
+        assert_eq!(Rc(0xa000a).to_string(), "TSS2_TCTI_RC_IO_ERROR (0xa000a)");
+    }
+}

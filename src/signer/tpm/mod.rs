@@ -1,0 +1,367 @@
+//! The TPM 2.0 backend: keys in TSS2 PRIVATE KEY files (loaded under their parent) or at
+//! persistent handles (`handle:0x81000101`), signing inside the TPM through `tss-esapi`.
+//!
+//! A key is loaded once per process and flushed when its [`Identity`] is dropped; if the
+//! TPM forgets it (reset, restarted simulator) it is loaded again once. A refused password
+//! is never retried, so the dictionary-attack counter moves at most once per process.
+//!
+//! Which TPM: `--tpm-tcti`, else `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a device
+//! path), else `device:/dev/tpmrm0`. Passwords beyond the key's own (environment only):
+//! [`PARENT_PASSWORD_ENV`], [`PARENT_PASSWORD_FILE_ENV`], and tpm2-openssl's
+//! `TPM2OPENSSL_PARENT_AUTH`.
+
+pub mod context;
+pub mod keyfile;
+pub mod keygen;
+mod signer;
+#[cfg(test)]
+mod testutil;
+
+use std::path::{Path, PathBuf};
+
+use crate::cert::{Cert, CertError};
+use crate::config::{CertificateSource, IdentityConfig, PrivateKeySource};
+use crate::error::{Error, ErrorClass};
+use crate::secret::{self, Secret, SecretError, SecretSource};
+use crate::signer::{Identity, KeyMismatch};
+
+pub use context::{Rc, Tcti};
+pub use keyfile::{KeyFileError, TssKey};
+pub use keygen::{TpmKeygenArgs, keygen, run_keygen};
+pub use signer::TpmSigner;
+
+/// Environment variable holding the password of the key's parent: the persistent parent
+/// object's, or the hierarchy's when the parent is a hierarchy.
+pub const PARENT_PASSWORD_ENV: &str = "RA_SIGNER_TPM_PARENT_PASSWORD";
+/// Environment variable naming a file whose first line is the parent password.
+pub const PARENT_PASSWORD_FILE_ENV: &str = "RA_SIGNER_TPM_PARENT_PASSWORD_FILE";
+/// The tpm2-openssl provider's parent password variable, accepted for interoperability.
+pub const OPENSSL_PARENT_AUTH_ENV: &str = "TPM2OPENSSL_PARENT_AUTH";
+/// Environment variable holding the owner-hierarchy password (keygen's `--persistent`).
+pub const OWNER_PASSWORD_ENV: &str = "RA_SIGNER_TPM_OWNER_PASSWORD";
+
+/// Why the TPM backend could not open or use a key.
+#[derive(Debug, thiserror::Error)]
+pub enum TpmError {
+    /// The certificate could not be read.
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    /// The certificate does not come from a file.
+    #[error("with a TPM key the certificate must be a file (--certificate cert.pem), not {0}")]
+    CertificateSource(String),
+    /// The key file could not be read.
+    #[error("cannot read TPM key file {path}: {source}")]
+    KeyFileRead {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The key file is malformed or of an unsupported kind.
+    #[error("TPM key file {path} cannot be used: {source}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: KeyFileError,
+    },
+    /// The key is of a kind ra-signer does not use.
+    #[error("{key}: {why}")]
+    Unsupported {
+        /// The key.
+        key: String,
+        /// What is not supported.
+        why: String,
+    },
+    /// The TCTI string is malformed or names something this build cannot reach.
+    #[error("TCTI \"{tcti}\" (from {origin}) cannot be used: {why}")]
+    BadTcti {
+        /// The TCTI string.
+        tcti: String,
+        /// Where it came from.
+        origin: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// Nothing answered at the TCTI.
+    #[error("cannot reach the TPM at \"{tcti}\" (from {origin}): {why}")]
+    Unreachable {
+        /// The TCTI string.
+        tcti: String,
+        /// Where it came from.
+        origin: &'static str,
+        /// Why.
+        why: String,
+    },
+    /// The TPM refused a password.
+    #[error("the TPM refused {what} of {key}: {rc}")]
+    WrongPassword {
+        /// Which password ("the password").
+        what: &'static str,
+        /// The object.
+        key: String,
+        /// The TPM's answer.
+        rc: Rc,
+        /// What to try.
+        hint: String,
+    },
+    /// The TPM is in dictionary-attack lockout.
+    #[error("the TPM is in dictionary-attack lockout and refuses passwords ({rc})")]
+    Lockout {
+        /// The TPM's answer.
+        rc: Rc,
+    },
+    /// No object at a persistent handle.
+    #[error("there is no object at persistent handle {handle:#010x} ({role})")]
+    NoObject {
+        /// The handle.
+        handle: u32,
+        /// What it was for ("the key", "the key file's parent").
+        role: &'static str,
+    },
+    /// The key cannot make the signatures SigV4-X509 needs.
+    #[error("{key} cannot sign: {why}")]
+    CannotSign {
+        /// The key.
+        key: String,
+        /// Why.
+        why: String,
+    },
+    /// A password could not be had.
+    #[error(transparent)]
+    Password(#[from] SecretError),
+    /// A TPM command failed for another reason.
+    #[error("{call} failed for {key}: {rc}")]
+    Tpm {
+        /// The command ("TPM2_Load").
+        call: &'static str,
+        /// The object.
+        key: String,
+        /// The TPM's (or the TSS's) answer.
+        rc: String,
+        /// What to try, when known.
+        hint: Option<String>,
+    },
+    /// The key does not belong with the certificate.
+    #[error(transparent)]
+    Mismatch(#[from] KeyMismatch),
+    /// A keygen argument or output problem.
+    #[error("{0}")]
+    Keygen(String),
+}
+
+impl TpmError {
+    /// What to do about it, where there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        let tcti_hint = "name the TPM with --tpm-tcti (or TPM2TOOLS_TCTI): device:/dev/tpmrm0 \
+                         for the kernel resource manager, swtpm:host=127.0.0.1,port=2321 for a \
+                         simulator";
+        Some(match self {
+            TpmError::Unreachable { .. } | TpmError::BadTcti { .. } => tcti_hint.to_owned(),
+            TpmError::CertificateSource(_) => {
+                "export the certificate to a PEM file and pass --certificate cert.pem".to_owned()
+            }
+            TpmError::KeyFile { source, .. } => match source {
+                KeyFileError::Importable | KeyFileError::Policy(_) | KeyFileError::RsaParent => {
+                    "create a plain loadable key, e.g. `ra-signer keygen --tpm` or \
+                     `openssl genpkey -provider tpm2 -algorithm EC -pkeyopt group:P-256`"
+                        .to_owned()
+                }
+                _ => "the file must be a TSS2 PRIVATE KEY as written by tpm2-openssl, \
+                      tpm2_encodeobject or `ra-signer keygen --tpm`"
+                    .to_owned(),
+            },
+            TpmError::WrongPassword { hint, .. } => hint.clone(),
+            TpmError::Lockout { .. } => {
+                "wait for the lockout to expire, or clear it with the lockout password \
+                 (tpm2_dictionarylockout --clear-lockout); check the password before trying again"
+                    .to_owned()
+            }
+            TpmError::NoObject { .. } => {
+                "list persistent objects with `tpm2_getcap handles-persistent`".to_owned()
+            }
+            TpmError::Password(_) => {
+                "give the key password with --tpm-key-password-file, RA_SIGNER_TPM_KEY_PASSWORD, \
+                 or --no-tpm-key-password if the key has none"
+                    .to_owned()
+            }
+            TpmError::Mismatch(_) => {
+                "pass the certificate issued for this TPM key (compare `openssl x509 -pubkey` \
+                 with `tpm2_readpublic`)"
+                    .to_owned()
+            }
+            TpmError::Tpm { hint, .. } => return hint.clone(),
+            TpmError::CannotSign { .. } | TpmError::Unsupported { .. } => {
+                "use an unrestricted RSA (RSASSA) or ECC P-256/P-384 signing key".to_owned()
+            }
+            _ => return None,
+        })
+    }
+
+    /// Message and hint on one line, for [`crate::signer::SignError`].
+    pub fn one_line(&self) -> String {
+        match self.hint() {
+            Some(hint) => format!("{self} ({hint})"),
+            None => self.to_string(),
+        }
+    }
+}
+
+impl From<TpmError> for Error {
+    fn from(e: TpmError) -> Self {
+        let class = match &e {
+            TpmError::Keygen(_) | TpmError::BadTcti { .. } => ErrorClass::Usage,
+            _ => ErrorClass::Identity,
+        };
+        let hint = e.hint();
+        let err = Error::new(class, e.to_string());
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+/// Where a key lives.
+#[derive(Debug, Clone)]
+pub enum KeyLocation {
+    /// A TSS2 key file, loaded under its parent.
+    File {
+        /// The file, for messages.
+        path: PathBuf,
+        /// Its contents.
+        key: TssKey,
+    },
+    /// A persistent object.
+    Persistent(u32),
+}
+
+impl KeyLocation {
+    /// Names the key in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            KeyLocation::File { path, .. } => format!("TPM key file {}", path.display()),
+            KeyLocation::Persistent(h) => format!("TPM key handle:{h:#010x}"),
+        }
+    }
+}
+
+/// The passwords a key needs: its own and its parent's (or hierarchy's).
+#[derive(Debug, Clone, Default)]
+pub struct Passwords {
+    /// The key's password; `None` means empty.
+    pub key: Option<Secret>,
+    /// Where the key password came from, for hints ("RA_SIGNER_TPM_KEY_PASSWORD").
+    pub key_origin: &'static str,
+    /// The parent's or hierarchy's password; `None` means empty.
+    pub parent: Option<Secret>,
+}
+
+/// Reads the parent password from [`PARENT_PASSWORD_ENV`], [`PARENT_PASSWORD_FILE_ENV`] or
+/// `TPM2OPENSSL_PARENT_AUTH`.
+pub fn parent_password() -> Result<Option<Secret>, SecretError> {
+    let mut sources = vec![SecretSource::Env(PARENT_PASSWORD_ENV)];
+    if let Some(path) = std::env::var_os(PARENT_PASSWORD_FILE_ENV) {
+        sources.push(SecretSource::File(PathBuf::from(path)));
+    }
+    sources.push(SecretSource::Env(OPENSSL_PARENT_AUTH_ENV));
+    match secret::resolve(&sources, "the TPM parent password") {
+        Ok(s) => Ok(Some(s)),
+        Err(SecretError::NoneGiven { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Decides the key password. A password given explicitly (flag, environment, file) always
+/// wins, because `emptyAuth` is only a hint (tpm2_encodeobject writes it inverted);
+/// otherwise a key file marked emptyAuth, and a persistent key, get the empty password; a
+/// key file not so marked prompts on a terminal, and is an error without one.
+pub fn key_password(
+    settings: &crate::config::TpmSettings,
+    location: &KeyLocation,
+) -> Result<(Option<Secret>, &'static str), SecretError> {
+    if settings.no_key_password {
+        return Ok((None, "--no-tpm-key-password"));
+    }
+    let what = "the TPM key password";
+    for source in &settings.key_password_sources {
+        let origin = match source {
+            SecretSource::Value(_) => "--tpm-key-password",
+            SecretSource::Env(name) => name,
+            SecretSource::File(_) => "--tpm-key-password-file",
+            SecretSource::Prompt => continue,
+        };
+        match secret::resolve(std::slice::from_ref(source), what) {
+            Ok(s) => return Ok((Some(s), origin)),
+            Err(SecretError::NoneGiven { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let empty_hint = match location {
+        KeyLocation::File { key, .. } => key.empty_auth == Some(true),
+        KeyLocation::Persistent(_) => true,
+    };
+    if empty_hint {
+        return Ok((None, "the key file's emptyAuth"));
+    }
+    let prompt: Vec<SecretSource> = settings
+        .key_password_sources
+        .iter()
+        .filter(|s| matches!(s, SecretSource::Prompt))
+        .cloned()
+        .collect();
+    secret::resolve(&prompt, what).map(|s| (Some(s), "the prompt"))
+}
+
+/// Opens the TPM key named by `config` with its certificate and chain.
+pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
+    let leaf = match &config.certificate {
+        Some(CertificateSource::File(path)) => Cert::first_from_file(path)?,
+        Some(CertificateSource::Pkcs11(uri)) => {
+            return Err(TpmError::CertificateSource(format!("the PKCS#11 object {uri}")));
+        }
+        None => {
+            return Err(TpmError::CertificateSource(
+                "nothing (--certificate is missing)".to_owned(),
+            ));
+        }
+    };
+    let chain = match &config.intermediates {
+        Some(path) => Cert::all_from_file(path)?,
+        None => Vec::new(),
+    };
+    let location = match &config.private_key {
+        PrivateKeySource::TpmHandle(h) => KeyLocation::Persistent(*h),
+        PrivateKeySource::File(path) => KeyLocation::File {
+            path: path.clone(),
+            key: read_key_file(path)?,
+        },
+        PrivateKeySource::Pkcs11(uri) => {
+            return Err(TpmError::Keygen(format!(
+                "{uri} is a PKCS#11 key, not a TPM key"
+            )));
+        }
+    };
+    let (key, key_origin) = key_password(&config.tpm, &location)?;
+    let passwords = Passwords {
+        key,
+        key_origin,
+        parent: parent_password()?,
+    };
+    let tcti = Tcti::resolve(config.tpm.tcti.as_deref());
+    let signer = TpmSigner::open(tcti, location, passwords)?;
+    let desc = signer.description().to_owned();
+    Ok(Identity::new(leaf, chain, Box::new(signer), &desc)?)
+}
+
+/// Reads and parses a TSS2 key file.
+pub fn read_key_file(path: &Path) -> Result<TssKey, TpmError> {
+    let bytes = std::fs::read(path).map_err(|source| TpmError::KeyFileRead {
+        path: path.display().to_string(),
+        source,
+    })?;
+    TssKey::from_bytes(&bytes).map_err(|source| TpmError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    })
+}
