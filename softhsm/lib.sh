@@ -5,7 +5,7 @@
 #   sh_token demo 1234 5678      # a token labelled "demo", user PIN 1234, SO PIN 5678
 #   sh_genkey demo 1234 leaf 01 p256          # key pair generated inside the token
 #   ca_init /tmp/demo/ca                      # root + intermediate CA (files)
-#   sh_pubkey demo leaf /tmp/demo/leaf.pub.pem
+#   sh_pubkey demo 1234 leaf /tmp/demo/leaf.pub.pem
 #   ca_issue /tmp/demo/ca /tmp/demo/leaf.pub.pem "CN=leaf" /tmp/demo/leaf.pem
 #   sh_import_cert demo 1234 leaf 01 /tmp/demo/leaf.pem
 #
@@ -105,10 +105,11 @@ sh_genkey() {
         --label "$label" --id "$id" --usage-sign --sensitive "$@" >/dev/null
 }
 
-# sh_pubkey TOKEN LABEL OUT.pem: exports the public key (PEM SPKI) of a key pair.
+# sh_pubkey TOKEN PIN LABEL OUT.pem: exports the public key (PEM SPKI) of a key pair
+# (p11tool can, for P-384 too; pkcs11-tool cannot).
 sh_pubkey() {
-    p11tool --provider "$SH_MODULE" --export-pubkey "pkcs11:token=$1;object=$2;type=public" \
-        --outfile "$3" 2>/dev/null
+    GNUTLS_PIN=$2 p11tool --provider "$SH_MODULE" --login --export-pubkey \
+        "pkcs11:token=$1;object=$3;type=private" --outfile "$4" 2>/dev/null
 }
 
 # sh_import_cert TOKEN PIN LABEL ID CERT.pem: stores a certificate (ID may be "" for none).
@@ -195,7 +196,7 @@ sh_key_with_cert() {
     local token=$1 pin=$2 label=$3 id=$4 type=$5 ca=$6 out=$7
     shift 7
     sh_genkey "$token" "$pin" "$label" "$id" "$type" "$@" || return 1
-    sh_pubkey "$token" "$label" "$out/$label.pub.pem" || return 1
+    sh_pubkey "$token" "$pin" "$label" "$out/$label.pub.pem" || return 1
     ca_issue "$ca" "$out/$label.pub.pem" "/O=ra-signer test/CN=$label" "$out/$label.pem" || return 1
     sh_import_cert "$token" "$pin" "$label" "$id" "$out/$label.pem"
 }

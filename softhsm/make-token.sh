@@ -61,7 +61,7 @@ sh_genkey "$T" "$PIN" bare 08 p256
 sh_import_cert "$T" "$PIN" intermediate 10 "$dir/ca/int.pem"
 sh_import_cert "$T" "$PIN" root 11 "$dir/ca/root.pem"
 sh_genkey "$T" "$PIN" scratch 99 p256
-sh_pubkey "$T" scratch "$dir/certs/unrelated.pub.pem"
+sh_pubkey "$T" "$PIN" scratch "$dir/certs/unrelated.pub.pem"
 ca_issue "$dir/other-ca" "$dir/certs/unrelated.pub.pem" "/O=unrelated/CN=unrelated" "$dir/certs/unrelated.pem"
 _sh_tool --token-label "$T" --login --pin "$PIN" --delete-object --type privkey --id 99 >/dev/null
 _sh_tool --token-label "$T" --login --pin "$PIN" --delete-object --type pubkey --id 99 >/dev/null
@@ -69,18 +69,16 @@ sh_import_cert "$T" "$PIN" unrelated 12 "$dir/certs/unrelated.pem"
 
 sh_token ra-other "$PIN" "$SO"
 sh_genkey ra-other "$PIN" p256 03 p256
-sh_pubkey ra-other p256 "$dir/certs/other-p256.pub.pem"
+sh_pubkey ra-other "$PIN" p256 "$dir/certs/other-p256.pub.pem"
 ca_issue "$dir/ca" "$dir/certs/other-p256.pub.pem" "/O=ra-signer test/CN=other-p256" "$dir/certs/other-p256.pem" root
 sh_import_cert ra-other "$PIN" p256 03 "$dir/certs/other-p256.pem"
 
 for _ in 1 2; do
     sh_token dup "$PIN" "$SO"
 done
-for serial in $(softhsm2-util --show-slots | awk '/Serial number:/ { s = $3 } /Label:/ && $2 == "dup" { print s }'); do
-    _sh_tool --token "$serial" --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 \
-        --label k --id 01 --usage-sign --sensitive >/dev/null 2>&1 ||
-        _sh_tool --slot-index 0 --token-label dup --login --pin "$PIN" --keypairgen \
-            --key-type EC:prime256v1 --label k --id 01 --usage-sign --sensitive >/dev/null
+for slot in $(softhsm2-util --show-slots | awk '/^Slot / { s = $2 } /Label:/ && $2 == "dup" { print s }'); do
+    _sh_tool --slot "$slot" --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 \
+        --label k --id 01 --usage-sign --sensitive >/dev/null
 done
 
 cat >"$dir/env.sh" <<EOF

@@ -8,6 +8,8 @@ pub mod der_sig;
 pub mod file;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 use std::fmt;
 

@@ -51,19 +51,24 @@ impl Kind {
 }
 
 fn is_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Parses `s` as an ARN of the given kind; the error explains what is wrong.
 pub fn parse(s: &str, kind: Kind) -> Result<Arn, String> {
     let bad = |why: &str| format!("Invalid {}: '{s}' {why}", kind.param());
     let mut it = s.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
-        (it.next(), it.next(), it.next(), it.next(), it.next(), it.next())
-    else {
-        return Err(bad("is not arn:<partition>:<service>:<region>:<account>:<resource>"));
+    let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+    ) else {
+        return Err(bad(
+            "is not arn:<partition>:<service>:<region>:<account>:<resource>",
+        ));
     };
     if !partition.starts_with("aws") || !is_id(partition) {
         return Err(bad("has an unknown partition"));
@@ -73,7 +78,11 @@ pub fn parse(s: &str, kind: Kind) -> Result<Arn, String> {
     }
     match kind {
         Kind::TrustAnchor | Kind::Profile => {
-            let prefix = if kind == Kind::TrustAnchor { "trust-anchor/" } else { "profile/" };
+            let prefix = if kind == Kind::TrustAnchor {
+                "trust-anchor/"
+            } else {
+                "profile/"
+            };
             if service != "rolesanywhere" {
                 return Err(bad("is not a rolesanywhere ARN"));
             }
@@ -87,14 +96,16 @@ pub fn parse(s: &str, kind: Kind) -> Result<Arn, String> {
         }
         Kind::Role => {
             if service != "iam" || !region.is_empty() {
-                return Err(bad("is not an IAM ARN (arn:aws:iam::<account>:role/<name>)"));
+                return Err(bad(
+                    "is not an IAM ARN (arn:aws:iam::<account>:role/<name>)",
+                ));
             }
             let ok = resource.strip_prefix("role/").is_some_and(|rest| {
                 !rest.is_empty()
                     && !rest.ends_with('/')
-                    && rest.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b)
-                    })
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
             });
             if !ok {
                 return Err(bad("does not end in role/<name>"));
@@ -130,19 +141,41 @@ mod tests {
         .expect("ta");
         assert_eq!(ta.region, "us-east-1");
         assert_eq!(ta.account, "123456789012");
-        let role = parse("arn:aws-cn:iam::123456789012:role/path/To/MyRole", Kind::Role).expect("role");
+        let role = parse(
+            "arn:aws-cn:iam::123456789012:role/path/To/MyRole",
+            Kind::Role,
+        )
+        .expect("role");
         assert_eq!(role.name(), "MyRole");
         assert_eq!(role.partition, "aws-cn");
-        assert_eq!(role.to_string(), "arn:aws-cn:iam::123456789012:role/path/To/MyRole");
-        assert!(parse("arn:aws:rolesanywhere:eu-west-1:123456789012:profile/abc", Kind::Profile).is_ok());
+        assert_eq!(
+            role.to_string(),
+            "arn:aws-cn:iam::123456789012:role/path/To/MyRole"
+        );
+        assert!(
+            parse(
+                "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/abc",
+                Kind::Profile
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn rejects_malformed() {
         for (s, kind) in [
-            ("arn:aws:rolesanywhere:us-east-1:123456789012:profile/abc", Kind::TrustAnchor),
-            ("arn:aws:rolesanywhere::123456789012:trust-anchor/abc", Kind::TrustAnchor),
-            ("arn:aws:rolesanywhere:us-east-1:12345:trust-anchor/abc", Kind::TrustAnchor),
+            (
+                "arn:aws:rolesanywhere:us-east-1:123456789012:profile/abc",
+                Kind::TrustAnchor,
+            ),
+            (
+                "arn:aws:rolesanywhere::123456789012:trust-anchor/abc",
+                Kind::TrustAnchor,
+            ),
+            (
+                "arn:aws:rolesanywhere:us-east-1:12345:trust-anchor/abc",
+                Kind::TrustAnchor,
+            ),
             ("arn:aws:iam:us-east-1:123456789012:role/x", Kind::Role),
             ("arn:aws:iam::123456789012:user/x", Kind::Role),
             ("arn:aws:iam::123456789012:role/", Kind::Role),

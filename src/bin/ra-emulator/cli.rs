@@ -111,8 +111,8 @@ impl Args {
         }
         let trust_anchor = arn::parse(&self.trust_anchor_arn, Kind::TrustAnchor)
             .map_err(|e| format!("--trust-anchor-arn: {e}"))?;
-        let profile =
-            arn::parse(&self.profile_arn, Kind::Profile).map_err(|e| format!("--profile-arn: {e}"))?;
+        let profile = arn::parse(&self.profile_arn, Kind::Profile)
+            .map_err(|e| format!("--profile-arn: {e}"))?;
         if profile.region != trust_anchor.region || profile.partition != trust_anchor.partition {
             return Err(format!(
                 "--profile-arn is in {}/{} but --trust-anchor-arn is in {}/{}",
@@ -163,7 +163,9 @@ mod tests {
 
     fn parse(extra: &[&str]) -> Result<Config, String> {
         let argv: Vec<&str> = BASE.iter().chain(extra).copied().collect();
-        Args::try_parse_from(argv).map_err(|e| e.to_string())?.into_config()
+        Args::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .into_config()
     }
 
     #[test]
@@ -176,9 +178,19 @@ mod tests {
         assert_eq!(c.clock_skew, 300);
         assert_eq!(c.exit_after, Some(Duration::from_secs(900)));
         let c = parse(&[
-            "--listen", "[::1]:0", "--plain-http", "--exit-after", "0", "--fault", "throttle:2",
-            "--fault", "delay=5", "--role-arn", "arn:aws:iam::123456789012:role/S",
-            "--trust-anchor-ca", "b.der",
+            "--listen",
+            "[::1]:0",
+            "--plain-http",
+            "--exit-after",
+            "0",
+            "--fault",
+            "throttle:2",
+            "--fault",
+            "delay=5",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/S",
+            "--trust-anchor-ca",
+            "b.der",
         ])
         .expect("flags");
         assert!(!c.tls);
@@ -200,7 +212,10 @@ mod tests {
         }
         let mut argv = BASE.to_vec();
         argv[6] = "arn:aws:rolesanywhere:eu-west-1:123456789012:profile/p";
-        let err = Args::try_parse_from(argv).expect("syntax").into_config().expect_err("region");
+        let err = Args::try_parse_from(argv)
+            .expect("syntax")
+            .into_config()
+            .expect_err("region");
         assert!(err.contains("eu-west-1"), "{err}");
     }
 }

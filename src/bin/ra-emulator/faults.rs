@@ -160,21 +160,58 @@ mod tests {
 
     #[test]
     fn parses_and_prints_specs() {
-        for spec in ["status=503", "status=500:2", "throttle:1", "delay=250", "garbage", "empty-set:3", "close"] {
+        for spec in [
+            "status=503",
+            "status=500:2",
+            "throttle:1",
+            "delay=250",
+            "garbage",
+            "empty-set:3",
+            "close",
+        ] {
             let f: Fault = spec.parse().expect(spec);
             assert_eq!(f.to_string(), spec);
         }
-        assert_eq!("status=503:2".parse::<Fault>(), Ok(Fault { kind: Kind::Status(503), remaining: Some(2) }));
-        for bad in ["", "status=200", "status=abc", "throttle:0", "throttle:-1", "delay=x", "boom", "close:", "garbage=1"] {
+        assert_eq!(
+            "status=503:2".parse::<Fault>(),
+            Ok(Fault {
+                kind: Kind::Status(503),
+                remaining: Some(2)
+            })
+        );
+        for bad in [
+            "",
+            "status=200",
+            "status=abc",
+            "throttle:0",
+            "throttle:-1",
+            "delay=x",
+            "boom",
+            "close:",
+            "garbage=1",
+        ] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn counts_down_and_combines_delay() {
-        let mut f = Faults::new(parse_all(&["delay=10:1", "status=503:2", "throttle"]).expect("specs"));
-        assert_eq!(f.next_request(), Applied { delay_ms: 10, answer: Some(Kind::Status(503)) });
-        assert_eq!(f.next_request(), Applied { delay_ms: 0, answer: Some(Kind::Status(503)) });
+        let mut f =
+            Faults::new(parse_all(&["delay=10:1", "status=503:2", "throttle"]).expect("specs"));
+        assert_eq!(
+            f.next_request(),
+            Applied {
+                delay_ms: 10,
+                answer: Some(Kind::Status(503))
+            }
+        );
+        assert_eq!(
+            f.next_request(),
+            Applied {
+                delay_ms: 0,
+                answer: Some(Kind::Status(503))
+            }
+        );
         assert_eq!(f.specs(), ["throttle"]);
         assert_eq!(f.next_request().answer, Some(Kind::Throttle));
         assert_eq!(f.next_request().answer, Some(Kind::Throttle));

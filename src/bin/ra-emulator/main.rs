@@ -42,7 +42,9 @@ fn main() -> ExitCode {
     for file in &config.anchor_files {
         let loaded = std::fs::read(file)
             .map_err(|e| format!("--trust-anchor-ca {}: {e}", file.display()))
-            .and_then(|bytes| pki::load_anchors(&bytes, &format!("--trust-anchor-ca {}", file.display())));
+            .and_then(|bytes| {
+                pki::load_anchors(&bytes, &format!("--trust-anchor-ca {}", file.display()))
+            });
         match loaded {
             Ok(certs) => anchors.extend(certs),
             Err(e) => {
@@ -56,7 +58,11 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "ra-emulator: cannot open log file {}: {e}",
-                config.log.as_deref().unwrap_or(std::path::Path::new("-")).display()
+                config
+                    .log
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("-"))
+                    .display()
             );
             return ExitCode::from(2);
         }
@@ -71,7 +77,10 @@ fn main() -> ExitCode {
         clock_skew: config.clock_skew,
     };
     let state = server::State::new(policy, config.faults.clone(), log);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ra-emulator: cannot start the async runtime: {e}");

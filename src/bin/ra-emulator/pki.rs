@@ -57,7 +57,9 @@ impl fmt::Display for PublicKey {
 
 /// The ring verification algorithm for a SigV4-X509 request signature made with `key`:
 /// SHA-256 for every curve, P-384 included.
-pub fn request_verification_alg(key: &PublicKey) -> Option<(&'static dyn VerificationAlgorithm, &[u8])> {
+pub fn request_verification_alg(
+    key: &PublicKey,
+) -> Option<(&'static dyn VerificationAlgorithm, &[u8])> {
     match key {
         PublicKey::Rsa(k) => Some((&signature::RSA_PKCS1_2048_8192_SHA256, k)),
         PublicKey::EcP256(k) => Some((&signature::ECDSA_P256_SHA256_ASN1, k)),
@@ -86,7 +88,12 @@ pub struct Cert {
 
 impl fmt::Debug for Cert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Cert({}, serial {})", self.subject_text, self.serial_hex())
+        write!(
+            f,
+            "Cert({}, serial {})",
+            self.subject_text,
+            self.serial_hex()
+        )
     }
 }
 
@@ -119,13 +126,18 @@ fn tbs_range(der: &[u8]) -> Option<Range<usize>> {
 impl Cert {
     /// Parses one DER certificate.
     pub fn from_der(der: Vec<u8>) -> Result<Cert, String> {
-        let cert = Certificate::from_der(&der).map_err(|e| format!("malformed certificate: {e}"))?;
+        let cert =
+            Certificate::from_der(&der).map_err(|e| format!("malformed certificate: {e}"))?;
         let tbs = tbs_range(&der).ok_or("malformed certificate: bad outer DER")?;
         let t = cert.tbs_certificate();
         let subject = t.subject().to_der().map_err(|e| e.to_string())?;
         let issuer = t.issuer().to_der().map_err(|e| e.to_string())?;
         let spki = t.subject_public_key_info();
-        let key_bytes = spki.subject_public_key.as_bytes().unwrap_or_default().to_vec();
+        let key_bytes = spki
+            .subject_public_key
+            .as_bytes()
+            .unwrap_or_default()
+            .to_vec();
         let key = if spki.algorithm.oid == OID_RSA {
             PublicKey::Rsa(key_bytes)
         } else if spki.algorithm.oid == OID_EC {
@@ -224,7 +236,11 @@ impl Cert {
         let (_, magnitude) = serial_magnitude(&self.serial);
         let h = crate::sigv4::hex(&magnitude);
         let trimmed = h.trim_start_matches('0');
-        if trimmed.is_empty() { "0".into() } else { trimmed.into() }
+        if trimmed.is_empty() {
+            "0".into()
+        } else {
+            trimmed.into()
+        }
     }
 
     /// Whether `now` lies within notBefore..=notAfter.
@@ -254,7 +270,10 @@ impl Cert {
             return false;
         };
         let key = match &issuer.key {
-            PublicKey::Rsa(k) | PublicKey::EcP256(k) | PublicKey::EcP384(k) | PublicKey::Ed25519(k) => k,
+            PublicKey::Rsa(k)
+            | PublicKey::EcP256(k)
+            | PublicKey::EcP384(k)
+            | PublicKey::Ed25519(k) => k,
             PublicKey::Unsupported(_) => return false,
         };
         UnparsedPublicKey::new(alg, key)
@@ -282,7 +301,10 @@ fn serial_magnitude(bytes: &[u8]) -> (bool, Vec<u8>) {
 }
 
 /// The ring algorithm for a certificate signature `sig_alg` made by `issuer_key`.
-fn cert_verification_alg(sig_alg: ObjectIdentifier, issuer_key: &PublicKey) -> Option<&'static dyn VerificationAlgorithm> {
+fn cert_verification_alg(
+    sig_alg: ObjectIdentifier,
+    issuer_key: &PublicKey,
+) -> Option<&'static dyn VerificationAlgorithm> {
     use signature as s;
     let alg: &'static dyn VerificationAlgorithm = match issuer_key {
         PublicKey::Rsa(_) if sig_alg == OID_SHA256_RSA => &s::RSA_PKCS1_2048_8192_SHA256,
@@ -431,7 +453,11 @@ pub(crate) mod tests {
         let mut p = CertificateParams::default();
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = if ca { IsCa::Ca(RcBc::Unconstrained) } else { IsCa::NoCa };
+        p.is_ca = if ca {
+            IsCa::Ca(RcBc::Unconstrained)
+        } else {
+            IsCa::NoCa
+        };
         p.serial_number = Some(SerialNumber::from_slice(serial));
         p.not_before = date_time_ymd(years.0, 1, 1);
         p.not_after = date_time_ymd(years.1, 1, 1);
@@ -450,7 +476,11 @@ pub(crate) mod tests {
     pub fn root_with_key(cn: &str, key: KeyPair) -> Made {
         let params = params(cn, true, &[1], (2020, 2090));
         let der = params.self_signed(&key).expect("self-sign").der().to_vec();
-        Made { cert: Cert::from_der(der).expect("parse"), key, params }
+        Made {
+            cert: Cert::from_der(der).expect("parse"),
+            key,
+            params,
+        }
     }
 
     pub fn issued(
@@ -464,7 +494,11 @@ pub(crate) mod tests {
     pub fn issued_with_key(issuer: &Made, params: CertificateParams, key: KeyPair) -> Made {
         let iss = Issuer::from_params(&issuer.params, &issuer.key);
         let der = params.signed_by(&key, &iss).expect("sign").der().to_vec();
-        Made { cert: Cert::from_der(der).expect("parse"), key, params }
+        Made {
+            cert: Cert::from_der(der).expect("parse"),
+            key,
+            params,
+        }
     }
 
     const NOW: u64 = 1_765_470_865; // 2025-12-11
@@ -476,13 +510,30 @@ pub(crate) mod tests {
             0x15, 0xD1, 0x96, 0x32, 0x23, 0x4B, 0xF7, 0x59, 0xA3, 0x28, 0x02, 0xC0, 0xDA, 0x88,
             0xF9, 0xE8, 0xAF, 0xC8, 0x70, 0x2D,
         ];
-        let leaf = issued(&ca, params("leaf", false, &serial, (2020, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
-        assert_eq!(leaf.cert.serial_decimal(), "124562745837719059303232313298209415765143613485");
-        assert_eq!(leaf.cert.serial_hex(), "15d19632234bf759a32802c0da88f9e8afc8702d");
+        let leaf = issued(
+            &ca,
+            params("leaf", false, &serial, (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
+        assert_eq!(
+            leaf.cert.serial_decimal(),
+            "124562745837719059303232313298209415765143613485"
+        );
+        assert_eq!(
+            leaf.cert.serial_hex(),
+            "15d19632234bf759a32802c0da88f9e8afc8702d"
+        );
         assert_eq!(leaf.cert.common_name(), Some("leaf"));
-        assert_eq!(leaf.cert.key(), &PublicKey::EcP256(leaf.key.public_key_raw().to_vec()));
+        assert_eq!(
+            leaf.cert.key(),
+            &PublicKey::EcP256(leaf.key.public_key_raw().to_vec())
+        );
         // High bit set: rcgen keeps it positive with a leading zero byte.
-        let leaf2 = issued(&ca, params("l2", false, &[0x80, 0x01], (2020, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let leaf2 = issued(
+            &ca,
+            params("l2", false, &[0x80, 0x01], (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
         assert_eq!(leaf2.cert.serial_decimal(), "32769");
         assert_eq!(serial_magnitude(&[0xff]), (true, vec![0x01]));
     }
@@ -490,44 +541,99 @@ pub(crate) mod tests {
     #[test]
     fn builds_path_through_intermediate_ignoring_unrelated_cert() {
         let root = self_signed("root", &rcgen::PKCS_ECDSA_P384_SHA384);
-        let inter = issued(&root, params("inter", true, &[2], (2020, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
-        let leaf = issued(&inter, params("leaf", false, &[3], (2020, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let inter = issued(
+            &root,
+            params("inter", true, &[2], (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
+        let leaf = issued(
+            &inter,
+            params("leaf", false, &[3], (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
         // Unrelated CA with the same name as the intermediate: subject matches, signature does not.
         let impostor = self_signed("inter", &rcgen::PKCS_ECDSA_P256_SHA256);
         let unrelated = self_signed("other", &rcgen::PKCS_ECDSA_P256_SHA256);
-        let chain = [unrelated.cert.clone(), impostor.cert.clone(), inter.cert.clone()];
+        let chain = [
+            unrelated.cert.clone(),
+            impostor.cert.clone(),
+            inter.cert.clone(),
+        ];
         let anchors = [unrelated.cert.clone(), root.cert.clone()];
         let path = build_path(&leaf.cert, &chain, &anchors, NOW).expect("path");
-        let names: Vec<_> = path.iter().map(|c| c.common_name().unwrap_or("?")).collect();
+        let names: Vec<_> = path
+            .iter()
+            .map(|c| c.common_name().unwrap_or("?"))
+            .collect();
         assert_eq!(names, ["leaf", "inter", "root"]);
 
         // Missing intermediate, or the wrong anchor: untrusted.
-        assert_eq!(build_path(&leaf.cert, &[], &anchors, NOW).err(), Some(ChainError::Untrusted));
         assert_eq!(
-            build_path(&leaf.cert, &chain, std::slice::from_ref(&unrelated.cert), NOW).err(),
+            build_path(&leaf.cert, &[], &anchors, NOW).err(),
+            Some(ChainError::Untrusted)
+        );
+        assert_eq!(
+            build_path(
+                &leaf.cert,
+                &chain,
+                std::slice::from_ref(&unrelated.cert),
+                NOW
+            )
+            .err(),
             Some(ChainError::Untrusted)
         );
         // The leaf itself as an anchor; the intermediate as anchor.
-        assert_eq!(build_path(&leaf.cert, &[], std::slice::from_ref(&leaf.cert), NOW).expect("self").len(), 1);
-        assert_eq!(build_path(&leaf.cert, &[], std::slice::from_ref(&inter.cert), NOW).expect("inter").len(), 2);
+        assert_eq!(
+            build_path(&leaf.cert, &[], std::slice::from_ref(&leaf.cert), NOW)
+                .expect("self")
+                .len(),
+            1
+        );
+        assert_eq!(
+            build_path(&leaf.cert, &[], std::slice::from_ref(&inter.cert), NOW)
+                .expect("inter")
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn reports_expired_and_not_yet_valid() {
         let root = self_signed("root", &rcgen::PKCS_ECDSA_P256_SHA256);
-        let old = issued(&root, params("old", false, &[4], (2000, 2001)), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let old = issued(
+            &root,
+            params("old", false, &[4], (2000, 2001)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
         match build_path(&old.cert, &[], std::slice::from_ref(&root.cert), NOW) {
             Err(ChainError::Expired(m)) => assert!(m.contains("signing certificate CN=old"), "{m}"),
             other => panic!("{other:?}"),
         }
-        let young = issued(&root, params("young", false, &[5], (2080, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let young = issued(
+            &root,
+            params("young", false, &[5], (2080, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
         assert!(matches!(
             build_path(&young.cert, &[], std::slice::from_ref(&root.cert), NOW),
             Err(ChainError::NotYetValid(_))
         ));
-        let old_inter = issued(&root, params("oldinter", true, &[6], (2000, 2001)), &rcgen::PKCS_ECDSA_P256_SHA256);
-        let leaf = issued(&old_inter, params("leaf", false, &[7], (2020, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
-        match build_path(&leaf.cert, std::slice::from_ref(&old_inter.cert), std::slice::from_ref(&root.cert), NOW) {
+        let old_inter = issued(
+            &root,
+            params("oldinter", true, &[6], (2000, 2001)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
+        let leaf = issued(
+            &old_inter,
+            params("leaf", false, &[7], (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
+        match build_path(
+            &leaf.cert,
+            std::slice::from_ref(&old_inter.cert),
+            std::slice::from_ref(&root.cert),
+            NOW,
+        ) {
             Err(ChainError::Expired(m)) => assert!(m.contains("intermediate CA"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -536,16 +642,33 @@ pub(crate) mod tests {
     #[test]
     fn rejects_non_ca_intermediate_and_loads_pem_bundles() {
         let root = self_signed("root", &rcgen::PKCS_ECDSA_P256_SHA256);
-        let not_ca = issued(&root, params("notca", false, &[8], (2020, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
-        let leaf = issued(&not_ca, params("leaf", false, &[9], (2020, 2090)), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let not_ca = issued(
+            &root,
+            params("notca", false, &[8], (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
+        let leaf = issued(
+            &not_ca,
+            params("leaf", false, &[9], (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
         assert_eq!(
-            build_path(&leaf.cert, std::slice::from_ref(&not_ca.cert), std::slice::from_ref(&root.cert), NOW).err(),
+            build_path(
+                &leaf.cert,
+                std::slice::from_ref(&not_ca.cert),
+                std::slice::from_ref(&root.cert),
+                NOW
+            )
+            .err(),
             Some(ChainError::Untrusted)
         );
         let other = self_signed("other", &rcgen::PKCS_ED25519);
         let pem = format!(
             "{}{}",
-            rcgen::CertificateParams::default().self_signed(&root.key).expect("s").pem(),
+            rcgen::CertificateParams::default()
+                .self_signed(&root.key)
+                .expect("s")
+                .pem(),
             other.params.self_signed(&other.key).expect("s").pem()
         );
         let loaded = load_anchors(pem.as_bytes(), "bundle").expect("pem");
@@ -559,9 +682,18 @@ pub(crate) mod tests {
     #[test]
     fn verifies_rsa_issuer_signatures() {
         let root = root_with_key("rsa-root", rsa_key());
-        let leaf = issued(&root, params("leaf", false, &[10], (2020, 2090)), &rcgen::PKCS_ECDSA_P384_SHA384);
+        let leaf = issued(
+            &root,
+            params("leaf", false, &[10], (2020, 2090)),
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+        );
         assert!(matches!(root.cert.key(), PublicKey::Rsa(_)));
         assert!(matches!(leaf.cert.key(), PublicKey::EcP384(_)));
-        assert_eq!(build_path(&leaf.cert, &[], std::slice::from_ref(&root.cert), NOW).expect("rsa").len(), 2);
+        assert_eq!(
+            build_path(&leaf.cert, &[], std::slice::from_ref(&root.cert), NOW)
+                .expect("rsa")
+                .len(),
+            2
+        );
     }
 }

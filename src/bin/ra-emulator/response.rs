@@ -46,7 +46,14 @@ fn random_chars(rng: &SystemRandom, alphabet: &[u8], n: usize) -> String {
 /// Formats 16 bytes as a UUID string.
 fn uuid_from(bytes: &[u8]) -> String {
     let h = crate::sigv4::hex(&bytes[..16]);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A random version-4 UUID, used as `x-amzn-RequestId`.
@@ -72,8 +79,12 @@ pub fn success_body(accepted: &Accepted, policy: &Policy, now: u64, rng: &System
         Some(cn) => format!("CN={cn}"),
         None => accepted.leaf.subject_text().to_string(),
     };
-    let subject_id = uuid_from(digest::digest(&digest::SHA256, accepted.leaf.subject_der()).as_ref());
-    let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random_bytes(rng, 216));
+    let subject_id =
+        uuid_from(digest::digest(&digest::SHA256, accepted.leaf.subject_der()).as_ref());
+    let token = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        random_bytes(rng, 216),
+    );
     json!({
         "credentialSet": [{
             "assumedRoleUser": {
@@ -114,7 +125,12 @@ pub fn respond(status: u16, content_type: &str, body: String, request_id: &str) 
 
 /// An AWS-style error: `{"message":…}` plus `x-amzn-ErrorType: <code>:<namespace>`.
 pub fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<Body> {
-    let mut resp = respond(status, "application/json", json!({ "message": message }).to_string(), request_id);
+    let mut resp = respond(
+        status,
+        "application/json",
+        json!({ "message": message }).to_string(),
+        request_id,
+    );
     if let Ok(v) = format!("{code}:{ERROR_NAMESPACE}").parse() {
         resp.headers_mut().insert("x-amzn-ErrorType", v);
     }

@@ -74,9 +74,10 @@ impl Authorization {
 /// message fit for the client.
 pub fn parse_authorization(value: &str) -> Result<Authorization, String> {
     let value = value.trim();
-    let (alg_name, rest) = value
-        .split_once(' ')
-        .ok_or_else(|| "Authorization header is not 'ALGORITHM Credential=…, SignedHeaders=…, Signature=…'".to_string())?;
+    let (alg_name, rest) = value.split_once(' ').ok_or_else(|| {
+        "Authorization header is not 'ALGORITHM Credential=…, SignedHeaders=…, Signature=…'"
+            .to_string()
+    })?;
     let alg = Algorithm::from_name(alg_name).ok_or_else(|| {
         format!(
             "Unsupported signing algorithm '{alg_name}' (expected AWS4-X509-RSA-SHA256 or AWS4-X509-ECDSA-SHA256)"
@@ -99,12 +100,12 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, String> {
             return Err(format!("Authorization component '{key}' appears twice"));
         }
     }
-    let credential =
-        credential.ok_or_else(|| "Authorization header requires 'Credential' parameter".to_string())?;
-    let signed =
-        signed.ok_or_else(|| "Authorization header requires 'SignedHeaders' parameter".to_string())?;
-    let signature =
-        signature.ok_or_else(|| "Authorization header requires 'Signature' parameter".to_string())?;
+    let credential = credential
+        .ok_or_else(|| "Authorization header requires 'Credential' parameter".to_string())?;
+    let signed = signed
+        .ok_or_else(|| "Authorization header requires 'SignedHeaders' parameter".to_string())?;
+    let signature = signature
+        .ok_or_else(|| "Authorization header requires 'Signature' parameter".to_string())?;
 
     let parts: Vec<&str> = credential.split('/').collect();
     let [serial, date, region, service, terminator] = parts[..] else {
@@ -161,7 +162,9 @@ fn parse_signed_headers(list: &str) -> Result<Vec<String>, String> {
         }
     }
     if names.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(format!("SignedHeaders '{list}' must be sorted and without duplicates"));
+        return Err(format!(
+            "SignedHeaders '{list}' must be sorted and without duplicates"
+        ));
     }
     for required in REQUIRED_SIGNED {
         if !names.iter().any(|n| n == required) {
@@ -237,9 +240,12 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Decoded query parameters: (name, value) byte strings in the order received.
+pub type QueryParams = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The decoded query parameters, in the order received. Empty segments are skipped; a
 /// segment without `=` has an empty value.
-pub fn query_params(raw: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn query_params(raw: &str) -> Result<QueryParams, String> {
     raw.split('&')
         .filter(|seg| !seg.is_empty())
         .map(|seg| {
@@ -303,7 +309,9 @@ pub fn canonical_headers(headers: &HeaderMap, signed: &[String]) -> Result<Strin
             })
             .collect::<Result<_, _>>()?;
         if values.is_empty() {
-            return Err(format!("Signed header '{name}' is missing from the request"));
+            return Err(format!(
+                "Signed header '{name}' is missing from the request"
+            ));
         }
         out.push_str(name);
         out.push(':');
@@ -335,13 +343,23 @@ impl fmt::Display for CanonicalRequest {
         write!(
             f,
             "{}\n{}\n{}\n{}\n{}\n{}",
-            self.method, self.path, self.query, self.headers, self.signed_headers, self.payload_hash
+            self.method,
+            self.path,
+            self.query,
+            self.headers,
+            self.signed_headers,
+            self.payload_hash
         )
     }
 }
 
 /// `ALG\nX-Amz-Date\nscope\nhex(sha256(canonical request))`.
-pub fn string_to_sign(alg: Algorithm, amz_date: &str, scope: &str, canonical: &CanonicalRequest) -> String {
+pub fn string_to_sign(
+    alg: Algorithm,
+    amz_date: &str,
+    scope: &str,
+    canonical: &CanonicalRequest,
+) -> String {
     format!(
         "{}\n{amz_date}\n{scope}\n{}",
         alg.name(),
@@ -424,7 +442,10 @@ mod tests {
         assert_eq!(a.alg, Algorithm::Ecdsa);
         assert_eq!(a.serial, "124562745837719059303232313298209415765143613485");
         assert_eq!(a.scope(), "20250101/us-east-1/rolesanywhere/aws4_request");
-        assert_eq!(a.signed_headers, ["content-type", "host", "x-amz-date", "x-amz-x509"]);
+        assert_eq!(
+            a.signed_headers,
+            ["content-type", "host", "x-amz-date", "x-amz-x509"]
+        );
         assert_eq!(a.signature, [0x30, 0x45, 0xaa]);
         // No spaces after commas, components reordered, chain header signed.
         let b = parse_authorization(
@@ -439,20 +460,44 @@ mod tests {
     fn rejects_bad_authorization() {
         let cases = [
             ("", "not 'ALGORITHM"),
-            ("AWS4-HMAC-SHA256 Credential=1/20250101/us-east-1/rolesanywhere/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-x509, Signature=00", "Unsupported signing algorithm"),
-            (&GOOD.replace("Credential=124562745837719059303232313298209415765143613485", "Credential=0x1F"), "decimal"),
+            (
+                "AWS4-HMAC-SHA256 Credential=1/20250101/us-east-1/rolesanywhere/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-x509, Signature=00",
+                "Unsupported signing algorithm",
+            ),
+            (
+                &GOOD.replace(
+                    "Credential=124562745837719059303232313298209415765143613485",
+                    "Credential=0x1F",
+                ),
+                "decimal",
+            ),
             (&GOOD.replace("/rolesanywhere/", "/sts/"), "correct service"),
             (&GOOD.replace("aws4_request", "aws4_reqest"), "terminator"),
             (&GOOD.replace("20250101", "2025-01-01"), "YYYYMMDD"),
             (&GOOD.replace("/us-east-1/", "/"), "is not <serial>"),
-            (&GOOD.replace(";x-amz-x509", ""), "must include 'x-amz-x509'"),
-            (&GOOD.replace("content-type;host", "host;content-type"), "sorted"),
-            (&GOOD.replace("content-type;", "Content-Type;"), "lower-case"),
+            (
+                &GOOD.replace(";x-amz-x509", ""),
+                "must include 'x-amz-x509'",
+            ),
+            (
+                &GOOD.replace("content-type;host", "host;content-type"),
+                "sorted",
+            ),
+            (
+                &GOOD.replace("content-type;", "Content-Type;"),
+                "lower-case",
+            ),
             (&GOOD.replace("3045aa", "3045AA"), "lower-case hex"),
             (&GOOD.replace("3045aa", "3045a"), "lower-case hex"),
-            (&GOOD.replace(", Signature=3045aa", ""), "requires 'Signature'"),
+            (
+                &GOOD.replace(", Signature=3045aa", ""),
+                "requires 'Signature'",
+            ),
             (&format!("{GOOD}, Signature=00"), "appears twice"),
-            (&format!("{GOOD}, Extra=1"), "Unknown Authorization component"),
+            (
+                &format!("{GOOD}, Extra=1"),
+                "Unknown Authorization component",
+            ),
         ];
         for (header, want) in cases {
             let err = parse_authorization(header).expect_err(header);

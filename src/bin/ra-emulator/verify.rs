@@ -94,7 +94,13 @@ struct Seen {
 }
 
 impl Seen {
-    fn reject(&self, status: u16, code: &'static str, check: &'static str, message: impl Into<String>) -> Rejection {
+    fn reject(
+        &self,
+        status: u16,
+        code: &'static str,
+        check: &'static str,
+        message: impl Into<String>,
+    ) -> Rejection {
         Rejection {
             status,
             code,
@@ -115,7 +121,10 @@ impl Seen {
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Runs every check on a CreateSession request at time `now` (Unix seconds).
@@ -125,7 +134,8 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
     // 1. Authorization header syntax.
     let auth_value = header(req.headers, "authorization")
         .ok_or_else(|| seen.denied("authorization", "Missing Authentication Token"))?;
-    let auth = sigv4::parse_authorization(auth_value).map_err(|m| seen.denied("authorization", m))?;
+    let auth =
+        sigv4::parse_authorization(auth_value).map_err(|m| seen.denied("authorization", m))?;
     seen.serial = Some(auth.serial.clone());
     seen.alg = Some(auth.alg);
     if req.headers.contains_key(sigv4::CHAIN_HEADER)
@@ -141,7 +151,10 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
     let amz_date = header(req.headers, "x-amz-date")
         .ok_or_else(|| seen.denied("date", "Missing X-Amz-Date header"))?;
     let signed_at = clock::parse_amz_date(amz_date).ok_or_else(|| {
-        seen.denied("date", format!("X-Amz-Date '{amz_date}' is not YYYYMMDD'T'HHMMSS'Z'"))
+        seen.denied(
+            "date",
+            format!("X-Amz-Date '{amz_date}' is not YYYYMMDD'T'HHMMSS'Z'"),
+        )
     })?;
     if signed_at + policy.clock_skew < now {
         return Err(seen.denied(
@@ -207,7 +220,11 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
     // 4. Algorithm against key type.
     let key_matches = matches!(
         (auth.alg, leaf.key()),
-        (Algorithm::Rsa, PublicKey::Rsa(_)) | (Algorithm::Ecdsa, PublicKey::EcP256(_) | PublicKey::EcP384(_))
+        (Algorithm::Rsa, PublicKey::Rsa(_))
+            | (
+                Algorithm::Ecdsa,
+                PublicKey::EcP256(_) | PublicKey::EcP384(_)
+            )
     );
     if !key_matches {
         return Err(seen.denied(
@@ -221,8 +238,8 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
     }
 
     // 5. The signature over the re-canonicalised request.
-    let query = sigv4::canonical_query(req.query.unwrap_or(""))
-        .map_err(|m| seen.invalid("query", m))?;
+    let query =
+        sigv4::canonical_query(req.query.unwrap_or("")).map_err(|m| seen.invalid("query", m))?;
     let headers = sigv4::canonical_headers(req.headers, &auth.signed_headers)
         .map_err(|m| seen.denied("signature", m))?;
     let canonical = CanonicalRequest {
@@ -249,13 +266,16 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
                 let der = STANDARD.decode(b64.trim()).map_err(|_| {
                     seen.denied("chain", "X-Amz-X509-Chain is not comma-separated base64")
                 })?;
-                Cert::from_der(der).map_err(|e| seen.denied("chain", format!("X-Amz-X509-Chain: {e}")))
+                Cert::from_der(der)
+                    .map_err(|e| seen.denied("chain", format!("X-Amz-X509-Chain: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
     match pki::build_path(&leaf, &intermediates, &policy.anchors, now) {
         Ok(_) => {}
-        Err(ChainError::Untrusted) => return Err(seen.denied("chain", "Untrusted Signing Certificate")),
+        Err(ChainError::Untrusted) => {
+            return Err(seen.denied("chain", "Untrusted Signing Certificate"));
+        }
         Err(ChainError::Expired(m)) => return Err(seen.denied("expired", m)),
         Err(ChainError::NotYetValid(m)) => return Err(seen.denied("not-yet-valid", m)),
     }
@@ -269,7 +289,8 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
             _ => return Err(seen.invalid("body", "Request body is not a JSON object")),
         }
     };
-    let params = sigv4::query_params(req.query.unwrap_or("")).map_err(|m| seen.invalid("query", m))?;
+    let params =
+        sigv4::query_params(req.query.unwrap_or("")).map_err(|m| seen.invalid("query", m))?;
     let param = |kind: Kind| -> Result<Arn, Rejection> {
         let name = kind.param();
         let from_query = params
@@ -295,20 +316,36 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
     let profile = param(Kind::Profile)?;
     let role = param(Kind::Role)?;
     if trust_anchor != policy.trust_anchor {
-        return Err(seen.reject(404, "ResourceNotFoundException", "trust-anchor", format!("Trust anchor {trust_anchor} not found")));
+        return Err(seen.reject(
+            404,
+            "ResourceNotFoundException",
+            "trust-anchor",
+            format!("Trust anchor {trust_anchor} not found"),
+        ));
     }
     if profile != policy.profile {
-        return Err(seen.reject(404, "ResourceNotFoundException", "profile", format!("Profile {profile} not found")));
+        return Err(seen.reject(
+            404,
+            "ResourceNotFoundException",
+            "profile",
+            format!("Profile {profile} not found"),
+        ));
     }
     if !policy.roles.contains(&role) {
-        return Err(seen.denied("role", format!("Profile does not allow assuming role {role}")));
+        return Err(seen.denied(
+            "role",
+            format!("Profile does not allow assuming role {role}"),
+        ));
     }
 
     // 8. Duration and session name.
     let duration = match body.get("durationSeconds") {
         None | Some(Value::Null) => DEFAULT_DURATION,
         Some(v) => v.as_u64().ok_or_else(|| {
-            seen.invalid("duration", format!("durationSeconds {v} is not a whole number of seconds"))
+            seen.invalid(
+                "duration",
+                format!("durationSeconds {v} is not a whole number of seconds"),
+            )
         })?,
     };
     if duration < MIN_DURATION {
@@ -326,7 +363,10 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
     let role_session_name = match body.get("roleSessionName") {
         None | Some(Value::Null) => None,
         Some(_) if policy.deny_role_session_name => {
-            return Err(seen.denied("role-session-name", "Not authorized to set roleSessionName."));
+            return Err(seen.denied(
+                "role-session-name",
+                "Not authorized to set roleSessionName.",
+            ));
         }
         Some(Value::String(s)) if valid_session_name(s) => Some(s.clone()),
         Some(v) => {
@@ -337,10 +377,17 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
         }
     };
 
-    Ok(Accepted { alg: auth.alg, leaf, role, duration, role_session_name })
+    Ok(Accepted {
+        alg: auth.alg,
+        leaf,
+        role,
+        duration,
+        role_session_name,
+    })
 }
 
 fn valid_session_name(s: &str) -> bool {
     (2..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
 }

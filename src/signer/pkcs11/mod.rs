@@ -129,6 +129,14 @@ pub enum Pkcs11Error {
         /// Why.
         detail: String,
     },
+    /// The token offers no mechanism this key can sign with.
+    #[error("cannot sign with the key {key}: {detail}")]
+    NoMechanism {
+        /// The key (object and id).
+        key: String,
+        /// Why.
+        detail: String,
+    },
     /// The key and the certificate do not belong together.
     #[error(transparent)]
     KeyMismatch(#[from] KeyMismatch),
@@ -278,6 +286,10 @@ impl From<Pkcs11Error> for Error {
             ),
             P::PinExpired { .. } => id("change the PIN (e.g. `pkcs11-tool --login --change-pin`)"),
             P::UnsupportedKey { .. } => id("use an RSA, P-256 or P-384 key"),
+            P::NoMechanism { .. } => id(
+                "use a key without CKA_ALWAYS_AUTHENTICATE, or a token that offers the \
+                 hash-and-sign mechanism (see docs/pkcs11.md)",
+            ),
             P::KeyMismatch(_) => id(
                 "pass the certificate issued for this key, or the key the certificate was issued for \
                  (compare `p11tool --export-pubkey` with `openssl x509 -pubkey`)",
@@ -380,8 +392,7 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
     let token = session::select_token(&module, &key_uri)?;
     let session = session::open_session(&module, &token, false)?;
 
-    // Certificates are public: read them before the login, so a missing certificate fails
-    // without asking for a PIN.
+    // Certificates are public objects: read them all once (leaf candidates and chain).
     let token_certs = objects::certificates(&session, &token.desc)?;
     let leaf_candidates: Vec<Cert> = match (&config.certificate, &cert_uri) {
         (Some(CertificateSource::File(path)), _) => vec![Cert::first_from_file(path)?],
@@ -392,6 +403,12 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
             .map(|c| c.cert.clone())
             .collect(),
     };
+    let user_pin = session::login(&module, &session, &token, &mut || {
+        session::user_pin(&key_uri, settings, &token.desc)
+    })?;
+
+    let key = find_key(&session, &key_uri, &token)?;
+    // Checked after the key, so that a URI naming nothing says "no private key".
     if leaf_candidates.is_empty() {
         return Err(Pkcs11Error::NoObject {
             what: "certificate",
@@ -403,12 +420,6 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
                 .collect(),
         });
     }
-
-    let user_pin = session::login(&module, &session, &token, &mut || {
-        session::user_pin(&key_uri, settings, &token.desc)
-    })?;
-
-    let key = find_key(&session, &key_uri, &token)?;
     let public_key = match &key.public_key {
         Some(p) => p.clone(),
         // No public key object: trust the token's pairing of key and certificate by CKA_ID.
@@ -427,7 +438,7 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
 
     let mechanisms = Mechanisms::from_list(&session::mechanisms(&module, &token)?);
     signer::check_plan(key.key_type, &mechanisms, key.always_auth).map_err(|detail| {
-        Pkcs11Error::UnsupportedKey {
+        Pkcs11Error::NoMechanism {
             key: key.describe(),
             detail,
         }

@@ -107,7 +107,7 @@ fn plan(
             Err(format!(
                 "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE), which \
                  ra-signer can only give with a hash-and-sign mechanism, and the token has no \
-                 {:?}",
+                 {}",
                 hash_and_sign(key_type, digest).mechanism_type()
             ))
         };

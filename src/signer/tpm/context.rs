@@ -163,7 +163,9 @@ impl Tcti {
                     if let Some(h) = kv.strip_prefix("host=") {
                         host = h;
                     } else if let Some(p) = kv.strip_prefix("port=") {
-                        port = p.parse().map_err(|_| self.bad(format!("bad port \"{p}\"")))?;
+                        port = p
+                            .parse()
+                            .map_err(|_| self.bad(format!("bad port \"{p}\"")))?;
                     }
                 }
                 let addrs: Vec<SocketAddr> = (host, port)
@@ -269,7 +271,11 @@ impl Rc {
     /// (`TPM_RC_AUTH_FAIL` = 0x08E, …), or the whole code for format-zero ones.
     pub fn base(self) -> u32 {
         let rc = self.0 & 0xffff;
-        if rc & 0x80 != 0 { 0x80 | (rc & 0x3f) } else { rc }
+        if rc & 0x80 != 0 {
+            0x80 | (rc & 0x3f)
+        } else {
+            rc
+        }
     }
 
     /// A wrong password (`TPM_RC_AUTH_FAIL` or `TPM_RC_BAD_AUTH`).

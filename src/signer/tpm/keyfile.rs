@@ -21,7 +21,7 @@
 //! TRUE as `0x01` (BER), which is accepted; it is written as DER `0xFF`.
 
 use der::asn1::{AnyRef, OctetStringRef, UintRef};
-use der::{Decode, Encode, Reader, Tag, TagNumber};
+use der::{Decode, Encode, Reader, Tag, TagNumber, Tagged};
 
 /// The PEM label.
 pub const PEM_LABEL: &str = "TSS2 PRIVATE KEY";
@@ -222,9 +222,7 @@ impl TssKey {
                             }
                         }
                         n => {
-                            return Err(KeyFileError::Asn1(format!(
-                                "unknown tagged field [{n}]"
-                            )));
+                            return Err(KeyFileError::Asn1(format!("unknown tagged field [{n}]")));
                         }
                     }
                 }
@@ -313,7 +311,9 @@ fn parse_parent(value: &[u8]) -> Result<u32, KeyFileError> {
     if digits.is_empty() || digits.len() > 4 {
         return Err(bad());
     }
-    let handle = digits.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+    let handle = digits
+        .iter()
+        .fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
     if handle >> 24 == 0x81 || is_hierarchy(handle) {
         Ok(handle)
     } else {
@@ -374,7 +374,10 @@ gFY=
         assert_eq!(TssKey::from_der(&der).expect("round trip"), key);
         let pem = key.to_pem().expect("pem");
         assert!(is_tss2_pem(pem.as_bytes()));
-        assert_eq!(TssKey::from_bytes(pem.as_bytes()).expect("pem round trip"), key);
+        assert_eq!(
+            TssKey::from_bytes(pem.as_bytes()).expect("pem round trip"),
+            key
+        );
     }
 
     fn sample() -> TssKey {
@@ -469,7 +472,12 @@ gFY=
         // A description [4] is ignored.
         let described = with_fields(
             OID_LOADABLE,
-            &[&[0xa4, 0x04, 0x0c, 0x02, b'h', b'i'], PARENT_OWNER, PUB, PRIV],
+            &[
+                &[0xa4, 0x04, 0x0c, 0x02, b'h', b'i'],
+                PARENT_OWNER,
+                PUB,
+                PRIV,
+            ],
         );
         assert!(TssKey::from_der(&described).is_ok());
     }
@@ -492,7 +500,10 @@ gFY=
         let empty_priv = with_fields(OID_LOADABLE, &[PARENT_OWNER, PUB, &[0x04, 0x00]]);
         assert!(matches!(
             TssKey::from_der(&empty_priv),
-            Err(KeyFileError::Tpm2bLength { what: "privkey", .. })
+            Err(KeyFileError::Tpm2bLength {
+                what: "privkey",
+                ..
+            })
         ));
         let transient_parent = with_fields(
             OID_LOADABLE,
@@ -508,7 +519,10 @@ gFY=
             Err(KeyFileError::BadParent(_))
         ));
         let no_priv = with_fields(OID_LOADABLE, &[PARENT_OWNER, PUB]);
-        assert!(matches!(TssKey::from_der(&no_priv), Err(KeyFileError::Asn1(_))));
+        assert!(matches!(
+            TssKey::from_der(&no_priv),
+            Err(KeyFileError::Asn1(_))
+        ));
 
         let good = with_fields(OID_LOADABLE, &[PARENT_OWNER, PUB, PRIV]);
         assert!(TssKey::from_der(&good).is_ok());

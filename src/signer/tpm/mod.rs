@@ -15,6 +15,8 @@ pub mod keyfile;
 pub mod keygen;
 mod signer;
 #[cfg(test)]
+mod tests;
+#[cfg(test)]
 mod testutil;
 
 use std::path::{Path, PathBuf};
@@ -318,7 +320,9 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
     let leaf = match &config.certificate {
         Some(CertificateSource::File(path)) => Cert::first_from_file(path)?,
         Some(CertificateSource::Pkcs11(uri)) => {
-            return Err(TpmError::CertificateSource(format!("the PKCS#11 object {uri}")));
+            return Err(TpmError::CertificateSource(format!(
+                "the PKCS#11 object {uri}"
+            )));
         }
         None => {
             return Err(TpmError::CertificateSource(

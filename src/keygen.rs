@@ -1,0 +1,499 @@
+//! `ra-signer keygen`: generates a key pair inside a PKCS#11 token (sensitive, never
+//! extractable), writes a PKCS#10 CSR signed by that key for a private CA, and, once the CA
+//! has issued it, stores the certificate beside the key (`--import-cert`).
+//!
+//! ```text
+//! ra-signer keygen --pkcs11-uri 'pkcs11:token=prod;object=ra;id=%01' --key-type p256 \
+//!     --subject 'CN=host1,O=Example' --csr-out host1.csr
+//! ra-signer keygen --pkcs11-uri 'pkcs11:token=prod;object=ra' --import-cert host1.pem
+//! ```
+
+use std::path::PathBuf;
+
+use crate::error::{Error, ErrorClass};
+
+/// The key types `keygen` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeygenKeyType {
+    /// RSA, 2048 bits.
+    Rsa2048,
+    /// RSA, 3072 bits.
+    Rsa3072,
+    /// ECDSA on NIST P-256.
+    P256,
+    /// ECDSA on NIST P-384.
+    P384,
+}
+
+/// Flags of `ra-signer keygen`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeygenArgs {
+    /// The token and the key's label and id: pkcs11:token=LABEL;object=KEY-LABEL;id=%01.
+    /// Without id=, a random 8-byte id is chosen. module-path= and pin-source= are honoured.
+    #[arg(long, value_name = "URI")]
+    pub pkcs11_uri: String,
+
+    /// The key to generate.
+    #[arg(long, value_enum, default_value = "p256")]
+    pub key_type: KeygenKeyType,
+
+    /// The CSR's subject: RFC 4514 ("CN=host1,O=Example") or OpenSSL ("/O=Example/CN=host1").
+    /// Attributes: C, ST, L, O, OU, CN, DC, serialNumber.
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+
+    /// Where to write the PEM CSR (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub csr_out: Option<PathBuf>,
+
+    /// Instead of generating: store this certificate (PEM or DER; a PEM bundle's further
+    /// certificates are stored as the chain) beside the existing key the URI names.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "csr_out"])]
+    pub import_cert: Option<PathBuf>,
+
+    /// Mark the new key CKA_ALWAYS_AUTHENTICATE (a PIN for every signature).
+    #[arg(long)]
+    pub always_auth: bool,
+
+    /// The PKCS#11 module (default: the URI's module-path, else p11-kit's proxy).
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_lib: Option<PathBuf>,
+
+    /// A file holding the user PIN (else RA_SIGNER_PKCS11_PIN, else a prompt on a terminal).
+    #[arg(long, value_name = "FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+/// Runs `ra-signer keygen`.
+pub fn run(args: &KeygenArgs) -> Result<(), Error> {
+    #[cfg(feature = "pkcs11")]
+    {
+        imp::run(args)
+    }
+    #[cfg(not(feature = "pkcs11"))]
+    {
+        let _ = args;
+        Err(Error::new(
+            ErrorClass::Usage,
+            "this ra-signer was built without PKCS#11 support, which keygen needs",
+        ))
+    }
+}
+
+/// Parses a subject DN into (attribute OID arcs, value) in encoding order (most general
+/// first). RFC 4514 strings list the most specific first, so they are reversed; OpenSSL's
+/// `/A=x/B=y` form is already in encoding order.
+pub fn parse_subject(text: &str) -> Result<Vec<(Vec<u64>, String)>, Error> {
+    let bad = |why: String| {
+        Error::new(ErrorClass::Usage, format!("--subject \"{text}\" is malformed: {why}"))
+            .with_hint("write e.g. --subject \"CN=host1,O=Example\" or \"/O=Example/CN=host1\"")
+    };
+    let (sep, openssl) = match text.strip_prefix('/') {
+        Some(_) => ('/', true),
+        None => (',', false),
+    };
+    let body = if openssl { &text[1..] } else { text };
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n) => cur.push(n),
+                None => return Err(bad("it ends with a lone backslash".into())),
+            }
+        } else if c == sep || (!openssl && c == '+') {
+            if !openssl && c == '+' {
+                return Err(bad("multi-valued RDNs ('+') are not supported".into()));
+            }
+            parts.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    parts.push(cur);
+    let mut out = Vec::new();
+    for part in parts {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(bad("an attribute is empty".into()));
+        }
+        let (name, value) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("\"{part}\" has no '='")))?;
+        let oid: Vec<u64> = match name.trim().to_ascii_uppercase().as_str() {
+            "C" => vec![2, 5, 4, 6],
+            "ST" => vec![2, 5, 4, 8],
+            "L" => vec![2, 5, 4, 7],
+            "O" => vec![2, 5, 4, 10],
+            "OU" => vec![2, 5, 4, 11],
+            "CN" => vec![2, 5, 4, 3],
+            "SERIALNUMBER" => vec![2, 5, 4, 5],
+            "DC" => vec![0, 9, 2342, 19200300, 100, 1, 25],
+            other => return Err(bad(format!("unknown attribute \"{other}\""))),
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(bad(format!("{name} has an empty value")));
+        }
+        out.push((oid, value.to_owned()));
+    }
+    if !openssl {
+        out.reverse();
+    }
+    Ok(out)
+}
+
+#[cfg(feature = "pkcs11")]
+mod imp {
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{
+        Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle,
+    };
+    use cryptoki::session::Session;
+
+    use super::{KeygenArgs, KeygenKeyType, parse_subject};
+    use crate::cert::{Cert, KeyType as CertKeyType};
+    use crate::config::Pkcs11Settings;
+    use crate::error::{Error, ErrorClass};
+    use crate::secret::SecretSource;
+    use crate::signer::Signer;
+    use crate::signer::pkcs11::objects::{self, EC_PARAMS_P256, EC_PARAMS_P384};
+    use crate::signer::pkcs11::session::{self, FoundToken};
+    use crate::signer::pkcs11::signer::{Mechanisms, TokenSigner};
+    use crate::signer::pkcs11::uri::{ObjectType, Pkcs11Uri};
+    use crate::signer::pkcs11::Pkcs11Error;
+
+    pub fn run(args: &KeygenArgs) -> Result<(), Error> {
+        let uri = Pkcs11Uri::parse(&args.pkcs11_uri).map_err(Pkcs11Error::from)?;
+        let mut pin_sources = Vec::new();
+        if let Some(f) = &args.pkcs11_pin_file {
+            pin_sources.push(SecretSource::File(f.clone()));
+        }
+        pin_sources.extend([SecretSource::Env("RA_SIGNER_PKCS11_PIN"), SecretSource::Prompt]);
+        let settings = Pkcs11Settings {
+            module: args.pkcs11_lib.clone(),
+            pin_sources,
+            reuse_pin: false,
+            context_pin_sources: Vec::new(),
+        };
+        let module = session::load(&session::module_path(&uri, &settings)?)?;
+        let token = session::select_token(&module, &uri)?;
+        let s = session::open_session(&module, &token, true)?;
+        let pin = session::login(&module, &s, &token, &mut || {
+            session::user_pin(&uri, &settings, &token.desc)
+        })?;
+        match &args.import_cert {
+            Some(path) => import(&s, &uri, &token, path),
+            None => generate(args, &module, s, &uri, &token, pin),
+        }
+    }
+
+    fn usage(msg: String) -> Error {
+        Error::new(ErrorClass::Usage, msg)
+    }
+
+    fn generate(
+        args: &KeygenArgs,
+        module: &session::Module,
+        s: Session,
+        uri: &Pkcs11Uri,
+        token: &FoundToken,
+        pin: Option<crate::secret::Secret>,
+    ) -> Result<(), Error> {
+        let subject = args.subject.as_deref().ok_or_else(|| {
+            usage("keygen needs --subject for the CSR (or --import-cert to store a certificate)".into())
+                .with_hint("e.g. --subject \"CN=host1,O=Example\"")
+        })?;
+        let dn = parse_subject(subject)?;
+        let label = uri.object.clone().ok_or_else(|| {
+            usage("the URI must name the new key with object=LABEL".into())
+                .with_hint("e.g. --pkcs11-uri 'pkcs11:token=prod;object=ra-signer;id=%01'")
+        })?;
+        let id = match &uri.id {
+            Some(id) if !id.is_empty() => id.clone(),
+            _ => {
+                let mut id = vec![0u8; 8];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+                    .map_err(|_| Error::new(ErrorClass::Other, "no randomness for the key id"))?;
+                id
+            }
+        };
+        let call = |f: &'static str| move |e| Pkcs11Error::call(f, e, &token.desc);
+        // Refuse to shadow an existing key: the same label or id would make URIs ambiguous.
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            for attr in [Attribute::Label(label.as_bytes().to_vec()), Attribute::Id(id.clone())] {
+                let found = s
+                    .find_objects(&[Attribute::Class(class), attr])
+                    .map_err(call("C_FindObjects"))?;
+                if !found.is_empty() {
+                    return Err(usage(format!(
+                        "a key with label \"{label}\" or id {} already exists on {}",
+                        crate::signer::pkcs11::uri::encode(&id, true),
+                        token.desc
+                    ))
+                    .with_hint("choose another object= and id=, or delete the old key"));
+                }
+            }
+        }
+
+        let (mechanism, key_specific): (Mechanism, Vec<Attribute>) = match args.key_type {
+            KeygenKeyType::Rsa2048 | KeygenKeyType::Rsa3072 => (
+                Mechanism::RsaPkcsKeyPairGen,
+                vec![
+                    Attribute::ModulusBits(
+                        (if args.key_type == KeygenKeyType::Rsa2048 { 2048u64 } else { 3072 })
+                            .into(),
+                    ),
+                    Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+                ],
+            ),
+            KeygenKeyType::P256 => (
+                Mechanism::EccKeyPairGen,
+                vec![Attribute::EcParams(EC_PARAMS_P256.to_vec())],
+            ),
+            KeygenKeyType::P384 => (
+                Mechanism::EccKeyPairGen,
+                vec![Attribute::EcParams(EC_PARAMS_P384.to_vec())],
+            ),
+        };
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        public.extend(key_specific);
+        let mut private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        if args.always_auth {
+            private.push(Attribute::AlwaysAuthenticate(true));
+        }
+        let (_, key) = s
+            .generate_key_pair(&mechanism, &public, &private)
+            .map_err(call("C_GenerateKeyPair"))?;
+        check_protected(&s, key, token)?;
+
+        let info = objects::key_info(&s, key, &token.desc)?;
+        let public_key = info.public_key.clone().ok_or_else(|| Pkcs11Error::UnsupportedKey {
+            key: info.describe(),
+            detail: "the token made no readable public key".into(),
+        })?;
+        let mechanisms = Mechanisms::from_list(&session::mechanisms(module, token)?);
+        let mut key_uri = token.desc.uri();
+        key_uri.object = Some(label.clone());
+        key_uri.id = Some(id.clone());
+        key_uri.object_type = Some(ObjectType::Private);
+        let signer = TokenSigner::new(
+            s,
+            key,
+            info.key_type,
+            public_key,
+            mechanisms,
+            args.always_auth,
+            pin,
+            format!("key {key_uri}"),
+        );
+
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (oid, value) in dn {
+            let ty = match oid.as_slice() {
+                [2, 5, 4, 6] => rcgen::DnType::CountryName,
+                [2, 5, 4, 8] => rcgen::DnType::StateOrProvinceName,
+                [2, 5, 4, 7] => rcgen::DnType::LocalityName,
+                [2, 5, 4, 10] => rcgen::DnType::OrganizationName,
+                [2, 5, 4, 11] => rcgen::DnType::OrganizationalUnitName,
+                [2, 5, 4, 3] => rcgen::DnType::CommonName,
+                _ => rcgen::DnType::CustomDnType(oid),
+            };
+            params.distinguished_name.push(ty, value);
+        }
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let csr = params.serialize_request(&signer).map_err(|e| {
+            Error::new(ErrorClass::Identity, format!("cannot sign the CSR with {key_uri}: {e}"))
+        })?;
+        let pem = csr
+            .pem()
+            .map_err(|e| Error::new(ErrorClass::Other, format!("cannot encode the CSR: {e}")))?;
+        match &args.csr_out {
+            Some(path) => std::fs::write(path, &pem).map_err(|e| {
+                Error::new(ErrorClass::Other, format!("cannot write {}: {e}", path.display()))
+            })?,
+            None => print!("{pem}"),
+        }
+        eprintln!(
+            "generated {} key {} inside the token (sensitive, not extractable{})",
+            signer.key_type(),
+            key_uri,
+            if args.always_auth { ", always-authenticate" } else { "" }
+        );
+        if let Some(path) = &args.csr_out {
+            eprintln!("CSR written to {}", path.display());
+        }
+        eprintln!(
+            "next: have your CA sign the CSR, then: ra-signer keygen --pkcs11-uri '{}' --import-cert CERT.pem",
+            {
+                let mut u = key_uri.clone();
+                u.object_type = None;
+                u
+            }
+        );
+        Ok(())
+    }
+
+    /// Refuses a generated key the token did not make sensitive and non-extractable.
+    fn check_protected(s: &Session, key: ObjectHandle, token: &FoundToken) -> Result<(), Error> {
+        let attrs = s
+            .get_attributes(key, &[AttributeType::Sensitive, AttributeType::Extractable])
+            .map_err(|e| Pkcs11Error::call("C_GetAttributeValue", e, &token.desc))?;
+        let (mut sensitive, mut extractable) = (false, true);
+        for a in attrs {
+            match a {
+                Attribute::Sensitive(b) => sensitive = b,
+                Attribute::Extractable(b) => extractable = b,
+                _ => {}
+            }
+        }
+        if !sensitive || extractable {
+            let _ = s.destroy_object(key);
+            return Err(Error::new(
+                ErrorClass::Identity,
+                format!(
+                    "{} made the key with CKA_SENSITIVE={sensitive} and CKA_EXTRACTABLE={extractable}: \
+                     it was deleted",
+                    token.desc
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn import(
+        s: &Session,
+        uri: &Pkcs11Uri,
+        token: &FoundToken,
+        path: &std::path::Path,
+    ) -> Result<(), Error> {
+        let certs = Cert::all_from_file(path).map_err(crate::signer::cert_error)?;
+        let key = {
+            let handles = objects::private_keys(s, uri, &token.desc)?;
+            match handles.as_slice() {
+                [h] => objects::key_info(s, *h, &token.desc)?,
+                [] => {
+                    return Err(Pkcs11Error::NoObject {
+                        what: "private key",
+                        uri: uri.to_string(),
+                        token: token.desc.to_string(),
+                        available: objects::list_private_keys(s, &token.desc),
+                    }
+                    .into());
+                }
+                _ => {
+                    return Err(usage(format!(
+                        "{} private keys match {uri}: add object= and id=",
+                        handles.len()
+                    )));
+                }
+            }
+        };
+        let public_key = key.public_key.clone().unwrap_or_default();
+        let mine = |c: &Cert| c.key_type() == key.key_type && c.public_key_bits() == public_key;
+        let Some(leaf) = certs.iter().find(|c| mine(c)) else {
+            let first = certs.first().map(|c| (c.subject(), c.serial_decimal(), c.key_type()));
+            return Err(match first {
+                Some((subject, serial, cert_key)) => Pkcs11Error::KeyMismatch(crate::signer::KeyMismatch {
+                    key_desc: format!("{}, key {} on {}", key.key_type, key.describe(), token.desc),
+                    subject,
+                    serial,
+                    cert_key,
+                })
+                .into(),
+                None => usage(format!("{} holds no certificate", path.display())),
+            });
+        };
+        if key.public_key.is_none() && key.key_type != CertKeyType::Rsa {
+            return Err(usage(
+                "the key has no public key object, so the certificate cannot be checked against it".into(),
+            ));
+        }
+        let existing = objects::certificates(s, &token.desc)?;
+        let stored = |c: &Cert| existing.iter().any(|e| e.cert.der() == c.der());
+        let mut written = 0;
+        if !stored(leaf) {
+            store_cert(s, token, leaf, &key.label, &key.id)?;
+            written += 1;
+        }
+        let mut n = 0;
+        for c in certs.iter().filter(|c| c.der() != leaf.der()) {
+            n += 1;
+            if !stored(c) {
+                store_cert(s, token, c, &format!("{} chain {n}", key.label), &[])?;
+                written += 1;
+            }
+        }
+        eprintln!(
+            "stored {written} certificate(s) on {} beside key {} (subject \"{}\", serial {})",
+            token.desc,
+            key.describe(),
+            leaf.subject(),
+            leaf.serial_decimal()
+        );
+        Ok(())
+    }
+
+    fn store_cert(
+        s: &Session,
+        token: &FoundToken,
+        cert: &Cert,
+        label: &str,
+        id: &[u8],
+    ) -> Result<(), Error> {
+        let serial = cert.serial_bytes();
+        let mut serial_der = vec![0x02, serial.len() as u8];
+        serial_der.extend_from_slice(serial);
+        let mut template = vec![
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Subject(cert.subject_der()),
+            Attribute::Issuer(cert.issuer_der()),
+            Attribute::SerialNumber(serial_der),
+            Attribute::Value(cert.der().to_vec()),
+        ];
+        if !id.is_empty() {
+            template.push(Attribute::Id(id.to_vec()));
+        }
+        s.create_object(&template)
+            .map_err(|e| Pkcs11Error::call("C_CreateObject", e, &token.desc))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_in_both_spellings() {
+        let a = parse_subject("CN=host1,O=Example\\, Inc.,C=DE").expect("rfc4514");
+        let b = parse_subject("/C=DE/O=Example, Inc./CN=host1").expect("openssl");
+        assert_eq!(a, b);
+        assert_eq!(a[0], (vec![2, 5, 4, 6], "DE".to_owned()));
+        assert_eq!(a[2], (vec![2, 5, 4, 3], "host1".to_owned()));
+        for bad in ["", "CN", "XX=1", "CN=", "CN=a+O=b", "CN=a\\"] {
+            assert!(parse_subject(bad).is_err(), "{bad}");
+        }
+    }
+}

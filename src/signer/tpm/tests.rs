@@ -1,0 +1,786 @@
+//! The TPM backend against real swtpm instances, with keys made by tpm2-openssl,
+//! tpm2-tools and `keygen`, signatures checked with ring and OpenSSL.
+
+use std::path::PathBuf;
+
+use super::keygen::{KeygenRequest, KeygenTarget, TpmKeyType, keygen};
+use super::testutil::{Swtpm, command_name, fixture};
+use super::*;
+use crate::cert::KeyType;
+use crate::config::TpmSettings;
+use crate::signer::{Digest, Signer};
+
+fn file(name: &str) -> PathBuf {
+    fixture().files.join(name)
+}
+
+fn key_file(name: &str) -> KeyLocation {
+    let path = file(&format!("{name}.key"));
+    KeyLocation::File {
+        key: read_key_file(&path).expect("fixture key file"),
+        path,
+    }
+}
+
+fn passwords(key: Option<&str>, parent: Option<&str>) -> Passwords {
+    Passwords {
+        key: key.map(|k| Secret::new(k.to_owned())),
+        key_origin: "the test",
+        parent: parent.map(|p| Secret::new(p.to_owned())),
+    }
+}
+
+fn identity(
+    tpm: &Swtpm,
+    location: KeyLocation,
+    pw: Passwords,
+    cert: &str,
+) -> Result<Identity, TpmError> {
+    let leaf = Cert::first_from_file(&file(&format!("{cert}.pem")))?;
+    let signer = TpmSigner::open(tpm.tcti(), location, pw)?;
+    let desc = signer.description().to_owned();
+    Ok(Identity::new(leaf, Vec::new(), Box::new(signer), &desc)?)
+}
+
+fn verify(cert: &Cert, digest: Digest, message: &[u8], signature: &[u8]) {
+    use ring::signature as sig;
+    let alg: &dyn sig::VerificationAlgorithm = match (cert.key_type(), digest) {
+        (KeyType::Rsa, Digest::Sha256) => &sig::RSA_PKCS1_2048_8192_SHA256,
+        (KeyType::Rsa, Digest::Sha384) => &sig::RSA_PKCS1_2048_8192_SHA384,
+        (KeyType::Rsa, Digest::Sha512) => &sig::RSA_PKCS1_2048_8192_SHA512,
+        (KeyType::EcP256, Digest::Sha256) => &sig::ECDSA_P256_SHA256_ASN1,
+        (KeyType::EcP256, Digest::Sha384) => &sig::ECDSA_P256_SHA384_ASN1,
+        (KeyType::EcP384, Digest::Sha256) => &sig::ECDSA_P384_SHA256_ASN1,
+        (KeyType::EcP384, Digest::Sha384) => &sig::ECDSA_P384_SHA384_ASN1,
+        other => panic!("no verifier for {other:?}"),
+    };
+    sig::UnparsedPublicKey::new(alg, cert.public_key_bits())
+        .verify(message, signature)
+        .unwrap_or_else(|_| {
+            panic!(
+                "signature does not verify ({:?} {digest:?})",
+                cert.key_type()
+            )
+        });
+}
+
+fn sign_and_verify(id: &Identity, digest: Digest) {
+    let message = b"AWS4-X509-ECDSA-SHA256\n20260101T000000Z\nscope\nhash";
+    let signature = id.signer().sign(digest, message).expect("signs");
+    verify(id.leaf(), digest, message, &signature);
+}
+
+#[test]
+fn every_key_type_under_each_parent_kind() {
+    let tpm = Swtpm::provisioned(false);
+    let cases: Vec<(&str, KeyLocation, Passwords, KeyType)> = vec![
+        // tpm2-openssl keys under the owner hierarchy (the SRK made on the fly).
+        (
+            "ossl-p256",
+            key_file("ossl-p256"),
+            passwords(None, None),
+            KeyType::EcP256,
+        ),
+        (
+            "ossl-p384",
+            key_file("ossl-p384"),
+            passwords(None, None),
+            KeyType::EcP384,
+        ),
+        (
+            "ossl-rsa",
+            key_file("ossl-rsa"),
+            passwords(None, None),
+            KeyType::Rsa,
+        ),
+        // tpm2-tools keys under a persistent SRK.
+        (
+            "tools-p256",
+            key_file("tools-p256"),
+            passwords(None, None),
+            KeyType::EcP256,
+        ),
+        (
+            "tools-p384",
+            key_file("tools-p384"),
+            passwords(None, None),
+            KeyType::EcP384,
+        ),
+        (
+            "tools-rsa",
+            key_file("tools-rsa"),
+            passwords(None, None),
+            KeyType::Rsa,
+        ),
+        // Key passwords, and a parent with a password.
+        (
+            "ossl-p256-pw",
+            key_file("ossl-p256-pw"),
+            passwords(Some("osslpw"), None),
+            KeyType::EcP256,
+        ),
+        (
+            "tools-p256-pw",
+            key_file("tools-p256-pw"),
+            passwords(Some("toolspw"), None),
+            KeyType::EcP256,
+        ),
+        (
+            "srkpw-p256",
+            key_file("srkpw-p256"),
+            passwords(None, Some("srkpw")),
+            KeyType::EcP256,
+        ),
+        // Persistent keys, with and without a password.
+        (
+            "handle-p256",
+            KeyLocation::Persistent(0x8100_0101),
+            passwords(None, None),
+            KeyType::EcP256,
+        ),
+        (
+            "handle-p384",
+            KeyLocation::Persistent(0x8100_0103),
+            passwords(None, None),
+            KeyType::EcP384,
+        ),
+        (
+            "handle-rsa-pw",
+            KeyLocation::Persistent(0x8100_0102),
+            passwords(Some("handlepw"), None),
+            KeyType::Rsa,
+        ),
+    ];
+    for (cert, location, pw, key_type) in cases {
+        let id = identity(&tpm, location, pw, cert).unwrap_or_else(|e| panic!("{cert}: {e}"));
+        assert_eq!(id.signer().key_type(), key_type, "{cert}");
+        sign_and_verify(&id, Digest::Sha256);
+        sign_and_verify(&id, Digest::Sha384);
+        if key_type == KeyType::Rsa {
+            sign_and_verify(&id, Digest::Sha512);
+        }
+        drop(id);
+        assert_eq!(
+            tpm.transient_handles(),
+            0,
+            "{cert}: a transient object leaked"
+        );
+    }
+}
+
+#[test]
+fn open_reads_the_config() {
+    let tpm = Swtpm::provisioned(false);
+    let config = IdentityConfig {
+        certificate: Some(CertificateSource::File(file("ossl-p384.pem"))),
+        private_key: PrivateKeySource::File(file("ossl-p384.key")),
+        intermediates: Some(file("ca/int.pem")),
+        key_password_sources: Vec::new(),
+        pkcs11: Default::default(),
+        tpm: TpmSettings {
+            tcti: Some(tpm.tcti_text()),
+            key_password_sources: vec![SecretSource::Prompt],
+            no_key_password: false,
+        },
+    };
+    let id = open(&config).expect("opens");
+    assert_eq!(id.chain().len(), 1);
+    sign_and_verify(&id, Digest::Sha256);
+    // swtpm serves one connection at a time: one identity open at once.
+    drop(id);
+
+    let handle = IdentityConfig {
+        certificate: Some(CertificateSource::File(file("handle-rsa-pw.pem"))),
+        private_key: PrivateKeySource::TpmHandle(0x8100_0102),
+        tpm: TpmSettings {
+            tcti: Some(tpm.tcti_text()),
+            key_password_sources: vec![SecretSource::Value(Secret::new("handlepw".into()))],
+            no_key_password: false,
+        },
+        ..config.clone()
+    };
+    sign_and_verify(&open(&handle).expect("opens"), Digest::Sha256);
+
+    // The wrong certificate is refused before anything is signed.
+    let mismatch = IdentityConfig {
+        certificate: Some(CertificateSource::File(file("ossl-p256.pem"))),
+        ..config.clone()
+    };
+    let err = open(&mismatch).expect_err("mismatch");
+    assert!(matches!(err, TpmError::Mismatch(_)), "{err}");
+
+    let no_cert = IdentityConfig {
+        certificate: None,
+        ..config.clone()
+    };
+    assert!(matches!(
+        open(&no_cert),
+        Err(TpmError::CertificateSource(_))
+    ));
+}
+
+#[test]
+fn loads_once_signs_many_and_flushes_on_drop() {
+    let tpm = Swtpm::provisioned(true);
+    let id = identity(
+        &tpm,
+        key_file("ossl-p256"),
+        passwords(None, None),
+        "ossl-p256",
+    )
+    .expect("opens");
+    let before = tpm.commands().len();
+    for _ in 0..5 {
+        sign_and_verify(&id, Digest::Sha256);
+    }
+    let during: Vec<&str> = tpm.commands()[before..]
+        .iter()
+        .map(|c| command_name(*c))
+        .collect();
+    assert_eq!(during, vec!["Sign"; 5]);
+    drop(id);
+    assert_eq!(tpm.transient_handles(), 0);
+}
+
+/// The TPM commands one credential costs: what `credential-process` sends (open, one
+/// signature, drop), for each kind of key; and the Go helper's reload per signature.
+#[test]
+fn tpm_commands_per_credential() {
+    let tpm = Swtpm::provisioned(true);
+    let mut report = Vec::new();
+    let cases: Vec<(&str, KeyLocation, &str)> = vec![
+        (
+            "key file, owner hierarchy parent",
+            key_file("ossl-p256"),
+            "ossl-p256",
+        ),
+        (
+            "key file, persistent parent",
+            key_file("tools-p256"),
+            "tools-p256",
+        ),
+        (
+            "persistent handle",
+            KeyLocation::Persistent(0x8100_0101),
+            "handle-p256",
+        ),
+    ];
+    let mut counts = Vec::new();
+    for (what, location, cert) in cases {
+        let start = tpm.commands().len();
+        let id = identity(&tpm, location.clone(), passwords(None, None), cert).expect("opens");
+        sign_and_verify(&id, Digest::Sha256);
+        drop(id);
+        let one: Vec<&str> = tpm.commands()[start..]
+            .iter()
+            .map(|c| command_name(*c))
+            .collect();
+        // Ten credentials in a long-running process (serve/update): loaded once.
+        let start = tpm.commands().len();
+        let id = identity(&tpm, location.clone(), passwords(None, None), cert).expect("opens");
+        for _ in 0..10 {
+            sign_and_verify(&id, Digest::Sha256);
+        }
+        drop(id);
+        let kept = tpm.commands().len() - start;
+        // The Go helper's way: load the key for every signature.
+        let start = tpm.commands().len();
+        for _ in 0..10 {
+            let id = identity(&tpm, location.clone(), passwords(None, None), cert).expect("opens");
+            sign_and_verify(&id, Digest::Sha256);
+        }
+        let reload = tpm.commands().len() - start;
+        report.push(format!(
+            "{what}: {} commands per process ({}); 10 credentials: {kept} loaded once, {reload} reloading per signature",
+            one.len(),
+            one.join(", ")
+        ));
+        counts.push((one.len(), kept, reload));
+    }
+    eprintln!("{}", report.join("\n"));
+    assert_eq!(counts[0], (5, 14, 50));
+    assert_eq!(counts[1], (4, 13, 40));
+    assert_eq!(counts[2], (3, 12, 30));
+    assert_eq!(tpm.transient_handles(), 0);
+}
+
+#[test]
+fn wrong_password_fails_once_and_is_not_retried() {
+    let tpm = Swtpm::provisioned(true);
+    let id = identity(
+        &tpm,
+        KeyLocation::Persistent(0x8100_0102),
+        passwords(Some("not-the-password"), None),
+        "handle-rsa-pw",
+    )
+    .expect("opening checks no key password");
+    let err = id
+        .signer()
+        .sign(Digest::Sha256, b"x")
+        .expect_err("wrong password");
+    assert!(err.0.contains("TPM_RC_AUTH_FAIL"), "{}", err.0);
+    let sent = tpm.commands().len();
+    let again = id
+        .signer()
+        .sign(Digest::Sha256, b"x")
+        .expect_err("still refused");
+    assert!(again.0.contains("not asking the TPM again"), "{}", again.0);
+    assert_eq!(tpm.commands().len(), sent, "the password was sent again");
+    drop(id);
+    let vars = tpm.run("tpm2_getcap", &["properties-variable"]);
+    let counter = vars
+        .split("TPM2_PT_LOCKOUT_COUNTER:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("lockout counter");
+    assert_eq!(
+        counter, "0x1",
+        "the dictionary-attack counter moved more than once"
+    );
+
+    // A password given for a key that has none: refused, with the emptyAuth hint.
+    let id = identity(
+        &tpm,
+        key_file("ossl-p256"),
+        passwords(Some("surplus"), None),
+        "ossl-p256",
+    )
+    .expect("opens");
+    let err = id
+        .signer()
+        .sign(Digest::Sha256, b"x")
+        .expect_err("wrong password");
+    assert!(err.0.contains("--no-tpm-key-password"), "{}", err.0);
+
+    // A key password missing: the hint says how to give one.
+    let id = identity(
+        &tpm,
+        key_file("ossl-p256-pw"),
+        passwords(None, None),
+        "ossl-p256-pw",
+    )
+    .expect("opens");
+    let err = id
+        .signer()
+        .sign(Digest::Sha256, b"x")
+        .expect_err("no password");
+    assert!(err.0.contains("--tpm-key-password-file"), "{}", err.0);
+}
+
+#[test]
+fn key_password_rules() {
+    let settings = |sources: Vec<SecretSource>, none: bool| TpmSettings {
+        tcti: None,
+        key_password_sources: sources,
+        no_key_password: none,
+    };
+    // tpm2-tools without -p writes emptyAuth FALSE for a key without password: headless,
+    // that is an error saying what to pass, not a guess that costs a DA attempt.
+    let tools = key_file("tools-p256");
+    let err = key_password(&settings(vec![SecretSource::Prompt], false), &tools)
+        .expect_err("no terminal");
+    assert!(matches!(err, SecretError::NoneGiven { .. }));
+    let (pw, _) = key_password(&settings(vec![SecretSource::Prompt], true), &tools).expect("none");
+    assert!(pw.is_none());
+    // emptyAuth TRUE: no password, no prompt.
+    let (pw, _) = key_password(
+        &settings(vec![SecretSource::Prompt], false),
+        &key_file("ossl-p256"),
+    )
+    .expect("empty");
+    assert!(pw.is_none());
+    // An explicit password wins over emptyAuth.
+    let (pw, origin) = key_password(
+        &settings(vec![SecretSource::Value(Secret::new("pw".into()))], false),
+        &key_file("ossl-p256"),
+    )
+    .expect("given");
+    assert_eq!(
+        (pw.map(|p| p.expose().to_owned()), origin),
+        (Some("pw".into()), "--tpm-key-password")
+    );
+    // Persistent keys: empty unless given.
+    let (pw, _) = key_password(
+        &settings(vec![SecretSource::Prompt], false),
+        &KeyLocation::Persistent(0x8100_0101),
+    )
+    .expect("empty");
+    assert!(pw.is_none());
+}
+
+#[test]
+fn unusable_keys_say_why() {
+    let tpm = Swtpm::provisioned(false);
+    let err = identity(
+        &tpm,
+        key_file("decrypt-rsa"),
+        passwords(None, None),
+        "decrypt-rsa",
+    )
+    .expect_err("decrypt-only");
+    assert!(
+        matches!(&err, TpmError::CannotSign { why, .. } if why.contains("decrypt-only")),
+        "{err}"
+    );
+    let err = identity(
+        &tpm,
+        KeyLocation::Persistent(0x8100_0999),
+        passwords(None, None),
+        "handle-p256",
+    )
+    .expect_err("nothing there");
+    assert!(
+        matches!(
+            err,
+            TpmError::NoObject {
+                handle: 0x8100_0999,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The SRK is a storage key, not a signing key.
+    let err = identity(
+        &tpm,
+        KeyLocation::Persistent(0x8100_0001),
+        passwords(None, None),
+        "handle-p256",
+    )
+    .expect_err("storage key");
+    assert!(matches!(err, TpmError::CannotSign { .. }), "{err}");
+    // Parent password missing.
+    let err = identity(
+        &tpm,
+        key_file("srkpw-p256"),
+        passwords(None, None),
+        "srkpw-p256",
+    )
+    .expect_err("parent password");
+    assert!(
+        matches!(
+            &err,
+            TpmError::WrongPassword {
+                what: "the parent password",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.hint()
+            .unwrap_or_default()
+            .contains("RA_SIGNER_TPM_PARENT_PASSWORD")
+    );
+}
+
+#[test]
+fn key_files_from_elsewhere_and_garbled_blobs() {
+    // A fresh TPM has other seeds: the fixture's key files do not load there.
+    let other = Swtpm::start();
+    let err = identity(
+        &other,
+        key_file("ossl-p256"),
+        passwords(None, None),
+        "ossl-p256",
+    )
+    .expect_err("another TPM");
+    let TpmError::Tpm { call, hint, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*call, "TPM2_Load");
+    assert!(hint.as_deref().unwrap_or_default().contains("another TPM"));
+    let err = identity(
+        &other,
+        key_file("tools-p256"),
+        passwords(None, None),
+        "tools-p256",
+    )
+    .expect_err("no SRK");
+    assert!(
+        matches!(
+            err,
+            TpmError::NoObject {
+                handle: 0x8100_0001,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    drop(other);
+
+    let tpm = Swtpm::provisioned(false);
+    let KeyLocation::File { mut key, path } = key_file("ossl-p256") else {
+        unreachable!()
+    };
+    let last = key.private.len() - 1;
+    key.private[last] ^= 0x55;
+    let err = identity(
+        &tpm,
+        KeyLocation::File { key, path },
+        passwords(None, None),
+        "ossl-p256",
+    )
+    .expect_err("garbled");
+    assert!(
+        matches!(
+            err,
+            TpmError::Tpm {
+                call: "TPM2_Load",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        tpm.transient_handles(),
+        0,
+        "a failed load leaked the primary"
+    );
+
+    // Malformed files are refused before the TPM is asked.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = std::fs::read_to_string(file("ossl-p256.key")).expect("read");
+    let truncated = dir.path().join("truncated.key");
+    std::fs::write(&truncated, &pem[..pem.len() / 2]).expect("write");
+    assert!(matches!(
+        read_key_file(&truncated),
+        Err(TpmError::KeyFile {
+            source: KeyFileError::Pem(_),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn survives_a_tpm_restart_between_signatures() {
+    let mut tpm = Swtpm::provisioned(false);
+    // swtpm serves one connection at a time: one identity open at once.
+    for (location, cert) in [
+        (key_file("ossl-rsa"), "ossl-rsa"),
+        (KeyLocation::Persistent(0x8100_0101), "handle-p256"),
+    ] {
+        let id = identity(&tpm, location, passwords(None, None), cert).expect("opens");
+        sign_and_verify(&id, Digest::Sha256);
+        tpm.restart();
+        sign_and_verify(&id, Digest::Sha256);
+        // And once more, now that it is loaded again.
+        sign_and_verify(&id, Digest::Sha256);
+        drop(id);
+        assert_eq!(tpm.transient_handles(), 0, "{cert}");
+    }
+}
+
+#[test]
+fn hierarchy_password() {
+    let tpm = Swtpm::start();
+    tpm.run("tpm2_changeauth", &["-c", "owner", "ownerpw"]);
+    let key = tpm.dir().join("k.key");
+    let key_arg = key.to_str().expect("utf-8 path");
+    let out = tpm
+        .tool("openssl")
+        .env("TPM2OPENSSL_PARENT_AUTH", "ownerpw")
+        .args([
+            "genpkey",
+            "-provider",
+            "tpm2",
+            "-provider",
+            "base",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "group:P-256",
+            "-out",
+            key_arg,
+        ])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let location = || KeyLocation::File {
+        path: key.clone(),
+        key: read_key_file(&key).expect("key file"),
+    };
+    let err = TpmSigner::open(tpm.tcti(), location(), passwords(None, None))
+        .expect_err("hierarchy password needed");
+    assert!(
+        matches!(
+            &err,
+            TpmError::WrongPassword {
+                what: "the hierarchy password",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let signer =
+        TpmSigner::open(tpm.tcti(), location(), passwords(None, Some("ownerpw"))).expect("opens");
+    let message = b"hello";
+    let signature = signer.sign(Digest::Sha256, message).expect("signs");
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        signer.public_key_bits(),
+    )
+    .verify(message, &signature)
+    .expect("verifies");
+}
+
+fn request(
+    tpm: &Swtpm,
+    key_type: TpmKeyType,
+    target: KeygenTarget,
+    pw: Option<&str>,
+) -> KeygenRequest {
+    KeygenRequest {
+        tcti: tpm.tcti(),
+        key_type,
+        target,
+        parent: keyfile::TPM_RH_OWNER,
+        key_password: pw.map(|p| Secret::new(p.to_owned())),
+        parent_password: None,
+        owner_password: None,
+        subject: "CN=host1,O=ra-signer test".to_owned(),
+        csr: tpm.dir().join(format!("{key_type:?}.csr")),
+        overwrite: false,
+    }
+}
+
+fn openssl_ok(tpm: &Swtpm, args: &[&str]) -> String {
+    let out = tpm.tool("openssl").args(args).output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn keygen_key_files_work_here_and_with_openssl() {
+    let tpm = Swtpm::start();
+    for (key_type, pw) in [
+        (TpmKeyType::P256, None),
+        (TpmKeyType::P384, Some("kpw")),
+        (TpmKeyType::Rsa2048, None),
+    ] {
+        let key = tpm.dir().join(format!("{key_type:?}.key"));
+        let req = request(&tpm, key_type, KeygenTarget::File(key.clone()), pw);
+        let outcome = keygen(&req).expect("keygen");
+        let csr = req.csr.to_str().expect("utf-8");
+        // The CSR's self-signature, made inside the TPM, verifies.
+        let text = openssl_ok(&tpm, &["req", "-in", csr, "-verify", "-noout", "-subject"]);
+        assert!(
+            text.contains("verify OK")
+                || text.contains("Certificate request self-signature verify OK"),
+            "{text}"
+        );
+        assert!(text.contains("host1"), "{text}");
+        assert!(
+            outcome
+                .csr_pem
+                .starts_with("-----BEGIN CERTIFICATE REQUEST-----")
+        );
+        // The key file loads here…
+        let parsed = read_key_file(&key).expect("our key file parses");
+        assert_eq!(parsed.empty_auth, Some(pw.is_none()));
+        let signer = TpmSigner::open(
+            tpm.tcti(),
+            KeyLocation::File {
+                path: key.clone(),
+                key: parsed,
+            },
+            passwords(pw, None),
+        )
+        .expect("loads");
+        assert!(signer.sign(Digest::Sha256, b"m").is_ok());
+        drop(signer);
+        // …and in OpenSSL's tpm2 provider, which signs a CSR with it.
+        let key_arg = key.to_str().expect("utf-8");
+        let their_csr = tpm.dir().join("openssl.csr");
+        let mut args = vec![
+            "req",
+            "-new",
+            "-provider",
+            "tpm2",
+            "-provider",
+            "default",
+            "-key",
+            key_arg,
+            "-subj",
+            "/CN=via-openssl",
+            "-out",
+        ];
+        let their = their_csr.to_str().expect("utf-8").to_owned();
+        args.push(&their);
+        let passin = format!("pass:{}", pw.unwrap_or(""));
+        if pw.is_some() {
+            args.extend(["-passin", &passin]);
+        }
+        openssl_ok(&tpm, &args);
+        openssl_ok(&tpm, &["req", "-in", &their, "-verify", "-noout"]);
+        assert_eq!(tpm.transient_handles(), 0);
+    }
+    // Existing files are not replaced.
+    let key = tpm.dir().join("P256.key");
+    let err = keygen(&request(
+        &tpm,
+        TpmKeyType::P256,
+        KeygenTarget::File(key),
+        None,
+    ))
+    .expect_err("exists");
+    assert!(err.to_string().contains("exists"), "{err}");
+}
+
+#[test]
+fn keygen_persistent_keys() {
+    let tpm = Swtpm::start();
+    let req = request(
+        &tpm,
+        TpmKeyType::P256,
+        KeygenTarget::Persistent(0x8100_0201),
+        None,
+    );
+    let outcome = keygen(&req).expect("keygen");
+    assert_eq!(outcome.private_key_arg, "handle:0x81000201");
+    openssl_ok(
+        &tpm,
+        &[
+            "req",
+            "-in",
+            req.csr.to_str().expect("utf-8"),
+            "-verify",
+            "-noout",
+        ],
+    );
+    let signer = TpmSigner::open(
+        tpm.tcti(),
+        KeyLocation::Persistent(0x8100_0201),
+        passwords(None, None),
+    )
+    .expect("opens");
+    assert_eq!(signer.key_type(), KeyType::EcP256);
+    drop(signer);
+    // The handle is taken now.
+    let mut again = request(
+        &tpm,
+        TpmKeyType::Rsa2048,
+        KeygenTarget::Persistent(0x8100_0201),
+        None,
+    );
+    again.csr = tpm.dir().join("again.csr");
+    let err = keygen(&again).expect_err("in use");
+    assert!(err.to_string().contains("already in use"), "{err}");
+    assert_eq!(tpm.transient_handles(), 0);
+}
+
+#[test]
+fn subjects() {
+    assert!(keygen::parse_subject("CN=a,O=b").is_ok());
+    assert!(keygen::parse_subject("/CN=a/OU=b").is_ok());
+    assert!(keygen::parse_subject("").is_err());
+    assert!(keygen::parse_subject("XX=a").is_err());
+    assert!(keygen::parse_subject("CN").is_err());
+}

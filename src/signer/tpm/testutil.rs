@@ -1,0 +1,276 @@
+//! Test fixtures: a private swtpm per test (temp state dir, free loopback ports, killed on
+//! drop, and stopped by `timeout` should the test process die first), started from a state
+//! provisioned once per test binary by `softhsm/swtpm-provision.sh`.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::Tcti;
+
+/// The longest a test swtpm lives, whatever happens to the test process.
+const LIFETIME_SECS: &str = "900";
+
+/// A running swtpm.
+pub struct Swtpm {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+    logged: bool,
+}
+
+/// Keys and certificates provisioned once, and the TPM state they belong to.
+pub struct Fixture {
+    /// The state directory to copy (`tpm2-00.permall`).
+    pub state: PathBuf,
+    /// Key files and certificates (see `tpm_provision` in softhsm/swtpm-lib.sh).
+    pub files: PathBuf,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let Ok(first) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = first.local_addr() else {
+            continue;
+        };
+        let port = addr.port();
+        if port < 65535 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no pair of free loopback ports");
+}
+
+impl Swtpm {
+    /// A fresh TPM (new seeds, nothing persistent).
+    pub fn start() -> Swtpm {
+        Self::start_with(None, false)
+    }
+
+    /// A TPM with the provisioned fixture's state; `logged` logs every command.
+    pub fn provisioned(logged: bool) -> Swtpm {
+        Self::start_with(Some(&fixture().state), logged)
+    }
+
+    fn start_with(state: Option<&Path>, logged: bool) -> Swtpm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+        if let Some(state) = state {
+            std::fs::copy(
+                state.join("tpm2-00.permall"),
+                dir.path().join("state/tpm2-00.permall"),
+            )
+            .expect("copy TPM state");
+        }
+        let mut tpm = Swtpm {
+            dir,
+            port: 0,
+            child: None,
+            logged,
+        };
+        for _ in 0..5 {
+            tpm.port = free_port_pair();
+            if tpm.spawn() {
+                return tpm;
+            }
+        }
+        panic!("swtpm did not start");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let d = self.dir.path();
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--signal=TERM", LIFETIME_SECS, "swtpm", "socket", "--tpm2"])
+            .arg("--server")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", self.port))
+            .arg("--ctrl")
+            .arg(format!(
+                "type=tcp,port={},bindaddr=127.0.0.1",
+                self.port + 1
+            ))
+            .arg("--tpmstate")
+            .arg(format!("dir={}", d.join("state").display()))
+            .args(["--flags", "not-need-init,startup-clear"]);
+        if self.logged {
+            cmd.arg("--log")
+                .arg(format!("file={},level=20", d.join("swtpm.log").display()));
+        }
+        let Ok(child) = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            panic!("cannot run swtpm (apt-get install swtpm swtpm-tools)");
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port + 1)).is_ok() {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stop();
+        false
+    }
+
+    /// Stops the simulator (its state stays).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // TERM to `timeout` reaches swtpm too; SIGKILL would orphan it.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts it again on the same ports and state (a TPM reset: transient
+    /// objects are gone, persistent ones stay).
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.spawn() {
+            assert!(Instant::now() < deadline, "swtpm did not restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The TCTI string.
+    pub fn tcti_text(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// The TCTI.
+    pub fn tcti(&self) -> Tcti {
+        Tcti::explicit(&self.tcti_text())
+    }
+
+    /// A command (tpm2-tools, openssl) pointed at this TPM.
+    pub fn tool(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("TPM2TOOLS_TCTI", self.tcti_text())
+            .env("TPM2OPENSSL_TCTI", self.tcti_text())
+            .env_remove("TPM2OPENSSL_PARENT_AUTH");
+        cmd
+    }
+
+    /// Runs a tool and returns its stdout, panicking with its stderr on failure.
+    pub fn run(&self, program: &str, args: &[&str]) -> String {
+        let out = self
+            .tool(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tool");
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A scratch directory beside the state.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The command codes the TPM received so far (needs `logged`).
+    pub fn commands(&self) -> Vec<u32> {
+        let log = std::fs::read_to_string(self.dir.path().join("swtpm.log")).unwrap_or_default();
+        let mut codes = Vec::new();
+        let mut lines = log.lines();
+        while let Some(line) = lines.next() {
+            if !line.contains("SWTPM_IO_Read:") {
+                continue;
+            }
+            let Some(bytes) = lines.next() else { break };
+            let b: Vec<u8> = bytes
+                .split_whitespace()
+                .filter_map(|h| u8::from_str_radix(h, 16).ok())
+                .collect();
+            if b.len() >= 10 {
+                codes.push(u32::from_be_bytes([b[6], b[7], b[8], b[9]]));
+            }
+        }
+        codes
+    }
+
+    /// The transient objects loaded now.
+    pub fn transient_handles(&self) -> usize {
+        self.run("tpm2_getcap", &["handles-transient"])
+            .lines()
+            .filter(|l| l.trim_start().starts_with('-'))
+            .count()
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Names TPM command codes for messages.
+pub fn command_name(code: u32) -> &'static str {
+    match code {
+        0x120 => "EvictControl",
+        0x131 => "CreatePrimary",
+        0x153 => "Create",
+        0x157 => "Load",
+        0x15D => "Sign",
+        0x161 => "ContextLoad",
+        0x162 => "ContextSave",
+        0x165 => "FlushContext",
+        0x173 => "ReadPublic",
+        0x176 => "StartAuthSession",
+        0x17A => "GetCapability",
+        _ => "other",
+    }
+}
+
+/// The provisioned state and files, made once per test binary.
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let root =
+            std::env::temp_dir().join(format!("ra-signer-tpm-fixture-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("fixture dir");
+        let tpm = Swtpm::start();
+        let files = root.join("files");
+        let out = tpm
+            .tool("bash")
+            .arg(repo().join("softhsm/swtpm-provision.sh"))
+            .arg(&files)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swtpm-provision.sh");
+        assert!(
+            out.status.success(),
+            "swtpm-provision.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut tpm = tpm;
+        tpm.stop();
+        let state = root.join("state");
+        std::fs::create_dir_all(&state).expect("state copy");
+        std::fs::copy(
+            tpm.dir().join("state/tpm2-00.permall"),
+            state.join("tpm2-00.permall"),
+        )
+        .expect("copy state");
+        Fixture { state, files }
+    })
+}
