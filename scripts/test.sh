@@ -24,4 +24,7 @@ fi
 if command -v rustfmt >/dev/null; then
   cargo fmt --all -- --check || { echo "test: cargo fmt --check failed" >&2; exit 1; }
 fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --features "$features" --all-targets --quiet -- -D warnings
+fi
 cargo test --features "$features" --all-targets -- "$@"

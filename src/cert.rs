@@ -281,9 +281,10 @@ pub fn looks_like_pem(bytes: &[u8]) -> bool {
 
 /// Iterates over the PEM blocks of `text`, yielding (label, DER) or a parse error.
 /// Text between blocks is ignored, as OpenSSL does (bundles often carry comments).
+/// Key files pass through here too, so the text copy and the base64 bodies are zeroized.
 pub fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<(String, Vec<u8>), String>> + '_ {
     use base64::Engine;
-    let text = String::from_utf8_lossy(text).into_owned();
+    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(text).into_owned());
     let mut blocks = Vec::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
@@ -295,7 +296,7 @@ pub fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<(String, Vec<u8>),
             continue;
         };
         let end = format!("-----END {label}-----");
-        let mut body = String::new();
+        let mut body = zeroize::Zeroizing::new(String::new());
         let mut closed = false;
         for inner in lines.by_ref() {
             let inner = inner.trim();

@@ -578,7 +578,6 @@ fn hierarchy_password() {
     let key_arg = key.to_str().expect("utf-8 path");
     let out = tpm
         .tool("openssl")
-        .env("TPM2OPENSSL_PARENT_AUTH", "ownerpw")
         .args([
             "genpkey",
             "-provider",
@@ -589,6 +588,8 @@ fn hierarchy_password() {
             "EC",
             "-pkeyopt",
             "group:P-256",
+            "-pkeyopt",
+            "parent-auth:ownerpw",
             "-out",
             key_arg,
         ])

@@ -186,25 +186,39 @@ impl Swtpm {
         self.dir.path()
     }
 
-    /// The command codes the TPM received so far (needs `logged`).
-    pub fn commands(&self) -> Vec<u32> {
+    /// Every command the TPM received so far with its response code (needs `logged`).
+    pub fn command_log(&self) -> Vec<(u32, u32)> {
         let log = std::fs::read_to_string(self.dir.path().join("swtpm.log")).unwrap_or_default();
-        let mut codes = Vec::new();
+        let mut out = Vec::new();
         let mut lines = log.lines();
-        while let Some(line) = lines.next() {
-            if !line.contains("SWTPM_IO_Read:") {
-                continue;
-            }
-            let Some(bytes) = lines.next() else { break };
-            let b: Vec<u8> = bytes
+        let mut pending: Option<u32> = None;
+        let code_at = |line: Option<&str>| -> Option<u32> {
+            let b: Vec<u8> = line?
                 .split_whitespace()
                 .filter_map(|h| u8::from_str_radix(h, 16).ok())
                 .collect();
-            if b.len() >= 10 {
-                codes.push(u32::from_be_bytes([b[6], b[7], b[8], b[9]]));
+            (b.len() >= 10).then(|| u32::from_be_bytes([b[6], b[7], b[8], b[9]]))
+        };
+        while let Some(line) = lines.next() {
+            if line.contains("SWTPM_IO_Read:") {
+                pending = code_at(lines.next());
+            } else if line.contains("SWTPM_IO_Write:") {
+                if let (Some(cmd), Some(rc)) = (pending.take(), code_at(lines.next())) {
+                    out.push((cmd, rc));
+                }
             }
         }
-        codes
+        out
+    }
+
+    /// The commands the TPM carried out (those it answered TPM_RC_RETRY, which libtss2
+    /// resends by itself, left out).
+    pub fn commands(&self) -> Vec<u32> {
+        self.command_log()
+            .into_iter()
+            .filter(|(_, rc)| *rc != 0x922)
+            .map(|(cmd, _)| cmd)
+            .collect()
     }
 
     /// The transient objects loaded now.
