@@ -49,21 +49,47 @@ for _ in $(seq 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
 url=$(cat "$work/ready")
 common=(--trust-anchor-arn $ta --profile-arn $pr --role-arn $ro --endpoint "$url" --ca-bundle "$work/tls.pem")
 
-echo "# credential-process, whole process, median of ${RUNS:-20} runs ($(nproc) cores)"
+# Every configuration runs once per round, rounds repeated RUNS times: interleaving spreads
+# any background load evenly over the configurations being compared.
+cases=()
 for kind in rsa2048 p256; do
-    python3 bench/measure.py "file key $kind" "$bin/ra-signer" credential-process \
-        --certificate "$work/$kind.pem" --private-key "$work/$kind.key" \
-        --intermediates "$work/hsm/ca/int.pem" "${common[@]}"
+    cases+=("file $kind|$bin/ra-signer credential-process --certificate $work/$kind.pem --private-key $work/$kind.key --intermediates $work/hsm/ca/int.pem ${common[*]}")
 done
 for kind in rsa2048 rsa3072 p256 p384; do
-    python3 bench/measure.py "pkcs11 $kind" "$bin/ra-signer" credential-process \
-        --pkcs11-uri "pkcs11:token=ra-test;object=$kind" --pkcs11-lib "$module" "${common[@]}"
-done
-echo "# floor: load module, log in, find key, sign once"
-for kind in rsa2048 rsa3072 p256 p384; do
+    cases+=("pkcs11 $kind|$bin/ra-signer credential-process --pkcs11-uri pkcs11:token=ra-test;object=$kind --pkcs11-lib $module ${common[*]}")
     case $kind in rsa*) alg=rsa ;; *) alg=ec ;; esac
-    python3 bench/measure.py "floor $kind" "$floor" "$module" ra-test "$kind" "$alg"
+    cases+=("floor $kind|$floor $module ra-test $kind $alg")
 done
+printf '%s\n' "${cases[@]}" | RUNS=${RUNS:-20} python3 -c '
+import os, statistics, subprocess, sys, time
+cases = [l.rstrip("\n").split("|", 1) for l in sys.stdin if l.strip()]
+runs = int(os.environ["RUNS"])
+times = {name: [] for name, _ in cases}
+for _ in range(2):  # warm-up: page cache, p11-kit config
+    for name, cmd in cases:
+        subprocess.run(cmd.split(" "), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(runs):
+    for name, cmd in cases:
+        t = time.perf_counter()
+        p = subprocess.run(cmd.split(" "), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        times[name].append((time.perf_counter() - t) * 1000)
+        if p.returncode != 0:
+            sys.exit(f"{name} failed: {p.stderr.decode()}")
+med = {n: statistics.median(v) for n, v in times.items()}
+print(f"# whole process, median of {runs} interleaved runs, {os.cpu_count()} cores, ms")
+print("| case | median | min | max |")
+print("|---|---:|---:|---:|")
+for name, _ in cases:
+    v = times[name]
+    print(f"| {name} | {med[name]:.1f} | {min(v):.1f} | {max(v):.1f} |")
+print()
+print("| key | pkcs11 | file key | floor | pkcs11 - (file + floor) |")
+print("|---|---:|---:|---:|---:|")
+for kind in ["rsa2048", "rsa3072", "p256", "p384"]:
+    file = med["file rsa2048"] if kind.startswith("rsa") else med["file p256"]
+    p11, floor = med["pkcs11 " + kind], med["floor " + kind]
+    print(f"| {kind} | {p11:.1f} | {file:.1f} | {floor:.1f} | {p11 - file - floor:+.1f} |")
+'
 
 if [ -n "$spy" ]; then
     echo "# PKCS#11 calls per credential (pkcs11-spy)"

@@ -11,7 +11,8 @@
 # inside the token unless said otherwise, each with its certificate (same label and CKA_ID),
 # issued by the intermediate:
 #   rsa2048 id 01, rsa3072 id 02, p256 id 03, p384 id 04
-#   imported  id 05  P-256 key made by OpenSSL and imported (no public key object)
+#   imported  id 05  P-256 key made by OpenSSL and imported (no public key object);
+#                    its PEM stays in DIR/certs/imported.key for the file-key tests
 #   always-rsa id 06, always-ec id 07   CKA_ALWAYS_AUTHENTICATE keys
 #   intermediate (id 10), root (id 11)  the CA certificates
 #   unrelated (id 12)                   a certificate from another CA
@@ -52,7 +53,6 @@ openssl pkey -in "$dir/certs/imported.key" -pubout -out "$dir/certs/imported.pub
 sh_import_key "$T" "$PIN" imported 05 "$dir/certs/imported.key"
 ca_issue "$dir/ca" "$dir/certs/imported.pub.pem" "/O=ra-signer test/CN=imported" "$dir/certs/imported.pem"
 sh_import_cert "$T" "$PIN" imported 05 "$dir/certs/imported.pem"
-rm -f "$dir/certs/imported.key"
 
 sh_key_with_cert "$T" "$PIN" always-rsa 06 rsa2048 "$dir/ca" "$dir/certs" --always-auth
 sh_key_with_cert "$T" "$PIN" always-ec 07 p256 "$dir/ca" "$dir/certs" --always-auth

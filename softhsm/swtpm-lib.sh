@@ -52,7 +52,8 @@ tpm_start() {
     if [ -n "$level" ]; then log=(--log "file=$dir/swtpm.log,level=$level"); fi
     local attempt port
     for attempt in 1 2 3 4 5 6 7 8; do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        # Below Linux's ephemeral range (32768+), where outgoing connections take ports.
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
         _tpm_port_free "$port" && _tpm_port_free $((port + 1)) || continue
         rm -f "$dir/swtpm.pid"
         timeout --signal=TERM "$lifetime" swtpm socket --tpm2 \
@@ -61,8 +62,11 @@ tpm_start() {
             --tpmstate "dir=$dir/state" --flags not-need-init,startup-clear \
             --pid "file=$dir/swtpm.pid" "${log[@]}" </dev/null >>"$dir/swtpm.out" 2>&1 &
         local i
-        for i in $(seq 1 100); do
-            if [ -s "$dir/swtpm.pid" ] && ! _tpm_port_free $((port + 1)); then
+        for i in $(seq 1 250); do
+            # Listening, and still alive a moment later (a swtpm that lost a race for the
+            # ports exits at once; the listener would then be someone else's).
+            if [ -s "$dir/swtpm.pid" ] && ! _tpm_port_free $((port + 1)) && sleep 0.1 &&
+                kill -0 $! 2>/dev/null && kill -0 "$(cat "$dir/swtpm.pid")" 2>/dev/null; then
                 cat >"$dir/env" <<EOF
 export TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=$port
 export TPM2OPENSSL_TCTI=swtpm:host=127.0.0.1,port=$port
@@ -76,7 +80,7 @@ EOF
             kill -0 $! 2>/dev/null || break
             sleep 0.02
         done
-        kill $! 2>/dev/null
+        kill $! 2>/dev/null || true
     done
     echo "swtpm-lib: could not start swtpm (see $dir/swtpm.out)" >&2
     return 1

@@ -27,6 +27,8 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::CredentialProcess(args) => credential_process(&args),
         Command::SignString(args) => sign_string(&args),
         Command::ReadCertificateData(args) => read_certificate_data(&args),
+        Command::Serve(args) => crate::serve::run(&args),
+        Command::Update(args) => crate::update::run(&args),
         Command::Version => {
             println!("ra-signer {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -45,11 +47,29 @@ fn credential_process(args: &CredentialProcessArgs) -> Result<(), Error> {
     let request = args.session.to_request()?;
     let options = args.session.client_options(&request)?;
     let identity_config = args.identity.to_config()?;
-    let identity = signer::open(&identity_config)?;
-    let client = Client::new(options).map_err(|e| session_error(e, &identity, &request))?;
-    let credentials = client
-        .create_session(&identity, &request)
-        .map_err(|e| session_error(e, &identity, &request))?;
+    // --cache: a hit needs neither the key nor the network.
+    let cache_key = args
+        .cache
+        .then(|| {
+            let (min_validity, debug) = (args.cache_min_validity, args.session.debug);
+            crate::cache::key(&request, &options, &identity_config, min_validity, debug)
+        })
+        .flatten();
+    let cached = cache_key.as_ref().and_then(crate::cache::lookup);
+    let credentials = match cached {
+        Some(c) => c,
+        None => {
+            let identity = signer::open(&identity_config)?;
+            let client = Client::new(options).map_err(|e| session_error(e, &identity, &request))?;
+            let credentials = client
+                .create_session(&identity, &request)
+                .map_err(|e| session_error(e, &identity, &request))?;
+            if let Some(key) = &cache_key {
+                crate::cache::store(key, &credentials);
+            }
+            credentials
+        }
+    };
     let json = credentials.to_process_json();
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", json.as_str())

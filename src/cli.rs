@@ -46,6 +46,10 @@ pub enum Command {
     SignString(SignStringArgs),
     /// Print a certificate's data as JSON (for a pkcs11: URI, every matching certificate).
     ReadCertificateData(ReadCertificateDataArgs),
+    /// Serve credentials on an IMDSv2-style (or ECS) endpoint, refreshed before expiry.
+    Serve(crate::serve::ServeArgs),
+    /// Keep a profile of the shared credentials file fresh.
+    Update(crate::update::UpdateArgs),
     /// Print the version.
     Version,
 }
@@ -165,6 +169,13 @@ pub struct CredentialProcessArgs {
     /// The session.
     #[command(flatten)]
     pub session: SessionArgs,
+    /// Reuse unexpired credentials kept in the kernel keyring (at least 5 minutes from
+    /// expiry), instead of signing again; see docs/cache.md.
+    #[arg(long)]
+    pub cache: bool,
+    /// With --cache: the minimum validity, in seconds, of a cached answer (tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::cache::MIN_VALIDITY, hide = true)]
+    pub cache_min_validity: u64,
 }
 
 /// Digest for `sign-string`.

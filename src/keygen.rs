@@ -85,8 +85,11 @@ pub fn run(args: &KeygenArgs) -> Result<(), Error> {
 /// `/A=x/B=y` form is already in encoding order.
 pub fn parse_subject(text: &str) -> Result<Vec<(Vec<u64>, String)>, Error> {
     let bad = |why: String| {
-        Error::new(ErrorClass::Usage, format!("--subject \"{text}\" is malformed: {why}"))
-            .with_hint("write e.g. --subject \"CN=host1,O=Example\" or \"/O=Example/CN=host1\"")
+        Error::new(
+            ErrorClass::Usage,
+            format!("--subject \"{text}\" is malformed: {why}"),
+        )
+        .with_hint("write e.g. --subject \"CN=host1,O=Example\" or \"/O=Example/CN=host1\"")
     };
     let (sep, openssl) = match text.strip_prefix('/') {
         Some(_) => ('/', true),
@@ -147,9 +150,7 @@ pub fn parse_subject(text: &str) -> Result<Vec<(Vec<u64>, String)>, Error> {
 #[cfg(feature = "pkcs11")]
 mod imp {
     use cryptoki::mechanism::Mechanism;
-    use cryptoki::object::{
-        Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle,
-    };
+    use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
     use cryptoki::session::Session;
 
     use super::{KeygenArgs, KeygenKeyType, parse_subject};
@@ -158,11 +159,11 @@ mod imp {
     use crate::error::{Error, ErrorClass};
     use crate::secret::SecretSource;
     use crate::signer::Signer;
+    use crate::signer::pkcs11::Pkcs11Error;
     use crate::signer::pkcs11::objects::{self, EC_PARAMS_P256, EC_PARAMS_P384};
     use crate::signer::pkcs11::session::{self, FoundToken};
     use crate::signer::pkcs11::signer::{Mechanisms, TokenSigner};
     use crate::signer::pkcs11::uri::{ObjectType, Pkcs11Uri};
-    use crate::signer::pkcs11::Pkcs11Error;
 
     pub fn run(args: &KeygenArgs) -> Result<(), Error> {
         let uri = Pkcs11Uri::parse(&args.pkcs11_uri).map_err(Pkcs11Error::from)?;
@@ -170,7 +171,10 @@ mod imp {
         if let Some(f) = &args.pkcs11_pin_file {
             pin_sources.push(SecretSource::File(f.clone()));
         }
-        pin_sources.extend([SecretSource::Env("RA_SIGNER_PKCS11_PIN"), SecretSource::Prompt]);
+        pin_sources.extend([
+            SecretSource::Env("RA_SIGNER_PKCS11_PIN"),
+            SecretSource::Prompt,
+        ]);
         let settings = Pkcs11Settings {
             module: args.pkcs11_lib.clone(),
             pin_sources,
@@ -202,8 +206,11 @@ mod imp {
         pin: Option<crate::secret::Secret>,
     ) -> Result<(), Error> {
         let subject = args.subject.as_deref().ok_or_else(|| {
-            usage("keygen needs --subject for the CSR (or --import-cert to store a certificate)".into())
-                .with_hint("e.g. --subject \"CN=host1,O=Example\"")
+            usage(
+                "keygen needs --subject for the CSR (or --import-cert to store a certificate)"
+                    .into(),
+            )
+            .with_hint("e.g. --subject \"CN=host1,O=Example\"")
         })?;
         let dn = parse_subject(subject)?;
         let label = uri.object.clone().ok_or_else(|| {
@@ -222,7 +229,10 @@ mod imp {
         let call = |f: &'static str| move |e| Pkcs11Error::call(f, e, &token.desc);
         // Refuse to shadow an existing key: the same label or id would make URIs ambiguous.
         for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-            for attr in [Attribute::Label(label.as_bytes().to_vec()), Attribute::Id(id.clone())] {
+            for attr in [
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id.clone()),
+            ] {
                 let found = s
                     .find_objects(&[Attribute::Class(class), attr])
                     .map_err(call("C_FindObjects"))?;
@@ -242,8 +252,12 @@ mod imp {
                 Mechanism::RsaPkcsKeyPairGen,
                 vec![
                     Attribute::ModulusBits(
-                        (if args.key_type == KeygenKeyType::Rsa2048 { 2048u64 } else { 3072 })
-                            .into(),
+                        (if args.key_type == KeygenKeyType::Rsa2048 {
+                            2048u64
+                        } else {
+                            3072
+                        })
+                        .into(),
                     ),
                     Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
                 ],
@@ -283,10 +297,13 @@ mod imp {
         check_protected(&s, key, token)?;
 
         let info = objects::key_info(&s, key, &token.desc)?;
-        let public_key = info.public_key.clone().ok_or_else(|| Pkcs11Error::UnsupportedKey {
-            key: info.describe(),
-            detail: "the token made no readable public key".into(),
-        })?;
+        let public_key = info
+            .public_key
+            .clone()
+            .ok_or_else(|| Pkcs11Error::UnsupportedKey {
+                key: info.describe(),
+                detail: "the token made no readable public key".into(),
+            })?;
         let mechanisms = Mechanisms::from_list(&session::mechanisms(module, token)?);
         let mut key_uri = token.desc.uri();
         key_uri.object = Some(label.clone());
@@ -320,14 +337,20 @@ mod imp {
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let csr = params.serialize_request(&signer).map_err(|e| {
-            Error::new(ErrorClass::Identity, format!("cannot sign the CSR with {key_uri}: {e}"))
+            Error::new(
+                ErrorClass::Identity,
+                format!("cannot sign the CSR with {key_uri}: {e}"),
+            )
         })?;
         let pem = csr
             .pem()
             .map_err(|e| Error::new(ErrorClass::Other, format!("cannot encode the CSR: {e}")))?;
         match &args.csr_out {
             Some(path) => std::fs::write(path, &pem).map_err(|e| {
-                Error::new(ErrorClass::Other, format!("cannot write {}: {e}", path.display()))
+                Error::new(
+                    ErrorClass::Other,
+                    format!("cannot write {}: {e}", path.display()),
+                )
             })?,
             None => print!("{pem}"),
         }
@@ -335,7 +358,11 @@ mod imp {
             "generated {} key {} inside the token (sensitive, not extractable{})",
             signer.key_type(),
             key_uri,
-            if args.always_auth { ", always-authenticate" } else { "" }
+            if args.always_auth {
+                ", always-authenticate"
+            } else {
+                ""
+            }
         );
         if let Some(path) = &args.csr_out {
             eprintln!("CSR written to {}", path.display());
@@ -409,21 +436,31 @@ mod imp {
         let public_key = key.public_key.clone().unwrap_or_default();
         let mine = |c: &Cert| c.key_type() == key.key_type && c.public_key_bits() == public_key;
         let Some(leaf) = certs.iter().find(|c| mine(c)) else {
-            let first = certs.first().map(|c| (c.subject(), c.serial_decimal(), c.key_type()));
+            let first = certs
+                .first()
+                .map(|c| (c.subject(), c.serial_decimal(), c.key_type()));
             return Err(match first {
-                Some((subject, serial, cert_key)) => Pkcs11Error::KeyMismatch(crate::signer::KeyMismatch {
-                    key_desc: format!("{}, key {} on {}", key.key_type, key.describe(), token.desc),
-                    subject,
-                    serial,
-                    cert_key,
-                })
-                .into(),
+                Some((subject, serial, cert_key)) => {
+                    Pkcs11Error::KeyMismatch(crate::signer::KeyMismatch {
+                        key_desc: format!(
+                            "{}, key {} on {}",
+                            key.key_type,
+                            key.describe(),
+                            token.desc
+                        ),
+                        subject,
+                        serial,
+                        cert_key,
+                    })
+                    .into()
+                }
                 None => usage(format!("{} holds no certificate", path.display())),
             });
         };
         if key.public_key.is_none() && key.key_type != CertKeyType::Rsa {
             return Err(usage(
-                "the key has no public key object, so the certificate cannot be checked against it".into(),
+                "the key has no public key object, so the certificate cannot be checked against it"
+                    .into(),
             ));
         }
         let existing = objects::certificates(s, &token.desc)?;

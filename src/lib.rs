@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cache;
 pub mod cert;
 pub mod cli;
 pub mod config;
@@ -15,6 +16,8 @@ pub mod credentials;
 pub mod error;
 pub mod rolesanywhere;
 pub mod secret;
+pub mod serve;
 pub mod signer;
 pub mod sigv4x509;
 pub mod time;
+pub mod update;

@@ -85,7 +85,10 @@ fn imds<B>(
         if req.method() != Method::PUT {
             return not_allowed("PUT");
         }
-        let Some(ttl) = req.headers().get(TTL_HEADER).and_then(|v| parse_ttl(v.as_bytes()))
+        let Some(ttl) = req
+            .headers()
+            .get(TTL_HEADER)
+            .and_then(|v| parse_ttl(v.as_bytes()))
         else {
             return text(
                 StatusCode::BAD_REQUEST,
@@ -103,10 +106,8 @@ fn imds<B>(
             );
         };
         let mut r = respond(StatusCode::OK, TEXT, Bytes::from(token.as_bytes().to_vec()));
-        r.headers_mut().insert(
-            HeaderName::from_static(TTL_HEADER),
-            HeaderValue::from(ttl),
-        );
+        r.headers_mut()
+            .insert(HeaderName::from_static(TTL_HEADER), HeaderValue::from(ttl));
         return r;
     }
     if req.method() != Method::GET {
@@ -217,7 +218,10 @@ mod tests {
         let s = Shared::new(
             vec![
                 ("Reader".into(), ROLE.into()),
-                ("Writer".into(), "arn:aws:iam::123456789012:role/Writer".into()),
+                (
+                    "Writer".into(),
+                    "arn:aws:iam::123456789012:role/Writer".into(),
+                ),
             ],
             Mode::Imds(Mutex::new(TokenTable::default())),
         );
@@ -277,12 +281,20 @@ mod tests {
             (&[(TTL_HEADER, "abc")][..], 400),
             (&[(TTL_HEADER, "1")][..], 200),
             (&[(TTL_HEADER, "21600")][..], 200),
-            (&[(TTL_HEADER, "60"), ("X-Forwarded-For", "10.0.0.1")][..], 403),
+            (
+                &[(TTL_HEADER, "60"), ("X-Forwarded-For", "10.0.0.1")][..],
+                403,
+            ),
         ] {
             let r = handle(&s, &req(Method::PUT, TOKEN_PATH, headers), now, wall);
             assert_eq!(r.status(), status, "{headers:?}");
         }
-        let r = handle(&s, &req(Method::GET, TOKEN_PATH, &[(TTL_HEADER, "60")]), now, wall);
+        let r = handle(
+            &s,
+            &req(Method::GET, TOKEN_PATH, &[(TTL_HEADER, "60")]),
+            now,
+            wall,
+        );
         assert_eq!(r.status(), 405);
         assert_eq!(r.headers()[ALLOW], "PUT");
     }
@@ -299,7 +311,10 @@ mod tests {
             handle(&s, &req(Method::GET, path, headers), now, wall)
         };
         let r = get(&list, &[(TOKEN_HEADER, &t)]);
-        assert_eq!((r.status().as_u16(), body(&r).as_str()), (200, "Reader\nWriter"));
+        assert_eq!(
+            (r.status().as_u16(), body(&r).as_str()),
+            (200, "Reader\nWriter")
+        );
         let r = get(&reader, &[(TOKEN_HEADER, &t)]);
         assert_eq!(r.status(), 200);
         let v: serde_json::Value = serde_json::from_str(&body(&r)).expect("json");
@@ -313,9 +328,16 @@ mod tests {
             get(&format!("{CREDENTIALS_PATH}/Nobody"), &[(TOKEN_HEADER, &t)]).status(),
             404
         );
-        assert_eq!(get("/latest/meta-data/ami-id", &[(TOKEN_HEADER, &t)]).status(), 404);
         assert_eq!(
-            get(&reader, &[(TOKEN_HEADER, &t), ("X-Forwarded-For", "1.2.3.4")]).status(),
+            get("/latest/meta-data/ami-id", &[(TOKEN_HEADER, &t)]).status(),
+            404
+        );
+        assert_eq!(
+            get(
+                &reader,
+                &[(TOKEN_HEADER, &t), ("X-Forwarded-For", "1.2.3.4")]
+            )
+            .status(),
             403
         );
         for m in [Method::POST, Method::PUT, Method::DELETE] {
@@ -324,7 +346,12 @@ mod tests {
         }
         // The token expires with its TTL.
         let later = now + Duration::from_secs(21_600);
-        let r = handle(&s, &req(Method::GET, &reader, &[(TOKEN_HEADER, &t)]), later, wall);
+        let r = handle(
+            &s,
+            &req(Method::GET, &reader, &[(TOKEN_HEADER, &t)]),
+            later,
+            wall,
+        );
         assert_eq!(r.status(), 401);
     }
 
@@ -343,12 +370,18 @@ mod tests {
                 UtcTime::from_unix(secs),
             )
         };
-        assert_eq!(at(&format!("{CREDENTIALS_PATH}/Reader"), 1999).status(), 200);
+        assert_eq!(
+            at(&format!("{CREDENTIALS_PATH}/Reader"), 1999).status(),
+            200
+        );
         for (path, secs) in [("Reader", 2000), ("Writer", 200)] {
             let r = at(&format!("{CREDENTIALS_PATH}/{path}"), secs);
             assert_eq!(r.status(), 500);
             let text = body(&r);
-            assert!(!text.contains("Success") && !text.contains("SECRETKEY"), "{text}");
+            assert!(
+                !text.contains("Success") && !text.contains("SECRETKEY"),
+                "{text}"
+            );
             assert!(text.contains("CredentialsUnavailable"), "{text}");
         }
         assert!(body(&at(&format!("{CREDENTIALS_PATH}/Reader"), 2000)).contains("HTTP 503"));
@@ -364,7 +397,8 @@ mod tests {
         let now = Instant::now();
         let wall = UtcTime::from_unix(200);
         let auth = [("Authorization", "sekrit-token")];
-        let get = |path: &str, h: &[(&str, &str)]| handle(&s, &req(Method::GET, path, h), now, wall);
+        let get =
+            |path: &str, h: &[(&str, &str)]| handle(&s, &req(Method::GET, path, h), now, wall);
         let r = get("/", &auth);
         assert_eq!(r.status(), 200);
         assert_eq!(
@@ -375,8 +409,14 @@ mod tests {
         assert_eq!(get("/role/Other", &auth).status(), 404);
         assert_eq!(get("/", &[]).status(), 401);
         assert_eq!(get("/", &[("Authorization", "sekrit-tokem")]).status(), 403);
-        assert_eq!(get("/", &[("Authorization", "Bearer sekrit-token")]).status(), 403);
-        let h = [("Authorization", "sekrit-token"), ("X-Forwarded-For", "1.2.3.4")];
+        assert_eq!(
+            get("/", &[("Authorization", "Bearer sekrit-token")]).status(),
+            403
+        );
+        let h = [
+            ("Authorization", "sekrit-token"),
+            ("X-Forwarded-For", "1.2.3.4"),
+        ];
         assert_eq!(get("/", &h).status(), 403);
         assert_eq!(
             handle(&s, &req(Method::POST, "/", &auth), now, wall).status(),

@@ -54,7 +54,7 @@ pub fn retry_delay(failures: u32, min_interval: u64) -> u64 {
 /// A change means the certificate (or key) was rotated.
 pub fn fingerprint(config: &IdentityConfig) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut file = |tag: &[u8], path: &Path| {
+    let file = |ctx: &mut ring::digest::Context, tag: &[u8], path: &Path| {
         ctx.update(tag);
         match std::fs::read(path).map(Zeroizing::new) {
             Ok(bytes) => {
@@ -65,19 +65,19 @@ pub fn fingerprint(config: &IdentityConfig) -> [u8; 32] {
         }
     };
     match &config.certificate {
-        Some(CertificateSource::File(p)) => file(b"cert", p),
+        Some(CertificateSource::File(p)) => file(&mut ctx, b"cert", p),
         Some(CertificateSource::Pkcs11(uri)) => token_certificates(&mut ctx, uri, config),
         None => {}
     }
     match &config.private_key {
-        PrivateKeySource::File(p) => file(b"key", p),
+        PrivateKeySource::File(p) => file(&mut ctx, b"key", p),
         PrivateKeySource::Pkcs11(uri) if config.certificate.is_none() => {
             token_certificates(&mut ctx, uri, config)
         }
         _ => {}
     }
     if let Some(p) = &config.intermediates {
-        file(b"intermediates", p);
+        file(&mut ctx, b"intermediates", p);
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
@@ -261,7 +261,8 @@ impl Refresher {
             .collect();
         loop {
             let now = UtcTime::now();
-            let due = |t: &Timer| {
+            let refresh_before = self.refresh_before;
+            let due = move |t: &Timer| {
                 if t.failures > 0 {
                     t.retry_at
                 } else {
@@ -269,7 +270,7 @@ impl Refresher {
                     UtcTime::from_unix(
                         t.expiration
                             .unix()
-                            .saturating_sub(self.refresh_before)
+                            .saturating_sub(refresh_before)
                             .max(t.last_success.unix() + 5),
                     )
                 }
@@ -282,9 +283,9 @@ impl Refresher {
                 continue;
             }
             self.live.follow_rotation();
-            for i in 0..timers.len() {
-                if due(&timers[i]) <= now {
-                    self.refresh_one(i, &mut timers[i]);
+            for (i, timer) in timers.iter_mut().enumerate() {
+                if due(timer) <= now {
+                    self.refresh_one(i, timer);
                 }
             }
         }

@@ -595,3 +595,26 @@ pub fn hex_decode(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
 }
+
+#[test]
+fn system_trust_store_honours_ssl_cert_file_and_loopback_skips_proxies() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("leaf", KeyKind::P256);
+    let dead_proxy = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://127.0.0.1:{}", l.local_addr().expect("addr").port())
+    };
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.arg("credential-process")
+        .arg("--certificate")
+        .arg(&leaf.cert_path)
+        .arg("--private-key")
+        .arg(&leaf.key_path)
+        .args(["--trust-anchor-arn", TRUST_ANCHOR_ARN, "--profile-arn", PROFILE_ARN])
+        .args(["--role-arn", ROLE_ARN, "--endpoint", &w.emulator.url])
+        .env("SSL_CERT_FILE", &w.emulator.tls_ca)
+        .env("SSL_CERT_DIR", w.dir.path().join("no-such-dir"))
+        .env("HTTPS_PROXY", &dead_proxy)
+        .env("https_proxy", &dead_proxy);
+    assert_process_json(&run(&mut cmd));
+}

@@ -3,6 +3,12 @@
 
 mod common;
 
+mod cache;
 mod cli;
 mod file_keys;
+mod pkcs11;
 mod real_clients;
+mod serve;
+#[cfg(feature = "tpm")]
+mod tpm;
+mod update;

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorClass};
 use crate::secret::{Secret, SecretError};
 use crate::signer::{Identity, KeyMismatch};
 
-use objects::{TokenCert, TokenKey};
+use objects::TokenKey;
 use session::{FoundToken, Module};
 use signer::{Mechanisms, TokenSigner};
 pub use uri::{Pkcs11Uri, UriError};
@@ -101,7 +101,7 @@ pub enum Pkcs11Error {
     #[error("the token refused the {} PIN (CKR_PIN_INCORRECT) for {token}{}", if *context { "context-specific" } else { "user" }, pin_flags(*count_low, *final_try))]
     PinIncorrect {
         /// The token.
-        token: uri::TokenDesc,
+        token: Box<uri::TokenDesc>,
         /// Whether it was the context-specific login of an always-authenticate key.
         context: bool,
         /// CKF_USER_PIN_COUNT_LOW after the failure.
@@ -113,13 +113,13 @@ pub enum Pkcs11Error {
     #[error("the user PIN of {token} is locked (CKR_PIN_LOCKED)")]
     PinLocked {
         /// The token.
-        token: uri::TokenDesc,
+        token: Box<uri::TokenDesc>,
     },
     /// The user PIN has expired (CKR_PIN_EXPIRED).
     #[error("the user PIN of {token} has expired (CKR_PIN_EXPIRED)")]
     PinExpired {
         /// The token.
-        token: uri::TokenDesc,
+        token: Box<uri::TokenDesc>,
     },
     /// The key is not RSA, P-256 or P-384, or its public half cannot be read.
     #[error("the key {key} cannot be used: {detail}")]
@@ -392,17 +392,16 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
     let token = session::select_token(&module, &key_uri)?;
     let session = session::open_session(&module, &token, false)?;
 
-    // Certificates are public objects: read them all once (leaf candidates and chain).
-    let token_certs = objects::certificates(&session, &token.desc)?;
+    // Certificates are public objects: the leaf candidates are read before the login.
     let leaf_candidates: Vec<Cert> = match (&config.certificate, &cert_uri) {
         (Some(CertificateSource::File(path)), _) => vec![Cert::first_from_file(path)?],
-        (_, Some(cu)) => certs_for_uri(&module, &token, &token_certs, cu, settings)?,
-        _ => token_certs
-            .iter()
-            .filter(|c| objects::cert_matches(c, &key_uri))
-            .map(|c| c.cert.clone())
+        (_, Some(cu)) => certs_for_uri(&module, &token, &session, cu, settings)?,
+        _ => objects::certificates_for(&session, &key_uri, &token.desc)?
+            .into_iter()
+            .map(|c| c.cert)
             .collect(),
     };
+
     let user_pin = session::login(&module, &session, &token, &mut || {
         session::user_pin(&key_uri, settings, &token.desc)
     })?;
@@ -414,18 +413,15 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
             what: "certificate",
             uri: cert_uri.as_ref().unwrap_or(&key_uri).to_string(),
             token: token.desc.to_string(),
-            available: token_certs
-                .iter()
-                .map(|c| objects::describe(&c.label, &c.id))
-                .collect(),
+            available: list_certificates_on(&session, &token),
         });
     }
     let public_key = match &key.public_key {
         Some(p) => p.clone(),
         // No public key object: trust the token's pairing of key and certificate by CKA_ID.
-        None => token_certs
-            .iter()
-            .find(|c| !key.id.is_empty() && c.id == key.id && c.cert.key_type() == key.key_type)
+        None => objects::certificates_with_id(&session, &key.id, &token.desc)?
+            .into_iter()
+            .find(|c| !key.id.is_empty() && c.cert.key_type() == key.key_type)
             .map(|c| c.cert.public_key_bits().to_vec())
             .ok_or_else(|| Pkcs11Error::UnsupportedKey {
                 key: key.describe(),
@@ -451,10 +447,7 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
 
     let chain = match &config.intermediates {
         Some(path) => Cert::all_from_file(path)?,
-        None => {
-            let pool: Vec<Cert> = token_certs.into_iter().map(|c| c.cert).collect();
-            crate::signer::chain_for(&leaf, &pool)
-        }
+        None => objects::chain_from_token(&session, &leaf, &token.desc)?,
     };
     let key_desc = format!("key {} on {}", key.describe(), token.desc);
     let signer = TokenSigner::new(
@@ -525,25 +518,33 @@ fn find_key(
 fn certs_for_uri(
     key_module: &Module,
     key_token: &FoundToken,
-    key_token_certs: &[TokenCert],
+    key_session: &cryptoki::session::Session,
     cert_uri: &Pkcs11Uri,
     settings: &Pkcs11Settings,
 ) -> Result<Vec<Cert>, Pkcs11Error> {
-    let module = session::load(&session::module_path(cert_uri, settings)?)?;
-    let same_module = module.path == key_module.path;
-    let certs: Vec<TokenCert> = if same_module && cert_uri.matches_token(&key_token.desc) {
-        key_token_certs.to_vec()
+    // Without a module of its own, the certificate URI means the key's module.
+    let module = if cert_uri.module_path.is_none() && cert_uri.module_name.is_none() {
+        key_module.clone()
+    } else {
+        session::load(&session::module_path(cert_uri, settings)?)?
+    };
+    let certs = if module.path == key_module.path && cert_uri.matches_token(&key_token.desc) {
+        objects::certificates_for(key_session, cert_uri, &key_token.desc)?
     } else {
         let token = session::select_token(&module, cert_uri)?;
         let s = session::open_session(&module, &token, false)?;
-        objects::certificates(&s, &token.desc)?
+        objects::certificates_for(&s, cert_uri, &token.desc)?
     };
-    let found: Vec<Cert> = certs
-        .into_iter()
-        .filter(|c| objects::cert_matches(c, cert_uri))
-        .map(|c| c.cert)
-        .collect();
-    Ok(found)
+    Ok(certs.into_iter().map(|c| c.cert).collect())
+}
+
+/// "object=…;id=…" of every certificate on the token, for error messages.
+fn list_certificates_on(session: &cryptoki::session::Session, token: &FoundToken) -> Vec<String> {
+    objects::certificates(session, &token.desc)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| objects::describe(&c.label, &c.id))
+        .collect()
 }
 
 fn context_pin(
@@ -572,21 +573,16 @@ fn open_file_key_with_token_cert(
     let module = session::load(&session::module_path(cert_uri, &config.pkcs11)?)?;
     let token = session::select_token(&module, cert_uri)?;
     let s = session::open_session(&module, &token, false)?;
-    let token_certs = objects::certificates(&s, &token.desc)?;
-    let candidates: Vec<Cert> = token_certs
-        .iter()
-        .filter(|c| objects::cert_matches(c, cert_uri))
-        .map(|c| c.cert.clone())
+    let candidates: Vec<Cert> = objects::certificates_for(&s, cert_uri, &token.desc)?
+        .into_iter()
+        .map(|c| c.cert)
         .collect();
     if candidates.is_empty() {
         return Err(Pkcs11Error::NoObject {
             what: "certificate",
             uri: cert_uri.to_string(),
             token: token.desc.to_string(),
-            available: token_certs
-                .iter()
-                .map(|c| objects::describe(&c.label, &c.id))
-                .collect(),
+            available: list_certificates_on(&s, &token),
         });
     }
     let what = format!("the password of key file {}", key_path.display());
@@ -599,10 +595,7 @@ fn open_file_key_with_token_cert(
     );
     let chain = match &config.intermediates {
         Some(path) => Cert::all_from_file(path)?,
-        None => {
-            let pool: Vec<Cert> = token_certs.into_iter().map(|c| c.cert).collect();
-            crate::signer::chain_for(&leaf, &pool)
-        }
+        None => objects::chain_from_token(&s, &leaf, &token.desc)?,
     };
     let key_desc = format!("{} file {}", loaded.format, key_path.display());
     Ok(Identity::new(leaf, chain, loaded.signer, &key_desc)?)

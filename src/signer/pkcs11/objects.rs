@@ -104,10 +104,53 @@ fn label_id_template(class: ObjectClass, uri: Option<&Pkcs11Uri>) -> Vec<Attribu
 /// Every X.509 certificate on the token (public objects: no login needed). Unparsable
 /// certificates are skipped.
 pub fn certificates(session: &Session, token: &TokenDesc) -> Result<Vec<TokenCert>, Pkcs11Error> {
-    let template = [
+    find_certificates(session, &[], token)
+}
+
+/// The certificates the URI's `object` and `id` select.
+pub fn certificates_for(
+    session: &Session,
+    uri: &Pkcs11Uri,
+    token: &TokenDesc,
+) -> Result<Vec<TokenCert>, Pkcs11Error> {
+    let mut template = Vec::new();
+    if let Some(label) = &uri.object {
+        template.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    if let Some(id) = &uri.id {
+        template.push(Attribute::Id(id.clone()));
+    }
+    find_certificates(session, &template, token)
+}
+
+/// The certificates whose subject is `subject` (DER): the possible issuers of a certificate.
+pub fn certificates_with_subject(
+    session: &Session,
+    subject: Vec<u8>,
+    token: &TokenDesc,
+) -> Result<Vec<TokenCert>, Pkcs11Error> {
+    find_certificates(session, &[Attribute::Subject(subject)], token)
+}
+
+/// The certificates with this CKA_ID.
+pub fn certificates_with_id(
+    session: &Session,
+    id: &[u8],
+    token: &TokenDesc,
+) -> Result<Vec<TokenCert>, Pkcs11Error> {
+    find_certificates(session, &[Attribute::Id(id.to_vec())], token)
+}
+
+fn find_certificates(
+    session: &Session,
+    extra: &[Attribute],
+    token: &TokenDesc,
+) -> Result<Vec<TokenCert>, Pkcs11Error> {
+    let mut template = vec![
         Attribute::Class(ObjectClass::CERTIFICATE),
         Attribute::CertificateType(CertificateType::X_509),
     ];
+    template.extend_from_slice(extra);
     let mut out = Vec::new();
     for handle in find(session, &template, token)? {
         let attrs = session
@@ -136,6 +179,32 @@ pub fn certificates(session: &Session, token: &TokenDesc) -> Result<Vec<TokenCer
         }
     }
     Ok(out)
+}
+
+/// The intermediates on the token on the issuer path of `leaf`, in path order: each step
+/// looks up the certificates whose CKA_SUBJECT is the current certificate's issuer. Stops at
+/// a self-signed root (not sent: the trust anchor holds it) or when no issuer is on the token.
+/// Unrelated certificates are never read.
+pub fn chain_from_token(
+    session: &Session,
+    leaf: &Cert,
+    token: &TokenDesc,
+) -> Result<Vec<Cert>, Pkcs11Error> {
+    let mut chain: Vec<Cert> = Vec::new();
+    let mut current = leaf.clone();
+    while chain.len() < 8 && !current.is_issued_by(&current) {
+        let issuer = certificates_with_subject(session, current.issuer_der(), token)?
+            .into_iter()
+            .map(|c| c.cert)
+            .find(|c| current.is_issued_by(c) && c.der() != current.der());
+        let Some(issuer) = issuer else { break };
+        if issuer.is_issued_by(&issuer) || chain.iter().any(|c| c.der() == issuer.der()) {
+            break;
+        }
+        chain.push(issuer.clone());
+        current = issuer;
+    }
+    Ok(chain)
 }
 
 /// Whether a certificate object matches the URI's `object` and `id`.
@@ -390,7 +459,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rsa_public_key_matches_a_real_certificate() {
+    fn rsa_public_key_der_encoding() {
         // The modulus and exponent of a 1024-bit key, with CKA_MODULUS's leading-zero-free
         // encoding; the DER must add the sign byte.
         let n = [0xc0u8; 128];

@@ -302,7 +302,7 @@ pub fn login(
     }
     if token.info.user_pin_locked() {
         return Err(Pkcs11Error::PinLocked {
-            token: token.desc.clone(),
+            token: Box::new(token.desc.clone()),
         });
     }
     let (result, pin) = if token.info.protected_authentication_path() {
@@ -325,17 +325,17 @@ pub fn login_error(module: &Module, token: &FoundToken, e: CkError, context: boo
     match e {
         CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _) => {
             Pkcs11Error::PinIncorrect {
-                token: token.desc.clone(),
+                token: Box::new(token.desc.clone()),
                 context,
                 count_low: flags.as_ref().is_some_and(TokenInfo::user_pin_count_low),
                 final_try: flags.as_ref().is_some_and(TokenInfo::user_pin_final_try),
             }
         }
         CkError::Pkcs11(RvError::PinLocked, _) => Pkcs11Error::PinLocked {
-            token: token.desc.clone(),
+            token: Box::new(token.desc.clone()),
         },
         CkError::Pkcs11(RvError::PinExpired, _) => Pkcs11Error::PinExpired {
-            token: token.desc.clone(),
+            token: Box::new(token.desc.clone()),
         },
         CkError::Pkcs11(RvError::TokenNotPresent | RvError::DeviceRemoved, _) => {
             Pkcs11Error::TokenAbsent {

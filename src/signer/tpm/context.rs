@@ -290,8 +290,9 @@ impl Rc {
 
     /// The connection to the TPM broke (a restarted simulator, a vanished device).
     pub fn is_connection_lost(self) -> bool {
-        // TSS2_TCTI_RC_IO_ERROR, TSS2_BASE_RC_NO_CONNECTION, TSS2_BASE_RC_TRY_AGAIN …
-        self.layer() == 0x0a || (self.layer() == 7 && matches!(self.0 & 0xffff, 0x0a | 0x15))
+        // Any TCTI error (TSS2_TCTI_RC_IO_ERROR …), or ESAPI's NO_CONNECTION (8), IO_ERROR
+        // (10), INSUFFICIENT_RESPONSE (19).
+        self.layer() == 0x0a || (self.layer() == 7 && matches!(self.0 & 0xffff, 8 | 10 | 19))
     }
 
     /// The loaded key is gone (the TPM was reset, or someone flushed it).
@@ -305,7 +306,7 @@ impl Rc {
         if self.layer() == 0x0a {
             return Some(match self.0 & 0xffff {
                 0x0a => "TSS2_TCTI_RC_IO_ERROR",
-                0x15 => "TSS2_TCTI_RC_NO_CONNECTION",
+                0x08 => "TSS2_TCTI_RC_NO_CONNECTION",
                 0x09 => "TSS2_TCTI_RC_TRY_AGAIN",
                 _ => "a TCTI error",
             });

@@ -69,8 +69,8 @@ pub struct KeygenRequest {
     pub owner_password: Option<Secret>,
     /// The CSR's subject, `CN=name,O=org` (or OpenSSL's `/CN=name/O=org`).
     pub subject: String,
-    /// Where the PEM CSR goes.
-    pub csr: PathBuf,
+    /// Where the PEM CSR goes (`None`: standard output).
+    pub csr: Option<PathBuf>,
     /// Replace existing output files.
     pub overwrite: bool,
 }
@@ -109,10 +109,12 @@ pub struct TpmKeygenArgs {
         value_name = "owner|endorsement|handle:0x81xxxxxx"
     )]
     pub parent: String,
-    /// Where to write the PKCS#10 certificate signing request (PEM), signed inside the TPM.
-    #[arg(long = "csr", value_name = "CSR_FILE")]
-    pub csr: PathBuf,
-    /// Subject of the CSR, e.g. "CN=host1,O=Example".
+    /// Where to write the PKCS#10 certificate signing request (PEM), signed inside the TPM
+    /// (default: standard output).
+    #[arg(long = "csr-out", value_name = "FILE")]
+    pub csr_out: Option<PathBuf>,
+    /// Subject of the CSR: "CN=host1,O=Example" or "/O=Example/CN=host1" (CN, O, OU, C,
+    /// ST, L).
     #[arg(long = "subject", value_name = "DN")]
     pub subject: String,
     /// TPM TCTI (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE, device:/dev/tpmrm0).
@@ -168,7 +170,7 @@ impl TpmKeygenArgs {
             parent_password,
             owner_password,
             subject: self.subject.clone(),
-            csr: self.csr.clone(),
+            csr: self.csr_out.clone(),
             overwrite: self.force,
         })
     }
@@ -201,14 +203,24 @@ fn parse_persistent(text: &str) -> Result<u32, TpmError> {
 pub fn run_keygen(args: &TpmKeygenArgs) -> Result<(), crate::error::Error> {
     let request = args.to_request()?;
     let outcome = keygen(&request)?;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "created a {} key inside the TPM: --private-key {}\nwrote the certificate signing request to {}\nnext: have your CA issue a certificate from the CSR, then run ra-signer with --private-key {} --certificate CERT.pem",
-        outcome.key_type,
-        outcome.private_key_arg,
-        request.csr.display(),
-        outcome.private_key_arg,
+    let csr_place = match &request.csr {
+        Some(path) => path.display().to_string(),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(outcome.csr_pem.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| {
+                    crate::error::Error::new(
+                        crate::error::ErrorClass::Other,
+                        format!("cannot write to stdout: {e}"),
+                    )
+                })?;
+            "standard output".to_owned()
+        }
+    };
+    eprintln!(
+        "created a {} key inside the TPM: --private-key {}\nwrote the certificate signing request to {csr_place}\nnext: have your CA issue a certificate from the CSR, then run ra-signer with --private-key {} --certificate CERT.pem",
+        outcome.key_type, outcome.private_key_arg, outcome.private_key_arg,
     );
     Ok(())
 }
@@ -348,10 +360,11 @@ fn write_new(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), TpmErr
 pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = parse_subject(&req.subject)?;
-    for path in std::iter::once(&req.csr).chain(match &req.target {
+    let target_file = match &req.target {
         KeygenTarget::File(p) => Some(p),
         KeygenTarget::Persistent(_) => None,
-    }) {
+    };
+    for path in req.csr.iter().chain(target_file) {
         if !req.overwrite && path.exists() {
             return Err(TpmError::Keygen(format!(
                 "{} exists: not replacing it (--force replaces it)",
@@ -516,7 +529,9 @@ pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
     let csr_pem = csr
         .pem()
         .map_err(|e| TpmError::Keygen(format!("cannot encode the CSR: {e}")))?;
-    write_new(&req.csr, csr_pem.as_bytes(), req.overwrite)?;
+    if let Some(path) = &req.csr {
+        write_new(path, csr_pem.as_bytes(), req.overwrite)?;
+    }
     Ok(KeygenOutcome {
         key_type: signer.key_type(),
         private_key_arg,

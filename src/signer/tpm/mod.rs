@@ -132,6 +132,14 @@ pub enum TpmError {
     /// A password could not be had.
     #[error(transparent)]
     Password(#[from] SecretError),
+    /// A key file not marked emptyAuth, no password given, no terminal to ask on.
+    #[error(
+        "{key} is not marked as having no password (emptyAuth), no password was given, and there is no terminal to ask for one"
+    )]
+    KeyPasswordNeeded {
+        /// The key.
+        key: String,
+    },
     /// A TPM command failed for another reason.
     #[error("{call} failed for {key}: {rc}")]
     Tpm {
@@ -181,6 +189,12 @@ impl TpmError {
             }
             TpmError::NoObject { .. } => {
                 "list persistent objects with `tpm2_getcap handles-persistent`".to_owned()
+            }
+            TpmError::KeyPasswordNeeded { .. } => {
+                "give the password with --tpm-key-password-file or RA_SIGNER_TPM_KEY_PASSWORD; \
+                 if the key has none, pass --no-tpm-key-password (tpm2_encodeobject without -p \
+                 marks keys without a password this way)"
+                    .to_owned()
             }
             TpmError::Password(_) => {
                 "give the key password with --tpm-key-password-file, RA_SIGNER_TPM_KEY_PASSWORD, \
@@ -346,7 +360,14 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
             )));
         }
     };
-    let (key, key_origin) = key_password(&config.tpm, &location)?;
+    let (key, key_origin) = match key_password(&config.tpm, &location) {
+        Err(SecretError::NoneGiven { .. }) => {
+            return Err(TpmError::KeyPasswordNeeded {
+                key: location.describe(),
+            });
+        }
+        other => other?,
+    };
     let passwords = Passwords {
         key,
         key_origin,

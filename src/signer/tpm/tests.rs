@@ -643,7 +643,7 @@ fn request(
         parent_password: None,
         owner_password: None,
         subject: "CN=host1,O=ra-signer test".to_owned(),
-        csr: tpm.dir().join(format!("{key_type:?}.csr")),
+        csr: Some(tpm.dir().join(format!("{key_type:?}.csr"))),
         overwrite: false,
     }
 }
@@ -669,7 +669,8 @@ fn keygen_key_files_work_here_and_with_openssl() {
         let key = tpm.dir().join(format!("{key_type:?}.key"));
         let req = request(&tpm, key_type, KeygenTarget::File(key.clone()), pw);
         let outcome = keygen(&req).expect("keygen");
-        let csr = req.csr.to_str().expect("utf-8");
+        let csr_path = req.csr.clone().expect("a CSR file");
+        let csr = csr_path.to_str().expect("utf-8");
         // The CSR's self-signature, made inside the TPM, verifies.
         let text = openssl_ok(&tpm, &["req", "-in", csr, "-verify", "-noout", "-subject"]);
         assert!(
@@ -746,12 +747,13 @@ fn keygen_persistent_keys() {
     );
     let outcome = keygen(&req).expect("keygen");
     assert_eq!(outcome.private_key_arg, "handle:0x81000201");
+    let csr_path = req.csr.clone().expect("a CSR file");
     openssl_ok(
         &tpm,
         &[
             "req",
             "-in",
-            req.csr.to_str().expect("utf-8"),
+            csr_path.to_str().expect("utf-8"),
             "-verify",
             "-noout",
         ],
@@ -771,7 +773,7 @@ fn keygen_persistent_keys() {
         KeygenTarget::Persistent(0x8100_0201),
         None,
     );
-    again.csr = tpm.dir().join("again.csr");
+    again.csr = Some(tpm.dir().join("again.csr"));
     let err = keygen(&again).expect_err("in use");
     assert!(err.to_string().contains("already in use"), "{err}");
     assert_eq!(tpm.transient_handles(), 0);
@@ -784,4 +786,49 @@ fn subjects() {
     assert!(keygen::parse_subject("").is_err());
     assert!(keygen::parse_subject("XX=a").is_err());
     assert!(keygen::parse_subject("CN").is_err());
+}
+
+#[test]
+fn keygen_flags() {
+    use clap::{CommandFactory, Parser};
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TpmKeygenArgs,
+    }
+    Cli::command().debug_assert();
+    let cli = Cli::try_parse_from([
+        "keygen",
+        "--key-type",
+        "rsa2048",
+        "--persistent",
+        "handle:0x81000105",
+        "--parent",
+        "handle:0x81000001",
+        "--subject",
+        "CN=a",
+        "--tpm-tcti",
+        "swtpm:port=1",
+    ])
+    .expect("parses");
+    let req = cli.args.to_request().expect("request");
+    assert_eq!(req.key_type, TpmKeyType::Rsa2048);
+    assert_eq!(req.target, KeygenTarget::Persistent(0x8100_0105));
+    assert_eq!(req.parent, 0x8100_0001);
+    assert_eq!(req.tcti.text(), "swtpm:port=1");
+    assert!(req.csr.is_none());
+    assert!(
+        Cli::try_parse_from([
+            "keygen",
+            "--out",
+            "k",
+            "--persistent",
+            "handle:0x81000105",
+            "--subject",
+            "CN=a"
+        ])
+        .is_err()
+    );
+    let neither = Cli::try_parse_from(["keygen", "--subject", "CN=a"]).expect("parses");
+    assert!(neither.args.to_request().is_err());
 }

@@ -260,6 +260,7 @@ pub fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let root =
             std::env::temp_dir().join(format!("ra-signer-tpm-fixture-{}", std::process::id()));
+        remove_stale_fixtures();
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("fixture dir");
         let tpm = Swtpm::start();
@@ -287,4 +288,27 @@ pub fn fixture() -> &'static Fixture {
         .expect("copy state");
         Fixture { state, files }
     })
+}
+
+/// Removes fixtures that earlier test runs left behind (the fixture lives as long as the
+/// test binary, which has no hook at exit).
+fn remove_stale_fixtures() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("ra-signer-tpm-fixture-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

@@ -1,0 +1,465 @@
+//! `credential-process --cache`: reuse unexpired credentials across invocations (the AWS
+//! CLI runs the helper for every command) without writing them to disk.
+//!
+//! Credentials are kept in the Linux kernel's **user keyring** (`@u`: one per user id,
+//! shared by that user's processes, gone at reboot), as a `user` key whose description is
+//! `ra-signer:` and a SHA-256 over everything that decides which credentials a run would
+//! get: the three ARNs, duration, role session name, region, endpoint, and the
+//! certificate's SHA-256 fingerprint (for a certificate on a token: its URI and module,
+//! so that a cache hit never loads the module). The key times out when the credentials
+//! stop being usable (expiry minus the minimum validity), and a cached answer is only used
+//! when it is at least [`MIN_VALIDITY`] seconds from expiry.
+//!
+//! The key grants everything to its possessor and view/read/search/write/setattr to its
+//! owning user (so processes of that user whose session keyring does not link `@u`, such
+//! as systemd services, still find it), nothing to group or others.
+//!
+//! Where the keyring is unavailable (not Linux, a seccomp filter denying `keyctl` as
+//! Docker's default profile does, the key quota exhausted), runs fall back to no cache,
+//! with one note on stderr under `--debug`.
+
+use std::path::Path;
+
+use crate::config::{CertificateSource, IdentityConfig, PrivateKeySource, SessionRequest};
+use crate::credentials::Credentials;
+use crate::rolesanywhere::ClientOptions;
+#[cfg(target_os = "linux")]
+use crate::secret::Secret;
+#[cfg(target_os = "linux")]
+use crate::time::UtcTime;
+
+/// A cached answer must be at least this many seconds from expiry.
+pub const MIN_VALIDITY: u64 = 300;
+
+/// Prefix of the keyring key descriptions.
+pub const DESCRIPTION_PREFIX: &str = "ra-signer:";
+
+/// Which cache entry a run uses, and how.
+#[derive(Debug, Clone)]
+pub struct CacheKey {
+    description: String,
+    min_validity: u64,
+    debug: bool,
+}
+
+impl CacheKey {
+    /// The key's description in the keyring (`ra-signer:<sha-256 hex>`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+}
+
+/// The cache key of a run, or `None` (with a note under `debug`) when the certificate
+/// cannot be read to fingerprint it; the run then goes uncached and reports any problem
+/// with the certificate as usual.
+pub fn key(
+    request: &SessionRequest,
+    options: &ClientOptions,
+    identity: &IdentityConfig,
+    min_validity: u64,
+    debug: bool,
+) -> Option<CacheKey> {
+    let certificate = match certificate_fingerprint(identity) {
+        Some(f) => f,
+        None => {
+            if debug {
+                eprintln!(
+                    "ra-signer: debug: cache: cannot read the certificate to key the cache; not caching"
+                );
+            }
+            return None;
+        }
+    };
+    let key_source = match &identity.private_key {
+        PrivateKeySource::File(p) => format!("file:{}", p.display()),
+        PrivateKeySource::Pkcs11(uri) => uri.clone(),
+        PrivateKeySource::TpmHandle(h) => format!("handle:{h:#010x}"),
+    };
+    let fields: [&str; 10] = [
+        "ra-signer cache v1",
+        request.trust_anchor_arn.as_str(),
+        request.profile_arn.as_str(),
+        request.role_arn.as_str(),
+        &request.duration.seconds().to_string(),
+        request.role_session_name.as_deref().unwrap_or(""),
+        options.region.as_str(),
+        &options.endpoint,
+        &certificate,
+        &key_source,
+    ];
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for f in fields {
+        // Length-prefixed, so that no two field lists hash the same.
+        ctx.update(&(f.len() as u64).to_le_bytes());
+        ctx.update(f.as_bytes());
+    }
+    Some(CacheKey {
+        description: format!(
+            "{DESCRIPTION_PREFIX}{}",
+            crate::cert::hex_lower(ctx.finish().as_ref())
+        ),
+        min_validity,
+        debug,
+    })
+}
+
+/// The certificate's SHA-256 (hex) for a file; its URI and module for a token.
+fn certificate_fingerprint(identity: &IdentityConfig) -> Option<String> {
+    let file = |path: &Path| -> Option<String> {
+        match crate::cert::Cert::first_from_file(path) {
+            Ok(c) => Some(format!("sha256:{}", c.sha256_hex())),
+            // PKCS#12 and other containers: the file's own hash.
+            Err(_) => std::fs::read(path).ok().map(|b| {
+                let b = zeroize::Zeroizing::new(b);
+                format!(
+                    "file-sha256:{}",
+                    crate::cert::hex_lower(
+                        ring::digest::digest(&ring::digest::SHA256, &b).as_ref()
+                    )
+                )
+            }),
+        }
+    };
+    let module = identity
+        .pkcs11
+        .module
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    match (&identity.certificate, &identity.private_key) {
+        (Some(CertificateSource::File(p)), _) => file(p),
+        (Some(CertificateSource::Pkcs11(uri)), _) | (None, PrivateKeySource::Pkcs11(uri)) => {
+            Some(format!("token:{uri}|{module}"))
+        }
+        (None, PrivateKeySource::File(p)) => file(p),
+        (None, PrivateKeySource::TpmHandle(_)) => None,
+    }
+}
+
+/// Cached credentials for `key`, if some are at least the minimum validity from expiry.
+#[cfg(target_os = "linux")]
+pub fn lookup(key: &CacheKey) -> Option<Credentials> {
+    use linux_keyutils::{KeyError, KeyRing, KeyRingIdentifier};
+    let ring = match KeyRing::from_special_id(KeyRingIdentifier::User, true) {
+        Ok(r) => r,
+        Err(e) => {
+            unavailable(key, &e);
+            return None;
+        }
+    };
+    let found = match ring.search(&key.description) {
+        Ok(k) => k,
+        Err(KeyError::KeyDoesNotExist | KeyError::KeyExpired | KeyError::KeyRevoked) => {
+            note(key, "miss");
+            return None;
+        }
+        Err(e) => {
+            unavailable(key, &e);
+            return None;
+        }
+    };
+    // A user key holds at most 32767 bytes.
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; 32 * 1024]);
+    let len = match found.read(&mut *buf) {
+        Ok(n) if n <= buf.len() => n,
+        Ok(_) => return None,
+        Err(e) => {
+            unavailable(key, &e);
+            return None;
+        }
+    };
+    let creds = parse(&buf[..len])?;
+    let left = creds.seconds_left(UtcTime::now());
+    if left < key.min_validity {
+        note(
+            key,
+            &format!(
+                "bypassed: the cached credentials expire in {left} s (< {} s)",
+                key.min_validity
+            ),
+        );
+        return None;
+    }
+    note(key, &format!("hit: the credentials expire in {left} s"));
+    Some(creds)
+}
+
+/// Keeps `creds` under `key` until they stop being usable. Failures are silent but for a
+/// note under `--debug`: the run has its credentials either way.
+#[cfg(target_os = "linux")]
+pub fn store(key: &CacheKey, creds: &Credentials) {
+    use linux_keyutils::{KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, Permission};
+    let usable_for = creds
+        .seconds_left(UtcTime::now())
+        .saturating_sub(key.min_validity);
+    if usable_for == 0 {
+        note(key, "not stored: the credentials are too close to expiry");
+        return;
+    }
+    let ring = match KeyRing::from_special_id(KeyRingIdentifier::User, true) {
+        Ok(r) => r,
+        Err(e) => return unavailable(key, &e),
+    };
+    let json = creds.to_process_json();
+    let stored = ring
+        .add_key(&key.description, json.as_bytes())
+        .and_then(|k| {
+            let perms = KeyPermissionsBuilder::builder()
+                .posessor(Permission::ALL)
+                .user(
+                    Permission::VIEW
+                        | Permission::READ
+                        | Permission::WRITE
+                        | Permission::SEARCH
+                        | Permission::SETATTR,
+                )
+                .build();
+            let set = k
+                .set_perms(perms)
+                .and_then(|()| k.set_timeout(usize::try_from(usable_for).unwrap_or(usize::MAX)));
+            if set.is_err() {
+                // Never leave credentials behind without their timeout.
+                let _ = k.invalidate();
+            }
+            set
+        });
+    match stored {
+        Ok(()) => note(key, &format!("stored for {usable_for} s")),
+        Err(e) => unavailable(key, &e),
+    }
+}
+
+/// Not Linux: never cached.
+#[cfg(not(target_os = "linux"))]
+pub fn lookup(key: &CacheKey) -> Option<Credentials> {
+    if key.debug {
+        eprintln!("ra-signer: debug: cache: the kernel keyring exists only on Linux; not caching");
+    }
+    None
+}
+
+/// Not Linux: never cached.
+#[cfg(not(target_os = "linux"))]
+pub fn store(_: &CacheKey, _: &Credentials) {}
+
+#[cfg(target_os = "linux")]
+fn unavailable(key: &CacheKey, e: &linux_keyutils::KeyError) {
+    note(
+        key,
+        &format!("the kernel keyring is not available ({e:?}); not caching"),
+    );
+}
+
+#[cfg(target_os = "linux")]
+fn note(key: &CacheKey, what: &str) {
+    if key.debug {
+        eprintln!("ra-signer: debug: cache: {what}");
+    }
+}
+
+/// Reads back what [`store`] wrote: the credential_process JSON.
+#[cfg(target_os = "linux")]
+fn parse(payload: &[u8]) -> Option<Credentials> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Stored {
+        version: u8,
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: String,
+        expiration: String,
+    }
+    let s: Stored = serde_json::from_slice(payload).ok()?;
+    let creds = Credentials {
+        access_key_id: s.access_key_id,
+        secret_access_key: Secret::new(s.secret_access_key),
+        session_token: Secret::new(s.session_token),
+        expiration: UtcTime::parse_rfc3339(&s.expiration)?,
+    };
+    (s.version == 1 && !creds.access_key_id.is_empty()).then_some(creds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Arn, ArnKind, SessionDuration};
+
+    fn request(role: &str, duration: u32, name: Option<&str>) -> SessionRequest {
+        SessionRequest::new(
+            Arn::parse(
+                "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta",
+                ArnKind::TrustAnchor,
+            )
+            .expect("ta"),
+            Arn::parse(
+                "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p",
+                ArnKind::Profile,
+            )
+            .expect("p"),
+            Arn::parse(role, ArnKind::Role).expect("role"),
+            SessionDuration::new(duration).expect("duration"),
+            name.map(str::to_owned),
+        )
+        .expect("request")
+    }
+
+    fn options(endpoint: &str) -> ClientOptions {
+        ClientOptions {
+            endpoint: endpoint.into(),
+            region: "us-east-1".parse().expect("region"),
+            ca_bundle: None,
+            danger_accept_invalid_certs: false,
+            connect_timeout: std::time::Duration::from_secs(1),
+            request_timeout: std::time::Duration::from_secs(1),
+            max_attempts: 1,
+            debug: false,
+        }
+    }
+
+    fn identity(cert: &Path) -> IdentityConfig {
+        IdentityConfig {
+            certificate: Some(CertificateSource::File(cert.to_owned())),
+            private_key: PrivateKeySource::File(cert.with_extension("key")),
+            intermediates: None,
+            key_password_sources: vec![],
+            pkcs11: Default::default(),
+            tpm: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_key_covers_every_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("c.pem");
+        std::fs::write(&cert, "not a certificate, hashed as a file").expect("write");
+        let role = "arn:aws:iam::123456789012:role/A";
+        let base = key(
+            &request(role, 3600, None),
+            &options("https://e"),
+            &identity(&cert),
+            300,
+            false,
+        )
+        .expect("key");
+        assert!(base.description().starts_with(DESCRIPTION_PREFIX));
+        assert_eq!(base.description().len(), DESCRIPTION_PREFIX.len() + 64);
+        let same = key(
+            &request(role, 3600, None),
+            &options("https://e"),
+            &identity(&cert),
+            0,
+            true,
+        )
+        .expect("key");
+        assert_eq!(base.description(), same.description());
+        let variants = [
+            key(
+                &request("arn:aws:iam::123456789012:role/B", 3600, None),
+                &options("https://e"),
+                &identity(&cert),
+                300,
+                false,
+            ),
+            key(
+                &request(role, 900, None),
+                &options("https://e"),
+                &identity(&cert),
+                300,
+                false,
+            ),
+            key(
+                &request(role, 3600, Some("me")),
+                &options("https://e"),
+                &identity(&cert),
+                300,
+                false,
+            ),
+            key(
+                &request(role, 3600, None),
+                &options("https://f"),
+                &identity(&cert),
+                300,
+                false,
+            ),
+        ];
+        for v in variants {
+            assert_ne!(v.expect("key").description(), base.description());
+        }
+        std::fs::write(&cert, "another certificate").expect("write");
+        let rotated = key(
+            &request(role, 3600, None),
+            &options("https://e"),
+            &identity(&cert),
+            300,
+            false,
+        )
+        .expect("key");
+        assert_ne!(rotated.description(), base.description());
+        std::fs::remove_file(&cert).expect("rm");
+        assert!(
+            key(
+                &request(role, 3600, None),
+                &options("https://e"),
+                &identity(&cert),
+                300,
+                false
+            )
+            .is_none()
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn stored_credentials_read_back_until_too_close_to_expiry() {
+        let k = CacheKey {
+            description: format!("{DESCRIPTION_PREFIX}unit-test-{}", std::process::id()),
+            min_validity: 300,
+            debug: false,
+        };
+        let now = UtcTime::now();
+        let creds = Credentials {
+            access_key_id: "ASIAUNITTEST".into(),
+            secret_access_key: Secret::new("secret".into()),
+            session_token: Secret::new("token".into()),
+            expiration: now + std::time::Duration::from_secs(1000),
+        };
+        store(&k, &creds);
+        let Some(got) = lookup(&k) else {
+            eprintln!("the kernel keyring is not available here: skipping");
+            return;
+        };
+        assert_eq!(got.access_key_id, "ASIAUNITTEST");
+        assert_eq!(got.session_token.expose(), "token");
+        assert_eq!(got.expiration, creds.expiration);
+        let strict = CacheKey {
+            min_validity: 1001,
+            ..k.clone()
+        };
+        assert!(lookup(&strict).is_none(), "within the minimum validity");
+        // Clean up.
+        let ring = linux_keyutils::KeyRing::from_special_id(
+            linux_keyutils::KeyRingIdentifier::User,
+            false,
+        );
+        if let Ok(key) = ring.and_then(|r| r.search(&k.description)) {
+            let _ = key.invalidate();
+        }
+        assert!(lookup(&k).is_none());
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let creds = Credentials {
+            access_key_id: "ASIAX".into(),
+            secret_access_key: Secret::new("s".into()),
+            session_token: Secret::new("t".into()),
+            expiration: crate::time::UtcTime::from_unix(1_765_470_865),
+        };
+        #[cfg(target_os = "linux")]
+        {
+            let back = parse(creds.to_process_json().as_bytes()).expect("parse");
+            assert_eq!(back.expiration, creds.expiration);
+            assert!(parse(b"garbage").is_none());
+        }
+    }
+}

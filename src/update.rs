@@ -1,0 +1,501 @@
+//! `update`: keeps a profile of the shared credentials file fresh.
+//!
+//! Start-up is fail-fast (one CreateSession, written, or exit with the classified error).
+//! Then, unless `--once`, the profile is rewritten [`REFRESH_BEFORE`] seconds before expiry;
+//! a failed refresh is logged and retried with backoff, never an exit, and the file keeps
+//! the last good credentials meanwhile.
+//!
+//! Every write is a read-modify-write under an exclusive `flock` on a lock file next to the
+//! credentials file (`.credentials.ra-signer.lock`), so two writers cannot lose each
+//! other's profiles; the new contents go to a temporary file in the same directory (mode
+//! 0600), are fsynced, renamed over the file, and the directory is fsynced. Every other
+//! line, profile and comment is kept; in the target profile only the credential keys are
+//! replaced. Missing directories are created with mode 0700.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use zeroize::Zeroizing;
+
+use crate::cli::{IdentityArgs, SessionArgs};
+use crate::credentials::Credentials;
+use crate::error::{Error, ErrorClass};
+use crate::rolesanywhere::Client;
+use crate::serve::refresh::{LiveIdentity, log, one_line, retry_delay};
+use crate::time::UtcTime;
+
+/// Refresh this many seconds before expiry, by default.
+pub const REFRESH_BEFORE: u64 = 300;
+
+/// `update`.
+#[derive(Debug, Clone, Args)]
+pub struct UpdateArgs {
+    /// The certificate and key.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The session.
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Profile to write in the shared credentials file ($AWS_SHARED_CREDENTIALS_FILE, else
+    /// ~/.aws/credentials).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub profile: String,
+    /// Write the credentials once and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Refresh this many seconds before the credentials expire (tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = REFRESH_BEFORE, hide = true)]
+    pub refresh_before: u64,
+    /// Minimum seconds between failed refreshes (tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
+    pub retry_interval: u64,
+}
+
+/// The keys of a profile that `update` owns (configparser lower-cases option names).
+const CREDENTIAL_KEYS: [&str; 4] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_security_token",
+];
+
+/// The shared credentials file: `$AWS_SHARED_CREDENTIALS_FILE` (with `~/` expanded), else
+/// `$HOME/.aws/credentials`.
+pub fn credentials_path() -> Result<PathBuf, Error> {
+    let home = || {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").filter(|p| !p.is_empty()) {
+        let text = p.to_string_lossy();
+        if let (Some(rest), Some(home)) = (text.strip_prefix("~/"), home()) {
+            return Ok(home.join(rest));
+        }
+        return Ok(PathBuf::from(p));
+    }
+    home().map(|h| h.join(".aws").join("credentials")).ok_or_else(|| {
+        Error::new(
+            ErrorClass::Usage,
+            "neither $AWS_SHARED_CREDENTIALS_FILE nor $HOME is set: no credentials file to write",
+        )
+    })
+}
+
+fn check_profile(name: &str) -> Result<(), Error> {
+    let bad = name.is_empty()
+        || name != name.trim()
+        || name.chars().any(|c| c.is_control() || c == '[' || c == ']');
+    if bad {
+        return Err(Error::new(
+            ErrorClass::Usage,
+            format!(
+                "--profile \"{name}\" is not a usable profile name (no brackets, control characters or surrounding spaces)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `update`.
+pub fn run(args: &UpdateArgs) -> Result<(), Error> {
+    for w in args.identity.warnings() {
+        eprintln!("ra-signer: warning: {w}");
+    }
+    check_profile(&args.profile)?;
+    let request = args.session.to_request()?;
+    let options = args.session.client_options(&request)?;
+    if args.refresh_before >= u64::from(args.session.session_duration) {
+        return Err(Error::new(
+            ErrorClass::Usage,
+            format!(
+                "--refresh-before {} leaves no time between refreshes with --session-duration {}",
+                args.refresh_before, args.session.session_duration
+            ),
+        ));
+    }
+    let path = credentials_path()?;
+    let mut live = LiveIdentity::open(args.identity.to_config()?, "update")?;
+    let identity = live
+        .identity()
+        .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
+    let client =
+        Client::new(options).map_err(|e| crate::app::session_error(e, identity, &request))?;
+    let creds = client
+        .create_session(identity, &request)
+        .map_err(|e| crate::app::session_error(e, identity, &request))?;
+    write_profile(&path, &args.profile, &creds).map_err(|e| write_error(&path, &e))?;
+    log(
+        "update",
+        &format!(
+            "wrote profile [{}] to {}; the credentials expire at {}",
+            args.profile,
+            path.display(),
+            creds.expiration.rfc3339()
+        ),
+    );
+    if args.once {
+        return Ok(());
+    }
+
+    // Signals are watched by a small runtime used only for waiting; the blocking
+    // CreateSession client runs outside it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start the runtime: {e}")))?;
+    let (mut term, mut int) = rt
+        .block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok::<_, io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot watch signals: {e}")))?;
+
+    let mut expiration = creds.expiration;
+    let mut last_success = UtcTime::now();
+    let mut failures = 0u32;
+    let mut retry_at = last_success;
+    drop(creds);
+    loop {
+        let due = if failures > 0 {
+            retry_at
+        } else {
+            UtcTime::from_unix(
+                expiration
+                    .unix()
+                    .saturating_sub(args.refresh_before)
+                    .max(last_success.unix() + 5),
+            )
+        };
+        let wait = Duration::from_secs(due.unix().saturating_sub(UtcTime::now().unix()));
+        let stopped = rt.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => None,
+                _ = term.recv() => Some("SIGTERM"),
+                _ = int.recv() => Some("SIGINT"),
+            }
+        });
+        if let Some(signal) = stopped {
+            log("update", &format!("{signal}: stopping"));
+            break;
+        }
+        live.follow_rotation();
+        let result = match live.identity() {
+            Some(identity) => client
+                .create_session(identity, &request)
+                .map_err(|e| one_line(&crate::app::session_error(e, identity, &request)))
+                .and_then(|creds| {
+                    write_profile(&path, &args.profile, &creds)
+                        .map_err(|e| one_line(&write_error(&path, &e)))
+                        .map(|()| creds.expiration)
+                }),
+            None => Err("no identity is open (see the re-open error above)".to_owned()),
+        };
+        let now = UtcTime::now();
+        match result {
+            Ok(exp) => {
+                expiration = exp;
+                last_success = now;
+                failures = 0;
+                log(
+                    "update",
+                    &format!(
+                        "refreshed profile [{}] in {}; the credentials expire at {}",
+                        args.profile,
+                        path.display(),
+                        exp.rfc3339()
+                    ),
+                );
+            }
+            Err(reason) => {
+                failures += 1;
+                let delay = retry_delay(failures, args.retry_interval);
+                retry_at = UtcTime::from_unix(now.unix() + delay);
+                let keep = if expiration > now {
+                    format!(
+                        "the file keeps the current credentials, valid until {}",
+                        expiration.rfc3339()
+                    )
+                } else {
+                    "the credentials in the file have expired".to_owned()
+                };
+                log(
+                    "update",
+                    &format!("refresh {failures} failed: {reason}; {keep}; retrying in {delay} s"),
+                );
+            }
+        }
+    }
+    live.close();
+    Ok(())
+}
+
+fn write_error(path: &Path, e: &io::Error) -> Error {
+    Error::new(
+        ErrorClass::Other,
+        format!("cannot write the credentials file {}: {e}", path.display()),
+    )
+    .with_hint("check that this user may write the file and its directory")
+}
+
+/// Writes `creds` into `profile` of the credentials file at `path`, atomically and under
+/// the lock.
+pub fn write_profile(path: &Path, profile: &str, creds: &Credentials) -> io::Result<()> {
+    // Write through a symlink to its target, so that managed dotfiles stay links.
+    let target = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path)?,
+        _ => path.to_owned(),
+    };
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?
+        .to_string_lossy()
+        .into_owned();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(format!(".{name}.ra-signer.lock")))?;
+    // `File::lock` (flock) is Rust 1.89; the crate still declares 1.85 (to be raised).
+    #[allow(clippy::incompatible_msrv)]
+    lock.lock()?;
+
+    let existing = match fs::read(&target) {
+        Ok(b) => Zeroizing::new(String::from_utf8(b).map_err(|e| {
+            // Do not echo the bytes: they may hold other profiles' secrets.
+            let _ = Zeroizing::new(e.into_bytes());
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file is not UTF-8 text; not rewriting it",
+            )
+        })?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Zeroizing::new(String::new()),
+        Err(e) => return Err(e),
+    };
+    let contents = merge(&existing, profile, creds);
+
+    let mut suffix = [0u8; 6];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix);
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        crate::cert::hex_lower(&suffix)
+    ));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &target)?;
+        File::open(&dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    drop(lock);
+    written
+}
+
+fn section_name(line: &str) -> Option<&str> {
+    let t = line.trim();
+    t.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+}
+
+fn is_credential_key(line: &str) -> bool {
+    let key = line
+        .split(['=', ':'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    CREDENTIAL_KEYS.contains(&key.as_str())
+}
+
+/// The file with `profile`'s credential keys replaced (first in the section) or the profile
+/// appended; everything else is kept byte for byte.
+pub fn merge(existing: &str, profile: &str, creds: &Credentials) -> Zeroizing<String> {
+    let mut fresh = Zeroizing::new(String::with_capacity(
+        256 + creds.secret_access_key.expose().len() + creds.session_token.expose().len(),
+    ));
+    for (k, v) in [
+        ("aws_access_key_id", creds.access_key_id.as_str()),
+        ("aws_secret_access_key", creds.secret_access_key.expose()),
+        ("aws_session_token", creds.session_token.expose()),
+    ] {
+        fresh.push_str(k);
+        fresh.push_str(" = ");
+        fresh.push_str(v);
+        fresh.push('\n');
+    }
+    let mut out = Zeroizing::new(String::with_capacity(existing.len() + fresh.len() + 64));
+    let mut in_profile = false;
+    let mut written = false;
+    let mut skipping = false;
+    for line in existing.split_inclusive('\n') {
+        if let Some(name) = section_name(line) {
+            in_profile = name == profile;
+            skipping = false;
+            out.push_str(line);
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+            if in_profile && !written {
+                out.push_str(&fresh);
+                written = true;
+            }
+            continue;
+        }
+        if in_profile {
+            let continuation = line.starts_with([' ', '\t']) && !line.trim().is_empty();
+            if skipping && continuation {
+                continue;
+            }
+            skipping = false;
+            if is_credential_key(line) {
+                skipping = true;
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    if !written {
+        if !out.is_empty() {
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            if !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+        }
+        out.push('[');
+        out.push_str(profile);
+        out.push_str("]\n");
+        out.push_str(&fresh);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn creds(n: u32) -> Credentials {
+        Credentials {
+            access_key_id: format!("ASIA{n}"),
+            secret_access_key: Secret::new(format!("secret{n}")),
+            session_token: Secret::new(format!("token{n}")),
+            expiration: UtcTime::from_unix(1_765_470_865),
+        }
+    }
+
+    const FRESH: &str =
+        "aws_access_key_id = ASIA1\naws_secret_access_key = secret1\naws_session_token = token1\n";
+
+    #[test]
+    fn appends_to_empty_and_to_other_profiles() {
+        assert_eq!(
+            merge("", "default", &creds(1)).as_str(),
+            format!("[default]\n{FRESH}")
+        );
+        assert_eq!(
+            merge("[other]\nregion = x", "p", &creds(1)).as_str(),
+            format!("[other]\nregion = x\n\n[p]\n{FRESH}")
+        );
+        assert_eq!(
+            merge("[other]\nregion = x\n\n", "p", &creds(1)).as_str(),
+            format!("[other]\nregion = x\n\n[p]\n{FRESH}")
+        );
+    }
+
+    #[test]
+    fn replaces_only_the_credential_keys_of_the_profile() {
+        let existing = "# my creds\n[a]\naws_access_key_id=OLD\nregion = eu-west-1\nAWS_SECRET_ACCESS_KEY : old\naws_session_token = old\n  continued\naws_security_token = older\n\n[ p ]\nx = 1\n[b]\naws_access_key_id = KEEP\n";
+        let got = merge(existing, "a", &creds(1));
+        assert_eq!(
+            got.as_str(),
+            format!(
+                "# my creds\n[a]\n{FRESH}region = eu-west-1\n\n[ p ]\nx = 1\n[b]\naws_access_key_id = KEEP\n"
+            )
+        );
+        // Idempotent apart from the values.
+        let again = merge(&got, "a", &creds(2));
+        assert_eq!(again.as_str(), merge(existing, "a", &creds(2)).as_str());
+        // "[ p ]" is profile "p".
+        let p = merge(existing, "p", &creds(1));
+        assert!(
+            p.contains(&format!("[ p ]\n{FRESH}x = 1\n")),
+            "{}",
+            p.as_str()
+        );
+    }
+
+    #[test]
+    fn writes_atomically_with_modes() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new/deeper/credentials");
+        write_profile(&path, "default", &creds(1)).expect("write");
+        let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        assert_eq!(mode(&dir.path().join("new/deeper")), 0o700);
+        let ino = fs::metadata(&path).expect("meta").ino();
+        write_profile(&path, "other", &creds(2)).expect("write");
+        assert_ne!(
+            fs::metadata(&path).expect("meta").ino(),
+            ino,
+            "replaced by rename"
+        );
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.contains("ASIA1") && text.contains("ASIA2"), "{text}");
+        // Only the file and its lock remain.
+        let mut names: Vec<String> = fs::read_dir(dir.path().join("new/deeper"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".credentials.ra-signer.lock", "credentials"]);
+        // A symlink stays a symlink.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        write_profile(&link, "third", &creds(3)).expect("write");
+        assert!(
+            fs::symlink_metadata(&link)
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
+        assert!(fs::read_to_string(&path).expect("read").contains("ASIA3"));
+    }
+
+    #[test]
+    fn profile_names_are_checked() {
+        assert!(check_profile("default").is_ok());
+        assert!(check_profile("my-profile.1").is_ok());
+        for bad in ["", " x", "a]b", "a\nb"] {
+            assert!(check_profile(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,924 @@
+//! `serve` against the emulator and real SDKs: boto3 through IMDSv2 and through the ECS
+//! container-credentials endpoint, every IMDS rule over real HTTP, refresh under injected
+//! faults, certificate rotation, bursts, shutdown, and logs free of secrets.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A running `ra-signer serve` (or `update`): stderr collected line by line, killed on drop.
+pub struct Daemon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    /// `127.0.0.1:port` once listening (serve only).
+    pub addr: String,
+}
+
+impl Daemon {
+    /// Starts `ra-signer <args>`; for `serve`, waits until it listens.
+    pub fn start(home: &Path, args: &[String], env: &[(&str, &Path)]) -> Daemon {
+        let mut cmd = ra_signer(home);
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start ra-signer");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        let mut d = Daemon {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        if args.first().map(String::as_str) == Some("serve") {
+            let line = d.wait_for("listening on http://", Duration::from_secs(30));
+            let rest = &line[line.find("http://").expect("url") + 7..];
+            d.addr = rest[..rest.find('/').expect("slash")].to_owned();
+        }
+        d
+    }
+
+    /// Everything written on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.lines.lock().expect("lines").join("\n")
+    }
+
+    /// Waits for a stderr line containing `needle`; panics with the log on timeout or exit.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader thread catch up.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "ra-signer exited ({status}) before \"{needle}\":\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no \"{needle}\" within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many stderr lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Sends SIGTERM and waits for the exit status (at most `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {timeout:?} of SIGTERM:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `serve` flags for `leaf` against the world's emulator, on a free loopback port.
+pub fn serve_args(w: &World, leaf: &Leaf, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--port".into(),
+        "0".into(),
+        "--certificate".into(),
+        leaf.cert_path.display().to_string(),
+        "--private-key".into(),
+        leaf.key_path.display().to_string(),
+    ];
+    args.extend(w.emulator.session_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn http() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN: &str = "X-aws-ec2-metadata-token";
+const CREDS: &str = "/latest/meta-data/iam/security-credentials/";
+
+fn imds_token(c: &reqwest::blocking::Client, base: &str) -> String {
+    let r = c
+        .put(format!("{base}/latest/api/token"))
+        .header(TTL, "60")
+        .send()
+        .expect("PUT token");
+    assert_eq!(r.status(), 200);
+    r.text().expect("token")
+}
+
+/// The credentials JSON of `role` through IMDSv2 (a new token each time).
+fn imds_credentials(base: &str, role: &str) -> (u16, serde_json::Value) {
+    let c = http();
+    let token = imds_token(&c, base);
+    let r = c
+        .get(format!("{base}{CREDS}{role}"))
+        .header(TOKEN, &token)
+        .send()
+        .expect("GET credentials");
+    let status = r.status().as_u16();
+    let text = r.text().expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+fn role_name() -> &'static str {
+    ROLE_ARN.rsplit('/').next().expect("name")
+}
+
+/// Runs boto3 with only `env` (plus PATH and HOME) and returns what it resolved.
+fn boto3(home: &Path, env: &[(&str, String)]) -> serde_json::Value {
+    let script = r#"
+import json, boto3
+s = boto3.Session(region_name="us-east-1")
+c = s.get_credentials()
+f = c.get_frozen_credentials()
+print(json.dumps({"method": c.method, "AccessKeyId": f.access_key, "SecretAccessKey": f.secret_key, "Token": f.token}))
+"#;
+    let mut cmd = Command::new(python());
+    cmd.arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run python");
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("boto3 output")
+}
+
+#[test]
+fn boto3_gets_credentials_through_imds() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-boto3", KeyKind::P256);
+    let d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &[]), &[]);
+    let env = [("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("{}/", d.url()))];
+    let first = boto3(w.dir.path(), &env);
+    assert_eq!(first["method"], "iam-role", "{first}");
+    let (_, served) = imds_credentials(&d.url(), role_name());
+    assert_eq!(first["AccessKeyId"], served["AccessKeyId"]);
+    assert_eq!(first["SecretAccessKey"], served["SecretAccessKey"]);
+    assert_eq!(first["Token"], served["Token"]);
+    let second = boto3(w.dir.path(), &env);
+    assert_eq!(second["AccessKeyId"], first["AccessKeyId"]);
+    assert_eq!(
+        w.emulator.stats()["issued"],
+        1,
+        "two SDK processes, one CreateSession"
+    );
+}
+
+#[test]
+fn boto3_gets_credentials_through_the_ecs_endpoint() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-ecs", KeyKind::Rsa2048);
+    let token_file = w.dir.path().join("ecs-token");
+    let d = Daemon::start(
+        w.dir.path(),
+        &serve_args(
+            &w,
+            &leaf,
+            &[
+                "--ecs",
+                "--auth-token-file",
+                token_file.to_str().expect("utf-8"),
+            ],
+        ),
+        &[],
+    );
+    let token = std::fs::read_to_string(&token_file).expect("token file written");
+    let token = token.trim().to_owned();
+    assert!(token.len() >= 43);
+    // The token as a value, and as a file.
+    for (k, v) in [
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.clone()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+    ] {
+        let got = boto3(
+            w.dir.path(),
+            &[
+                (
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                    format!("{}/", d.url()),
+                ),
+                (k, v),
+            ],
+        );
+        assert_eq!(got["method"], "container-role", "{got}");
+        assert!(
+            got["AccessKeyId"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("ASIA"))
+        );
+    }
+    // Per-role path.
+    let got = boto3(
+        w.dir.path(),
+        &[
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("{}/role/{}", d.url(), role_name()),
+            ),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.clone()),
+        ],
+    );
+    assert_eq!(got["method"], "container-role");
+    assert_eq!(w.emulator.stats()["issued"], 1);
+
+    // The ECS rules over HTTP.
+    let c = http();
+    let get = |path: &str, auth: Option<&str>| {
+        let mut r = c.get(format!("{}{path}", d.url()));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.send().expect("GET").status().as_u16()
+    };
+    assert_eq!(get("/", None), 401);
+    assert_eq!(get("/", Some("wrong-token-wrong-token")), 403);
+    assert_eq!(get("/", Some(&token)), 200);
+    assert_eq!(get("/role/nobody", Some(&token)), 404);
+    let r = c
+        .get(format!("{}/", d.url()))
+        .header("Authorization", &token)
+        .send()
+        .expect("GET");
+    let v: serde_json::Value = serde_json::from_str(&r.text().expect("body")).expect("json");
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["AccessKeyId", "Expiration", "SecretAccessKey", "Token"]
+    );
+    let r = c
+        .post(format!("{}/", d.url()))
+        .header("Authorization", &token)
+        .send()
+        .expect("POST");
+    assert_eq!(r.status(), 405);
+    let r = c
+        .get(format!("{}/", d.url()))
+        .header("Authorization", &token)
+        .header("X-Forwarded-For", "10.0.0.1")
+        .send()
+        .expect("GET");
+    assert_eq!(r.status(), 403);
+}
+
+#[test]
+fn every_imds_rule_over_http() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-rules", KeyKind::P256);
+    let d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &[]), &[]);
+    let base = d.url();
+    let c = http();
+    let put = |ttl: Option<&str>, xff: bool| {
+        let mut r = c.put(format!("{base}/latest/api/token"));
+        if let Some(t) = ttl {
+            r = r.header(TTL, t);
+        }
+        if xff {
+            r = r.header("X-Forwarded-For", "203.0.113.9");
+        }
+        r.send().expect("PUT")
+    };
+    // Token: TTL required, 1..21600, echoed before the body.
+    assert_eq!(put(None, false).status(), 400, "missing TTL");
+    for bad in ["0", "21601", "-5", "ten", ""] {
+        assert_eq!(put(Some(bad), false).status(), 400, "TTL {bad:?}");
+    }
+    for good in ["1", "21600"] {
+        let r = put(Some(good), false);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[TTL], good, "TTL echoed");
+        assert_eq!(r.text().expect("token").len(), 43);
+    }
+    assert_eq!(put(Some("60"), true).status(), 403, "X-Forwarded-For");
+    let r = c
+        .get(format!("{base}/latest/api/token"))
+        .header(TTL, "60")
+        .send()
+        .expect("GET");
+    assert_eq!(r.status(), 405, "wrong method on the token path");
+    assert_eq!(r.headers()["allow"], "PUT");
+
+    let token = imds_token(&c, &base);
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = c.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            r = r.header(TOKEN, t);
+        }
+        r.send().expect("GET")
+    };
+    // Role list and credentials with a valid token.
+    let r = get(CREDS, Some(&token));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().expect("list"), role_name());
+    let r = get(&format!("{CREDS}{}", role_name()), Some(&token));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_str(&r.text().expect("body")).expect("json");
+    assert_eq!(v["Code"], "Success");
+    assert_eq!(v["Type"], "AWS-HMAC");
+    for k in [
+        "LastUpdated",
+        "AccessKeyId",
+        "SecretAccessKey",
+        "Token",
+        "Expiration",
+    ] {
+        assert!(v[k].as_str().is_some_and(|s| !s.is_empty()), "{k}: {v}");
+    }
+    // Missing or bad token: 401.
+    assert_eq!(get(CREDS, None).status(), 401, "no token");
+    assert_eq!(get(&format!("{CREDS}{}", role_name()), None).status(), 401);
+    let mut forged = token.clone().into_bytes();
+    forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    assert_eq!(get(CREDS, Some(&forged)).status(), 401, "bad token");
+    assert_eq!(get(CREDS, Some("x")).status(), 401);
+    // A token expires with its TTL.
+    let short = put(Some("1"), false).text().expect("token");
+    assert_eq!(get(CREDS, Some(&short)).status(), 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(get(CREDS, Some(&short)).status(), 401, "expired token");
+    // Unknown role and paths: 404.
+    assert_eq!(get(&format!("{CREDS}nobody"), Some(&token)).status(), 404);
+    assert_eq!(
+        get("/latest/meta-data/instance-id", Some(&token)).status(),
+        404
+    );
+    // Wrong method: 405.
+    let r = c
+        .post(format!("{base}{CREDS}{}", role_name()))
+        .header(TOKEN, &token)
+        .send()
+        .expect("POST");
+    assert_eq!(r.status(), 405);
+    let r = c
+        .delete(format!("{base}{CREDS}"))
+        .header(TOKEN, &token)
+        .send()
+        .expect("DELETE");
+    assert_eq!(r.status(), 405);
+    // X-Forwarded-For on a GET.
+    let r = c
+        .get(format!("{base}{CREDS}{}", role_name()))
+        .header(TOKEN, &token)
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .expect("GET");
+    assert_eq!(r.status(), 403);
+    assert_eq!(w.emulator.stats()["issued"], 1);
+}
+
+#[test]
+fn several_roles_are_served_by_name() {
+    let second = "arn:aws:iam::123456789012:role/team/second-role";
+    let w = World::new(&["--role-arn", second]);
+    let leaf = w.leaf("serve-roles", KeyKind::P256);
+    let d = Daemon::start(
+        w.dir.path(),
+        &serve_args(&w, &leaf, &["--role-arn", second]),
+        &[],
+    );
+    let c = http();
+    let token = imds_token(&c, &d.url());
+    let list = c
+        .get(format!("{}{CREDS}", d.url()))
+        .header(TOKEN, &token)
+        .send()
+        .expect("GET")
+        .text()
+        .expect("list");
+    assert_eq!(list, format!("{}\nsecond-role", role_name()));
+    let (s1, a) = imds_credentials(&d.url(), role_name());
+    let (s2, b) = imds_credentials(&d.url(), "second-role");
+    assert_eq!((s1, s2), (200, 200));
+    assert_ne!(a["AccessKeyId"], b["AccessKeyId"]);
+    assert_eq!(
+        w.emulator.stats()["issued"],
+        2,
+        "one CreateSession per role"
+    );
+}
+
+#[test]
+fn a_burst_of_first_requests_causes_one_create_session() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-burst", KeyKind::P256);
+    let d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &[]), &[]);
+    let base = d.url();
+    let barrier = Arc::new(std::sync::Barrier::new(200));
+    let threads: Vec<_> = (0..200)
+        .map(|_| {
+            let base = base.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                imds_credentials(&base, role_name())
+            })
+        })
+        .collect();
+    let mut keys = std::collections::HashSet::new();
+    for t in threads {
+        let (status, v) = t.join().expect("thread");
+        assert_eq!(status, 200);
+        keys.insert(v["AccessKeyId"].as_str().expect("key").to_owned());
+    }
+    assert_eq!(keys.len(), 1);
+    assert_eq!(w.emulator.stats()["issued"], 1);
+}
+
+#[test]
+fn start_up_fails_fast_with_the_classified_exit_code() {
+    // Throttled for good: exit 5 (network/service), nothing served.
+    let w = World::new(&["--fault", "throttle"]);
+    let leaf = w.leaf("serve-fail", KeyKind::P256);
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.args(serve_args(&w, &leaf, &["--max-attempts", "1"]));
+    let out = run(&mut cmd);
+    assert_exit(&out, 5);
+    assert!(!stderr(&out).contains("listening"), "{}", stderr(&out));
+    // A role the profile does not allow: exit 4 (rejected).
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-denied", KeyKind::P256);
+    let mut args = serve_args(&w, &leaf, &[]);
+    let i = args.iter().position(|a| a == ROLE_ARN).expect("role");
+    args[i] = "arn:aws:iam::123456789012:role/not-allowed".into();
+    let out = run(ra_signer(w.dir.path()).args(&args));
+    assert_exit(&out, 4);
+    // Non-loopback without --hop-limit 1: exit 2 before any signature.
+    let out = run(ra_signer(w.dir.path()).args(serve_args(&w, &leaf, &["--bind", "0.0.0.0"])));
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--hop-limit 1"), "{}", stderr(&out));
+    // --ecs without a token file: exit 2.
+    let out = run(ra_signer(w.dir.path()).args(serve_args(&w, &leaf, &["--ecs"])));
+    assert_exit(&out, 2);
+    assert_eq!(
+        w.emulator.stats()["requests"],
+        1,
+        "only the denied role was tried"
+    );
+}
+
+/// Refreshes every ~5 s (900 s credentials, refreshed 897 s before expiry).
+const FAST_REFRESH: [&str; 6] = [
+    "--session-duration",
+    "900",
+    "--refresh-before",
+    "897",
+    "--retry-interval",
+    "1",
+];
+
+#[test]
+fn faults_during_refresh_keep_the_last_good_credentials_and_bound_the_calls() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-faults", KeyKind::P256);
+    let mut extra = FAST_REFRESH.to_vec();
+    extra.extend(["--request-timeout", "1", "--max-attempts", "3", "--debug"]);
+    // Every kind of fault before the first refresh: a timeout (the delay applies to the
+    // first request), 5xx and throttling (retried within a refresh), garbage and an empty
+    // credential set (not retried), a dropped connection.
+    let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &extra), &[]);
+    w.emulator.set_faults(&[
+        "delay=1500:1",
+        "status=503:2",
+        "throttle:1",
+        "garbage:1",
+        "close:1",
+        "empty-set:1",
+    ]);
+    let (status, first) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    let original = first["AccessKeyId"].as_str().expect("key").to_owned();
+    // Until a refresh succeeds, every answer is the original credentials.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refreshed = loop {
+        let (status, v) = imds_credentials(&d.url(), role_name());
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["Code"], "Success");
+        let key = v["AccessKeyId"].as_str().expect("key").to_owned();
+        if key != original {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no refresh:\n{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stats = w.emulator.stats();
+    let emulator_log = std::fs::read_to_string(&w.emulator.log).unwrap_or_default();
+    // 1 initial; refresh 1: timeout, 503, throttle; 2: garbage; 3: close, empty-set; 4: ok.
+    assert!(
+        stats["requests"].as_u64().expect("n") <= 8,
+        "CreateSession calls stay bounded: {stats}\n{emulator_log}"
+    );
+    for fault in ["status=503", "throttle", "garbage", "close", "empty-set"] {
+        assert!(
+            emulator_log.contains(&format!("\"fault\":\"{fault}\"")),
+            "{fault} was not hit: {emulator_log}"
+        );
+    }
+    assert!(
+        d.stderr().contains("no answer within 1 s"),
+        "{}",
+        d.stderr()
+    );
+    assert!(d.count("failed") >= 2, "{}", d.stderr());
+    d.wait_for("refreshed the credentials of role", Duration::from_secs(5));
+
+    // Faults for good: still the refreshed credentials, and few calls.
+    w.emulator.set_faults(&["status=500"]);
+    let before = w.emulator.stats()["requests"].as_u64().expect("n");
+    let watch_from = Instant::now();
+    while watch_from.elapsed() < Duration::from_secs(12) {
+        let (status, v) = imds_credentials(&d.url(), role_name());
+        assert_eq!(status, 200);
+        assert_eq!(v["AccessKeyId"], refreshed["AccessKeyId"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let calls = w.emulator.stats()["requests"].as_u64().expect("n") - before;
+    // Refresh due ≤5 s in, then retries after ≥1, ≥2, ≥4 s: at most 4 cycles of 3 attempts.
+    assert!(
+        (1..=12).contains(&calls),
+        "{calls} CreateSession calls in 12 s of failures:\n{}",
+        d.stderr()
+    );
+
+    // No secret or session token ever reaches the log, --debug included.
+    let log = d.stderr();
+    for v in [&first, &refreshed] {
+        for k in ["SecretAccessKey", "Token"] {
+            let secret = v[k].as_str().expect("secret");
+            assert!(!log.contains(secret), "{k} in the log:\n{log}");
+        }
+        assert!(!log.contains(v["AccessKeyId"].as_str().expect("key")));
+    }
+    assert!(
+        log.contains("canonical request"),
+        "--debug shows the request"
+    );
+}
+
+/// The serials (decimal) of the certificates the emulator issued credentials to, in order.
+fn issued_serials(emulator: &Emulator) -> Vec<String> {
+    std::fs::read_to_string(&emulator.log)
+        .expect("emulator log")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["decision"] == "issued")
+        .filter_map(|v| v["serial"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_rotated_certificate_is_picked_up_at_the_next_refresh() {
+    let w = World::new(&[]);
+    let old = w.leaf("rotating", KeyKind::P256);
+    let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &old, &FAST_REFRESH), &[]);
+    // Issue a new key and certificate (another serial) and swap them in place.
+    let new_dir = w.dir.path().join("next");
+    std::fs::create_dir(&new_dir).expect("mkdir");
+    let opts = LeafOptions {
+        serial: vec![0x42, 0x42, 0x42],
+        ..LeafOptions::default()
+    };
+    let new = w.ca.leaf(&new_dir, "rotating", KeyKind::Rsa2048, &opts);
+    std::fs::copy(&new.key_path, &old.key_path).expect("key");
+    std::fs::copy(&new.cert_path, &old.cert_path).expect("cert");
+    d.wait_for("re-opened the identity", Duration::from_secs(30));
+    d.wait_for("refreshed the credentials", Duration::from_secs(30));
+    let issued_serials = issued_serials(&w.emulator);
+    assert_eq!(
+        issued_serials.first().map(String::as_str),
+        Some("93710594595")
+    );
+    assert!(
+        issued_serials.iter().any(|s| s == "4342338"),
+        "the new certificate (serial 0x424242) signed a refresh: {issued_serials:?}"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-term", KeyKind::P256);
+    let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &[]), &[]);
+    let (status, _) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    let status = d.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}\n{}", d.stderr());
+    let log = d.stderr();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("the identity is closed"), "{log}");
+    assert!(
+        std::net::TcpStream::connect(&d.addr).is_err(),
+        "no longer listening"
+    );
+}
+
+/// A SoftHSM2 token made by `softhsm/make-token.sh` in `dir`: (softhsm2.conf, module, root CA).
+#[cfg(feature = "pkcs11")]
+fn softhsm_token(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let fixture = dir.join("token");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/make-token.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(&fixture)
+        .output()
+        .expect("run softhsm/make-token.sh");
+    assert_exit(&out, 0);
+    let env = std::fs::read_to_string(fixture.join("env.sh")).expect("env.sh");
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .map(|v| std::path::PathBuf::from(v.trim_matches(['"', '\''])))
+            .unwrap_or_else(|| panic!("{name} in env.sh:\n{env}"))
+    };
+    (
+        var("SOFTHSM2_CONF"),
+        var("RA_SIGNER_TEST_MODULE"),
+        fixture.join("ca/root.pem"),
+    )
+}
+
+/// The functions a pkcs11-spy log records, in order.
+#[cfg(feature = "pkcs11")]
+fn spy_functions(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .expect("spy log")
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(n, f)| n.bytes().all(|b| b.is_ascii_digit()) && f.starts_with("C_"))
+        .map(|(_, f)| f.trim().to_owned())
+        .collect()
+}
+
+#[cfg(feature = "pkcs11")]
+#[test]
+fn a_token_key_logs_in_once_for_every_refresh_and_out_at_shutdown() {
+    let spy = Path::new("/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so");
+    let dir = tempdir();
+    let (conf, module, root) = softhsm_token(dir.path());
+    let emulator = Emulator::start(dir.path(), &[&root], &[]);
+    let log = dir.path().join("spy.log");
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--port".into(),
+        "0".into(),
+        "--pkcs11-uri".into(),
+        "pkcs11:token=ra-test;object=p256".into(),
+        "--pkcs11-lib".into(),
+    ];
+    let spied = spy.exists();
+    args.push(
+        if spied { spy } else { module.as_path() }
+            .display()
+            .to_string(),
+    );
+    args.extend(emulator.session_args());
+    args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, "1234\n").expect("pin");
+    args.extend(["--pkcs11-pin-file".into(), pin_file.display().to_string()]);
+    let mut d = Daemon::start(
+        dir.path(),
+        &args,
+        &[
+            ("SOFTHSM2_CONF", conf.as_path()),
+            ("PKCS11SPY", module.as_path()),
+            ("PKCS11SPY_OUTPUT", log.as_path()),
+        ],
+    );
+    let (status, first) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    // Two refreshes, each a signature in the token.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while d.count("refreshed the credentials") < 2 {
+        assert!(Instant::now() < deadline, "{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, now) = imds_credentials(&d.url(), role_name());
+    assert_ne!(now["AccessKeyId"], first["AccessKeyId"]);
+    assert!(emulator.stats()["issued"].as_u64().expect("n") >= 3);
+    let status = d.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{}", d.stderr());
+    if !spied {
+        eprintln!("pkcs11-spy.so is missing (apt-get install opensc): call counts not checked");
+        return;
+    }
+    let calls = spy_functions(&log);
+    let n = |f: &str| calls.iter().filter(|c| *c == f).count();
+    assert_eq!(
+        n("C_Login"),
+        1,
+        "one login for the life of the daemon: {calls:?}"
+    );
+    assert!(n("C_SignInit") >= 3, "{calls:?}");
+    assert_eq!(
+        n("C_OpenSession"),
+        n("C_CloseSession"),
+        "every session is closed by shutdown: {calls:?}"
+    );
+}
+
+/// A swtpm provisioned by `softhsm/swtpm-provision.sh` in `dir`, stopped on drop.
+#[cfg(feature = "tpm")]
+struct ProvisionedTpm {
+    dir: std::path::PathBuf,
+    tcti: String,
+}
+
+#[cfg(feature = "tpm")]
+impl ProvisionedTpm {
+    fn start(dir: &Path) -> ProvisionedTpm {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = dir.join("tpm");
+        std::fs::create_dir_all(dir.join("state")).expect("state dir");
+        let out = Command::new("bash")
+            .arg(repo.join("softhsm/swtpm-start.sh"))
+            .arg(&dir)
+            .arg("600")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swtpm-start.sh");
+        assert_exit(&out, 0);
+        let tcti = stdout(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("export TPM2TOOLS_TCTI="))
+            .expect("TCTI")
+            .trim()
+            .to_owned();
+        let tpm = ProvisionedTpm { dir, tcti };
+        let out = Command::new("bash")
+            .arg(repo.join("softhsm/swtpm-provision.sh"))
+            .arg(tpm.files())
+            .env("TPM2TOOLS_TCTI", &tpm.tcti)
+            .env("TPM2OPENSSL_TCTI", &tpm.tcti)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swtpm-provision.sh");
+        assert_exit(&out, 0);
+        tpm
+    }
+
+    fn files(&self) -> std::path::PathBuf {
+        self.dir.join("files")
+    }
+
+    /// The transient object handles loaded in the TPM now.
+    fn transient_handles(&self) -> String {
+        let out = Command::new("tpm2_getcap")
+            .arg("handles-transient")
+            .env("TPM2TOOLS_TCTI", &self.tcti)
+            .output()
+            .expect("tpm2_getcap");
+        assert_exit(&out, 0);
+        stdout(&out)
+    }
+}
+
+#[cfg(feature = "tpm")]
+impl Drop for ProvisionedTpm {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/swtpm-stop.sh"))
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+#[cfg(feature = "tpm")]
+#[test]
+fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
+    let dir = tempdir();
+    let tpm = ProvisionedTpm::start(dir.path());
+    let files = tpm.files();
+    let emulator = Emulator::start(dir.path(), &[&files.join("ca/root.pem")], &[]);
+    // The daemon's certificate and key paths; rotated below by copying other files over them.
+    let cert = dir.path().join("ra.pem");
+    let key = dir.path().join("ra.key");
+    std::fs::copy(files.join("ossl-p256.pem"), &cert).expect("cert");
+    std::fs::copy(files.join("ossl-p256.key"), &key).expect("key");
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--port".into(),
+        "0".into(),
+        "--certificate".into(),
+        cert.display().to_string(),
+        "--private-key".into(),
+        key.display().to_string(),
+        "--intermediates".into(),
+        files.join("ca/int.pem").display().to_string(),
+        "--tpm-tcti".into(),
+        tpm.tcti.clone(),
+    ];
+    args.extend(emulator.session_args());
+    args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
+    let mut d = Daemon::start(dir.path(), &args, &[]);
+    let (status, _) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    d.wait_for("refreshed the credentials", Duration::from_secs(30));
+    // Rotate to another TPM key and its certificate.
+    std::fs::copy(files.join("ossl-p384.key"), &key).expect("key");
+    std::fs::copy(files.join("ossl-p384.pem"), &cert).expect("cert");
+    d.wait_for("re-opened the identity", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.count("refreshed the credentials") < 2 {
+        assert!(Instant::now() < deadline, "{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let serial = |p: &Path| {
+        ra_signer::cert::Cert::first_from_file(p)
+            .expect("cert")
+            .serial_decimal()
+    };
+    let issued = issued_serials(&emulator);
+    for pem in ["ossl-p256.pem", "ossl-p384.pem"] {
+        let s = serial(&files.join(pem));
+        assert!(issued.contains(&s), "{pem} ({s}) signed: {issued:?}");
+    }
+    let status = d.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{}", d.stderr());
+    // Nothing left loaded in the TPM.
+    let handles = tpm.transient_handles();
+    assert!(
+        !handles.contains("0x80"),
+        "transient objects left: {handles}"
+    );
+}

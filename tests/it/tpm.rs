@@ -1,0 +1,461 @@
+//! The TPM backend end to end: the real `ra-signer` binary against a private swtpm (keys
+//! made by tpm2-openssl and tpm2-tools through `softhsm/swtpm-provision.sh`) and the real
+//! `ra-emulator`, and boto3 through `credential_process`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A private swtpm started by `softhsm/swtpm-start.sh`, stopped on drop (and by itself
+/// after ten minutes).
+struct Swtpm {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Swtpm {
+    /// Starts a swtpm whose state is a copy of `state` (or fresh).
+    fn start(state: Option<&Path>) -> Swtpm {
+        let dir = tempdir();
+        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+        if let Some(state) = state {
+            std::fs::copy(
+                state.join("tpm2-00.permall"),
+                dir.path().join("state/tpm2-00.permall"),
+            )
+            .expect("copy state");
+        }
+        let out = Command::new("bash")
+            .arg(repo().join("softhsm/swtpm-start.sh"))
+            .arg(dir.path())
+            .arg("600")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swtpm-start.sh");
+        assert_exit(&out, 0);
+        let port = stdout(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("export SWTPM_PORT="))
+            .and_then(|p| p.trim().parse().ok())
+            .expect("SWTPM_PORT");
+        Swtpm { dir, port }
+    }
+
+    fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("softhsm/swtpm-stop.sh"))
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The provisioned TPM state and files, made once per test binary.
+struct Fixture {
+    state: PathBuf,
+    files: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempdir();
+        let tpm = Swtpm::start(None);
+        let files = dir.path().join("files");
+        let out = Command::new("bash")
+            .arg(repo().join("softhsm/swtpm-provision.sh"))
+            .arg(&files)
+            .env("TPM2TOOLS_TCTI", tpm.tcti())
+            .env("TPM2OPENSSL_TCTI", tpm.tcti())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swtpm-provision.sh");
+        assert_exit(&out, 0);
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state");
+        let permall = tpm.dir.path().join("state/tpm2-00.permall");
+        drop_keep_state(tpm, &permall, &state);
+        Fixture {
+            state,
+            files,
+            _dir: dir,
+        }
+    })
+}
+
+/// Stops `tpm` and copies its state out.
+fn drop_keep_state(tpm: Swtpm, permall: &Path, into: &Path) {
+    let _ = Command::new("bash")
+        .arg(repo().join("softhsm/swtpm-stop.sh"))
+        .arg(tpm.dir.path())
+        .status();
+    std::fs::copy(permall, into.join("tpm2-00.permall")).expect("copy state");
+    drop(tpm);
+}
+
+/// A provisioned swtpm and an emulator trusting the fixture's root CA.
+struct TpmWorld {
+    tpm: Swtpm,
+    emulator: Emulator,
+    dir: tempfile::TempDir,
+}
+
+impl TpmWorld {
+    fn new() -> TpmWorld {
+        let fx = fixture();
+        let tpm = Swtpm::start(Some(&fx.state));
+        let dir = tempdir();
+        let emulator = Emulator::start(dir.path(), &[&fx.files.join("ca/root.pem")], &[]);
+        TpmWorld { tpm, emulator, dir }
+    }
+
+    /// `ra-signer credential-process` with certificate `cert`, key `key` (a fixture key
+    /// name, `handle:…`, or a path), the chain, the TCTI (unless `tcti` is false), and
+    /// `extra`.
+    fn command(&self, cert: &str, key: &str, tcti: bool, extra: &[&str]) -> Command {
+        let fx = fixture();
+        let key_arg = if key.starts_with("handle:") || key.contains('/') {
+            key.to_owned()
+        } else {
+            fx.files.join(format!("{key}.key")).display().to_string()
+        };
+        let mut cmd = ra_signer(self.dir.path());
+        cmd.arg("credential-process")
+            .arg("--certificate")
+            .arg(fx.files.join(format!("{cert}.pem")))
+            .arg("--intermediates")
+            .arg(fx.files.join("ca/int.pem"))
+            .arg("--private-key")
+            .arg(key_arg);
+        if tcti {
+            cmd.arg("--tpm-tcti").arg(self.tpm.tcti());
+        }
+        cmd.args(self.emulator.session_args()).args(extra);
+        cmd
+    }
+
+    fn run(&self, cert: &str, key: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(cert, key, true, extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    }
+}
+
+/// Certificate, key, extra flags, environment.
+type Case<'a> = (&'a str, &'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+
+#[test]
+fn credential_process_with_every_kind_of_tpm_key() {
+    let w = TpmWorld::new();
+    let pw_file = w.dir.path().join("key-password");
+    std::fs::write(&pw_file, "osslpw\n").expect("write");
+    let pw_arg = pw_file.display().to_string();
+    let cases: Vec<Case<'_>> = vec![
+        // tpm2-openssl keys under the owner hierarchy.
+        ("ossl-p256", "ossl-p256", vec![], vec![]),
+        ("ossl-p384", "ossl-p384", vec![], vec![]),
+        ("ossl-rsa", "ossl-rsa", vec![], vec![]),
+        // tpm2-tools keys under a persistent SRK; tpm2_encodeobject marks them emptyAuth
+        // FALSE, so say there is no password.
+        (
+            "tools-rsa",
+            "tools-rsa",
+            vec!["--no-tpm-key-password"],
+            vec![],
+        ),
+        (
+            "tools-p384",
+            "tools-p384",
+            vec!["--no-tpm-key-password"],
+            vec![],
+        ),
+        // Passwords from a file, the environment, and for the parent.
+        (
+            "ossl-p256-pw",
+            "ossl-p256-pw",
+            vec!["--tpm-key-password-file", &pw_arg],
+            vec![],
+        ),
+        (
+            "tools-p256-pw",
+            "tools-p256-pw",
+            vec![],
+            vec![("RA_SIGNER_TPM_KEY_PASSWORD", "toolspw")],
+        ),
+        (
+            "srkpw-p256",
+            "srkpw-p256",
+            vec!["--no-tpm-key-password"],
+            vec![("RA_SIGNER_TPM_PARENT_PASSWORD", "srkpw")],
+        ),
+        (
+            "srkpw-p256",
+            "srkpw-p256",
+            vec!["--no-tpm-key-password"],
+            vec![("TPM2OPENSSL_PARENT_AUTH", "srkpw")],
+        ),
+        // Persistent keys.
+        ("handle-p256", "handle:0x81000101", vec![], vec![]),
+        ("handle-p384", "handle:81000103", vec![], vec![]),
+        (
+            "handle-rsa-pw",
+            "handle:0x81000102",
+            vec![],
+            vec![("RA_SIGNER_TPM_KEY_PASSWORD", "handlepw")],
+        ),
+    ];
+    for (cert, key, extra, env) in &cases {
+        let out = w.run(cert, key, extra, env);
+        assert_process_json(&out);
+    }
+    assert_eq!(
+        w.emulator.stats()["issued"].as_u64(),
+        Some(cases.len() as u64)
+    );
+}
+
+#[test]
+fn tpm_from_the_environment() {
+    let w = TpmWorld::new();
+    for var in ["TPM2TOOLS_TCTI", "TSS2_TCTI"] {
+        let mut cmd = w.command("ossl-p256", "ossl-p256", false, &[]);
+        cmd.env(var, w.tpm.tcti());
+        assert_process_json(&run(&mut cmd));
+    }
+}
+
+#[test]
+fn password_errors_are_clear_and_not_retried() {
+    let w = TpmWorld::new();
+    let out = w.run(
+        "handle-rsa-pw",
+        "handle:0x81000102",
+        &[],
+        &[("RA_SIGNER_TPM_KEY_PASSWORD", "wrong")],
+    );
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("TPM_RC_AUTH_FAIL"), "{err}");
+    // A tpm2-tools key marked emptyAuth FALSE, no password given, no terminal.
+    let out = w.run("tools-p256", "tools-p256", &[], &[]);
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("--no-tpm-key-password"), "{err}");
+    // A password for a key that has none.
+    let out = w.run(
+        "ossl-p256",
+        "ossl-p256",
+        &["--tpm-key-password", "surplus"],
+        &[],
+    );
+    assert_exit(&out, 3);
+    assert!(stderr(&out).contains("emptyAuth"), "{}", stderr(&out));
+    // The parent password missing.
+    let out = w.run("srkpw-p256", "srkpw-p256", &["--no-tpm-key-password"], &[]);
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("RA_SIGNER_TPM_PARENT_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.emulator.stats()["issued"].as_u64(), Some(0));
+}
+
+#[test]
+fn unusable_keys_and_files() {
+    let w = TpmWorld::new();
+    let out = w.run(
+        "decrypt-rsa",
+        "decrypt-rsa",
+        &["--no-tpm-key-password"],
+        &[],
+    );
+    assert_exit(&out, 3);
+    assert!(stderr(&out).contains("decrypt-only"), "{}", stderr(&out));
+
+    let pem = std::fs::read_to_string(fixture().files.join("ossl-p256.key")).expect("read");
+    let der = base64_decode(&pem);
+    let bad = w.dir.path();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated",
+            pem.as_bytes()[..pem.len() / 2].to_vec(),
+            "no END line",
+        ),
+        (
+            "wrong-oid",
+            {
+                let mut d = der.clone();
+                // 2.23.133.10.1.3 → 2.23.133.10.1.4 (importable).
+                let at = d
+                    .windows(6)
+                    .position(|w| w == [0x67, 0x81, 0x05, 0x0a, 0x01, 0x03])
+                    .expect("oid");
+                d[at + 5] = 0x04;
+                pem_wrap(&d).into_bytes()
+            },
+            "importable",
+        ),
+        (
+            "wrong-length",
+            {
+                let mut d = der.clone();
+                // The pubkey's TPM2B size prefix, one too large.
+                let at = d
+                    .windows(2)
+                    .position(|w| w == [0x04, 0x58])
+                    .expect("pubkey")
+                    + 3;
+                d[at] += 1;
+                pem_wrap(&d).into_bytes()
+            },
+            "size prefix",
+        ),
+    ];
+    for (name, contents, want) in cases {
+        let path = bad.join(format!("{name}.key"));
+        std::fs::write(&path, contents).expect("write");
+        let key = path.display().to_string();
+        let out = run(&mut w.command("ossl-p256", &key, true, &[]));
+        assert_exit(&out, 3);
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot be used") && err.contains(want),
+            "{name}: {err}"
+        );
+    }
+}
+
+fn base64_decode(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("base64")
+}
+
+fn pem_wrap(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    format!(
+        "-----BEGIN TSS2 PRIVATE KEY-----\n{}\n-----END TSS2 PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+#[test]
+fn unreachable_and_silent_tpms_fail_fast() {
+    let w = TpmWorld::new();
+    // Nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let start = Instant::now();
+    let out = w.run(
+        "ossl-p256",
+        "ossl-p256",
+        &["--tpm-tcti", &format!("swtpm:host=127.0.0.1,port={port}")],
+        &[],
+    );
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot reach the TPM") && err.contains("--tpm-tcti"),
+        "{err}"
+    );
+    // No device.
+    let mut no_device = w.command("ossl-p256", "ossl-p256", false, &[]);
+    no_device.env("TPM_DEVICE", "/dev/no-such-tpm");
+    let out = run(&mut no_device);
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("no TPM device at /dev/no-such-tpm"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+
+    // Something accepts the connection and never answers (a swtpm busy with another
+    // client behaves so): the watchdog ends it.
+    let (silent, ctrl) = (0..100)
+        .find_map(|_| {
+            let first = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = first.local_addr().ok()?.port();
+            let second = std::net::TcpListener::bind(("127.0.0.1", port.checked_add(1)?)).ok()?;
+            Some((first, second))
+        })
+        .expect("two adjacent free ports");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().take(4) {
+            held.push(conn);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+        drop(ctrl);
+    });
+    let start = Instant::now();
+    let out = w.run(
+        "ossl-p256",
+        "ossl-p256",
+        &[
+            "--tpm-tcti",
+            &format!("swtpm:host=127.0.0.1,port={silent_port}"),
+        ],
+        &[("RA_SIGNER_TPM_TIMEOUT", "2")],
+    );
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("did not answer within 2 s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed() < Duration::from_secs(15));
+    drop(hold);
+}
+
+#[test]
+fn boto3_gets_credentials_from_a_tpm_key() {
+    let w = TpmWorld::new();
+    let fx = fixture();
+    let mut args: Vec<String> = vec![
+        "--certificate".into(),
+        fx.files.join("handle-p384.pem").display().to_string(),
+        "--intermediates".into(),
+        fx.files.join("ca/int.pem").display().to_string(),
+        "--private-key".into(),
+        "handle:0x81000103".into(),
+        "--tpm-tcti".into(),
+        w.tpm.tcti(),
+    ];
+    args.extend(w.emulator.session_args());
+    let config = crate::real_clients::aws_config(w.dir.path(), &args);
+    let creds = crate::real_clients::boto3_credentials(w.dir.path(), &config);
+    assert!(
+        creds["AccessKeyId"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ASIA")),
+        "{creds}"
+    );
+}
