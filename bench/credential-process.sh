@@ -28,7 +28,7 @@ pr=arn:aws:rolesanywhere:us-east-1:123456789012:profile/bench
 ro=arn:aws:iam::123456789012:role/bench
 "$bin/ra-emulator" --trust-anchor-ca "$work/ca.pem" --trust-anchor-arn $ta --profile-arn $pr \
   --role-arn $ro --ready-file "$work/ready" --tls-ca-out "$work/tls.pem" --log /dev/null \
-  --exit-after 600 & emu=$!
+  --exit-after 600 >/dev/null & emu=$!
 for _ in $(seq 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
 url=$(cat "$work/ready")
 

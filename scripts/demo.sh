@@ -24,7 +24,7 @@ eval "$(softhsm/demo-token.sh "$work")"   # sets SOFTHSM2_CONF, DEMO_URI, DEMO_C
 
 "$bin/ra-emulator" --trust-anchor-ca "$DEMO_CA" --trust-anchor-arn $ta --profile-arn $pr \
   --role-arn $ro --ready-file "$work/ready" --tls-ca-out "$work/emulator-tls.pem" \
-  --log "$work/emulator.log" --exit-after 120 & emu=$!
+  --log "$work/emulator.log" --exit-after 120 >/dev/null & emu=$!
 for _ in $(seq 200); do [ -s "$work/ready" ] && break; sleep 0.05; done
 url=$(cat "$work/ready")
 

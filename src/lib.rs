@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod error;
+#[cfg(feature = "pkcs11")]
+pub mod keygen;
 pub mod rolesanywhere;
 pub mod secret;
 pub mod serve;

@@ -208,7 +208,9 @@ fn is_tss2_key_file(path: &std::path::Path) -> bool {
 
 #[cfg(feature = "pkcs11")]
 fn open_pkcs11(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
-    pkcs11::open(config).map_err(Into::into)
+    let identity = pkcs11::open(config)?;
+    check_validity(identity.leaf(), crate::time::UtcTime::now())?;
+    Ok(identity)
 }
 
 #[cfg(not(feature = "pkcs11"))]
