@@ -29,7 +29,6 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::ReadCertificateData(args) => read_certificate_data(&args),
         Command::Serve(args) => crate::serve::run(&args),
         Command::Update(args) => crate::update::run(&args),
-        #[cfg(feature = "pkcs11")]
         Command::Keygen(args) => crate::keygen::run(&args),
         Command::Version => {
             println!("ra-signer {}", env!("CARGO_PKG_VERSION"));

@@ -50,9 +50,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Keep a profile of the shared credentials file fresh.
     Update(crate::update::UpdateArgs),
-    /// Generate a key pair inside a token (non-extractable) and write a PKCS#10 CSR for it,
-    /// or store the issued certificate beside the key.
-    #[cfg(feature = "pkcs11")]
+    /// Generate a key pair inside a token or TPM (non-extractable) and write a PKCS#10 CSR
+    /// for it; for tokens, store the issued certificate beside the key.
     Keygen(crate::keygen::KeygenArgs),
     /// Print the version.
     Version,

@@ -1,11 +1,13 @@
 //! `ra-signer keygen`: generates a key pair inside a PKCS#11 token (sensitive, never
-//! extractable), writes a PKCS#10 CSR signed by that key for a private CA, and, once the CA
-//! has issued it, stores the certificate beside the key (`--import-cert`).
+//! extractable) or a TPM 2.0 (`--tpm`), writes a PKCS#10 CSR signed by that key for a
+//! private CA, and, for tokens, once the CA has issued it, stores the certificate beside the
+//! key (`--import-cert`).
 //!
 //! ```text
 //! ra-signer keygen --pkcs11-uri 'pkcs11:token=prod;object=ra;id=%01' --key-type p256 \
 //!     --subject 'CN=host1,O=Example' --csr-out host1.csr
 //! ra-signer keygen --pkcs11-uri 'pkcs11:token=prod;object=ra' --import-cert host1.pem
+//! ra-signer keygen --tpm --key-type p256 --out host1.tss2.pem --subject 'CN=host1' --csr-out host1.csr
 //! ```
 
 use std::path::PathBuf;
@@ -30,8 +32,41 @@ pub enum KeygenKeyType {
 pub struct KeygenArgs {
     /// The token and the key's label and id: pkcs11:token=LABEL;object=KEY-LABEL;id=%01.
     /// Without id=, a random 8-byte id is chosen. module-path= and pin-source= are honoured.
-    #[arg(long, value_name = "URI")]
-    pub pkcs11_uri: String,
+    #[arg(long, value_name = "URI", required_unless_present = "tpm", conflicts_with = "tpm")]
+    pub pkcs11_uri: Option<String>,
+
+    /// Generate the key inside the TPM instead (with --out or --persistent).
+    #[arg(long, conflicts_with_all = ["import_cert", "always_auth", "pkcs11_lib", "pkcs11_pin_file"])]
+    pub tpm: bool,
+
+    /// With --tpm: write the new key as a TSS2 PRIVATE KEY file.
+    #[arg(long, value_name = "KEY_FILE", requires = "tpm", conflicts_with = "persistent")]
+    pub out: Option<PathBuf>,
+
+    /// With --tpm: make the new key persistent at this handle (needs the owner hierarchy;
+    /// its password from $RA_SIGNER_TPM_OWNER_PASSWORD).
+    #[arg(long, value_name = "handle:0x81xxxxxx", requires = "tpm")]
+    pub persistent: Option<String>,
+
+    /// With --tpm: the parent, owner (the standard ECC storage primary), endorsement, or a
+    /// persistent storage key handle:0x81xxxxxx (its password from
+    /// $RA_SIGNER_TPM_PARENT_PASSWORD).
+    #[arg(long, value_name = "owner|endorsement|handle:0x81xxxxxx", default_value = "owner")]
+    pub parent: String,
+
+    /// With --tpm: the TCTI (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE,
+    /// device:/dev/tpmrm0).
+    #[arg(long, value_name = "TCTI", requires = "tpm")]
+    pub tpm_tcti: Option<String>,
+
+    /// With --tpm: a file whose first line becomes the new key's password (else
+    /// $RA_SIGNER_TPM_KEY_PASSWORD; none if neither is set).
+    #[arg(long, value_name = "FILE", requires = "tpm")]
+    pub tpm_key_password_file: Option<PathBuf>,
+
+    /// With --tpm: replace existing output files.
+    #[arg(long, requires = "tpm")]
+    pub force: bool,
 
     /// The key to generate.
     #[arg(long, value_enum, default_value = "p256")]
@@ -66,6 +101,9 @@ pub struct KeygenArgs {
 
 /// Runs `ra-signer keygen`.
 pub fn run(args: &KeygenArgs) -> Result<(), Error> {
+    if args.tpm {
+        return run_tpm(args);
+    }
     #[cfg(feature = "pkcs11")]
     {
         imp::run(args)
@@ -78,6 +116,46 @@ pub fn run(args: &KeygenArgs) -> Result<(), Error> {
             "this ra-signer was built without PKCS#11 support, which keygen needs",
         ))
     }
+}
+
+#[cfg(feature = "tpm")]
+fn run_tpm(args: &KeygenArgs) -> Result<(), Error> {
+    use crate::signer::tpm::{TpmKeyType, TpmKeygenArgs, run_keygen};
+    let key_type = match args.key_type {
+        KeygenKeyType::Rsa2048 => TpmKeyType::Rsa2048,
+        KeygenKeyType::P256 => TpmKeyType::P256,
+        KeygenKeyType::P384 => TpmKeyType::P384,
+        KeygenKeyType::Rsa3072 => {
+            return Err(Error::new(
+                ErrorClass::Usage,
+                "keygen --tpm makes rsa2048, p256 or p384 keys (TPMs commonly lack RSA-3072)",
+            ));
+        }
+    };
+    let subject = args.subject.clone().ok_or_else(|| {
+        Error::new(ErrorClass::Usage, "keygen --tpm needs --subject for the CSR")
+            .with_hint("e.g. --subject 'CN=host1,O=Example'")
+    })?;
+    run_keygen(&TpmKeygenArgs {
+        key_type,
+        out: args.out.clone(),
+        persistent: args.persistent.clone(),
+        parent: args.parent.clone(),
+        csr_out: args.csr_out.clone(),
+        subject,
+        tpm_tcti: args.tpm_tcti.clone(),
+        tpm_key_password_file: args.tpm_key_password_file.clone(),
+        force: args.force,
+    })
+}
+
+#[cfg(not(feature = "tpm"))]
+fn run_tpm(_: &KeygenArgs) -> Result<(), Error> {
+    Err(Error::new(
+        ErrorClass::Usage,
+        "this ra-signer was built without TPM support, which keygen --tpm needs",
+    )
+    .with_hint("rebuild with `cargo build --release --features tpm` (needs libtss2-dev)"))
 }
 
 /// Parses a subject DN into (attribute OID arcs, value) in encoding order (most general
@@ -166,7 +244,9 @@ mod imp {
     use crate::signer::pkcs11::uri::{ObjectType, Pkcs11Uri};
 
     pub fn run(args: &KeygenArgs) -> Result<(), Error> {
-        let uri = Pkcs11Uri::parse(&args.pkcs11_uri).map_err(Pkcs11Error::from)?;
+        // clap makes --pkcs11-uri required unless --tpm, which does not come here.
+        let text = args.pkcs11_uri.as_deref().unwrap_or_default();
+        let uri = Pkcs11Uri::parse(text).map_err(Pkcs11Error::from)?;
         let mut pin_sources = Vec::new();
         if let Some(f) = &args.pkcs11_pin_file {
             pin_sources.push(SecretSource::File(f.clone()));

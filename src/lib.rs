@@ -14,7 +14,6 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod error;
-#[cfg(feature = "pkcs11")]
 pub mod keygen;
 pub mod rolesanywhere;
 pub mod secret;

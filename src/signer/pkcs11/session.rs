@@ -266,7 +266,7 @@ pub fn user_pin(
     }
     if let Some(pin) = &uri.pin_value {
         eprintln!(
-            "warning: the PIN is given as pin-value in the PKCS#11 URI, where other users can \
+            "ra-signer: warning: the PIN is given as pin-value in the PKCS#11 URI, where other users can \
              read it (process list, shell history); prefer pin-source=file:… or --pkcs11-pin-file"
         );
         return Ok(pin.clone());

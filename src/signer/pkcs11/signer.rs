@@ -274,7 +274,7 @@ impl rcgen::SigningKey for TokenSigner {
             _ => Digest::Sha256,
         };
         Signer::sign(self, digest, msg).map_err(|e| {
-            eprintln!("error: {e}");
+            eprintln!("ra-signer: error: the token could not sign the CSR: {e}");
             rcgen::Error::RemoteKeyError
         })
     }

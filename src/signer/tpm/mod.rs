@@ -29,7 +29,7 @@ use crate::signer::{Identity, KeyMismatch};
 
 pub use context::{Rc, Tcti};
 pub use keyfile::{KeyFileError, TssKey};
-pub use keygen::{TpmKeygenArgs, keygen, run_keygen};
+pub use keygen::{TpmKeyType, TpmKeygenArgs, keygen, run_keygen};
 pub use signer::TpmSigner;
 
 /// Environment variable holding the password of the key's parent: the persistent parent
