@@ -27,4 +27,9 @@ fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --features "$features" --all-targets --quiet -- -D warnings
 fi
-cargo test --features "$features" --all-targets -- "$@"
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+status=0
+cargo test --features "$features" --lib --bins --tests -- "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit $status

@@ -32,7 +32,12 @@ pub enum KeygenKeyType {
 pub struct KeygenArgs {
     /// The token and the key's label and id: pkcs11:token=LABEL;object=KEY-LABEL;id=%01.
     /// Without id=, a random 8-byte id is chosen. module-path= and pin-source= are honoured.
-    #[arg(long, value_name = "URI", required_unless_present = "tpm", conflicts_with = "tpm")]
+    #[arg(
+        long,
+        value_name = "URI",
+        required_unless_present = "tpm",
+        conflicts_with = "tpm"
+    )]
     pub pkcs11_uri: Option<String>,
 
     /// Generate the key inside the TPM instead (with --out or --persistent).
@@ -40,7 +45,12 @@ pub struct KeygenArgs {
     pub tpm: bool,
 
     /// With --tpm: write the new key as a TSS2 PRIVATE KEY file.
-    #[arg(long, value_name = "KEY_FILE", requires = "tpm", conflicts_with = "persistent")]
+    #[arg(
+        long,
+        value_name = "KEY_FILE",
+        requires = "tpm",
+        conflicts_with = "persistent"
+    )]
     pub out: Option<PathBuf>,
 
     /// With --tpm: make the new key persistent at this handle (needs the owner hierarchy;
@@ -51,7 +61,11 @@ pub struct KeygenArgs {
     /// With --tpm: the parent, owner (the standard ECC storage primary), endorsement, or a
     /// persistent storage key handle:0x81xxxxxx (its password from
     /// $RA_SIGNER_TPM_PARENT_PASSWORD).
-    #[arg(long, value_name = "owner|endorsement|handle:0x81xxxxxx", default_value = "owner")]
+    #[arg(
+        long,
+        value_name = "owner|endorsement|handle:0x81xxxxxx",
+        default_value = "owner"
+    )]
     pub parent: String,
 
     /// With --tpm: the TCTI (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE,
@@ -133,8 +147,11 @@ fn run_tpm(args: &KeygenArgs) -> Result<(), Error> {
         }
     };
     let subject = args.subject.clone().ok_or_else(|| {
-        Error::new(ErrorClass::Usage, "keygen --tpm needs --subject for the CSR")
-            .with_hint("e.g. --subject 'CN=host1,O=Example'")
+        Error::new(
+            ErrorClass::Usage,
+            "keygen --tpm needs --subject for the CSR",
+        )
+        .with_hint("e.g. --subject 'CN=host1,O=Example'")
     })?;
     run_keygen(&TpmKeygenArgs {
         key_type,

@@ -610,7 +610,12 @@ fn system_trust_store_honours_ssl_cert_file_and_loopback_skips_proxies() {
         .arg(&leaf.cert_path)
         .arg("--private-key")
         .arg(&leaf.key_path)
-        .args(["--trust-anchor-arn", TRUST_ANCHOR_ARN, "--profile-arn", PROFILE_ARN])
+        .args([
+            "--trust-anchor-arn",
+            TRUST_ANCHOR_ARN,
+            "--profile-arn",
+            PROFILE_ARN,
+        ])
         .args(["--role-arn", ROLE_ARN, "--endpoint", &w.emulator.url])
         .env("SSL_CERT_FILE", &w.emulator.tls_ca)
         .env("SSL_CERT_DIR", w.dir.path().join("no-such-dir"))

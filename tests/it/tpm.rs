@@ -468,30 +468,77 @@ fn keygen_tpm_key_file_csr_certificate_and_credentials() {
     let key = d("host.tss2.pem");
     let csr = d("host.csr");
     let mut cmd = ra_signer(dir.path());
-    cmd.args(["keygen", "--tpm", "--key-type", "p256", "--subject", "CN=tpm-host,O=ra-signer tests"])
-        .arg("--out")
-        .arg(&key)
-        .arg("--csr-out")
-        .arg(&csr)
-        .args(["--tpm-tcti", &tpm.tcti()]);
+    cmd.args([
+        "keygen",
+        "--tpm",
+        "--key-type",
+        "p256",
+        "--subject",
+        "CN=tpm-host,O=ra-signer tests",
+    ])
+    .arg("--out")
+    .arg(&key)
+    .arg("--csr-out")
+    .arg(&csr)
+    .args(["--tpm-tcti", &tpm.tcti()]);
     let out = run(&mut cmd);
     assert_exit(&out, 0);
-    assert!(std::fs::read_to_string(&key).expect("key").contains("BEGIN TSS2 PRIVATE KEY"));
-    let verify = openssl(&["req", "-verify", "-noout", "-in", csr.to_str().expect("utf-8")]);
-    assert!(String::from_utf8_lossy(&verify.stderr).contains("verify OK")
-        || String::from_utf8_lossy(&verify.stdout).contains("verify OK"));
+    assert!(
+        std::fs::read_to_string(&key)
+            .expect("key")
+            .contains("BEGIN TSS2 PRIVATE KEY")
+    );
+    let verify = openssl(&[
+        "req",
+        "-verify",
+        "-noout",
+        "-in",
+        csr.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&verify.stderr).contains("verify OK")
+            || String::from_utf8_lossy(&verify.stdout).contains("verify OK")
+    );
 
     // A throwaway CA issues the certificate from the CSR; the emulator trusts that CA.
     let (ca_key, ca_pem, cert) = (d("ca.key"), d("ca.pem"), d("host.pem"));
     let p = |x: &Path| x.to_str().expect("utf-8").to_owned();
     openssl(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-sha256", "-days", "2", "-subj", "/CN=keygen test CA", "-keyout", &p(&ca_key),
-        "-out", &p(&ca_pem), "-addext", "basicConstraints=critical,CA:TRUE",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-sha256",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=keygen test CA",
+        "-keyout",
+        &p(&ca_key),
+        "-out",
+        &p(&ca_pem),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
     ]);
     openssl(&[
-        "x509", "-req", "-in", &p(&csr), "-CA", &p(&ca_pem), "-CAkey", &p(&ca_key),
-        "-set_serial", "4242", "-days", "1", "-sha256", "-out", &p(&cert),
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca_pem),
+        "-CAkey",
+        &p(&ca_key),
+        "-set_serial",
+        "4242",
+        "-days",
+        "1",
+        "-sha256",
+        "-out",
+        &p(&cert),
     ]);
     let emulator = Emulator::start(dir.path(), &[&ca_pem], &[]);
     let mut cmd = ra_signer(dir.path());
@@ -505,7 +552,17 @@ fn keygen_tpm_key_file_csr_certificate_and_credentials() {
     assert_process_json(&run(&mut cmd));
 
     // The PKCS#11-only flags and the TPM flags do not mix; RSA-3072 is not offered.
-    let out = run(ra_signer(dir.path()).args(["keygen", "--tpm", "--key-type", "rsa3072", "--subject", "CN=x"]).arg("--out").arg(d("x.pem")));
+    let out = run(ra_signer(dir.path())
+        .args([
+            "keygen",
+            "--tpm",
+            "--key-type",
+            "rsa3072",
+            "--subject",
+            "CN=x",
+        ])
+        .arg("--out")
+        .arg(d("x.pem")));
     assert_exit(&out, 2);
     let out = run(ra_signer(dir.path()).args(["keygen", "--tpm", "--import-cert", "x.pem"]));
     assert_exit(&out, 2);
