@@ -1,22 +1,26 @@
-"""Runs a command N times and prints the median wall time and the peak RSS of each run
-(per child, from wait4), as `name: median X ms (min Y, max Z), peak RSS median W MB`."""
-import os, statistics, subprocess, sys, time
+"""Runs a command N times and prints its median wall time and peak RSS.
 
-def measure(name, argv, runs=20, env=None):
+Wall time is measured around a plain spawn. Peak RSS comes from separate runs under GNU
+time (`/usr/bin/time -f %M`): the rusage of a child forked from Python would report
+Python's own size, since the high-water mark before exec counts too."""
+import os, statistics, subprocess, sys, tempfile, time
+
+def run_ok(name, argv):
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.exit(f"{name}: run failed: {p.stderr.decode(errors='replace')}")
+
+def measure(name, argv, runs=20):
     walls, rss = [], []
-    for _ in range(runs):
-        start = time.perf_counter()
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        _, status, usage = os.wait4(p.pid, 0)
-        walls.append((time.perf_counter() - start) * 1000)
-        err = p.stderr.read().decode(errors="replace")
-        p.stderr.close()
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{name}: run failed: {err}")
-        rss.append(usage.ru_maxrss / 1024)
+    with tempfile.NamedTemporaryFile() as out:
+        for _ in range(runs):
+            start = time.perf_counter()
+            run_ok(name, argv)
+            walls.append((time.perf_counter() - start) * 1000)
+            run_ok(name, ["/usr/bin/time", "-f", "%M", "-o", out.name] + argv)
+            rss.append(int(open(out.name).read().split()[-1]) / 1024)
     print(f"{name}: median {statistics.median(walls):.1f} ms (min {min(walls):.1f}, max {max(walls):.1f}) "
           f"over {runs} runs; peak RSS median {statistics.median(rss):.1f} MB (max {max(rss):.1f})")
 
 if __name__ == "__main__":
-    runs = int(os.environ.get("RUNS", "20"))
-    measure(sys.argv[1], sys.argv[2:], runs)
+    measure(sys.argv[1], sys.argv[2:], int(os.environ.get("RUNS", "20")))

@@ -4,7 +4,7 @@
 # venv. Idempotent: it installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
-packages=(ca-certificates openssl pkg-config gcc libc6-dev
+packages=(ca-certificates openssl pkg-config gcc libc6-dev time wrk
           softhsm2 opensc gnutls-bin p11-kit
           libtss2-dev swtpm swtpm-tools tpm2-tools tpm2-openssl
           python3 python3-venv python3-pip)
@@ -30,6 +30,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null; then
-  echo "setup: cargo is missing; install a Rust toolchain >= 1.85 (rustup) and run again" >&2
+  echo "setup: cargo is missing; install a Rust toolchain >= 1.89 (rustup) and run again" >&2
   exit 1
 fi

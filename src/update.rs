@@ -274,8 +274,6 @@ pub fn write_profile(path: &Path, profile: &str, creds: &Credentials) -> io::Res
         .truncate(false)
         .mode(0o600)
         .open(dir.join(format!(".{name}.ra-signer.lock")))?;
-    // `File::lock` (flock) is Rust 1.89; the crate still declares 1.85 (to be raised).
-    #[allow(clippy::incompatible_msrv)]
     lock.lock()?;
 
     let existing = match fs::read(&target) {

@@ -4,7 +4,7 @@
 /// `SEQUENCE { INTEGER r, INTEGER s }`. Leading zeros are stripped and a zero byte is
 /// prepended where the high bit is set, as DER INTEGERs require.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);

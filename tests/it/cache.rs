@@ -7,12 +7,18 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// Runs `credential-process --cache --debug` once; `None` when this machine has no usable
-/// kernel keyring (the test is then skipped, saying so).
+/// Runs `credential-process --cache --debug` once. Without a usable kernel keyring the test
+/// fails, unless RA_SIGNER_TEST_ALLOW_NO_KEYRING=1 says this machine has none (then `None`:
+/// the test is skipped, saying so).
 fn keyring_works(w: &World, leaf: &Leaf) -> Option<serde_json::Value> {
     let out = w.credential_process(leaf, &["--cache", "--debug"]);
     let json = assert_process_json(&out);
     if stderr(&out).contains("keyring is not available") {
+        assert!(
+            std::env::var_os("RA_SIGNER_TEST_ALLOW_NO_KEYRING").is_some_and(|v| v == "1"),
+            "the kernel keyring is not usable here (set RA_SIGNER_TEST_ALLOW_NO_KEYRING=1 to skip): {}",
+            stderr(&out)
+        );
         eprintln!("skipping: {}", stderr(&out));
         return None;
     }

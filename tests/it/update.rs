@@ -187,10 +187,8 @@ fn access_key(file: &Path, profile: &str) -> Option<String> {
     for line in text.lines() {
         if line.starts_with('[') {
             in_profile = line == format!("[{profile}]");
-        } else if in_profile {
-            if let Some(v) = line.strip_prefix("aws_access_key_id = ") {
-                return Some(v.to_owned());
-            }
+        } else if in_profile && let Some(v) = line.strip_prefix("aws_access_key_id = ") {
+            return Some(v.to_owned());
         }
     }
     None

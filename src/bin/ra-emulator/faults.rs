@@ -143,10 +143,8 @@ impl Faults {
                 }
                 _ => false,
             };
-            if applies {
-                if let Some(n) = fault.remaining.as_mut() {
-                    *n -= 1;
-                }
+            if applies && let Some(n) = fault.remaining.as_mut() {
+                *n -= 1;
             }
         }
         self.list.retain(|f| f.remaining != Some(0));

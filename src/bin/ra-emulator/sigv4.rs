@@ -175,7 +175,7 @@ fn parse_signed_headers(list: &str) -> Result<Vec<String>, String> {
 }
 
 fn decode_lower_hex(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return None;
     }
     fn nibble(b: u8) -> Option<u8> {

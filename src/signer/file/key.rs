@@ -118,16 +118,16 @@ pub(super) fn from_pkcs8(der: &[u8], origin: &str) -> Result<FileKey, FileKeyErr
             };
             let ec = EcPrivateKey::from_der(info.private_key.as_bytes())
                 .map_err(|e| malformed(origin, "PKCS#8 key", e))?;
-            if let Some(inner) = ec.parameters.and_then(|p| p.named_curve()) {
-                if inner != curve {
-                    return Err(FileKeyError::Malformed {
-                        path: origin.to_owned(),
-                        format: "PKCS#8 key",
-                        detail: format!(
-                            "the EC key names two curves ({curve} outside, {inner} inside)"
-                        ),
-                    });
-                }
+            if let Some(inner) = ec.parameters.and_then(|p| p.named_curve())
+                && inner != curve
+            {
+                return Err(FileKeyError::Malformed {
+                    path: origin.to_owned(),
+                    format: "PKCS#8 key",
+                    detail: format!(
+                        "the EC key names two curves ({curve} outside, {inner} inside)"
+                    ),
+                });
             }
             let public = ec
                 .public_key

@@ -330,13 +330,14 @@ pub fn list_certificates(
     settings: &Pkcs11Settings,
 ) -> Result<Vec<TokenCertificate>, Pkcs11Error> {
     let uri = Pkcs11Uri::parse(uri)?;
-    if let Some(t) = uri.object_type {
-        if t != uri::ObjectType::Cert && t != uri::ObjectType::Private {
-            return Err(Pkcs11Error::Unsupported(format!(
-                "the URI names type={}, and only certificates can be listed",
-                t.as_str()
-            )));
-        }
+    if let Some(t) = uri.object_type
+        && t != uri::ObjectType::Cert
+        && t != uri::ObjectType::Private
+    {
+        return Err(Pkcs11Error::Unsupported(format!(
+            "the URI names type={}, and only certificates can be listed",
+            t.as_str()
+        )));
     }
     let module = session::load(&session::module_path(&uri, settings)?)?;
     let tokens = session::matching_tokens(&module, &uri)?;

@@ -384,10 +384,10 @@ fn public_object_ec(
             .get_attributes(h, &[AttributeType::EcPoint])
             .map_err(call("C_GetAttributeValue", token))?;
         for a in attrs {
-            if let Attribute::EcPoint(p) = a {
-                if let Some(point) = unwrap_ec_point(&p, key_type) {
-                    return Ok(Some(point));
-                }
+            if let Attribute::EcPoint(p) = a
+                && let Some(point) = unwrap_ec_point(&p, key_type)
+            {
+                return Ok(Some(point));
             }
         }
     }

@@ -292,13 +292,13 @@ pub fn login(
     if !token.info.login_required() {
         return Ok(None);
     }
-    if let Ok(info) = session.get_session_info() {
-        if matches!(
+    if let Ok(info) = session.get_session_info()
+        && matches!(
             info.session_state(),
             SessionState::RoUser | SessionState::RwUser | SessionState::RwSecurityOfficer
-        ) {
-            return Ok(None);
-        }
+        )
+    {
+        return Ok(None);
     }
     if token.info.user_pin_locked() {
         return Err(Pkcs11Error::PinLocked {

@@ -140,13 +140,13 @@ impl TpmSigner {
     /// Signs a digest computed by the caller with the key's scheme for `digest`.
     pub fn sign_digest(&self, digest: Digest, hash: &[u8]) -> Result<Vec<u8>, TpmError> {
         let hash_alg = hashing_algorithm(digest);
-        if let Some(fixed) = self.info.fixed_hash {
-            if fixed != hash_alg {
-                return Err(TpmError::CannotSign {
-                    key: self.desc.clone(),
-                    why: format!("its scheme is fixed to {fixed:?}, not {hash_alg:?}"),
-                });
-            }
+        if let Some(fixed) = self.info.fixed_hash
+            && fixed != hash_alg
+        {
+            return Err(TpmError::CannotSign {
+                key: self.desc.clone(),
+                why: format!("its scheme is fixed to {fixed:?}, not {hash_alg:?}"),
+            });
         }
         let scheme = match self.info.key_type {
             KeyType::Rsa => SignatureScheme::RsaSsa {

@@ -202,10 +202,10 @@ impl Swtpm {
         while let Some(line) = lines.next() {
             if line.contains("SWTPM_IO_Read:") {
                 pending = code_at(lines.next());
-            } else if line.contains("SWTPM_IO_Write:") {
-                if let (Some(cmd), Some(rc)) = (pending.take(), code_at(lines.next())) {
-                    out.push((cmd, rc));
-                }
+            } else if line.contains("SWTPM_IO_Write:")
+                && let (Some(cmd), Some(rc)) = (pending.take(), code_at(lines.next()))
+            {
+                out.push((cmd, rc));
             }
         }
         out

@@ -275,10 +275,10 @@ impl Emulator {
         let mut child = cmd.spawn().expect("start ra-emulator");
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                if text.ends_with('\n') {
-                    break text.trim().to_owned();
-                }
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && text.ends_with('\n')
+            {
+                break text.trim().to_owned();
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("ra-emulator exited early: {status}");
