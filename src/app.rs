@@ -52,7 +52,7 @@ fn credential_process(args: &CredentialProcessArgs) -> Result<(), Error> {
     let cache_key = args
         .cache
         .then(|| {
-            let (min_validity, debug) = (args.cache_min_validity, args.session.debug);
+            let (min_validity, debug) = (args.cache_min_validity, args.session.options.debug);
             crate::cache::key(&request, &options, &identity_config, min_validity, debug)
         })
         .flatten();

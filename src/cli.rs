@@ -123,6 +123,15 @@ pub struct SessionArgs {
     /// ARN of the role to assume.
     #[arg(long, value_name = "ARN")]
     pub role_arn: String,
+    /// Everything but the ARNs.
+    #[command(flatten)]
+    pub options: SessionOptions,
+}
+
+/// The session options and transport settings shared by every command that calls
+/// CreateSession (`serve` takes several roles, the others one).
+#[derive(Debug, Clone, Args)]
+pub struct SessionOptions {
     /// Session duration in seconds (900..43200, and at most the profile's limit).
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub session_duration: u32,
@@ -340,31 +349,32 @@ impl SessionArgs {
             Arn::parse(&self.trust_anchor_arn, ArnKind::TrustAnchor)?,
             Arn::parse(&self.profile_arn, ArnKind::Profile)?,
             Arn::parse(&self.role_arn, ArnKind::Role)?,
-            SessionDuration::new(self.session_duration)?,
-            self.role_session_name.clone(),
+            SessionDuration::new(self.options.session_duration)?,
+            self.options.role_session_name.clone(),
         )
     }
 
     /// The endpoint, region and transport options for `request`.
     pub fn client_options(&self, request: &SessionRequest) -> Result<ClientOptions, ConfigError> {
-        let region = match &self.region {
+        let o = &self.options;
+        let region = match &o.region {
             Some(r) => r.parse()?,
             None => request.default_region(),
         };
-        let endpoint = match &self.endpoint {
+        let endpoint = match &o.endpoint {
             Some(e) => e.clone(),
-            None => default_endpoint(&region, request.trust_anchor_arn.partition(), self.fips)
+            None => default_endpoint(&region, request.trust_anchor_arn.partition(), o.fips)
                 .map_err(ConfigError)?,
         };
         Ok(ClientOptions {
             endpoint,
             region,
-            ca_bundle: self.ca_bundle.clone().filter(|p| !p.as_os_str().is_empty()),
-            danger_accept_invalid_certs: self.no_verify_ssl,
-            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
-            request_timeout: Duration::from_secs(self.request_timeout.max(1)),
-            max_attempts: self.max_attempts,
-            debug: self.debug,
+            ca_bundle: o.ca_bundle.clone().filter(|p| !p.as_os_str().is_empty()),
+            danger_accept_invalid_certs: o.no_verify_ssl,
+            connect_timeout: Duration::from_secs(o.connect_timeout.max(1)),
+            request_timeout: Duration::from_secs(o.request_timeout.max(1)),
+            max_attempts: o.max_attempts,
+            debug: o.debug,
         })
     }
 }

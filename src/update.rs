@@ -109,12 +109,12 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
     check_profile(&args.profile)?;
     let request = args.session.to_request()?;
     let options = args.session.client_options(&request)?;
-    if args.refresh_before >= u64::from(args.session.session_duration) {
+    if args.refresh_before >= u64::from(args.session.options.session_duration) {
         return Err(Error::new(
             ErrorClass::Usage,
             format!(
                 "--refresh-before {} leaves no time between refreshes with --session-duration {}",
-                args.refresh_before, args.session.session_duration
+                args.refresh_before, args.session.options.session_duration
             ),
         ));
     }

@@ -28,7 +28,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ring::rand::SecureRandom;
 
-use crate::cli::{IdentityArgs, SessionArgs};
+use crate::cli::{IdentityArgs, SessionArgs, SessionOptions};
 use crate::config::SessionRequest;
 use crate::error::{Error, ErrorClass};
 use crate::rolesanywhere::Client;
@@ -51,45 +51,9 @@ pub struct ServeSessionArgs {
     /// segment of the ARN).
     #[arg(long = "role-arn", value_name = "ARN", required = true, action = clap::ArgAction::Append)]
     pub role_arn: Vec<String>,
-    /// Session duration in seconds (900..43200, and at most the profile's limit).
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
-    pub session_duration: u32,
-    /// Role session name (the profile must allow it).
-    #[arg(long, value_name = "NAME")]
-    pub role_session_name: Option<String>,
-    /// Signing region (default: the trust anchor's).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-    /// Endpoint URL (default: https://rolesanywhere.<region>.amazonaws.com).
-    #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// Use the FIPS endpoint of the region (the signing region stays the plain one).
-    #[arg(long, conflicts_with = "endpoint")]
-    pub fips: bool,
-    /// PEM bundle of CAs to trust for the endpoint instead of the system store (also
-    /// $AWS_CA_BUNDLE).
-    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
-    pub ca_bundle: Option<PathBuf>,
-    /// Do not verify the endpoint's TLS certificate (dangerous: tests only).
-    #[arg(long)]
-    pub no_verify_ssl: bool,
-    /// Accepted for compatibility: proxies from HTTPS_PROXY/NO_PROXY are always honoured
-    /// (never for loopback endpoints).
-    #[arg(long)]
-    pub with_proxy: bool,
-    /// Connect timeout in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub connect_timeout: u64,
-    /// Timeout of one attempt in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
-    pub request_timeout: u64,
-    /// Attempts in all per refresh on throttling, 5xx or network failure (1 = no retry).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
-    pub max_attempts: u32,
-    /// Print the canonical request and string to sign of every refresh on stderr (no
-    /// secrets are printed).
-    #[arg(long)]
-    pub debug: bool,
+    /// Everything but the ARNs, as for `credential-process`.
+    #[command(flatten)]
+    pub options: SessionOptions,
 }
 
 impl ServeSessionArgs {
@@ -99,18 +63,7 @@ impl ServeSessionArgs {
             trust_anchor_arn: self.trust_anchor_arn.clone(),
             profile_arn: self.profile_arn.clone(),
             role_arn: role_arn.to_owned(),
-            session_duration: self.session_duration,
-            role_session_name: self.role_session_name.clone(),
-            region: self.region.clone(),
-            endpoint: self.endpoint.clone(),
-            fips: self.fips,
-            ca_bundle: self.ca_bundle.clone(),
-            no_verify_ssl: self.no_verify_ssl,
-            with_proxy: self.with_proxy,
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.request_timeout,
-            max_attempts: self.max_attempts,
-            debug: self.debug,
+            options: self.options.clone(),
         }
     }
 }
@@ -280,10 +233,10 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         .session
         .for_role(&roles[0].1)
         .client_options(&requests[0])?;
-    if args.refresh_before >= u64::from(args.session.session_duration) {
+    if args.refresh_before >= u64::from(args.session.options.session_duration) {
         return Err(usage(format!(
             "--refresh-before {} leaves no time between refreshes with --session-duration {}",
-            args.refresh_before, args.session.session_duration
+            args.refresh_before, args.session.options.session_duration
         )));
     }
     if args.ecs && args.auth_token_file.is_none() {

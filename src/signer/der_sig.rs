@@ -1,4 +1,6 @@
-//! ECDSA signature encodings: hardware returns raw `r ‖ s`, SigV4-X509 wants DER.
+//! The small DER encodings the hardware backends share: ECDSA signatures (hardware returns
+//! raw `r ‖ s`, SigV4-X509 wants DER) and RSA public keys (hardware returns modulus and
+//! exponent, certificates carry PKCS#1 `RSAPublicKey`).
 
 /// Encodes a raw `r ‖ s` ECDSA signature (both halves the same length) as DER
 /// `SEQUENCE { INTEGER r, INTEGER s }`. Leading zeros are stripped and a zero byte is
@@ -20,6 +22,20 @@ pub fn ecdsa_pair_to_der(r: &[u8], s: &[u8]) -> Vec<u8> {
     push_len(&mut out, r.len() + s.len());
     out.extend_from_slice(&r);
     out.extend_from_slice(&s);
+    out
+}
+
+/// PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` in DER,
+/// exactly as a certificate's SubjectPublicKeyInfo carries it. Both inputs are big-endian
+/// unsigned, with or without leading zeros.
+pub fn rsa_public_key_der(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
+    let n = der_integer(modulus);
+    let e = der_integer(exponent);
+    let mut out = Vec::with_capacity(n.len() + e.len() + 4);
+    out.push(0x30);
+    push_len(&mut out, n.len() + e.len());
+    out.extend_from_slice(&n);
+    out.extend_from_slice(&e);
     out
 }
 
@@ -73,6 +89,34 @@ mod tests {
         let der = ecdsa_raw_to_der(&raw).expect("even length");
         assert_eq!(&der[..5], &[0x30, 2 * (2 + 49), 0x02, 49, 0x00]);
         assert_eq!(der.len(), 104);
+    }
+
+    #[test]
+    fn rsa_public_key_pads_high_bit_and_strips_zeros() {
+        let der = rsa_public_key_der(&[0x80, 0x01], &65537u32.to_be_bytes());
+        assert_eq!(
+            der,
+            [
+                0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01
+            ]
+        );
+        let long = rsa_public_key_der(&[0xc0; 256], &[1, 0, 1]);
+        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x0a]);
+    }
+
+    #[test]
+    fn rsa_public_key_lengths_short_and_long() {
+        // The modulus and exponent of a 1024-bit key, with CKA_MODULUS's leading-zero-free
+        // encoding; the DER must add the sign byte.
+        let n = [0xc0u8; 128];
+        let der = rsa_public_key_der(&n, &[0x01, 0x00, 0x01]);
+        assert_eq!(&der[..4], &[0x30, 0x81, 0x89, 0x02]);
+        assert_eq!(&der[4..7], &[0x81, 0x81, 0x00]);
+        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
+        // 2048-bit: long-form lengths.
+        let der = rsa_public_key_der(&[0x80; 256], &[0x00, 0x01, 0x00, 0x01]);
+        assert_eq!(&der[..8], &[0x30, 0x82, 0x01, 0x0a, 0x02, 0x82, 0x01, 0x01]);
+        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
     }
 
     #[test]

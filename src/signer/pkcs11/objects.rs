@@ -13,6 +13,7 @@ use cryptoki::session::Session;
 use super::Pkcs11Error;
 use super::uri::{Pkcs11Uri, TokenDesc};
 use crate::cert::{Cert, KeyType as CertKeyType};
+use crate::signer::der_sig::rsa_public_key_der;
 
 /// DER of the P-256 curve OID, as CKA_EC_PARAMS holds it.
 pub const EC_PARAMS_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -415,63 +416,9 @@ pub fn unwrap_ec_point(value: &[u8], key_type: CertKeyType) -> Option<Vec<u8>> {
     None
 }
 
-/// PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` in DER, as
-/// a certificate's SPKI carries it.
-pub fn rsa_public_key_der(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
-    let n = der_uint(modulus);
-    let e = der_uint(exponent);
-    let mut out = Vec::with_capacity(n.len() + e.len() + 4);
-    out.push(0x30);
-    push_len(&mut out, n.len() + e.len());
-    out.extend_from_slice(&n);
-    out.extend_from_slice(&e);
-    out
-}
-
-fn der_uint(value: &[u8]) -> Vec<u8> {
-    let trimmed: &[u8] = match value.iter().position(|b| *b != 0) {
-        Some(i) => &value[i..],
-        None => &[0],
-    };
-    let pad = trimmed[0] & 0x80 != 0;
-    let mut out = Vec::with_capacity(trimmed.len() + 4);
-    out.push(0x02);
-    push_len(&mut out, trimmed.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(trimmed);
-    out
-}
-
-fn push_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rsa_public_key_der_encoding() {
-        // The modulus and exponent of a 1024-bit key, with CKA_MODULUS's leading-zero-free
-        // encoding; the DER must add the sign byte.
-        let n = [0xc0u8; 128];
-        let der = rsa_public_key_der(&n, &[0x01, 0x00, 0x01]);
-        assert_eq!(&der[..4], &[0x30, 0x81, 0x89, 0x02]);
-        assert_eq!(&der[4..7], &[0x81, 0x81, 0x00]);
-        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
-        // 2048-bit: long-form lengths.
-        let der = rsa_public_key_der(&[0x80; 256], &[0x00, 0x01, 0x00, 0x01]);
-        assert_eq!(&der[..8], &[0x30, 0x82, 0x01, 0x0a, 0x02, 0x82, 0x01, 0x01]);
-        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
-    }
 
     #[test]
     fn ec_points_wrapped_or_raw() {

@@ -2,8 +2,6 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use der::asn1::{AnyRef, UintRef};
-use der::{Encode, Tag};
 use tss_esapi::Context;
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
@@ -25,7 +23,7 @@ use super::keyfile::{self, TssKey};
 use super::{KeyLocation, Passwords, TpmError};
 use crate::cert::KeyType;
 use crate::secret::Secret;
-use crate::signer::der_sig::ecdsa_pair_to_der;
+use crate::signer::der_sig::{ecdsa_pair_to_der, rsa_public_key_der};
 use crate::signer::{Digest, SignError, Signer};
 
 /// What the key is, read from its public area.
@@ -401,9 +399,7 @@ pub(crate) fn inspect(public: &Public, desc: &str) -> Result<KeyInfo, TpmError> 
             };
             Ok(KeyInfo {
                 key_type: KeyType::Rsa,
-                public_bits: rsa_public_key_der(unique.value(), exponent).map_err(|e| {
-                    unsupported(format!("its RSA public key cannot be encoded: {e}"))
-                })?,
+                public_bits: rsa_public_key_der(unique.value(), &exponent.to_be_bytes()),
                 fixed_hash,
             })
         }
@@ -442,14 +438,6 @@ pub(crate) fn inspect(public: &Public, desc: &str) -> Result<KeyInfo, TpmError> 
             "it is not an RSA or ECC key (a keyed hash or symmetric object)".to_owned(),
         )),
     }
-}
-
-/// `SEQUENCE { INTEGER n, INTEGER e }`.
-pub(crate) fn rsa_public_key_der(modulus: &[u8], exponent: u32) -> Result<Vec<u8>, der::Error> {
-    let mut body = Vec::new();
-    UintRef::new(modulus)?.encode_to_vec(&mut body)?;
-    UintRef::new(&exponent.to_be_bytes())?.encode_to_vec(&mut body)?;
-    AnyRef::new(Tag::Sequence, &body)?.to_der()
 }
 
 /// `0x04 ‖ x ‖ y`, each coordinate left-padded to the curve size.
@@ -687,18 +675,6 @@ fn load_error(e: &tss_esapi::Error, file: &TssKey, desc: &str) -> TpmError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rsa_public_key_encoding() {
-        // n with the high bit set gets a leading zero; e = 65537.
-        let der = rsa_public_key_der(&[0x80, 0x01], 65537).expect("encodes");
-        assert_eq!(
-            der,
-            vec![
-                0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01
-            ]
-        );
-    }
 
     #[test]
     fn ec_points_are_padded() {
