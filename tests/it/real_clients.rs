@@ -59,21 +59,11 @@ print(json.dumps({"AccessKeyId": c.access_key, "SecretAccessKey": c.secret_key, 
 fn boto3_gets_credentials_through_credential_process() {
     let w = World::new(&[]);
     let leaf = w.leaf("boto3", KeyKind::P256);
-    let mut args = vec![
-        "--certificate".to_owned(),
-        leaf.cert_path.display().to_string(),
-        "--private-key".to_owned(),
-        leaf.key_path.display().to_string(),
-    ];
+    let mut args = leaf.file_args();
     args.extend(w.emulator.session_args());
     let config = aws_config(w.dir.path(), &args);
     let got = boto3_credentials(w.dir.path(), &config);
-    assert!(
-        got["AccessKeyId"]
-            .as_str()
-            .is_some_and(|k| k.starts_with("ASIA")),
-        "{got}"
-    );
+    assert_issued_key(&got);
     assert!(
         got["SecretAccessKey"]
             .as_str()
@@ -90,12 +80,7 @@ fn boto3_gets_credentials_through_credential_process() {
 fn aws_cli_runs_credential_process() {
     let w = World::new(&[]);
     let leaf = w.leaf("awscli", KeyKind::Rsa2048);
-    let mut args = vec![
-        "--certificate".to_owned(),
-        leaf.cert_path.display().to_string(),
-        "--private-key".to_owned(),
-        leaf.key_path.display().to_string(),
-    ];
+    let mut args = leaf.file_args();
     args.extend(w.emulator.session_args());
     let config = aws_config(w.dir.path(), &args);
     let aws = python().with_file_name("aws");
@@ -155,12 +140,7 @@ print(json.dumps({"AccessKeyId": c.access_key}))
             .expect("run python");
         assert_exit(&out, 0);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        assert!(
-            v["AccessKeyId"]
-                .as_str()
-                .is_some_and(|k| k.starts_with("ASIA")),
-            "{v}"
-        );
+        assert_issued_key(&v);
     }
     assert_eq!(w.emulator.stats()["issued"], 2);
 }

@@ -131,15 +131,8 @@ impl Drop for Daemon {
 
 /// `serve` flags for `leaf` against the world's emulator, on a free loopback port.
 pub fn serve_args(w: &World, leaf: &Leaf, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--port".into(),
-        "0".into(),
-        "--certificate".into(),
-        leaf.cert_path.display().to_string(),
-        "--private-key".into(),
-        leaf.key_path.display().to_string(),
-    ];
+    let mut args: Vec<String> = vec!["serve".into(), "--port".into(), "0".into()];
+    args.extend(leaf.file_args());
     args.extend(w.emulator.session_args());
     args.extend(extra.iter().map(|s| s.to_string()));
     args

@@ -10,13 +10,8 @@ use crate::common::*;
 use crate::serve::Daemon;
 
 fn update_args(w: &World, leaf: &Leaf, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "update".into(),
-        "--certificate".into(),
-        leaf.cert_path.display().to_string(),
-        "--private-key".into(),
-        leaf.key_path.display().to_string(),
-    ];
+    let mut args: Vec<String> = vec!["update".into()];
+    args.extend(leaf.file_args());
     args.extend(w.emulator.session_args());
     args.extend(extra.iter().map(|s| s.to_string()));
     args

@@ -156,6 +156,28 @@ pub struct Leaf {
     pub der: Vec<u8>,
 }
 
+impl Leaf {
+    /// `--certificate CERT --private-key KEY`.
+    pub fn file_args(&self) -> Vec<String> {
+        vec![
+            "--certificate".into(),
+            self.cert_path.display().to_string(),
+            "--private-key".into(),
+            self.key_path.display().to_string(),
+        ]
+    }
+}
+
+/// Asserts that `v["AccessKeyId"]` is an access key the emulator issued.
+pub fn assert_issued_key(v: &serde_json::Value) {
+    assert!(
+        v["AccessKeyId"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ASIA")),
+        "not an issued access key: {v}"
+    );
+}
+
 fn ca_params(cn: &str) -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name.push(DnType::CommonName, cn);
@@ -448,10 +470,6 @@ pub fn assert_process_json(o: &Output) -> serde_json::Value {
         ]
     );
     assert_eq!(v["Version"], 1);
-    assert!(
-        v["AccessKeyId"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("ASIA"))
-    );
+    assert_issued_key(&v);
     v
 }
