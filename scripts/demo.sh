@@ -6,6 +6,8 @@
 # credentials. Everything lives in a temp dir and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# rustup installs cargo under ~/.cargo/bin, which a non-login shell may not have on PATH.
+case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
 scripts/setup.sh
 echo "demo: building ra-signer (release)…" >&2
 cargo build --release --quiet --bins

@@ -3,6 +3,8 @@
 # OpenSSL, SoftHSM2 + OpenSC, swtpm + tpm2-tools + tpm2-openssl + libtss2, and Python's
 # venv. Idempotent: it installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
+# rustup installs cargo under ~/.cargo/bin, which a non-login shell may not have on PATH.
+case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
 
 packages=(ca-certificates openssl pkg-config gcc libc6-dev time wrk
           softhsm2 opensc gnutls-bin p11-kit

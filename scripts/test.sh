@@ -4,6 +4,8 @@
 # and integration, against real SoftHSM2 tokens, swtpm instances and ra-emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# rustup installs cargo under ~/.cargo/bin, which a non-login shell may not have on PATH.
+case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
 
 scripts/setup.sh
 
