@@ -56,7 +56,16 @@ fn credential_process(args: &CredentialProcessArgs) -> Result<(), Error> {
             crate::cache::key(&request, &options, &identity_config, min_validity, debug)
         })
         .flatten();
-    let cached = cache_key.as_ref().and_then(crate::cache::lookup);
+    let mut cached = cache_key.as_ref().and_then(crate::cache::lookup);
+    // On a miss, wait for any run already signing for this entry, then look again.
+    let _entry_lock = match (&cache_key, &cached) {
+        (Some(key), None) => {
+            let lock = crate::cache::lock(key);
+            cached = crate::cache::lookup(key);
+            lock
+        }
+        _ => None,
+    };
     let credentials = match cached {
         Some(c) => c,
         None => {

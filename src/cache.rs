@@ -14,6 +14,11 @@
 //! owning user (so processes of that user whose session keyring does not link `@u`, such
 //! as systemd services, still find it), nothing to group or others.
 //!
+//! Runs that miss at the same moment (a burst of AWS CLI commands) queue on an exclusive
+//! `flock` of a per-entry lock file, `$XDG_RUNTIME_DIR/ra-signer/<hash>.lock` (else
+//! `~/.cache/ra-signer/`), and look again once they hold it: one signs, the others find its
+//! credentials. The lock file holds nothing.
+//!
 //! Where the keyring is unavailable (not Linux, a seccomp filter denying `keyctl` as
 //! Docker's default profile does, the key quota exhausted), runs fall back to no cache,
 //! with one note on stderr under `--debug`.
@@ -30,6 +35,32 @@ use crate::time::UtcTime;
 
 /// A cached answer must be at least this many seconds from expiry.
 pub const MIN_VALIDITY: u64 = 300;
+
+/// Takes the exclusive lock of `key`'s entry, waiting for a run that is signing for it;
+/// released when the returned file is dropped (or the holder exits). `None` when no lock
+/// file can be made: the run then goes on unlocked.
+pub fn lock(key: &CacheKey) -> Option<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(runtime) => std::path::PathBuf::from(runtime).join("ra-signer"),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/ra-signer"),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .ok()?;
+    let name = key.description.trim_start_matches(DESCRIPTION_PREFIX);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(format!("{name}.lock")))
+        .ok()?;
+    file.lock().ok()?;
+    Some(file)
+}
 
 /// Prefix of the keyring key descriptions.
 pub const DESCRIPTION_PREFIX: &str = "ra-signer:";

@@ -151,3 +151,44 @@ fn other_session_options_miss() {
     assert_ne!(c["AccessKeyId"], first["AccessKeyId"]);
     assert_eq!(w.emulator.stats()["issued"], 4);
 }
+
+#[test]
+fn concurrent_misses_queue_for_one_create_session() {
+    let w = World::new(&[]);
+    let probe = w.leaf("cache-probe", KeyKind::P256);
+    if keyring_works(&w, &probe).is_none() {
+        return;
+    }
+    // Each CreateSession takes 300 ms, so all six runs miss while the first one signs.
+    w.emulator.set_faults(&["delay=300"]);
+    let leaf = w.leaf("cache-burst", KeyKind::P256);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            let mut cmd = ra_signer(w.dir.path());
+            cmd.arg("credential-process")
+                .arg("--cache")
+                .args(leaf.file_args())
+                .args(w.emulator.session_args())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().expect("spawn")
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let keys: Vec<String> = outputs
+        .iter()
+        .map(|o| assert_process_json(o)["AccessKeyId"].to_string())
+        .collect();
+    assert!(
+        keys.windows(2).all(|k| k[0] == k[1]),
+        "one set of credentials: {keys:?}"
+    );
+    assert_eq!(
+        w.emulator.stats()["issued"],
+        2,
+        "the probe signed once, and the six concurrent runs once"
+    );
+}
