@@ -623,3 +623,48 @@ fn system_trust_store_honours_ssl_cert_file_and_loopback_skips_proxies() {
         .env("https_proxy", &dead_proxy);
     assert_process_json(&run(&mut cmd));
 }
+
+/// Help text is part of the product: each command's `--help` is compared with
+/// tests/snapshots/help-<command>.txt. After a deliberate change, regenerate them with
+/// `RA_SIGNER_UPDATE_SNAPSHOTS=1 cargo test --test it help_snapshots` and review the diff.
+#[test]
+fn help_snapshots() {
+    let dir = tempdir();
+    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let update = std::env::var_os("RA_SIGNER_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for command in [
+        "",
+        "credential-process",
+        "sign-string",
+        "read-certificate-data",
+        "serve",
+        "update",
+        "keygen",
+        "version",
+    ] {
+        let mut cmd = ra_signer(dir.path());
+        if !command.is_empty() {
+            cmd.arg(command);
+        }
+        let out = run(cmd.arg("--help").env("COLUMNS", "100"));
+        assert_exit(&out, 0);
+        let name = if command.is_empty() {
+            "ra-signer"
+        } else {
+            command
+        };
+        let path = snapshots.join(format!("help-{name}.txt"));
+        if update {
+            std::fs::create_dir_all(&snapshots).expect("snapshots dir");
+            std::fs::write(&path, &out.stdout).expect("write snapshot");
+        } else if std::fs::read(&path).ok().as_deref() != Some(&out.stdout[..]) {
+            stale.push(format!("{}:\n{}", path.display(), stdout(&out)));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "help text differs from its snapshot (RA_SIGNER_UPDATE_SNAPSHOTS=1 regenerates):\n{}",
+        stale.join("\n")
+    );
+}
