@@ -224,7 +224,9 @@ fn open_pkcs11(_: &crate::config::IdentityConfig) -> Result<Identity, crate::err
 
 #[cfg(feature = "tpm")]
 fn open_tpm(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
-    tpm::open(config).map_err(Into::into)
+    let identity = tpm::open(config)?;
+    check_validity(identity.leaf(), crate::time::UtcTime::now())?;
+    Ok(identity)
 }
 
 #[cfg(not(feature = "tpm"))]
