@@ -226,7 +226,7 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
 }
 
 fn is_tss2(path: &std::path::Path) -> bool {
-    std::fs::read(path)
+    crate::input::read(path)
         .map(|b| b.windows(24).any(|w| w == b"BEGIN TSS2 PRIVATE KEY--"))
         .unwrap_or(false)
 }

@@ -140,8 +140,7 @@ fn certificate_fingerprint(identity: &IdentityConfig) -> Option<String> {
         match crate::cert::Cert::first_from_file(path) {
             Ok(c) => Some(format!("sha256:{}", c.sha256_hex())),
             // PKCS#12 and other containers: the file's own hash.
-            Err(_) => std::fs::read(path).ok().map(|b| {
-                let b = zeroize::Zeroizing::new(b);
+            Err(_) => crate::input::read(path).ok().map(|b| {
                 format!(
                     "file-sha256:{}",
                     crate::cert::hex_lower(

@@ -267,8 +267,8 @@ impl Cert {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|source| CertError::Read {
+fn read_file(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, CertError> {
+    crate::input::read(path).map_err(|source| CertError::Read {
         path: path.display().to_string(),
         source,
     })

@@ -60,11 +60,12 @@ pub enum Command {
 /// Where the certificate and key come from.
 #[derive(Debug, Clone, Args)]
 pub struct IdentityArgs {
-    /// Certificate: a PEM/DER file, or a pkcs11: URI.
+    /// Certificate: a PEM/DER file, env:NAME (a variable holding PEM or base64 DER), or a
+    /// pkcs11: URI.
     #[arg(long, value_name = "FILE|URI")]
     pub certificate: Option<String>,
-    /// Private key: a key file (PKCS#8, SEC1, PKCS#1, encrypted PKCS#8, PKCS#12, TSS2), a
-    /// pkcs11: URI, or handle:0x81… for a persistent TPM key.
+    /// Private key: a key file (PKCS#8, SEC1, PKCS#1, encrypted PKCS#8, PKCS#12, TSS2) or
+    /// env:NAME holding one, a pkcs11: URI, or handle:0x81… for a persistent TPM key.
     #[arg(long, value_name = "FILE|URI|HANDLE")]
     pub private_key: Option<String>,
     /// PEM bundle of intermediate CA certificates to send (overrides any found with the key).

@@ -11,8 +11,6 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use zeroize::Zeroizing;
-
 use super::state::Shared;
 use crate::config::{CertificateSource, IdentityConfig, PrivateKeySource, SessionRequest};
 use crate::error::Error;
@@ -56,7 +54,7 @@ pub fn fingerprint(config: &IdentityConfig) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let file = |ctx: &mut ring::digest::Context, tag: &[u8], path: &Path| {
         ctx.update(tag);
-        match std::fs::read(path).map(Zeroizing::new) {
+        match crate::input::read(path) {
             Ok(bytes) => {
                 ctx.update(&(bytes.len() as u64).to_le_bytes());
                 ctx.update(&bytes);
@@ -109,7 +107,7 @@ fn token_certificates(ctx: &mut ring::digest::Context, _: &str, _: &IdentityConf
 fn is_tpm(config: &IdentityConfig) -> bool {
     match &config.private_key {
         PrivateKeySource::TpmHandle(_) => true,
-        PrivateKeySource::File(p) => std::fs::read(p)
+        PrivateKeySource::File(p) => crate::input::read(p)
             .map(|b| b.windows(24).any(|w| w == b"BEGIN TSS2 PRIVATE KEY--"))
             .unwrap_or(false),
         PrivateKeySource::Pkcs11(_) => false,

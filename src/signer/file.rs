@@ -22,8 +22,6 @@ mod tests;
 use std::fmt;
 use std::path::Path;
 
-use zeroize::Zeroizing;
-
 use crate::cert::{Cert, CertError};
 use crate::secret::{Secret, SecretError};
 
@@ -181,10 +179,10 @@ pub fn load(
     password: &mut dyn FnMut() -> Result<Secret, SecretError>,
 ) -> Result<LoadedKey, FileKeyError> {
     let origin = path.display().to_string();
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| FileKeyError::Read {
+    let bytes = crate::input::read(path).map_err(|source| FileKeyError::Read {
         path: origin.clone(),
         source,
-    })?);
+    })?;
     load_bytes(&bytes, &origin, password)
 }
 

@@ -198,7 +198,7 @@ pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, crate::e
 /// Whether `path` holds a TPM 2.0 key (a TSS2 PRIVATE KEY PEM); unreadable files are left
 /// to the file loader, which reports them.
 fn is_tss2_key_file(path: &std::path::Path) -> bool {
-    std::fs::read(path)
+    crate::input::read(path)
         .map(|b| {
             b.windows(30)
                 .any(|w| w == b"-----BEGIN TSS2 PRIVATE KEY---")

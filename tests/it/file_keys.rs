@@ -204,3 +204,59 @@ fn unsupported_key_type_is_named() {
         stderr(&out)
     );
 }
+
+#[test]
+fn certificate_and_key_from_environment_variables() {
+    use base64::Engine;
+    let w = World::new(&[]);
+    let leaf = w.leaf("from-env", KeyKind::P256);
+    let cert_pem = std::fs::read_to_string(&leaf.cert_path).expect("cert");
+    let key_pem = std::fs::read_to_string(&leaf.key_path).expect("key");
+    let env_cmd = |cert: &str, key: &str| {
+        let mut cmd = ra_signer(w.dir.path());
+        cmd.args([
+            "credential-process",
+            "--certificate",
+            "env:RA_CERT",
+            "--private-key",
+            "env:RA_KEY",
+        ])
+        .args(w.emulator.session_args())
+        .env("RA_CERT", cert)
+        .env("RA_KEY", key);
+        cmd
+    };
+    // PEM text, as CI secret stores keep it.
+    assert_process_json(&run(&mut env_cmd(&cert_pem, &key_pem)));
+    // The base64 of DER.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key_der = openssl(&[
+        "pkey",
+        "-in",
+        leaf.key_path.to_str().expect("utf-8"),
+        "-outform",
+        "DER",
+    ])
+    .stdout;
+    assert_process_json(&run(&mut env_cmd(
+        &b64.encode(&leaf.der),
+        &b64.encode(&key_der),
+    )));
+    // An unset variable and garbage are clear identity errors.
+    let mut cmd = env_cmd(&cert_pem, &key_pem);
+    cmd.env_remove("RA_KEY");
+    let out = run(&mut cmd);
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("the environment variable RA_KEY is not set"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&mut env_cmd("not a certificate!", &key_pem));
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("RA_CERT holds neither PEM nor base64"),
+        "{}",
+        stderr(&out)
+    );
+}

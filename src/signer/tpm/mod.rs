@@ -381,7 +381,7 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
 
 /// Reads and parses a TSS2 key file.
 pub fn read_key_file(path: &Path) -> Result<TssKey, TpmError> {
-    let bytes = std::fs::read(path).map_err(|source| TpmError::KeyFileRead {
+    let bytes = crate::input::read(path).map_err(|source| TpmError::KeyFileRead {
         path: path.display().to_string(),
         source,
     })?;
