@@ -42,6 +42,7 @@ pub struct Rendered {
     pub expiration: UtcTime,
 }
 
+/// The IMDS body: the ECS fields behind three of its own.
 #[derive(serde::Serialize)]
 struct ImdsBody<'a> {
     #[serde(rename = "Code")]
@@ -50,14 +51,8 @@ struct ImdsBody<'a> {
     last_updated: String,
     #[serde(rename = "Type")]
     kind: &'static str,
-    #[serde(rename = "AccessKeyId")]
-    access_key_id: &'a str,
-    #[serde(rename = "SecretAccessKey")]
-    secret_access_key: &'a str,
-    #[serde(rename = "Token")]
-    token: &'a str,
-    #[serde(rename = "Expiration")]
-    expiration: String,
+    #[serde(flatten)]
+    credentials: &'a EcsBody<'a>,
 }
 
 #[derive(serde::Serialize)]
@@ -75,20 +70,17 @@ struct EcsBody<'a> {
 impl Rendered {
     /// Renders `creds`, obtained at `updated`.
     pub fn new(creds: &Credentials, updated: UtcTime) -> Rendered {
-        let imds = ImdsBody {
-            code: "Success",
-            last_updated: updated.rfc3339(),
-            kind: "AWS-HMAC",
-            access_key_id: &creds.access_key_id,
-            secret_access_key: creds.secret_access_key.expose(),
-            token: creds.session_token.expose(),
-            expiration: creds.expiration.rfc3339(),
-        };
         let ecs = EcsBody {
             access_key_id: &creds.access_key_id,
             secret_access_key: creds.secret_access_key.expose(),
             token: creds.session_token.expose(),
             expiration: creds.expiration.rfc3339(),
+        };
+        let imds = ImdsBody {
+            code: "Success",
+            last_updated: updated.rfc3339(),
+            kind: "AWS-HMAC",
+            credentials: &ecs,
         };
         let secrets_len = creds.access_key_id.len()
             + creds.secret_access_key.expose().len()

@@ -352,17 +352,8 @@ fn untrusted_tls_certificate_hints_at_ca_bundle() {
     // Trusting a CA that did not issue the emulator's TLS certificate.
     let mut cmd = ra_signer(w.dir.path());
     cmd.arg("credential-process")
-        .arg("--certificate")
-        .arg(&leaf.cert_path)
-        .arg("--private-key")
-        .arg(&leaf.key_path)
-        .args([
-            "--trust-anchor-arn",
-            TRUST_ANCHOR_ARN,
-            "--profile-arn",
-            PROFILE_ARN,
-        ])
-        .args(["--role-arn", ROLE_ARN, "--endpoint", &w.emulator.url])
+        .args(leaf.file_args())
+        .args(w.emulator.arn_args())
         .arg("--ca-bundle")
         .arg(&w.ca.cert_path);
     let out = run(&mut cmd);
@@ -606,17 +597,8 @@ fn system_trust_store_honours_ssl_cert_file_and_loopback_skips_proxies() {
     };
     let mut cmd = ra_signer(w.dir.path());
     cmd.arg("credential-process")
-        .arg("--certificate")
-        .arg(&leaf.cert_path)
-        .arg("--private-key")
-        .arg(&leaf.key_path)
-        .args([
-            "--trust-anchor-arn",
-            TRUST_ANCHOR_ARN,
-            "--profile-arn",
-            PROFILE_ARN,
-        ])
-        .args(["--role-arn", ROLE_ARN, "--endpoint", &w.emulator.url])
+        .args(leaf.file_args())
+        .args(w.emulator.arn_args())
         .env("SSL_CERT_FILE", &w.emulator.tls_ca)
         .env("SSL_CERT_DIR", w.dir.path().join("no-such-dir"))
         .env("HTTPS_PROXY", &dead_proxy)

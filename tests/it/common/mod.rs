@@ -344,8 +344,15 @@ impl Emulator {
         );
     }
 
-    /// The flags that point `ra-signer` at this emulator.
+    /// The flags that point `ra-signer` at this emulator, trusting its TLS certificate.
     pub fn session_args(&self) -> Vec<String> {
+        let mut args = self.arn_args();
+        args.extend(["--ca-bundle".into(), self.tls_ca.display().to_string()]);
+        args
+    }
+
+    /// The ARNs and `--endpoint`, with no TLS trust setting.
+    pub fn arn_args(&self) -> Vec<String> {
         vec![
             "--trust-anchor-arn".into(),
             TRUST_ANCHOR_ARN.into(),
@@ -355,8 +362,6 @@ impl Emulator {
             ROLE_ARN.into(),
             "--endpoint".into(),
             self.url.clone(),
-            "--ca-bundle".into(),
-            self.tls_ca.display().to_string(),
         ]
     }
 }
@@ -440,10 +445,7 @@ impl World {
     pub fn credential_process(&self, leaf: &Leaf, extra: &[&str]) -> Output {
         let mut cmd = ra_signer(self.dir.path());
         cmd.arg("credential-process")
-            .arg("--certificate")
-            .arg(&leaf.cert_path)
-            .arg("--private-key")
-            .arg(&leaf.key_path)
+            .args(leaf.file_args())
             .args(self.emulator.session_args())
             .args(extra);
         run(&mut cmd)
