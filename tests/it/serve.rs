@@ -738,12 +738,12 @@ fn a_token_key_logs_in_once_for_every_refresh_and_out_at_shutdown() {
         "pkcs11:token=ra-test;object=p256".into(),
         "--pkcs11-lib".into(),
     ];
-    let spied = spy.exists();
-    args.push(
-        if spied { spy } else { module.as_path() }
-            .display()
-            .to_string(),
+    assert!(
+        spy.exists(),
+        "{} is missing: scripts/setup.sh installs it (apt-get install opensc)",
+        spy.display()
     );
+    args.push(spy.display().to_string());
     args.extend(emulator.session_args());
     args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
     let pin_file = dir.path().join("pin");
@@ -771,10 +771,6 @@ fn a_token_key_logs_in_once_for_every_refresh_and_out_at_shutdown() {
     assert!(emulator.stats()["issued"].as_u64().expect("n") >= 3);
     let status = d.terminate(Duration::from_secs(10));
     assert!(status.success(), "{}", d.stderr());
-    if !spied {
-        eprintln!("pkcs11-spy.so is missing (apt-get install opensc): call counts not checked");
-        return;
-    }
     let calls = spy_functions(&log);
     let n = |f: &str| calls.iter().filter(|c| *c == f).count();
     assert_eq!(
