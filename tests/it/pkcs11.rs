@@ -943,15 +943,17 @@ fn modules_from_the_uri_and_the_p11_kit_proxy() {
         stderr(&o)
     );
     // SoftHSM2 registers itself with p11-kit: module-name and the default proxy find it.
-    if Path::new("/usr/share/p11-kit/modules/softhsm2.module").exists() {
-        let o = run_uri(
-            "pkcs11:token=ra-test;object=p256?module-name=softhsm2".into(),
-            None,
-        );
-        assert_process_json(&o);
-        let o = run_uri("pkcs11:token=ra-test;object=p256".into(), None);
-        assert_process_json(&o);
-    }
+    assert!(
+        Path::new("/usr/share/p11-kit/modules/softhsm2.module").exists(),
+        "Debian's softhsm2 package registers the module with p11-kit"
+    );
+    let o = run_uri(
+        "pkcs11:token=ra-test;object=p256?module-name=softhsm2".into(),
+        None,
+    );
+    assert_process_json(&o);
+    let o = run_uri("pkcs11:token=ra-test;object=p256".into(), None);
+    assert_process_json(&o);
 }
 
 #[test]
