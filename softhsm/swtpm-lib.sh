@@ -136,6 +136,16 @@ tpm_srk() {
     return $rc
 }
 
+# _tpm_alg TYPE: the tpm2-tools algorithm name of rsa2048, p256 or p384.
+_tpm_alg() {
+    case $1 in
+    rsa2048) echo rsa2048 ;;
+    p256) echo ecc256 ;;
+    p384) echo ecc384 ;;
+    *) echo "unknown key type $1" >&2; return 1 ;;
+    esac
+}
+
 # tpm_tools_key PARENT TYPE OUT.key [KEY_PASSWORD] [PARENT_PASSWORD] [ATTRIBUTES]: a key
 # created with tpm2_create under a persistent PARENT and written as a TSS2 key file with
 # tpm2_encodeobject (its public key to OUT.pub.pem). TYPE: rsa2048 p256 p384. tpm2_encodeobject 5.4 writes emptyAuth
@@ -144,12 +154,7 @@ tpm_tools_key() {
     local parent=$1 type=$2 out=$3 pw=${4:-} ppw=${5:-}
     local attrs=${6:-"fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign"}
     local alg
-    case $type in
-    rsa2048) alg=rsa2048 ;;
-    p256) alg=ecc256 ;;
-    p384) alg=ecc384 ;;
-    *) echo "unknown key type $type" >&2; return 1 ;;
-    esac
+    alg=$(_tpm_alg "$type") || return 1
     local tmp
     tmp=$(mktemp -d)
     local kp=() pp=() flag=()
@@ -173,12 +178,7 @@ tpm_persistent_key() {
     local tmp
     tmp=$(mktemp -d)
     local alg
-    case $type in
-    rsa2048) alg=rsa2048 ;;
-    p256) alg=ecc256 ;;
-    p384) alg=ecc384 ;;
-    *) echo "unknown key type $type" >&2; return 1 ;;
-    esac
+    alg=$(_tpm_alg "$type") || return 1
     local kp=()
     if [ -n "$pw" ]; then kp=(-p "$pw"); fi
     tpm2_create -Q -C 0x81000001 -G "$alg" -g sha256 "${kp[@]}" \

@@ -199,7 +199,7 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
     let bare_key;
     let identity;
     let signer: &dyn Signer = match (&config.private_key, &config.certificate) {
-        (PrivateKeySource::File(path), None) if !is_tss2(path) => {
+        (PrivateKeySource::File(path), None) if !signer::is_tss2_key_file(path) => {
             let what = format!("the password of key file {}", path.display());
             let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
             bare_key = signer::file::load(path, &mut ask)?.signer;
@@ -223,12 +223,6 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
     written
         .and_then(|()| out.flush())
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot write to stdout: {e}")))
-}
-
-fn is_tss2(path: &std::path::Path) -> bool {
-    crate::input::read(path)
-        .map(|b| b.windows(24).any(|w| w == b"BEGIN TSS2 PRIVATE KEY--"))
-        .unwrap_or(false)
 }
 
 /// The JSON of `read-certificate-data` for one certificate.

@@ -363,79 +363,43 @@ mod tests {
         let cert = dir.path().join("c.pem");
         std::fs::write(&cert, "not a certificate, hashed as a file").expect("write");
         let role = "arn:aws:iam::123456789012:role/A";
-        let base = key(
-            &request(role, 3600, None),
-            &options("https://e"),
-            &identity(&cert),
-            300,
-            false,
-        )
-        .expect("key");
+        // The cache key for one variation of the inputs.
+        let key_for = |role: &str, duration, name, endpoint, min_validity, debug| {
+            key(
+                &request(role, duration, name),
+                &options(endpoint),
+                &identity(&cert),
+                min_validity,
+                debug,
+            )
+        };
+        let base = key_for(role, 3600, None, "https://e", 300, false).expect("key");
         assert!(base.description().starts_with(DESCRIPTION_PREFIX));
         assert_eq!(base.description().len(), DESCRIPTION_PREFIX.len() + 64);
-        let same = key(
-            &request(role, 3600, None),
-            &options("https://e"),
-            &identity(&cert),
-            0,
-            true,
-        )
-        .expect("key");
+        // How a run uses the entry does not change which entry it is.
+        let same = key_for(role, 3600, None, "https://e", 0, true).expect("key");
         assert_eq!(base.description(), same.description());
         let variants = [
-            key(
-                &request("arn:aws:iam::123456789012:role/B", 3600, None),
-                &options("https://e"),
-                &identity(&cert),
+            key_for(
+                "arn:aws:iam::123456789012:role/B",
+                3600,
+                None,
+                "https://e",
                 300,
                 false,
             ),
-            key(
-                &request(role, 900, None),
-                &options("https://e"),
-                &identity(&cert),
-                300,
-                false,
-            ),
-            key(
-                &request(role, 3600, Some("me")),
-                &options("https://e"),
-                &identity(&cert),
-                300,
-                false,
-            ),
-            key(
-                &request(role, 3600, None),
-                &options("https://f"),
-                &identity(&cert),
-                300,
-                false,
-            ),
+            key_for(role, 900, None, "https://e", 300, false),
+            key_for(role, 3600, Some("me"), "https://e", 300, false),
+            key_for(role, 3600, None, "https://f", 300, false),
         ];
         for v in variants {
             assert_ne!(v.expect("key").description(), base.description());
         }
         std::fs::write(&cert, "another certificate").expect("write");
-        let rotated = key(
-            &request(role, 3600, None),
-            &options("https://e"),
-            &identity(&cert),
-            300,
-            false,
-        )
-        .expect("key");
+        let rotated = key_for(role, 3600, None, "https://e", 300, false).expect("key");
         assert_ne!(rotated.description(), base.description());
         std::fs::remove_file(&cert).expect("rm");
-        assert!(
-            key(
-                &request(role, 3600, None),
-                &options("https://e"),
-                &identity(&cert),
-                300,
-                false
-            )
-            .is_none()
-        );
+        assert!(key_for(role, 3600, None, "https://e", 300, false).is_none());
     }
 
     #[cfg(target_os = "linux")]

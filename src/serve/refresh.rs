@@ -107,9 +107,7 @@ fn token_certificates(ctx: &mut ring::digest::Context, _: &str, _: &IdentityConf
 fn is_tpm(config: &IdentityConfig) -> bool {
     match &config.private_key {
         PrivateKeySource::TpmHandle(_) => true,
-        PrivateKeySource::File(p) => crate::input::read(p)
-            .map(|b| b.windows(24).any(|w| w == b"BEGIN TSS2 PRIVATE KEY--"))
-            .unwrap_or(false),
+        PrivateKeySource::File(p) => signer::is_tss2_key_file(p),
         PrivateKeySource::Pkcs11(_) => false,
     }
 }

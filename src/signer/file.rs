@@ -25,6 +25,7 @@ use std::path::Path;
 use crate::cert::{Cert, CertError};
 use crate::secret::{Secret, SecretError};
 
+pub use detect::TSS2_PEM_HEADER;
 use detect::{Block, Kind};
 
 /// The formats [`load`] accepts, as listed in its errors.

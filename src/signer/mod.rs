@@ -189,19 +189,18 @@ pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, crate::e
     }
     match &config.private_key {
         PrivateKeySource::TpmHandle(_) => open_tpm(config),
-        PrivateKeySource::File(path) if is_tss2_key_file(path) => open_tpm(config),
         PrivateKeySource::File(path) => open_file(path, config),
         PrivateKeySource::Pkcs11(_) => open_pkcs11(config),
     }
 }
 
-/// Whether `path` holds a TPM 2.0 key (a TSS2 PRIVATE KEY PEM); unreadable files are left
-/// to the file loader, which reports them.
-fn is_tss2_key_file(path: &std::path::Path) -> bool {
+/// Whether `path` holds a TPM 2.0 key (a TSS2 PRIVATE KEY PEM), for callers that must know
+/// before opening it; unreadable files count as not.
+pub fn is_tss2_key_file(path: &std::path::Path) -> bool {
     crate::input::read(path)
         .map(|b| {
-            b.windows(30)
-                .any(|w| w == b"-----BEGIN TSS2 PRIVATE KEY---")
+            b.windows(file::TSS2_PEM_HEADER.len())
+                .any(|w| w == file::TSS2_PEM_HEADER)
         })
         .unwrap_or(false)
 }
@@ -300,7 +299,13 @@ fn open_file(
 
     let what = format!("the password of key file {}", path.display());
     let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
-    let loaded = file::load(path, &mut ask).map_err(Error::from)?;
+    // The loader recognises TPM key files; the TPM backend opens the PEM ones.
+    let loaded = match file::load(path, &mut ask) {
+        Err(file::FileKeyError::TpmKeyFile { .. }) if is_tss2_key_file(path) => {
+            return open_tpm(config);
+        }
+        loaded => loaded?,
+    };
     let key_desc = format!("{} file {}", loaded.format, path.display());
 
     let mut certs = match &config.certificate {

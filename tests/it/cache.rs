@@ -3,8 +3,6 @@
 //! session options misses. The cache is the kernel user keyring: each test's fresh
 //! certificate keys its own entries.
 
-use std::process::Command;
-
 use crate::common::*;
 
 /// Runs `credential-process --cache --debug` once. Without a usable kernel keyring the test
@@ -51,27 +49,12 @@ fn aws_cli_commands_share_one_create_session() {
     if keyring_works(&w, &leaf).is_none() {
         return;
     }
-    let mut args = vec![
-        "--certificate".to_owned(),
-        leaf.cert_path.display().to_string(),
-        "--private-key".to_owned(),
-        leaf.key_path.display().to_string(),
-        "--cache".to_owned(),
-    ];
+    let mut args = leaf.file_args();
+    args.push("--cache".to_owned());
     args.extend(w.emulator.session_args());
     let config = crate::real_clients::aws_config(w.dir.path(), &args);
-    let aws = python().with_file_name("aws");
     for _ in 0..3 {
-        let out = Command::new(&aws)
-            .args(["configure", "list", "--profile", "ra"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", w.dir.path())
-            .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", w.dir.path().join("none"))
-            .output()
-            .expect("run aws");
-        assert_exit(&out, 0);
+        let out = crate::real_clients::aws_configure_list(w.dir.path(), &config);
         assert!(stdout(&out).contains("custom-process"), "{}", stdout(&out));
     }
     assert_eq!(

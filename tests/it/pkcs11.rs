@@ -973,27 +973,11 @@ fn boto3_gets_credentials_through_credential_process_with_a_token_key() {
     ];
     args.extend(emu.session_args());
     let config = crate::real_clients::aws_config(hsm.path(), &args);
-    let script = r#"
-import json, boto3
-c = boto3.Session(profile_name="ra").get_credentials().get_frozen_credentials()
-print(json.dumps({"AccessKeyId": c.access_key, "SecretAccessKey": c.secret_key, "SessionToken": c.token}))
-"#;
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", hsm.path())
-        .env("SOFTHSM2_CONF", &hsm.conf)
-        .env("AWS_CONFIG_FILE", &config)
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            hsm.path().join("no-credentials"),
-        )
-        .output()
-        .expect("run python");
-    assert_exit(&out, 0);
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("boto3 output");
+    let got = crate::real_clients::boto3_credentials(
+        hsm.path(),
+        &config,
+        &[("SOFTHSM2_CONF", hsm.conf.as_path())],
+    );
     assert_issued_key(&got);
     assert_eq!(emu.stats()["issued"], 1);
 }

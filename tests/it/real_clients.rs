@@ -3,7 +3,7 @@
 //! `iam-rolesanywhere-session` accepted by the emulator.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::common::*;
 
@@ -33,24 +33,43 @@ pub fn aws_config(dir: &Path, args: &[String]) -> std::path::PathBuf {
     config
 }
 
-/// Runs boto3 with `config` and profile `ra`; returns (access key, secret, token) it got.
-pub fn boto3_credentials(dir: &Path, config: &Path) -> serde_json::Value {
+/// A command for an AWS client (`program` in the test virtualenv) reading `config` as its
+/// only configuration: scrubbed environment, HOME in `dir`, no shared credentials file.
+pub fn aws_client(program: &str, dir: &Path, config: &Path) -> Command {
+    let mut cmd = Command::new(python().with_file_name(program));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("AWS_CONFIG_FILE", config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-credentials"));
+    cmd
+}
+
+/// `aws configure list --profile ra`: awscli v1 (PyPI) resolves the profile's credentials,
+/// running its credential_process. Returns the output after checking the exit code.
+pub fn aws_configure_list(dir: &Path, config: &Path) -> Output {
+    let out = aws_client("aws", dir, config)
+        .args(["configure", "list", "--profile", "ra"])
+        .output()
+        .expect("run aws");
+    assert_exit(&out, 0);
+    out
+}
+
+/// Runs boto3 with `config` and profile `ra`, plus `env`; returns the credentials it got.
+pub fn boto3_credentials(dir: &Path, config: &Path, env: &[(&str, &Path)]) -> serde_json::Value {
     let script = r#"
 import json, boto3
 s = boto3.Session(profile_name="ra")
 c = s.get_credentials().get_frozen_credentials()
 print(json.dumps({"AccessKeyId": c.access_key, "SecretAccessKey": c.secret_key, "SessionToken": c.token}))
 "#;
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("AWS_CONFIG_FILE", config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-credentials"))
-        .output()
-        .expect("run python");
+    let mut cmd = aws_client("python", dir, config);
+    cmd.arg("-c").arg(script);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run python");
     assert_exit(&out, 0);
     serde_json::from_slice(&out.stdout).expect("boto3 output")
 }
@@ -62,7 +81,7 @@ fn boto3_gets_credentials_through_credential_process() {
     let mut args = leaf.file_args();
     args.extend(w.emulator.session_args());
     let config = aws_config(w.dir.path(), &args);
-    let got = boto3_credentials(w.dir.path(), &config);
+    let got = boto3_credentials(w.dir.path(), &config, &[]);
     assert_issued_key(&got);
     assert!(
         got["SecretAccessKey"]
@@ -83,18 +102,7 @@ fn aws_cli_runs_credential_process() {
     let mut args = leaf.file_args();
     args.extend(w.emulator.session_args());
     let config = aws_config(w.dir.path(), &args);
-    let aws = python().with_file_name("aws");
-    let out = Command::new(&aws)
-        // awscli v1 (PyPI) resolves the profile's credentials for `configure list`.
-        .args(["configure", "list", "--profile", "ra"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", w.dir.path())
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", w.dir.path().join("none"))
-        .output()
-        .expect("run aws");
-    assert_exit(&out, 0);
+    let out = aws_configure_list(w.dir.path(), &config);
     let text = stdout(&out);
     let access_key = text
         .lines()

@@ -451,7 +451,7 @@ fn boto3_gets_credentials_from_a_tpm_key() {
     ];
     args.extend(w.emulator.session_args());
     let config = crate::real_clients::aws_config(w.dir.path(), &args);
-    let creds = crate::real_clients::boto3_credentials(w.dir.path(), &config);
+    let creds = crate::real_clients::boto3_credentials(w.dir.path(), &config, &[]);
     assert!(
         creds["AccessKeyId"]
             .as_str()

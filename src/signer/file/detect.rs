@@ -62,6 +62,16 @@ pub(super) fn classify(bytes: &[u8], origin: &str) -> Result<(Block, Vec<Cert>),
 }
 
 fn classify_pem(bytes: &[u8], origin: &str) -> Result<(Block, Vec<Cert>), FileKeyError> {
+    // A TPM key file goes to the TPM backend even when damaged, so that its errors speak of
+    // TPM key files.
+    if bytes
+        .windows(TSS2_PEM_HEADER.len())
+        .any(|w| w == TSS2_PEM_HEADER)
+    {
+        return Err(FileKeyError::TpmKeyFile {
+            path: origin.to_owned(),
+        });
+    }
     let mut keys = Vec::new();
     let mut certificates = Vec::new();
     for block in pem_blocks(bytes) {
@@ -79,11 +89,6 @@ fn classify_pem(bytes: &[u8], origin: &str) -> Result<(Block, Vec<Cert>), FileKe
             "CERTIFICATE" | "X509 CERTIFICATE" | "X.509 CERTIFICATE" => {
                 certificates.push(Cert::from_der(&der, origin)?);
                 continue;
-            }
-            "TSS2 PRIVATE KEY" => {
-                return Err(FileKeyError::TpmKeyFile {
-                    path: origin.to_owned(),
-                });
             }
             "DSA PRIVATE KEY" => return Err(unsupported_dsa(origin)),
             "OPENSSH PRIVATE KEY" => {
@@ -142,6 +147,9 @@ enum Shape {
     Tss2,
     Dsa,
 }
+
+/// The first line of a TSS2 key file in PEM.
+pub const TSS2_PEM_HEADER: &[u8] = b"-----BEGIN TSS2 PRIVATE KEY-----";
 
 /// The TCG's `id-tpmkey` arc (TSS2 key files: loadable, importable, sealed).
 const TSS2_ARC: &str = "2.23.133.10.1.";

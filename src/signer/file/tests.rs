@@ -54,6 +54,15 @@ impl Fx {
         );
     }
 
+    /// `openssl pkcs8 -topk8 -in key.pem SCHEME… -passout pass:PASSWORD -out OUT`.
+    fn encrypt(&self, scheme: &[&str], out: &str) {
+        let passout = format!("pass:{PASSWORD}");
+        let mut args = vec!["pkcs8", "-topk8", "-in", "key.pem"];
+        args.extend_from_slice(scheme);
+        args.extend_from_slice(&["-passout", &passout, "-out", out]);
+        self.openssl(&args);
+    }
+
     fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, contents).expect("write fixture");
@@ -351,20 +360,7 @@ fn encrypted_pkcs8_with_each_pbkdf2_prf() {
         "hmacWithSHA512",
     ] {
         let out = format!("enc-{prf}.pem");
-        fx.openssl(&[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "key.pem",
-            "-v2",
-            "aes-256-cbc",
-            "-v2prf",
-            prf,
-            "-passout",
-            &format!("pass:{PASSWORD}"),
-            "-out",
-            &out,
-        ]);
+        fx.encrypt(&["-v2", "aes-256-cbc", "-v2prf", prf], &out);
         let loaded = load_encrypted(&fx.path(&out));
         assert_eq!(loaded.format, "encrypted PKCS#8", "{prf}");
         assert_signs(loaded.signer.as_ref(), &cert);
@@ -377,20 +373,7 @@ fn encrypted_pkcs8_with_each_cipher() {
     let cert = fx.key_and_cert("rsa2048");
     for cipher in ["aes-128-cbc", "aes-192-cbc", "aes-256-cbc", "des3"] {
         let out = format!("enc-{cipher}.pem");
-        fx.openssl(&[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "key.pem",
-            "-v2",
-            cipher,
-            "-v2prf",
-            "hmacWithSHA256",
-            "-passout",
-            &format!("pass:{PASSWORD}"),
-            "-out",
-            &out,
-        ]);
+        fx.encrypt(&["-v2", cipher, "-v2prf", "hmacWithSHA256"], &out);
         let loaded = load_encrypted(&fx.path(&out));
         assert_eq!(loaded.format, "encrypted PKCS#8", "{cipher}");
         assert_signs(loaded.signer.as_ref(), &cert);
@@ -401,35 +384,12 @@ fn encrypted_pkcs8_with_each_cipher() {
 fn encrypted_pkcs8_scrypt_and_der() {
     let fx = Fx::new();
     let cert = fx.key_and_cert("p384");
-    fx.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "key.pem",
-        "-scrypt",
-        "-passout",
-        &format!("pass:{PASSWORD}"),
-        "-out",
-        "scrypt.pem",
-    ]);
+    fx.encrypt(&["-scrypt"], "scrypt.pem");
     let loaded = load_encrypted(&fx.path("scrypt.pem"));
     assert_eq!(loaded.format, "encrypted PKCS#8");
     assert_signs(loaded.signer.as_ref(), &cert);
 
-    fx.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "key.pem",
-        "-v2",
-        "aes-256-cbc",
-        "-passout",
-        &format!("pass:{PASSWORD}"),
-        "-outform",
-        "DER",
-        "-out",
-        "enc.der",
-    ]);
+    fx.encrypt(&["-v2", "aes-256-cbc", "-outform", "DER"], "enc.der");
     let loaded = load_encrypted(&fx.path("enc.der"));
     assert_eq!(loaded.format, "encrypted PKCS#8");
     assert_signs(loaded.signer.as_ref(), &cert);
@@ -439,16 +399,12 @@ fn encrypted_pkcs8_scrypt_and_der() {
 fn encrypted_pkcs8_wrong_password() {
     let fx = Fx::new();
     fx.genkey("p256", "key.pem");
-    for (name, extra) in [("pbkdf2.pem", "-v2"), ("scrypt.pem", "-scrypt")] {
-        let mut args = vec!["pkcs8", "-topk8", "-in", "key.pem"];
-        if extra == "-v2" {
-            args.extend_from_slice(&["-v2", "aes-256-cbc"]);
-        } else {
-            args.push(extra);
-        }
-        let passout = format!("pass:{PASSWORD}");
-        args.extend_from_slice(&["-passout", &passout, "-out", name]);
-        fx.openssl(&args);
+    let schemes: [(&str, &[&str]); 2] = [
+        ("pbkdf2.pem", &["-v2", "aes-256-cbc"]),
+        ("scrypt.pem", &["-scrypt"]),
+    ];
+    for (name, scheme) in schemes {
+        fx.encrypt(scheme, name);
         let path = fx.path(name);
         for wrong in ["wrong password", "Correct horse battery staple", ""] {
             let (result, calls) = load_counting(&path, Some(wrong));
@@ -476,24 +432,19 @@ fn wrong_password_with_valid_padding_is_still_wrong() {
     use pkcs8::pkcs5::EncryptionScheme;
     let fx = Fx::new();
     fx.genkey("p256", "key.pem");
-    fx.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "key.pem",
-        "-v2",
-        "aes-128-cbc",
-        "-v2prf",
-        "hmacWithSHA256",
-        "-iter",
-        "1",
-        "-passout",
-        &format!("pass:{PASSWORD}"),
-        "-outform",
-        "DER",
-        "-out",
+    fx.encrypt(
+        &[
+            "-v2",
+            "aes-128-cbc",
+            "-v2prf",
+            "hmacWithSHA256",
+            "-iter",
+            "1",
+            "-outform",
+            "DER",
+        ],
         "enc.der",
-    ]);
+    );
     let der = fx.read("enc.der");
     let info = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&der).expect("encrypted PKCS#8");
     let EncryptionScheme::Pbes2(params) = &info.encryption_algorithm else {
@@ -516,18 +467,7 @@ fn wrong_password_with_valid_padding_is_still_wrong() {
 fn password_source_failure_is_reported() {
     let fx = Fx::new();
     fx.genkey("p256", "key.pem");
-    fx.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "key.pem",
-        "-v2",
-        "aes-256-cbc",
-        "-passout",
-        &format!("pass:{PASSWORD}"),
-        "-out",
-        "enc.pem",
-    ]);
+    fx.encrypt(&["-v2", "aes-256-cbc"], "enc.pem");
     let err = load_err(&fx.path("enc.pem"), None);
     assert!(
         matches!(err, FileKeyError::Password(SecretError::NoneGiven { .. })),
@@ -539,18 +479,7 @@ fn password_source_failure_is_reported() {
 fn legacy_pbes1_pkcs8_is_refused_before_asking() {
     let fx = Fx::new();
     fx.genkey("p256", "key.pem");
-    fx.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "key.pem",
-        "-v1",
-        "PBE-SHA1-3DES",
-        "-passout",
-        &format!("pass:{PASSWORD}"),
-        "-out",
-        "pbes1.pem",
-    ]);
+    fx.encrypt(&["-v1", "PBE-SHA1-3DES"], "pbes1.pem");
     let (result, calls) = load_counting(&fx.path("pbes1.pem"), Some(PASSWORD));
     let err = result.expect_err("PBES1 refused");
     assert_eq!(calls, 0);
@@ -638,18 +567,7 @@ fn pem_with_certificates_and_key_keeps_file_order() {
 fn pem_with_encrypted_key_and_certificate() {
     let fx = Fx::new();
     let cert = fx.key_and_cert("rsa2048");
-    fx.openssl(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "key.pem",
-        "-v2",
-        "aes-256-cbc",
-        "-passout",
-        &format!("pass:{PASSWORD}"),
-        "-out",
-        "enc.pem",
-    ]);
+    fx.encrypt(&["-v2", "aes-256-cbc"], "enc.pem");
     let mut bundle = fx.read("cert.pem");
     bundle.extend(fx.read("enc.pem"));
     let loaded = load_encrypted(&fx.write("bundle.pem", &bundle));

@@ -82,18 +82,7 @@ impl TpmSigner {
             inspect(&file_public(key, &desc)?, &desc)?;
         }
         let (loaded, public) = load(&tcti, &location, &passwords, &desc)?;
-        let info = inspect(&public, &desc)?;
-        Ok(TpmSigner {
-            info,
-            desc,
-            inner: Mutex::new(Inner {
-                tcti,
-                location,
-                passwords,
-                loaded: Some(loaded),
-                refused: None,
-            }),
-        })
+        TpmSigner::new(tcti, loaded, &public, location, passwords)
     }
 
     /// Wraps a key already loaded in `ctx` (keygen).
@@ -102,6 +91,21 @@ impl TpmSigner {
         ctx: Context,
         key: KeyHandle,
         transient: bool,
+        public: &Public,
+        location: KeyLocation,
+        passwords: Passwords,
+    ) -> Result<TpmSigner, TpmError> {
+        let loaded = Loaded {
+            ctx,
+            key,
+            transient,
+        };
+        TpmSigner::new(tcti, loaded, public, location, passwords)
+    }
+
+    fn new(
+        tcti: Tcti,
+        loaded: Loaded,
         public: &Public,
         location: KeyLocation,
         passwords: Passwords,
@@ -115,11 +119,7 @@ impl TpmSigner {
                 tcti,
                 location,
                 passwords,
-                loaded: Some(Loaded {
-                    ctx,
-                    key,
-                    transient,
-                }),
+                loaded: Some(loaded),
                 refused: None,
             }),
         })
