@@ -191,14 +191,8 @@ c = s.get_credentials()
 f = c.get_frozen_credentials()
 print(json.dumps({"method": c.method, "AccessKeyId": f.access_key, "SecretAccessKey": f.secret_key, "Token": f.token}))
 "#;
-    let mut cmd = Command::new(python());
-    cmd.arg("-c")
-        .arg(script)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_CONFIG_FILE", home.join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
+    let mut cmd = crate::real_clients::aws_client("python", home, &home.join("no-config"));
+    cmd.arg("-c").arg(script);
     for (k, v) in env {
         cmd.env(k, v);
     }
