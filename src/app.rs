@@ -7,8 +7,8 @@ use base64::Engine;
 
 use crate::cert::Cert;
 use crate::cli::{
-    Command, CredentialProcessArgs, DigestArg, IdentityArgs, ReadCertificateDataArgs, SignFormat,
-    SignStringArgs,
+    CertificateDataFormat, Command, CredentialProcessArgs, DigestArg, IdentityArgs,
+    ReadCertificateDataArgs, SignFormat, SignStringArgs,
 };
 use crate::config::{CertificateSource, ConfigError, PrivateKeySource};
 use crate::error::{Error, ErrorClass};
@@ -210,14 +210,22 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
             identity.signer()
         }
     };
+    if args.debug {
+        eprintln!(
+            "ra-signer: debug: signing the fixed string \"AWS Roles Anywhere Credential Helper Signing Test\" || \"1\" || SHA256(\"IAM RA\" || public key) with the {} key, digest {}",
+            signer.key_type(),
+            digest.name()
+        );
+    }
     let signature = signer
         .sign(digest, &test_string(signer.public_key_bits()))
         .map_err(|e| Error::new(ErrorClass::Identity, format!("signing failed: {e}")))?;
     let hex = crate::cert::hex_lower(&signature);
     let mut out = std::io::stdout().lock();
+    // As the Go helper prints them: no line ending.
     let written = match args.format {
-        SignFormat::Text => writeln!(out, "{hex}"),
-        SignFormat::Json => writeln!(out, "{}", serde_json::Value::from(hex)),
+        SignFormat::Text => write!(out, "{hex}"),
+        SignFormat::Json => write!(out, "{}", serde_json::Value::from(hex)),
         SignFormat::Bin => out.write_all(&signature),
     };
     written
@@ -242,70 +250,222 @@ pub fn certificate_data(cert: &Cert) -> serde_json::Value {
 
 fn read_certificate_data(args: &ReadCertificateDataArgs) -> Result<(), Error> {
     let id = &args.identity;
-    let source = match (&id.pkcs11_uri, &id.certificate) {
-        (Some(uri), _) => CertificateSource::Pkcs11(uri.clone()),
-        (None, Some(c)) if c.starts_with("pkcs11:") => CertificateSource::Pkcs11(c.clone()),
-        (None, Some(c)) => CertificateSource::File(c.into()),
-        (None, None) => {
+    refuse_key_flags(id)?;
+    let config = id.to_config()?;
+    let certificate = match (&config.certificate, &config.private_key) {
+        (Some(c), _) => c.clone(),
+        (None, PrivateKeySource::Pkcs11(uri)) => CertificateSource::Pkcs11(uri.clone()),
+        (None, _) => {
             return Err(Error::new(
                 ErrorClass::Usage,
-                "no certificate given: pass --certificate FILE or --pkcs11-uri URI",
+                "no certificate given: pass --certificate FILE|pkcs11:URI",
             ));
         }
     };
-    let value = match source {
+    let format = args.format.unwrap_or(match certificate {
+        CertificateSource::File(_) => CertificateDataFormat::Json,
+        CertificateSource::Pkcs11(_) => CertificateDataFormat::Text,
+    });
+    let text = match certificate {
         CertificateSource::File(path) => {
-            let cert = Cert::first_from_file(&path).map_err(signer::cert_error)?;
-            certificate_data(&cert)
+            if args.debug {
+                eprintln!(
+                    "ra-signer: debug: reading the certificate of {}",
+                    path.display()
+                );
+            }
+            let cert = file_certificate(&path, id, &config)?;
+            match format {
+                CertificateDataFormat::Json => {
+                    serde_json::to_string_pretty(&certificate_data(&cert)).unwrap_or_default()
+                }
+                CertificateDataFormat::Text => matching_identities(&[(cert, None)]),
+            }
         }
-        CertificateSource::Pkcs11(uri) => token_certificates(&uri, id)?,
+        CertificateSource::Pkcs11(uri) => {
+            let found = token_certificates(&uri, &config, args.debug)?;
+            match format {
+                CertificateDataFormat::Json => serde_json::to_string_pretty(
+                    &found.iter().map(token_certificate_data).collect::<Vec<_>>(),
+                )
+                .unwrap_or_default(),
+                CertificateDataFormat::Text => matching_identities(
+                    &found
+                        .into_iter()
+                        .map(|(cert, uri)| (cert, Some(uri)))
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&value).unwrap_or_default()
-    );
-    Ok(())
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", text.trim_end())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot write to stdout: {e}")))
+}
+
+/// Flags that name a key or a key's secret mean nothing to a command that reads
+/// certificates: refused, so that a user who expects them to act learns they do not.
+fn refuse_key_flags(id: &IdentityArgs) -> Result<(), Error> {
+    let given = [
+        ("--private-key", id.private_key.is_some()),
+        ("--intermediates", id.intermediates.is_some()),
+        ("--reuse-pin", id.reuse_pin),
+        (
+            "--pkcs11-context-pin-file",
+            id.pkcs11_context_pin_file.is_some(),
+        ),
+        ("--tpm-tcti", id.tpm_tcti.is_some()),
+        ("--tpm-key-password", id.tpm_key_password.is_some()),
+        (
+            "--tpm-key-password-file",
+            id.tpm_key_password_file.is_some(),
+        ),
+        ("--no-tpm-key-password", id.no_tpm_key_password),
+    ];
+    match given.iter().find(|(_, set)| *set) {
+        Some((flag, _)) => Err(Error::new(
+            ErrorClass::Usage,
+            format!(
+                "{flag} has no meaning for read-certificate-data, which reads certificates only"
+            ),
+        )
+        .with_hint("drop it; pass the certificate with --certificate FILE|pkcs11:URI")),
+        None => Ok(()),
+    }
+}
+
+/// The certificate of a PEM/DER file, or the leaf of a PKCS#12 file. A password flag is
+/// meaningful for a PKCS#12 file only.
+fn file_certificate(
+    path: &std::path::Path,
+    id: &IdentityArgs,
+    config: &crate::config::IdentityConfig,
+) -> Result<Cert, Error> {
+    let password_flag = if id.pkcs8_password.is_some() {
+        Some("--pkcs8-password")
+    } else if id.pkcs8_password_file.is_some() {
+        Some("--pkcs8-password-file")
+    } else {
+        None
+    };
+    match Cert::first_from_file(path) {
+        Ok(cert) => match password_flag {
+            Some(flag) => Err(Error::new(
+                ErrorClass::Usage,
+                format!(
+                    "{flag} has no meaning here: {} is a certificate, not a PKCS#12 file",
+                    path.display()
+                ),
+            )
+            .with_hint("drop it")),
+            None => Ok(cert),
+        },
+        Err(cert_err) if looks_like_pkcs12(path) => {
+            let what = format!("the password of PKCS#12 file {}", path.display());
+            let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
+            let mut loaded = signer::file::load(path, &mut ask).map_err(|e| match e {
+                signer::file::FileKeyError::Read { .. } => signer::cert_error(cert_err),
+                other => Error::from(other),
+            })?;
+            // The loader puts the key's own certificate first.
+            if loaded.certificates.is_empty() {
+                return Err(Error::new(
+                    ErrorClass::Identity,
+                    format!("no certificate found in {}", path.display()),
+                ));
+            }
+            Ok(loaded.certificates.swap_remove(0))
+        }
+        Err(e) => Err(signer::cert_error(e)),
+    }
+}
+
+/// Whether the file is DER that opens like a PKCS#12 PFX: `SEQUENCE { INTEGER 3, …`.
+fn looks_like_pkcs12(path: &std::path::Path) -> bool {
+    let Ok(bytes) = crate::input::read(path) else {
+        return false;
+    };
+    let header_len = match bytes.get(1) {
+        Some(n) if n & 0x80 == 0 => 2,
+        Some(n) => 2 + usize::from(n & 0x7f),
+        None => return false,
+    };
+    bytes.first() == Some(&0x30)
+        && bytes.get(header_len..header_len + 3) == Some(&[0x02, 0x01, 0x03])
+}
+
+/// The Go helper's listing of certificates.
+fn matching_identities(certs: &[(Cert, Option<String>)]) -> String {
+    if certs.is_empty() {
+        return "No matching identities".into();
+    }
+    let mut text = String::from("Matching identities\n");
+    for (i, (cert, uri)) in certs.iter().enumerate() {
+        text.push_str(&format!(
+            "{}) {} \"{}\"\n",
+            i + 1,
+            cert.sha1_hex(),
+            cert.subject()
+        ));
+        if let Some(uri) = uri {
+            text.push_str(&format!("\tURI: {uri}\n"));
+        }
+    }
+    text
+}
+
+/// The JSON of one certificate on a token: the file fields plus where it is.
+fn token_certificate_data((cert, uri): &(Cert, String)) -> serde_json::Value {
+    let mut v = certificate_data(cert);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("uri".into(), uri.clone().into());
+        obj.insert("subject".into(), cert.subject().into());
+        obj.insert("issuer".into(), cert.issuer().into());
+        obj.insert("sha1Fingerprint".into(), cert.sha1_hex().into());
+        obj.insert(
+            "notBefore".into(),
+            crate::time::UtcTime::from_unix(cert.not_before())
+                .rfc3339()
+                .into(),
+        );
+        obj.insert(
+            "notAfter".into(),
+            crate::time::UtcTime::from_unix(cert.not_after())
+                .rfc3339()
+                .into(),
+        );
+        obj.insert("keyDescription".into(), cert.key_type().to_string().into());
+    }
+    v
 }
 
 #[cfg(feature = "pkcs11")]
-fn token_certificates(uri: &str, id: &IdentityArgs) -> Result<serde_json::Value, Error> {
-    let config = id.to_config()?;
-    let found = signer::pkcs11::list_certificates(uri, &config.pkcs11)?;
-    Ok(serde_json::Value::Array(
-        found
-            .iter()
-            .map(|t| {
-                let mut v = certificate_data(&t.cert);
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("uri".into(), t.uri.clone().into());
-                    obj.insert("subject".into(), t.cert.subject().into());
-                    obj.insert("issuer".into(), t.cert.issuer().into());
-                    obj.insert("sha1Fingerprint".into(), t.cert.sha1_hex().into());
-                    obj.insert(
-                        "notBefore".into(),
-                        crate::time::UtcTime::from_unix(t.cert.not_before())
-                            .rfc3339()
-                            .into(),
-                    );
-                    obj.insert(
-                        "notAfter".into(),
-                        crate::time::UtcTime::from_unix(t.cert.not_after())
-                            .rfc3339()
-                            .into(),
-                    );
-                    obj.insert(
-                        "keyDescription".into(),
-                        t.cert.key_type().to_string().into(),
-                    );
-                }
-                v
-            })
+fn token_certificates(
+    uri: &str,
+    config: &crate::config::IdentityConfig,
+    debug: bool,
+) -> Result<Vec<(Cert, String)>, Error> {
+    if debug {
+        eprintln!(
+            "ra-signer: debug: listing the certificates matching {}",
+            signer::pkcs11::uri::redact_pin_value(uri)
+        );
+    }
+    Ok(
+        signer::pkcs11::list_certificates(uri, &config.pkcs11, true)?
+            .into_iter()
+            .map(|t| (t.cert, t.uri))
             .collect(),
-    ))
+    )
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn token_certificates(_: &str, _: &IdentityArgs) -> Result<serde_json::Value, Error> {
+fn token_certificates(
+    _: &str,
+    _: &crate::config::IdentityConfig,
+    _: bool,
+) -> Result<Vec<(Cert, String)>, Error> {
     Err(Error::new(
         ErrorClass::Usage,
         "this ra-signer was built without PKCS#11 support",

@@ -105,6 +105,7 @@ pub fn key(
         PrivateKeySource::File(p) => format!("file:{}", p.display()),
         PrivateKeySource::Pkcs11(uri) => uri.clone(),
         PrivateKeySource::TpmHandle(h) => format!("handle:{h:#010x}"),
+        PrivateKeySource::MatchingTokenCertificate => "the certificate's".to_owned(),
     };
     let fields: [&str; 10] = [
         "ra-signer cache v1",
@@ -162,7 +163,7 @@ fn certificate_fingerprint(identity: &IdentityConfig) -> Option<String> {
             Some(format!("token:{uri}|{module}"))
         }
         (None, PrivateKeySource::File(p)) => file(p),
-        (None, PrivateKeySource::TpmHandle(_)) => None,
+        (None, PrivateKeySource::TpmHandle(_) | PrivateKeySource::MatchingTokenCertificate) => None,
     }
 }
 

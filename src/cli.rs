@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     Arn, ArnKind, CertificateSource, ConfigError, IdentityConfig, Pkcs11Settings, PrivateKeySource,
-    SessionDuration, SessionRequest, TpmSettings, parse_tpm_handle,
+    SessionDuration, SessionRequest, TpmSettings, as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::rolesanywhere::{ClientOptions, default_endpoint};
 use crate::secret::{Secret, SecretSource};
@@ -29,7 +29,7 @@ pub const ENV_TPM_KEY_PASSWORD: &str = "RA_SIGNER_TPM_KEY_PASSWORD";
     args_override_self = true,
     version,
     about = "AWS IAM Roles Anywhere credential helper: signs CreateSession with a key in a PKCS#11 token, a TPM 2.0 or a key file",
-    after_help = "Exit codes: 0 success, 1 other failure, 2 usage, 3 certificate/key/token problem, 4 rejected by AWS, 5 network or service failure.\nDocumentation: docs/ in the source tree."
+    after_help = "Exit codes: 0 success, 1 other failure, 2 usage, 3 certificate/key/token problem, 4 rejected by AWS, 5 network or service failure, 6 serve cannot listen.\nDocumentation: docs/ in the source tree."
 )]
 pub struct Cli {
     /// The command.
@@ -44,7 +44,8 @@ pub enum Command {
     CredentialProcess(CredentialProcessArgs),
     /// Sign the fixed test string with the key (checks that a key works).
     SignString(SignStringArgs),
-    /// Print a certificate's data as JSON (for a pkcs11: URI, every matching certificate).
+    /// Print a certificate's data: JSON for a file or PKCS#12, the Go helper's listing of every
+    /// matching certificate for a pkcs11: URI.
     ReadCertificateData(ReadCertificateDataArgs),
     /// Serve credentials on an IMDSv2-style (or ECS) endpoint, refreshed before expiry.
     Serve(crate::serve::ServeArgs),
@@ -91,7 +92,7 @@ pub struct IdentityArgs {
     pub pkcs11_context_pin_file: Option<PathBuf>,
     /// Password of an encrypted key file (visible to other users in the process list:
     /// prefer --pkcs8-password-file or $RA_SIGNER_PKCS8_PASSWORD).
-    #[arg(long, value_name = "PASSWORD")]
+    #[arg(long, value_name = "PASSWORD", conflicts_with = "pkcs8_password_file")]
     pub pkcs8_password: Option<String>,
     /// File whose first line is the password of an encrypted key file.
     #[arg(long, value_name = "FILE")]
@@ -102,7 +103,11 @@ pub struct IdentityArgs {
     pub tpm_tcti: Option<String>,
     /// Password of the TPM key (visible in the process list: prefer
     /// --tpm-key-password-file or $RA_SIGNER_TPM_KEY_PASSWORD).
-    #[arg(long, value_name = "PASSWORD")]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        conflicts_with = "tpm_key_password_file"
+    )]
     pub tpm_key_password: Option<String>,
     /// File whose first line is the TPM key password.
     #[arg(long, value_name = "FILE")]
@@ -110,7 +115,21 @@ pub struct IdentityArgs {
     /// The TPM key has no password: never ask for one.
     #[arg(long, conflicts_with_all = ["tpm_key_password", "tpm_key_password_file"])]
     pub no_tpm_key_password: bool,
+    /// The Go helper's certificate-store selector (JSON): Windows and macOS only, refused here.
+    #[arg(long, value_name = "JSON", help_heading = OS_STORE_HEADING)]
+    pub cert_selector: Option<String>,
+    /// The Go helper's Windows store name: refused here.
+    #[arg(long, value_name = "NAME", help_heading = OS_STORE_HEADING)]
+    pub system_store_name: Option<String>,
+    /// The Go helper's Windows store location: refused here.
+    #[arg(long, value_name = "LOCATION", help_heading = OS_STORE_HEADING)]
+    pub system_store_location: Option<String>,
+    /// The Go helper's choice among several store certificates: refused here.
+    #[arg(long, help_heading = OS_STORE_HEADING)]
+    pub use_latest_expiring_certificate: bool,
 }
+
+const OS_STORE_HEADING: &str = "OS certificate stores (Windows and macOS only: refused on Linux)";
 
 /// The CreateSession request and how to reach the service.
 #[derive(Debug, Clone, Args)]
@@ -150,7 +169,12 @@ pub struct SessionOptions {
     pub fips: bool,
     /// PEM bundle of CAs to trust for the endpoint instead of the system store (also
     /// $AWS_CA_BUNDLE).
-    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AWS_CA_BUNDLE",
+        hide_env_values = true
+    )]
     pub ca_bundle: Option<PathBuf>,
     /// Do not verify the endpoint's TLS certificate (dangerous: tests only).
     #[arg(long)]
@@ -223,28 +247,57 @@ pub struct SignStringArgs {
     /// Digest to sign with.
     #[arg(long, value_enum, default_value = "SHA256")]
     pub digest: DigestArg,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
+    /// Output format (the Go helper's code defaults to json, whatever its README says).
+    #[arg(long, value_enum, default_value = "json")]
     pub format: SignFormat,
+    /// Say on stderr which key signs and what is signed (never a secret).
+    #[arg(long)]
+    pub debug: bool,
 }
 
-/// `read-certificate-data`.
+/// Output format for `read-certificate-data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertificateDataFormat {
+    /// The Go helper's listing: "Matching identities", then a numbered line per certificate
+    /// (SHA-1 fingerprint, subject) and the URI that selects it.
+    Text,
+    /// JSON: an object for a file, an array of objects (with their URIs) for a token.
+    Json,
+}
+
+/// `read-certificate-data`. The key flags it refuses stay out of its help.
 #[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("private_key", |a| a.hide(true)),
+    mut_arg("intermediates", |a| a.hide(true)),
+    mut_arg("reuse_pin", |a| a.hide(true)),
+    mut_arg("pkcs11_context_pin_file", |a| a.hide(true)),
+    mut_arg("tpm_tcti", |a| a.hide(true)),
+    mut_arg("tpm_key_password", |a| a.hide(true)),
+    mut_arg("tpm_key_password_file", |a| a.hide(true)),
+    mut_arg("no_tpm_key_password", |a| a.hide(true))
+)]
 pub struct ReadCertificateDataArgs {
-    /// The certificate (file or pkcs11: URI) and, for tokens, the module and PIN.
+    /// The certificate (file, PKCS#12 or pkcs11: URI) and, for tokens, the module and PIN.
+    /// Key flags are refused: this command reads certificates only.
     #[command(flatten)]
     pub identity: IdentityArgs,
+    /// Output format (default: json for a file, as the Go helper prints it; text for a
+    /// pkcs11: URI).
+    #[arg(long, value_enum)]
+    pub format: Option<CertificateDataFormat>,
+    /// Say on stderr where the certificates are read from (never a secret).
+    #[arg(long)]
+    pub debug: bool,
 }
 
 impl IdentityArgs {
     /// Validates the flags into an [`IdentityConfig`].
     pub fn to_config(&self) -> Result<IdentityConfig, ConfigError> {
-        let certificate = self.certificate.as_deref().map(|c| {
-            if c.starts_with("pkcs11:") {
-                CertificateSource::Pkcs11(c.to_owned())
-            } else {
-                CertificateSource::File(PathBuf::from(c))
-            }
+        self.refuse_os_store_flags()?;
+        let certificate = self.certificate.as_deref().map(|c| match as_pkcs11_uri(c) {
+            Some(uri) => CertificateSource::Pkcs11(uri.to_owned()),
+            None => CertificateSource::File(PathBuf::from(c)),
         });
         let private_key = match (&self.pkcs11_uri, self.private_key.as_deref()) {
             (Some(_), Some(_)) => {
@@ -252,25 +305,27 @@ impl IdentityArgs {
                     "give the key either as --pkcs11-uri or as --private-key, not both".into(),
                 ));
             }
-            (Some(uri), None) => {
-                if !uri.starts_with("pkcs11:") {
-                    return Err(ConfigError(format!(
-                        "--pkcs11-uri \"{uri}\" must start with \"pkcs11:\""
-                    )));
+            (Some(uri), None) => match as_pkcs11_uri(uri) {
+                Some(uri) => PrivateKeySource::Pkcs11(uri.to_owned()),
+                None => {
+                    return Err(ConfigError(
+                        "--pkcs11-uri must be a PKCS#11 URI, starting with \"pkcs11:\"".into(),
+                    ));
                 }
-                PrivateKeySource::Pkcs11(uri.clone())
-            }
-            (None, Some(k)) if k.starts_with("pkcs11:") => PrivateKeySource::Pkcs11(k.to_owned()),
-            (None, Some(k)) => match parse_tpm_handle(k) {
-                Some(handle) => PrivateKeySource::TpmHandle(handle?),
-                None => PrivateKeySource::File(PathBuf::from(k)),
+            },
+            (None, Some(k)) => match (as_pkcs11_uri(k), parse_tpm_handle(k.trim())) {
+                (Some(uri), _) => PrivateKeySource::Pkcs11(uri.to_owned()),
+                (None, Some(handle)) => PrivateKeySource::TpmHandle(handle?),
+                (None, None) => PrivateKeySource::File(PathBuf::from(k)),
             },
             (None, None) => match &certificate {
                 // A PEM or PKCS#12 file may hold both: the Go helper accepts that too.
                 Some(CertificateSource::File(p)) => PrivateKeySource::File(p.clone()),
-                _ => {
+                // The Go helper's most common form: the key is the certificate's, on its token.
+                Some(CertificateSource::Pkcs11(_)) => PrivateKeySource::MatchingTokenCertificate,
+                None => {
                     return Err(ConfigError(
-                        "no private key given: pass --private-key FILE|pkcs11:URI|handle:0x81… or --pkcs11-uri URI".into(),
+                        "no private key given: pass --private-key FILE|pkcs11:URI|handle:0x81…, --pkcs11-uri URI, or --certificate pkcs11:URI".into(),
                     ));
                 }
             },
@@ -328,6 +383,29 @@ impl IdentityArgs {
                 no_key_password: self.no_tpm_key_password,
             },
         })
+    }
+
+    /// The Go helper's OS certificate-store flags select from stores that exist on Windows
+    /// and macOS only: a clear refusal, not a silent fall-through to other flags.
+    fn refuse_os_store_flags(&self) -> Result<(), ConfigError> {
+        let given = [
+            ("--cert-selector", self.cert_selector.is_some()),
+            ("--system-store-name", self.system_store_name.is_some()),
+            (
+                "--system-store-location",
+                self.system_store_location.is_some(),
+            ),
+            (
+                "--use-latest-expiring-certificate",
+                self.use_latest_expiring_certificate,
+            ),
+        ];
+        match given.iter().find(|(_, set)| *set) {
+            Some((flag, _)) => Err(ConfigError(format!(
+                "{flag} selects a certificate from the Windows or macOS certificate store, which this system does not have; pass --certificate FILE|pkcs11:URI (and --private-key) instead"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Warnings about secrets given on the command line.

@@ -298,6 +298,9 @@ pub enum PrivateKeySource {
     File(PathBuf),
     /// A private key object on a PKCS#11 token.
     Pkcs11(String),
+    /// The private key on the certificate's token whose public key is the certificate's
+    /// (`--certificate pkcs11:URI` without `--private-key`, as the Go helper takes it).
+    MatchingTokenCertificate,
     /// A persistent TPM key, `handle:0x81000101`.
     TpmHandle(u32),
 }
@@ -344,8 +347,19 @@ pub struct IdentityConfig {
     pub tpm: TpmSettings,
 }
 
-/// Parses a `--private-key` or `--certificate` value's TPM handle form, `handle:0x81000101`
-/// or `handle:81000101`.
+/// `text` as a `pkcs11:` URI when it is one: the scheme matched case-insensitively, around
+/// spaces trimmed, so that `PKCS11:…` or ` pkcs11:…` are never taken for file names (whose
+/// errors would echo a `pin-value`).
+pub fn as_pkcs11_uri(text: &str) -> Option<&str> {
+    let trimmed = text.trim();
+    trimmed
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("pkcs11:"))
+        .then_some(trimmed)
+}
+
+/// Parses a `--private-key` value's TPM handle form, `handle:0x81000101` or
+/// `handle:81000101`.
 pub fn parse_tpm_handle(s: &str) -> Option<Result<u32, ConfigError>> {
     let rest = s.strip_prefix("handle:")?;
     let hex = rest
@@ -371,6 +385,17 @@ mod tests {
     const TA: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/abc";
     const PR: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/def";
     const RO: &str = "arn:aws:iam::123456789012:role/path/Role";
+
+    #[test]
+    fn pkcs11_scheme_is_case_insensitive_and_trimmed() {
+        assert_eq!(as_pkcs11_uri("pkcs11:token=a"), Some("pkcs11:token=a"));
+        assert_eq!(as_pkcs11_uri("PKCS11:token=a"), Some("PKCS11:token=a"));
+        assert_eq!(as_pkcs11_uri(" \tPkcs11:x \n"), Some("Pkcs11:x"));
+        assert_eq!(as_pkcs11_uri("pkcs11"), None);
+        assert_eq!(as_pkcs11_uri("./pkcs11:x"), None);
+        assert_eq!(as_pkcs11_uri("cert.pem"), None);
+        assert_eq!(as_pkcs11_uri("pkcs1é:x"), None);
+    }
 
     #[test]
     fn arns_parse() {

@@ -19,6 +19,9 @@ pub enum ErrorClass {
     /// The endpoint could not be reached, or kept failing (connect, TLS, timeout, 5xx,
     /// throttling after retries, unusable response). Exit 5.
     Network,
+    /// `serve` cannot listen: the address is in use, not on this machine, or the port is
+    /// privileged. Exit 6.
+    Listen,
 }
 
 impl ErrorClass {
@@ -30,6 +33,7 @@ impl ErrorClass {
             ErrorClass::Identity => 3,
             ErrorClass::Rejected => 4,
             ErrorClass::Network => 5,
+            ErrorClass::Listen => 6,
         }
     }
 }

@@ -91,6 +91,10 @@ pub struct KeygenArgs {
     #[arg(long, value_name = "DN")]
     pub subject: Option<String>,
 
+    /// Say on stderr what is generated where (never a secret).
+    #[arg(long)]
+    pub debug: bool,
+
     /// Where to write the PEM CSR (default: standard output).
     #[arg(long, value_name = "FILE")]
     pub csr_out: Option<PathBuf>,
@@ -115,6 +119,23 @@ pub struct KeygenArgs {
 
 /// Runs `ra-signer keygen`.
 pub fn run(args: &KeygenArgs) -> Result<(), Error> {
+    if args.debug {
+        let place = if args.tpm {
+            "in the TPM"
+        } else {
+            "on the PKCS#11 token"
+        };
+        match &args.import_cert {
+            Some(cert) => eprintln!(
+                "ra-signer: debug: keygen: storing {} beside the key {place}",
+                cert.display()
+            ),
+            None => eprintln!(
+                "ra-signer: debug: keygen: generating a non-extractable {:?} key {place}",
+                args.key_type
+            ),
+        }
+    }
     if args.tpm {
         return run_tpm(args);
     }

@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod error;
 pub mod input;
 pub mod keygen;
+pub mod proxy;
 pub mod rolesanywhere;
 pub mod secret;
 pub mod serve;

@@ -270,11 +270,14 @@ impl Client {
         let error_type = header(&resp, "x-amzn-errortype");
         let body = Zeroizing::new(resp.bytes().map_err(|e| self.transport_error(&e))?.to_vec());
         if self.options.debug {
-            eprintln!("ra-signer: debug: HTTP {status} from {}", self.url);
+            eprintln!(
+                "ra-signer: debug: HTTP {status} from {}",
+                crate::proxy::shown(&self.url)
+            );
         }
         if status == 201 || status == 200 {
             return parse_create_session(&body).map_err(|e| CreateSessionError::BadResponse {
-                endpoint: self.url.to_string(),
+                endpoint: crate::proxy::shown(&self.url),
                 status,
                 detail: e.0,
             });
@@ -282,7 +285,7 @@ impl Client {
         let (code, message) = aws_error(error_type.as_deref(), &body);
         if code.is_empty() && !(400..600).contains(&status) {
             return Err(CreateSessionError::BadResponse {
-                endpoint: self.url.to_string(),
+                endpoint: crate::proxy::shown(&self.url),
                 status,
                 detail: "that is not a CreateSession answer".into(),
             });
@@ -300,8 +303,24 @@ impl Client {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> CreateSessionError {
-        let detail = error_chain(e);
+        let detail = transport_detail(e);
         let tls = detail.contains("certificate") || detail.contains("UnknownIssuer");
+        let target = host_port(&self.url);
+        let detail = match crate::proxy::configured_for(&self.url) {
+            Some(proxy) if detail.contains("tunnel") => {
+                match crate::proxy::tunnel_status(&proxy, &target, self.options.connect_timeout) {
+                    Some((code, reason)) => format!(
+                        "the proxy {} refused the tunnel with HTTP {code} {reason}",
+                        crate::proxy::shown(&proxy)
+                    ),
+                    None => format!(
+                        "the proxy {} refused the tunnel ({detail})",
+                        crate::proxy::shown(&proxy)
+                    ),
+                }
+            }
+            _ => detail,
+        };
         let detail = if e.is_timeout() {
             format!(
                 "no answer within {} s ({detail})",
@@ -311,11 +330,42 @@ impl Client {
             detail
         };
         CreateSessionError::Transport {
-            endpoint: self.url.to_string(),
+            endpoint: target,
             detail,
             tls,
         }
     }
+}
+
+/// `host:port` of the endpoint: what a network error names (no scheme, path, query or
+/// credentials).
+fn host_port(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// The causes of a transport failure, without reqwest's "error sending request for url
+/// (…)", which repeats the whole URL with its query, nor hyper's wrapper lines.
+fn transport_detail(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.starts_with("client error (") && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    if parts.is_empty() {
+        if e.is_timeout() {
+            return "timed out".into();
+        }
+        return "the request failed".into();
+    }
+    parts.join(": ")
 }
 
 /// The JSON body: `durationSeconds`, and `roleSessionName` only when asked for.

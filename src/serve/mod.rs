@@ -253,8 +253,19 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     // 2. The port, before any signature.
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = bind(addr, args.hop_limit).map_err(|e| {
-        Error::new(ErrorClass::Other, format!("cannot listen on {addr}: {e}"))
-            .with_hint("pick another --port, or stop what listens there")
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "another process listens there: pick another --port, or stop it (`ss -ltnp` names it)"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "ports below 1024 need CAP_NET_BIND_SERVICE: pick a --port of 1024 or more"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "--bind must be an address of this machine (127.0.0.1, ::1, or one of `ip addr`)"
+            }
+            _ => "pick another --port or --bind address",
+        };
+        Error::new(ErrorClass::Listen, format!("cannot listen on {addr}: {e}")).with_hint(hint)
     })?;
     let local = listener
         .local_addr()

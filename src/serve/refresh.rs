@@ -87,7 +87,7 @@ fn token_certificates(ctx: &mut ring::digest::Context, uri: &str, config: &Ident
     // Certificates are public objects: listing them needs no login, and the module is
     // loaded once per process, so the identity's own session is not disturbed.
     ctx.update(b"token");
-    match signer::pkcs11::list_certificates(uri, &config.pkcs11) {
+    match signer::pkcs11::list_certificates(uri, &config.pkcs11, false) {
         Ok(certs) => {
             for c in certs {
                 ctx.update(c.cert.der());
@@ -108,7 +108,7 @@ fn is_tpm(config: &IdentityConfig) -> bool {
     match &config.private_key {
         PrivateKeySource::TpmHandle(_) => true,
         PrivateKeySource::File(p) => signer::is_tss2_key_file(p),
-        PrivateKeySource::Pkcs11(_) => false,
+        PrivateKeySource::Pkcs11(_) | PrivateKeySource::MatchingTokenCertificate => false,
     }
 }
 

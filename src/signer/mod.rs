@@ -38,6 +38,15 @@ impl Digest {
         ring::digest::digest(alg, message).as_ref().to_vec()
     }
 
+    /// The name as the Go helper's `--digest` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Digest::Sha256 => "SHA256",
+            Digest::Sha384 => "SHA384",
+            Digest::Sha512 => "SHA512",
+        }
+    }
+
     /// The DER DigestInfo prefix for RSA PKCS#1 v1.5 (RFC 8017 §9.2, note 1).
     pub fn digest_info_prefix(self) -> &'static [u8] {
         match self {
@@ -190,7 +199,9 @@ pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, crate::e
     match &config.private_key {
         PrivateKeySource::TpmHandle(_) => open_tpm(config),
         PrivateKeySource::File(path) => open_file(path, config),
-        PrivateKeySource::Pkcs11(_) => open_pkcs11(config),
+        PrivateKeySource::Pkcs11(_) | PrivateKeySource::MatchingTokenCertificate => {
+            open_pkcs11(config)
+        }
     }
 }
 
@@ -343,14 +354,25 @@ fn open_file(
     Ok(identity)
 }
 
+/// What to do about an input that could not be read: a file, or an `env:NAME` variable.
+pub fn read_hint(origin: &str) -> String {
+    match crate::input::env_name(std::path::Path::new(origin)) {
+        Some(name) => format!(
+            "set the environment variable {name} to the PEM text or the base64 of the DER \
+             (a file whose name starts with env: is reached as ./env:…)"
+        ),
+        None => "check the path and that this user may read it".to_owned(),
+    }
+}
+
 /// Classifies a certificate problem.
 pub fn cert_error(e: crate::cert::CertError) -> crate::error::Error {
     use crate::cert::CertError;
     use crate::error::{Error, ErrorClass};
     let hint = match &e {
-        CertError::Read { .. } => "check the path and that this user may read it",
+        CertError::Read { path, .. } => read_hint(path),
         CertError::NoCertificate { .. } | CertError::Malformed { .. } => {
-            "pass a PEM (-----BEGIN CERTIFICATE-----) or DER X.509 certificate"
+            "pass a PEM (-----BEGIN CERTIFICATE-----) or DER X.509 certificate".to_owned()
         }
     };
     Error::new(ErrorClass::Identity, e.to_string()).with_hint(hint)
@@ -361,7 +383,7 @@ impl From<file::FileKeyError> for crate::error::Error {
         use crate::error::{Error, ErrorClass};
         use file::FileKeyError as F;
         let hint = match &e {
-            F::Read { .. } => Some("check the path and that this user may read it".to_owned()),
+            F::Read { path, .. } => Some(read_hint(path)),
             F::Password(crate::secret::SecretError::NoneGiven { .. }) => Some(format!(
                 "give it with --pkcs8-password-file FILE or ${}",
                 crate::cli::ENV_PKCS8_PASSWORD

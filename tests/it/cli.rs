@@ -446,10 +446,11 @@ fn sign_string_verifies_against_the_certificate() {
         let mut cmd = ra_signer(dir.path());
         cmd.arg("sign-string")
             .arg("--private-key")
-            .arg(&leaf.key_path);
+            .arg(&leaf.key_path)
+            .args(["--format", "text"]);
         let out = run(&mut cmd);
         assert_exit(&out, 0);
-        let sig = hex_decode(stdout(&out).trim());
+        let sig = hex_decode(&stdout(&out));
         let cert = ra_signer::cert::Cert::from_der(&leaf.der, "leaf").expect("cert");
         let mut message = b"AWS Roles Anywhere Credential Helper Signing Test1".to_vec();
         let mut tagged = b"IAM RA".to_vec();
@@ -479,15 +480,22 @@ fn sign_string_formats_and_digests() {
             .args(extra);
         run(&mut cmd)
     };
-    let text = sign(&["--digest", "SHA512"]);
+    // As the Go helper's code prints them: no line ending, and json unless told otherwise.
+    let text = sign(&["--digest", "SHA512", "--format", "text"]);
     assert_exit(&text, 0);
-    let hex = stdout(&text).trim().to_owned();
-    assert_eq!(hex.len(), 512, "RSA-2048 signature in hex");
+    let hex = stdout(&text);
+    assert_eq!(hex.len(), 512, "RSA-2048 signature in hex, nothing more");
     let json = sign(&["--digest", "SHA512", "--format", "json"]);
     assert_eq!(
-        stdout(&json).trim(),
+        stdout(&json),
         format!("\"{hex}\""),
         "PKCS#1 v1.5 is deterministic"
+    );
+    let default = sign(&["--digest", "SHA512"]);
+    assert_eq!(
+        stdout(&default),
+        stdout(&json),
+        "the default format is json"
     );
     let bin = sign(&["--digest", "SHA512", "--format", "bin"]);
     assert_eq!(bin.stdout, hex_decode(&hex));

@@ -230,6 +230,7 @@ fn tokens_and_objects_are_selected_by_every_attribute() {
     let emu = hsm.emulator();
     let listed = run(hsm
         .with_pin("read-certificate-data")
+        .args(["--format", "json"])
         .arg("--pkcs11-uri")
         .arg("pkcs11:token=ra-test;object=p256"));
     assert_exit(&listed, 0);
@@ -875,6 +876,7 @@ fn read_certificate_data_gives_uris_that_select_one_certificate() {
     let list = |uri: &str| {
         let o = run(hsm
             .cmd("read-certificate-data")
+            .args(["--format", "json"])
             .arg("--pkcs11-lib")
             .arg(&fixture().module)
             .arg("--pkcs11-uri")

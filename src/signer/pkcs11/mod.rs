@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorClass};
 use crate::secret::{Secret, SecretError};
 use crate::signer::{Identity, KeyMismatch};
 
-use objects::TokenKey;
+use objects::{TokenCert, TokenKey};
 use session::{FoundToken, Module};
 use signer::{Mechanisms, TokenSigner};
 pub use uri::{Pkcs11Uri, UriError};
@@ -82,6 +82,19 @@ pub enum Pkcs11Error {
         /// Objects of that kind that are there.
         available: Vec<String>,
     },
+    /// No private key on the token has the certificate's public key.
+    #[error(
+        "no private key on {token} belongs to the certificate {certificates}{}",
+        list("present", available)
+    )]
+    NoKeyForCertificate {
+        /// The subjects of the certificates the URI selected.
+        certificates: String,
+        /// The token searched.
+        token: String,
+        /// The private keys that are there.
+        available: Vec<String>,
+    },
     /// Several objects of the wanted kind match the URI.
     #[error("{} {what}s match {uri} on {token}: add object= or id= to select one{}", candidates.len(), list("matching", candidates))]
     AmbiguousObjects {
@@ -97,6 +110,9 @@ pub enum Pkcs11Error {
     /// No PIN could be had (none given and no terminal), or its file could not be read.
     #[error(transparent)]
     Pin(SecretError),
+    /// The same for the context-specific PIN of a `CKA_ALWAYS_AUTHENTICATE` key.
+    #[error(transparent)]
+    ContextPin(SecretError),
     /// The token refused the PIN (CKR_PIN_INCORRECT). Never retried.
     #[error("the token refused the {} PIN (CKR_PIN_INCORRECT) for {token}{}", if *context { "context-specific" } else { "user" }, pin_flags(*count_low, *final_try))]
     PinIncorrect {
@@ -271,12 +287,21 @@ impl From<Pkcs11Error> for Error {
             P::NoObject { .. } => {
                 id("fix object= or id= in the URI; the keys present are listed above")
             }
+            P::NoKeyForCertificate { .. } => id(
+                "store the key on the same token as its certificate, or name it with --private-key pkcs11:URI",
+            ),
             P::AmbiguousObjects { .. } => id("use one of the URIs listed above"),
             P::Pin(SecretError::NoneGiven { .. }) => id(
                 "give the PIN with --pkcs11-pin-file FILE, RA_SIGNER_PKCS11_PIN, or pin-source=file:… \
                  in the URI (no terminal to ask on)",
             ),
             P::Pin(_) => id("check the PIN file's path and permissions"),
+            P::ContextPin(SecretError::NoneGiven { .. }) => id(
+                "the key asks for its PIN again at each signature (CKA_ALWAYS_AUTHENTICATE): pass \
+                 --reuse-pin to answer with the user PIN, or give it with \
+                 --pkcs11-context-pin-file FILE or RA_SIGNER_PKCS11_CONTEXT_PIN (no terminal to ask on)",
+            ),
+            P::ContextPin(_) => id("check the context PIN file's path and permissions"),
             P::PinIncorrect { .. } => id(
                 "check the PIN; ra-signer tried it once and will not retry, so the token's \
                  retry counter is not run down",
@@ -294,9 +319,9 @@ impl From<Pkcs11Error> for Error {
                 "pass the certificate issued for this key, or the key the certificate was issued for \
                  (compare `p11tool --export-pubkey` with `openssl x509 -pubkey`)",
             ),
-            P::Cert(c) => id(match c {
-                CertError::Read { .. } => "check the path and that this user may read it",
-                _ => "pass a PEM or DER X.509 certificate",
+            P::Cert(c) => id(&match c {
+                CertError::Read { path, .. } => crate::signer::read_hint(path),
+                _ => "pass a PEM or DER X.509 certificate".to_owned(),
             }),
             P::KeyFile(_) => Error::new(ErrorClass::Identity, message),
             P::Unsupported(_) => Error::new(ErrorClass::Usage, message),
@@ -324,10 +349,13 @@ pub struct TokenCertificate {
 }
 
 /// Every certificate matching `uri` (its token attributes and `object`/`id`) on every token
-/// it matches. No login: certificates are public objects.
+/// it matches. Certificates are public objects, so no login, unless `login_if_hidden` and a
+/// token that wants a login shows none: such a token may keep them private (CKA_PRIVATE), and
+/// is looked at again logged in, when a PIN is at hand.
 pub fn list_certificates(
     uri: &str,
     settings: &Pkcs11Settings,
+    login_if_hidden: bool,
 ) -> Result<Vec<TokenCertificate>, Pkcs11Error> {
     let uri = Pkcs11Uri::parse(uri)?;
     if let Some(t) = uri.object_type
@@ -349,21 +377,56 @@ pub fn list_certificates(
     let mut out = Vec::new();
     for token in &tokens {
         let s = session::open_session(&module, token, false)?;
-        for c in objects::certificates(&s, &token.desc)? {
-            if !objects::cert_matches(&c, &uri) {
-                continue;
+        let mut found = matching_certificates(&s, token, &uri)?;
+        if found.is_empty() && login_if_hidden && token.info.login_required() {
+            // A PIN given by the user, never a prompt: a mistyped label must not ask for one.
+            let unprompted = Pkcs11Settings {
+                pin_sources: settings
+                    .pin_sources
+                    .iter()
+                    .filter(|s| !matches!(s, crate::secret::SecretSource::Prompt))
+                    .cloned()
+                    .collect(),
+                ..settings.clone()
+            };
+            match session::user_pin(&uri, &unprompted, &token.desc) {
+                Ok(pin) => {
+                    session::login(&module, &s, token, &mut || Ok(pin.clone()))?;
+                    found = matching_certificates(&s, token, &uri)?;
+                }
+                Err(Pkcs11Error::Pin(SecretError::NoneGiven { .. })) => eprintln!(
+                    "ra-signer: note: {} shows no matching certificate without a login; it may keep \
+                     certificates private: give the PIN (--pkcs11-pin-file, or pin-source= in the URI) \
+                     to look again",
+                    token.desc
+                ),
+                Err(e) => return Err(e),
             }
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+fn matching_certificates(
+    session: &cryptoki::session::Session,
+    token: &FoundToken,
+    uri: &Pkcs11Uri,
+) -> Result<Vec<TokenCertificate>, Pkcs11Error> {
+    Ok(objects::certificates(session, &token.desc)?
+        .into_iter()
+        .filter(|c| objects::cert_matches(c, uri))
+        .map(|c| {
             let mut u = token.desc.uri();
             u.id = Some(c.id.clone());
             u.object = Some(c.label.clone());
             u.object_type = Some(uri::ObjectType::Cert);
-            out.push(TokenCertificate {
+            TokenCertificate {
                 cert: c.cert,
                 uri: u.to_string(),
-            });
-        }
-    }
-    Ok(out)
+            }
+        })
+        .collect())
 }
 
 /// Opens the identity described by `config` where the key or certificate is on a token.
@@ -374,6 +437,15 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
     };
     let key_uri = match &config.private_key {
         PrivateKeySource::Pkcs11(u) => Pkcs11Uri::parse(u)?,
+        // The key is the certificate's own, on its token: search that token's keys.
+        PrivateKeySource::MatchingTokenCertificate => match &cert_uri {
+            Some(cu) => cu.token_only(),
+            None => {
+                return Err(Pkcs11Error::Unsupported(
+                    "no private key given, and the certificate is not on a token".into(),
+                ));
+            }
+        },
         PrivateKeySource::File(path) => {
             let cert_uri = cert_uri.ok_or_else(|| {
                 Pkcs11Error::Unsupported("neither the key nor the certificate is on a token".into())
@@ -394,29 +466,53 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
     let session = session::open_session(&module, &token, false)?;
 
     // Certificates are public objects: the leaf candidates are read before the login.
-    let leaf_candidates: Vec<Cert> = match (&config.certificate, &cert_uri) {
-        (Some(CertificateSource::File(path)), _) => vec![Cert::first_from_file(path)?],
-        (_, Some(cu)) => certs_for_uri(&module, &token, &session, cu, settings)?,
-        _ => objects::certificates_for(&session, &key_uri, &token.desc)?
-            .into_iter()
-            .map(|c| c.cert)
-            .collect(),
-    };
+    let read_candidates =
+        |session: &cryptoki::session::Session| -> Result<Vec<TokenCert>, Pkcs11Error> {
+            match (&config.certificate, &cert_uri) {
+                (Some(CertificateSource::File(path)), _) => Ok(vec![TokenCert {
+                    cert: Cert::first_from_file(path)?,
+                    label: String::new(),
+                    id: Vec::new(),
+                }]),
+                (_, Some(cu)) => certs_for_uri(&module, &token, session, cu, settings),
+                _ => objects::certificates_for(session, &key_uri, &token.desc),
+            }
+        };
+    let mut leaf_candidates = read_candidates(&session)?;
 
     let user_pin = session::login(&module, &session, &token, &mut || {
         session::user_pin(&key_uri, settings, &token.desc)
     })?;
+    if leaf_candidates.is_empty() {
+        // A token may keep its certificates private (CKA_PRIVATE): look again, logged in.
+        leaf_candidates = read_candidates(&session)?;
+    }
 
-    let key = find_key(&session, &key_uri, &token)?;
+    let matching = matches!(
+        config.private_key,
+        PrivateKeySource::MatchingTokenCertificate
+    );
+    if matching && leaf_candidates.is_empty() {
+        return Err(no_certificate(
+            &session,
+            &token,
+            cert_uri.as_ref().unwrap_or(&key_uri),
+        ));
+    }
+    let key = if matching {
+        key_for_certificates(&session, &key_uri, &token, &leaf_candidates)?
+    } else {
+        find_key(&session, &key_uri, &token)?
+    };
     // Checked after the key, so that a URI naming nothing says "no private key".
     if leaf_candidates.is_empty() {
-        return Err(Pkcs11Error::NoObject {
-            what: "certificate",
-            uri: cert_uri.as_ref().unwrap_or(&key_uri).to_string(),
-            token: token.desc.to_string(),
-            available: list_certificates_on(&session, &token),
-        });
+        return Err(no_certificate(
+            &session,
+            &token,
+            cert_uri.as_ref().unwrap_or(&key_uri),
+        ));
     }
+    let leaf_candidates: Vec<Cert> = leaf_candidates.into_iter().map(|c| c.cert).collect();
     let public_key = match &key.public_key {
         Some(p) => p.clone(),
         // No public key object: trust the token's pairing of key and certificate by CKA_ID.
@@ -522,7 +618,7 @@ fn certs_for_uri(
     key_session: &cryptoki::session::Session,
     cert_uri: &Pkcs11Uri,
     settings: &Pkcs11Settings,
-) -> Result<Vec<Cert>, Pkcs11Error> {
+) -> Result<Vec<TokenCert>, Pkcs11Error> {
     // Without a module of its own, the certificate URI means the key's module.
     let module = if cert_uri.module_path.is_none() && cert_uri.module_name.is_none() {
         key_module.clone()
@@ -536,7 +632,73 @@ fn certs_for_uri(
         let s = session::open_session(&module, &token, false)?;
         objects::certificates_for(&s, cert_uri, &token.desc)?
     };
-    Ok(certs.into_iter().map(|c| c.cert).collect())
+    Ok(certs)
+}
+
+fn no_certificate(
+    session: &cryptoki::session::Session,
+    token: &FoundToken,
+    uri: &Pkcs11Uri,
+) -> Pkcs11Error {
+    Pkcs11Error::NoObject {
+        what: "certificate",
+        uri: uri.to_string(),
+        token: token.desc.to_string(),
+        available: list_certificates_on(session, token),
+    }
+}
+
+/// The private key on the token whose public key is one of the certificates'. The key with
+/// a certificate's CKA_ID is tried first (the usual pairing: one search); every key on the
+/// token only when that fails, so that a key stored under another id is still found.
+fn key_for_certificates(
+    session: &cryptoki::session::Session,
+    token_uri: &Pkcs11Uri,
+    token: &FoundToken,
+    certs: &[TokenCert],
+) -> Result<TokenKey, Pkcs11Error> {
+    let pairs = |key: &TokenKey| {
+        certs.iter().any(|c| {
+            c.cert.key_type() == key.key_type
+                && match &key.public_key {
+                    Some(p) => c.cert.public_key_bits() == p.as_slice(),
+                    // No public key object: the token pairs key and certificate by CKA_ID.
+                    None => !key.id.is_empty() && key.id == c.id,
+                }
+        })
+    };
+    let mut tried = Vec::new();
+    for cert in certs.iter().filter(|c| !c.id.is_empty()) {
+        let by_id = Pkcs11Uri {
+            id: Some(cert.id.clone()),
+            ..token_uri.clone()
+        };
+        for handle in objects::private_keys(session, &by_id, &token.desc)? {
+            let key = objects::key_info(session, handle, &token.desc)?;
+            if pairs(&key) {
+                return Ok(key);
+            }
+            tried.push(handle);
+        }
+    }
+    for handle in objects::private_keys(session, token_uri, &token.desc)? {
+        if tried.contains(&handle) {
+            continue;
+        }
+        let key = objects::key_info(session, handle, &token.desc)?;
+        if pairs(&key) {
+            return Ok(key);
+        }
+    }
+    let subjects: Vec<String> = certs
+        .iter()
+        .map(|c| format!("\"{}\"", c.cert.subject()))
+        .collect();
+    Err(Pkcs11Error::NoKeyForCertificate {
+        certificates: subjects.join(", "),
+        token: token.desc.to_string(),
+        available: objects::list_private_keys(session, &token.desc),
+    })
 }
 
 /// "object=…;id=…" of every certificate on the token, for error messages.

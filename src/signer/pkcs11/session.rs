@@ -278,7 +278,7 @@ pub fn user_pin(
 /// `--reuse-pin`, else the configured context PIN sources.
 pub fn context_pin(sources: &[SecretSource], key_label: &str) -> Result<Secret, Pkcs11Error> {
     let what = format!("the context-specific PIN of key \"{key_label}\"");
-    secret::resolve(sources, &what).map_err(Pkcs11Error::Pin)
+    secret::resolve(sources, &what).map_err(Pkcs11Error::ContextPin)
 }
 
 /// Logs the user in on `session` unless the session already is, once. `pin` is called only

@@ -121,6 +121,16 @@ const PATH_ATTRS: &[&str] = &[
 const QUERY_ATTRS: &[&str] = &["pin-value", "pin-source", "module-name", "module-path"];
 
 impl Pkcs11Uri {
+    /// The same token, module and PIN, selecting no object: every object of the token.
+    pub fn token_only(&self) -> Pkcs11Uri {
+        Pkcs11Uri {
+            object: None,
+            id: None,
+            object_type: None,
+            ..self.clone()
+        }
+    }
+
     /// Parses a `pkcs11:` URI.
     pub fn parse(text: &str) -> Result<Self, UriError> {
         let shown = redact_pin_value(text);

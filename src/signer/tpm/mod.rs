@@ -359,6 +359,11 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
                 "{uri} is a PKCS#11 key, not a TPM key"
             )));
         }
+        PrivateKeySource::MatchingTokenCertificate => {
+            return Err(TpmError::Keygen(
+                "the key is on the certificate's PKCS#11 token, not in a TPM".into(),
+            ));
+        }
     };
     let (key, key_origin) = match key_password(&config.tpm, &location) {
         Err(SecretError::NoneGiven { .. }) => {
