@@ -17,16 +17,16 @@ use ra_signer::cert::Cert;
 
 use crate::common::*;
 
-const PIN: &str = "1234";
+pub const PIN: &str = "1234";
 
 /// The fixture made by `softhsm/make-token.sh`: tokens, CA, certificates.
-struct Fixture {
-    dir: PathBuf,
-    module: PathBuf,
+pub struct Fixture {
+    pub dir: PathBuf,
+    pub module: PathBuf,
     spy: Option<PathBuf>,
 }
 
-fn fixture() -> &'static Fixture {
+pub fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -72,7 +72,7 @@ fn fixture() -> &'static Fixture {
 }
 
 /// A private copy of the fixture's tokens, with its own softhsm2.conf.
-struct Hsm {
+pub struct Hsm {
     dir: tempfile::TempDir,
     conf: PathBuf,
 }
@@ -90,7 +90,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Hsm {
-    fn new() -> Hsm {
+    pub fn new() -> Hsm {
         Hsm::with_conf("")
     }
 
@@ -112,19 +112,19 @@ impl Hsm {
         Hsm { dir, conf }
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// `ra-signer SUBCOMMAND` with this token store, and nothing else in the environment.
-    fn cmd(&self, sub: &str) -> Command {
+    pub fn cmd(&self, sub: &str) -> Command {
         let mut cmd = ra_signer(self.path());
         cmd.env("SOFTHSM2_CONF", &self.conf).arg(sub);
         cmd
     }
 
     /// `ra-signer SUBCOMMAND --pkcs11-lib SOFTHSM` with the PIN in the environment.
-    fn with_pin(&self, sub: &str) -> Command {
+    pub fn with_pin(&self, sub: &str) -> Command {
         let mut cmd = self.cmd(sub);
         cmd.env("RA_SIGNER_PKCS11_PIN", PIN)
             .arg("--pkcs11-lib")
@@ -145,25 +145,25 @@ impl Hsm {
         Some((cmd, log))
     }
 
-    fn emulator(&self) -> Emulator {
+    pub fn emulator(&self) -> Emulator {
         Emulator::start(self.path(), &[&ca_file("root")], &[])
     }
 }
 
-fn cert_file(label: &str) -> PathBuf {
+pub fn cert_file(label: &str) -> PathBuf {
     fixture().dir.join("certs").join(format!("{label}.pem"))
 }
 
-fn ca_file(name: &str) -> PathBuf {
+pub fn ca_file(name: &str) -> PathBuf {
     fixture().dir.join("ca").join(format!("{name}.pem"))
 }
 
-fn der(path: &Path) -> Vec<u8> {
+pub fn der(path: &Path) -> Vec<u8> {
     Cert::first_from_file(path).expect("cert").der().to_vec()
 }
 
 /// The leaf and chain `credential-process --debug` sent (from the canonical request).
-fn sent(o: &Output) -> (Vec<u8>, Vec<Vec<u8>>) {
+pub fn sent(o: &Output) -> (Vec<u8>, Vec<Vec<u8>>) {
     use base64::Engine;
     let b64 = |s: &str| {
         base64::engine::general_purpose::STANDARD
@@ -195,7 +195,7 @@ fn credential_process(hsm: &Hsm, emu: &Emulator, uri: &str, extra: &[&str]) -> O
 }
 
 /// Asserts success, that `label`'s certificate was the leaf and the intermediate the chain.
-fn assert_issued_for(o: &Output, label: &str) {
+pub fn assert_issued_for(o: &Output, label: &str) {
     assert_process_json(o);
     let (leaf, chain) = sent(o);
     assert!(

@@ -138,7 +138,7 @@ pub fn serve_args(w: &World, leaf: &Leaf, extra: &[&str]) -> Vec<String> {
     args
 }
 
-fn http() -> reqwest::blocking::Client {
+pub fn http() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
         .no_proxy()
@@ -151,7 +151,7 @@ const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN: &str = "X-aws-ec2-metadata-token";
 const CREDS: &str = "/latest/meta-data/iam/security-credentials/";
 
-fn imds_token(c: &reqwest::blocking::Client, base: &str) -> String {
+pub fn imds_token(c: &reqwest::blocking::Client, base: &str) -> String {
     let r = c
         .put(format!("{base}/latest/api/token"))
         .header(TTL, "60")
@@ -162,7 +162,7 @@ fn imds_token(c: &reqwest::blocking::Client, base: &str) -> String {
 }
 
 /// The credentials JSON of `role` through IMDSv2 (a new token each time).
-fn imds_credentials(base: &str, role: &str) -> (u16, serde_json::Value) {
+pub fn imds_credentials(base: &str, role: &str) -> (u16, serde_json::Value) {
     let c = http();
     let token = imds_token(&c, base);
     let r = c
@@ -178,7 +178,7 @@ fn imds_credentials(base: &str, role: &str) -> (u16, serde_json::Value) {
     )
 }
 
-fn role_name() -> &'static str {
+pub fn role_name() -> &'static str {
     ROLE_ARN.rsplit('/').next().expect("name")
 }
 

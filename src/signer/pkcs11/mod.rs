@@ -461,8 +461,15 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
         }
     };
     let settings = &config.pkcs11;
+    let matching = matches!(
+        config.private_key,
+        PrivateKeySource::MatchingTokenCertificate
+    );
     let module = session::load(&session::module_path(&key_uri, settings)?)?;
-    let token = session::select_token(&module, &key_uri)?;
+    let token = match (&cert_uri, matching) {
+        (Some(cu), true) => token_with_public_match(&module, cu)?,
+        _ => token_with_public_match(&module, &key_uri)?,
+    };
     let session = session::open_session(&module, &token, false)?;
 
     // Certificates are public objects: the leaf candidates are read before the login.
@@ -488,10 +495,6 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
         leaf_candidates = read_candidates(&session)?;
     }
 
-    let matching = matches!(
-        config.private_key,
-        PrivateKeySource::MatchingTokenCertificate
-    );
     if matching && leaf_candidates.is_empty() {
         return Err(no_certificate(
             &session,
@@ -633,6 +636,28 @@ fn certs_for_uri(
         objects::certificates_for(&s, cert_uri, &token.desc)?
     };
     Ok(certs)
+}
+
+/// The token a URI selects. The Go helper's forms (`pkcs11:object=…`, `pkcs11:id=%01`)
+/// often name no token: of several tokens the URI matches, the one where a public object
+/// (certificate or public key) matches is meant, which needs no login. Several or none:
+/// the usual ambiguity error.
+fn token_with_public_match(module: &Module, uri: &Pkcs11Uri) -> Result<FoundToken, Pkcs11Error> {
+    let tokens = session::matching_tokens(module, uri)?;
+    if tokens.len() <= 1 || (uri.object.is_none() && uri.id.is_none()) {
+        return session::select_token(module, uri);
+    }
+    let mut holding = Vec::new();
+    for token in tokens {
+        let s = session::open_session(module, &token, false)?;
+        if objects::has_public_match(&s, uri, &token.desc)? {
+            holding.push(token);
+        }
+    }
+    match holding.len() {
+        1 => Ok(holding.remove(0)),
+        _ => session::select_token(module, uri),
+    }
 }
 
 fn no_certificate(

@@ -229,6 +229,24 @@ pub fn private_keys(
     )
 }
 
+/// Whether a public object (certificate or public key) matches the URI's `object` and `id`:
+/// what can tell, without a login, which token a URI that names none means.
+pub fn has_public_match(
+    session: &Session,
+    uri: &Pkcs11Uri,
+    token: &TokenDesc,
+) -> Result<bool, Pkcs11Error> {
+    if !certificates_for(session, uri, token)?.is_empty() {
+        return Ok(true);
+    }
+    Ok(!find(
+        session,
+        &label_id_template(ObjectClass::PUBLIC_KEY, Some(uri)),
+        token,
+    )?
+    .is_empty())
+}
+
 /// Labels and ids of every private key on the token, for error messages.
 pub fn list_private_keys(session: &Session, token: &TokenDesc) -> Vec<String> {
     let Ok(handles) = find(
