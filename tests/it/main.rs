@@ -6,6 +6,7 @@ mod common;
 mod cache;
 mod cli;
 mod file_keys;
+mod mldsa;
 mod pkcs11;
 mod real_clients;
 mod serve;

@@ -25,8 +25,7 @@
 use der::asn1::AnyRef;
 use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
 use ml_dsa::{
-    ExpandedSigningKey, ExpandedSigningKeyBytes, MlDsa44, MlDsa65, MlDsa87,
-    MlDsaParams, Seed,
+    ExpandedSigningKey, ExpandedSigningKeyBytes, MlDsa44, MlDsa65, MlDsa87, MlDsaParams, Seed,
 };
 use zeroize::Zeroizing;
 
@@ -88,12 +87,15 @@ pub(super) fn from_private_key(
 ) -> Result<(MlDsaKey, Vec<u8>), FileKeyError> {
     let form = parse_form(private_key, key_type, origin)?;
     match key_type {
-        KeyType::MlDsa44 => build::<MlDsa44>(&form, key_type, origin)
-            .map(|(k, p)| (MlDsaKey::P44(k), p)),
-        KeyType::MlDsa65 => build::<MlDsa65>(&form, key_type, origin)
-            .map(|(k, p)| (MlDsaKey::P65(k), p)),
-        KeyType::MlDsa87 => build::<MlDsa87>(&form, key_type, origin)
-            .map(|(k, p)| (MlDsaKey::P87(k), p)),
+        KeyType::MlDsa44 => {
+            build::<MlDsa44>(&form, key_type, origin).map(|(k, p)| (MlDsaKey::P44(k), p))
+        }
+        KeyType::MlDsa65 => {
+            build::<MlDsa65>(&form, key_type, origin).map(|(k, p)| (MlDsaKey::P65(k), p))
+        }
+        KeyType::MlDsa87 => {
+            build::<MlDsa87>(&form, key_type, origin).map(|(k, p)| (MlDsaKey::P87(k), p))
+        }
         other => Err(malformed(origin, format!("{other} is not an ML-DSA key"))),
     }
 }
@@ -191,9 +193,12 @@ fn seed_of(seed: &[u8], key_type: KeyType, origin: &str) -> Result<Zeroizing<See
             ),
         ));
     }
-    Seed::try_from(seed)
-        .map(Zeroizing::new)
-        .map_err(|_| malformed(origin, format!("the {key_type} seed is not {SEED_LEN} bytes")))
+    Seed::try_from(seed).map(Zeroizing::new).map_err(|_| {
+        malformed(
+            origin,
+            format!("the {key_type} seed is not {SEED_LEN} bytes"),
+        )
+    })
 }
 
 /// `skDecode` of an expanded key, after checking its length and coefficient ranges.
@@ -223,8 +228,12 @@ fn decode_expanded<P: MlDsaParams>(
         });
     }
     let bytes = Zeroizing::new(
-        ExpandedSigningKeyBytes::<P>::try_from(expanded)
-            .map_err(|_| malformed(origin, format!("the {key_type} expanded key has the wrong size")))?,
+        ExpandedSigningKeyBytes::<P>::try_from(expanded).map_err(|_| {
+            malformed(
+                origin,
+                format!("the {key_type} expanded key has the wrong size"),
+            )
+        })?,
     );
     Ok(Box::new(ExpandedSigningKey::<P>::from_expanded(&bytes)))
 }
@@ -311,17 +320,22 @@ pub(crate) mod tests {
     use super::*;
     use ml_dsa::{EncodedVerifyingKey, Signature, VerifyingKey};
 
-/// The public key (`pkEncode` bytes) is what the certificate carries; a key decodes from
+    /// The public key (`pkEncode` bytes) is what the certificate carries; a key decodes from
     /// any correctly sized byte string, so only the size can be wrong.
     fn verifying_key_from_bits<P: MlDsaParams>(bits: &[u8]) -> Option<VerifyingKey<P>> {
         EncodedVerifyingKey::<P>::try_from(bits)
             .ok()
             .map(|enc| VerifyingKey::<P>::decode(&enc))
     }
-    
+
     /// Verifies a pure ML-DSA signature (empty context) of `key_type` by its encoded public
     /// key.
-    pub(crate) fn verify(key_type: KeyType, public: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify(
+        key_type: KeyType,
+        public: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
         fn with<P: MlDsaParams>(public: &[u8], message: &[u8], signature: &[u8]) -> bool {
             let (Some(key), Ok(sig)) = (
                 verifying_key_from_bits::<P>(public),
@@ -341,9 +355,18 @@ pub(crate) mod tests {
 
     #[test]
     fn layouts_match_fips_204_sizes() {
-        assert_eq!(Layout::of(KeyType::MlDsa44).map(|l| l.expanded_len()), Some(2560));
-        assert_eq!(Layout::of(KeyType::MlDsa65).map(|l| l.expanded_len()), Some(4032));
-        assert_eq!(Layout::of(KeyType::MlDsa87).map(|l| l.expanded_len()), Some(4896));
+        assert_eq!(
+            Layout::of(KeyType::MlDsa44).map(|l| l.expanded_len()),
+            Some(2560)
+        );
+        assert_eq!(
+            Layout::of(KeyType::MlDsa65).map(|l| l.expanded_len()),
+            Some(4032)
+        );
+        assert_eq!(
+            Layout::of(KeyType::MlDsa87).map(|l| l.expanded_len()),
+            Some(4896)
+        );
         assert!(Layout::of(KeyType::EcP256).is_none());
     }
 
@@ -398,8 +421,7 @@ pub(crate) mod tests {
         let both_form = der_octets(0x30, &both_body);
         let mut publics = Vec::new();
         for form in [&seed_form, &expanded_form, &both_form] {
-            let (key, public) =
-                from_private_key(KeyType::MlDsa65, form, "t").expect("valid form");
+            let (key, public) = from_private_key(KeyType::MlDsa65, form, "t").expect("valid form");
             assert_eq!(key.key_type(), KeyType::MlDsa65);
             let sig = key.sign(b"msg").expect("sign");
             assert_eq!(sig.len(), 3309);
@@ -411,7 +433,8 @@ pub(crate) mod tests {
         }
         assert!(publics.windows(2).all(|w| w[0] == w[1]));
 
-        let other = ExpandedSigningKey::<MlDsa65>::from_seed(&Seed::from([0x43u8; 32])).to_expanded();
+        let other =
+            ExpandedSigningKey::<MlDsa65>::from_seed(&Seed::from([0x43u8; 32])).to_expanded();
         let mut spliced = der_octets(0x04, &seed);
         spliced.extend(der_octets(0x04, &other));
         let err = from_private_key(KeyType::MlDsa65, &der_octets(0x30, &spliced), "k.pem")
