@@ -10,11 +10,14 @@ case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; th
 scripts/setup.sh
 
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import boto3, awscli, iam_rolesanywhere_session' 2>/dev/null; then
+# cryptography 47+ has ML-DSA (the mldsa module); dilithium-py derives expanded ML-DSA keys.
+if ! "$venv/bin/python" -c 'import boto3, awscli, iam_rolesanywhere_session, dilithium_py
+from cryptography.hazmat.primitives.asymmetric import mldsa' 2>/dev/null; then
   echo "test: making the Python virtualenv in $venv" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check boto3 awscli iam-rolesanywhere-session
+  "$venv/bin/pip" install --quiet --disable-pip-version-check boto3 awscli iam-rolesanywhere-session \
+    'cryptography>=47' dilithium-py
 fi
 export RA_SIGNER_TEST_PYTHON="$PWD/$venv/bin/python"
 

@@ -177,13 +177,17 @@ fn service_hint(
     None
 }
 
-/// The fixed test string of the Go helper's `sign-string`.
-fn test_string(public_key_bits: &[u8]) -> Vec<u8> {
-    let mut tagged = b"IAM RA".to_vec();
-    tagged.extend_from_slice(public_key_bits);
+/// The fixed test string of the Go helper's `sign-string`. Its suffix, SHA256("IAM RA" ‖
+/// public key), exists there for RSA and EC keys only: for an ML-DSA key v1.8.0 signs the
+/// bare prefix, and so do we, so that both helpers give the same (deterministic) signature.
+fn test_string(signer: &dyn Signer) -> Vec<u8> {
     let mut s = b"AWS Roles Anywhere Credential Helper Signing Test".to_vec();
     s.extend_from_slice(b"1");
-    s.extend_from_slice(&Digest::Sha256.hash(&tagged));
+    if signer.algorithm() != signer::Algorithm::MlDsa {
+        let mut tagged = b"IAM RA".to_vec();
+        tagged.extend_from_slice(signer.public_key_bits());
+        s.extend_from_slice(&Digest::Sha256.hash(&tagged));
+    }
     s
 }
 
@@ -218,7 +222,7 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
         );
     }
     let signature = signer
-        .sign(digest, &test_string(signer.public_key_bits()))
+        .sign(digest, &test_string(signer))
         .map_err(|e| Error::new(ErrorClass::Identity, format!("signing failed: {e}")))?;
     let hex = crate::cert::hex_lower(&signature);
     let mut out = std::io::stdout().lock();
@@ -233,7 +237,9 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot write to stdout: {e}")))
 }
 
-/// The JSON of `read-certificate-data` for one certificate.
+/// The JSON of `read-certificate-data` for one certificate. `keyType` is "RSA", "EC" or the
+/// ML-DSA parameter set ("ML-DSA-65"), and `supportedAlgorithms` is built from it with the
+/// three digests for every key type, as the Go helper builds both.
 pub fn certificate_data(cert: &Cert) -> serde_json::Value {
     let family = cert.key_type().family();
     let algorithms: Vec<String> = ["SHA256", "SHA384", "SHA512"]

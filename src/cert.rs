@@ -43,17 +43,43 @@ pub enum KeyType {
     EcP256,
     /// ECDSA on NIST P-384.
     EcP384,
+    /// ML-DSA-44 (FIPS 204).
+    MlDsa44,
+    /// ML-DSA-65 (FIPS 204).
+    MlDsa65,
+    /// ML-DSA-87 (FIPS 204).
+    MlDsa87,
     /// Anything else (named by its OID).
     Other,
 }
 
 impl KeyType {
-    /// "RSA" or "EC", as the Go helper's `read-certificate-data` names them.
+    /// "RSA", "EC", or the ML-DSA parameter set ("ML-DSA-65"), as the Go helper's
+    /// `read-certificate-data` names them in `keyType`.
     pub fn family(self) -> &'static str {
         match self {
             KeyType::Rsa => "RSA",
             KeyType::EcP256 | KeyType::EcP384 => "EC",
+            KeyType::MlDsa44 => "ML-DSA-44",
+            KeyType::MlDsa65 => "ML-DSA-65",
+            KeyType::MlDsa87 => "ML-DSA-87",
             KeyType::Other => "unknown",
+        }
+    }
+
+    /// Whether this is one of the ML-DSA parameter sets.
+    pub fn is_ml_dsa(self) -> bool {
+        matches!(self, KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87)
+    }
+
+    /// The ML-DSA parameter set of a SubjectPublicKeyInfo / PKCS#8 algorithm OID (RFC 9881:
+    /// `id-ml-dsa-44`/`-65`/`-87`, with absent parameters).
+    pub fn ml_dsa_from_oid(oid: &str) -> Option<KeyType> {
+        match oid {
+            OID_ML_DSA_44 => Some(KeyType::MlDsa44),
+            OID_ML_DSA_65 => Some(KeyType::MlDsa65),
+            OID_ML_DSA_87 => Some(KeyType::MlDsa87),
+            _ => None,
         }
     }
 }
@@ -64,6 +90,9 @@ impl fmt::Display for KeyType {
             KeyType::Rsa => "RSA",
             KeyType::EcP256 => "EC P-256",
             KeyType::EcP384 => "EC P-384",
+            KeyType::MlDsa44 => "ML-DSA-44",
+            KeyType::MlDsa65 => "ML-DSA-65",
+            KeyType::MlDsa87 => "ML-DSA-87",
             KeyType::Other => "unsupported key type",
         })
     }
@@ -73,6 +102,9 @@ const OID_RSA: &str = "1.2.840.113549.1.1.1";
 const OID_EC: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
+const OID_ML_DSA_44: &str = "2.16.840.1.101.3.4.3.17";
+const OID_ML_DSA_65: &str = "2.16.840.1.101.3.4.3.18";
+const OID_ML_DSA_87: &str = "2.16.840.1.101.3.4.3.19";
 
 /// A parsed X.509 certificate.
 #[derive(Clone)]
@@ -200,7 +232,8 @@ impl Cert {
             .unwrap_or_default()
     }
 
-    /// The raw public key bits (RSAPublicKey DER, or the EC point).
+    /// The raw public key bits (RSAPublicKey DER, the EC point, or the encoded ML-DSA
+    /// public key).
     pub fn public_key_bits(&self) -> &[u8] {
         self.parsed
             .tbs_certificate()
@@ -226,6 +259,10 @@ impl Cert {
                     Some(OID_P384) => KeyType::EcP384,
                     _ => KeyType::Other,
                 }
+            }
+            // RFC 9881 §2: the parameters field is absent; anything else is not a key we know.
+            other if spki.algorithm.parameters.is_none() => {
+                KeyType::ml_dsa_from_oid(other).unwrap_or(KeyType::Other)
             }
             _ => KeyType::Other,
         }

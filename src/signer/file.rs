@@ -1,11 +1,12 @@
-//! Keys held in files: PKCS#8 (plain and encrypted), SEC1, PKCS#1, PEM bundles with
-//! certificate and key, and PKCS#12.
+//! Keys held in files: PKCS#8 (plain and encrypted; RSA, EC and ML-DSA), SEC1, PKCS#1, PEM
+//! bundles with certificate and key, and PKCS#12.
 //!
 //! [`load`] reads a file, recognises its format from the content (never the extension), asks
 //! for a password only when the file is encrypted, and returns a [`Signer`](super::Signer)
 //! plus any certificates found in the same file. RSA keys sign with `ring`; EC P-256 and
 //! P-384 keys sign with RustCrypto's `p256`/`p384`, because `ring` only pairs each curve with
-//! one digest and SigV4-X509 needs SHA-256 with P-384 keys too.
+//! one digest and SigV4-X509 needs SHA-256 with P-384 keys too; ML-DSA-44/65/87 keys (seed,
+//! expanded-key and both forms) sign with RustCrypto's `ml-dsa`.
 //!
 //! Key bytes (file contents, DER buffers, decrypted plaintext) live in
 //! [`Zeroizing`](zeroize::Zeroizing) buffers that are dropped as soon as the signing key is
@@ -15,6 +16,7 @@
 mod detect;
 mod encrypted;
 mod key;
+mod mldsa;
 mod pkcs12;
 #[cfg(test)]
 mod tests;
@@ -84,7 +86,9 @@ pub enum FileKeyError {
         hint: &'static str,
     },
     /// A key of a type ra-signer cannot sign with.
-    #[error("{path} holds an unsupported key type {key_type}; supported: RSA, EC P-256, EC P-384")]
+    #[error(
+        "{path} holds an unsupported key type {key_type}; supported: RSA, EC P-256, EC P-384, ML-DSA-44, ML-DSA-65, ML-DSA-87"
+    )]
     UnsupportedKeyType {
         /// The file.
         path: String,

@@ -73,14 +73,17 @@ pub enum Algorithm {
     Rsa,
     /// ECDSA with a DER `SEQUENCE { r, s }` signature.
     Ecdsa,
+    /// Pure ML-DSA (FIPS 204) over the message itself, empty context; no digest.
+    MlDsa,
 }
 
 impl Algorithm {
-    /// The SigV4-X509 algorithm name for a SHA-256 signature.
+    /// The SigV4-X509 algorithm name (`AWS4-X509-MLDSA` for every ML-DSA parameter set).
     pub fn sigv4_name(self) -> &'static str {
         match self {
             Algorithm::Rsa => "AWS4-X509-RSA-SHA256",
             Algorithm::Ecdsa => "AWS4-X509-ECDSA-SHA256",
+            Algorithm::MlDsa => "AWS4-X509-MLDSA",
         }
     }
 }
@@ -92,23 +95,27 @@ pub struct SignError(pub String);
 
 /// A private key that signs, wherever it lives. Implementations hash the message
 /// themselves (or have the hardware do it) and return the signature in wire format:
-/// PKCS#1 v1.5 bytes for RSA, DER `SEQUENCE { r, s }` for ECDSA.
+/// PKCS#1 v1.5 bytes for RSA, DER `SEQUENCE { r, s }` for ECDSA, the FIPS 204 signature
+/// encoding for ML-DSA.
 pub trait Signer: Send {
-    /// The key's type (RSA, P-256, P-384).
+    /// The key's type (RSA, P-256, P-384, ML-DSA-44/65/87).
     fn key_type(&self) -> KeyType;
 
     /// The public key as a DER SubjectPublicKeyInfo's raw key bits: the PKCS#1
-    /// RSAPublicKey DER for RSA, the uncompressed point for EC.
+    /// RSAPublicKey DER for RSA, the uncompressed point for EC, the encoded public key
+    /// (`pkEncode`) for ML-DSA.
     fn public_key_bits(&self) -> &[u8];
 
-    /// Signs `message` hashed with `digest`.
+    /// Signs `message` hashed with `digest`. ML-DSA keys sign the message itself (pure
+    /// ML-DSA, empty context) and ignore `digest`, as the Go helper does.
     fn sign(&self, digest: Digest, message: &[u8]) -> Result<Vec<u8>, SignError>;
 
     /// The signature algorithm family.
     fn algorithm(&self) -> Algorithm {
         match self.key_type() {
             KeyType::Rsa => Algorithm::Rsa,
-            _ => Algorithm::Ecdsa,
+            KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => Algorithm::MlDsa,
+            KeyType::EcP256 | KeyType::EcP384 | KeyType::Other => Algorithm::Ecdsa,
         }
     }
 }

@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod dropin;
 mod file_keys;
+mod mldsa;
 mod pkcs11;
 mod real_clients;
 mod serve;

@@ -1,5 +1,6 @@
 //! Certificates as the emulator checks them: parsed with `x509-cert`, keys and
-//! signatures verified with `ring`, and a path built from the leaf through the sent
+//! signatures verified with `ring` (RSA, ECDSA, Ed25519) or RustCrypto's `ml-dsa` verifier
+//! (ML-DSA, here and not through ra-signer's signing code), and a path built from the leaf through the sent
 //! intermediates to a configured trust anchor (issuer DER matched to subject DER, each
 //! signature checked with the issuer's key, every validity period checked).
 
@@ -24,11 +25,15 @@ const OID_SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 const OID_SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const OID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const OID_ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+// RFC 9881: one OID names both the key and the (pure) signature algorithm.
+const OID_ML_DSA_44: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.17");
+const OID_ML_DSA_65: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.18");
+const OID_ML_DSA_87: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.3.19");
 
 /// Longest path accepted, leaf and anchor included.
 const MAX_PATH: usize = 10;
 
-/// A subject public key that ring can use.
+/// A subject public key the emulator can verify with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicKey {
     /// RSA: the `RSAPublicKey` DER (contents of the SPKI bit string).
@@ -39,6 +44,12 @@ pub enum PublicKey {
     EcP384(Vec<u8>),
     /// Ed25519 (accepted for CA keys only).
     Ed25519(Vec<u8>),
+    /// ML-DSA-44: the encoded public key.
+    MlDsa44(Vec<u8>),
+    /// ML-DSA-65: the encoded public key.
+    MlDsa65(Vec<u8>),
+    /// ML-DSA-87: the encoded public key.
+    MlDsa87(Vec<u8>),
     /// Anything else, named for messages.
     Unsupported(String),
 }
@@ -50,6 +61,9 @@ impl fmt::Display for PublicKey {
             PublicKey::EcP256(_) => f.write_str("EC P-256"),
             PublicKey::EcP384(_) => f.write_str("EC P-384"),
             PublicKey::Ed25519(_) => f.write_str("Ed25519"),
+            PublicKey::MlDsa44(_) => f.write_str("ML-DSA-44"),
+            PublicKey::MlDsa65(_) => f.write_str("ML-DSA-65"),
+            PublicKey::MlDsa87(_) => f.write_str("ML-DSA-87"),
             PublicKey::Unsupported(what) => write!(f, "unsupported key ({what})"),
         }
     }
@@ -64,7 +78,31 @@ pub fn request_verification_alg(
         PublicKey::Rsa(k) => Some((&signature::RSA_PKCS1_2048_8192_SHA256, k)),
         PublicKey::EcP256(k) => Some((&signature::ECDSA_P256_SHA256_ASN1, k)),
         PublicKey::EcP384(k) => Some((&signature::ECDSA_P384_SHA256_ASN1, k)),
-        PublicKey::Ed25519(_) | PublicKey::Unsupported(_) => None,
+        PublicKey::Ed25519(_)
+        | PublicKey::MlDsa44(_)
+        | PublicKey::MlDsa65(_)
+        | PublicKey::MlDsa87(_)
+        | PublicKey::Unsupported(_) => None,
+    }
+}
+
+/// Verifies a pure ML-DSA signature (FIPS 204 `ML-DSA.Verify`, empty context) of `message`
+/// by `key`; false for a key that is not ML-DSA or bytes of the wrong size.
+pub fn ml_dsa_verify(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+    fn with<P: ml_dsa::MlDsaParams>(key: &[u8], message: &[u8], sig: &[u8]) -> bool {
+        let Ok(encoded) = ml_dsa::EncodedVerifyingKey::<P>::try_from(key) else {
+            return false;
+        };
+        let Ok(sig) = ml_dsa::Signature::<P>::try_from(sig) else {
+            return false;
+        };
+        ml_dsa::VerifyingKey::<P>::decode(&encoded).verify_with_context(message, &[], &sig)
+    }
+    match key {
+        PublicKey::MlDsa44(k) => with::<ml_dsa::MlDsa44>(k, message, sig),
+        PublicKey::MlDsa65(k) => with::<ml_dsa::MlDsa65>(k, message, sig),
+        PublicKey::MlDsa87(k) => with::<ml_dsa::MlDsa87>(k, message, sig),
+        _ => false,
     }
 }
 
@@ -154,6 +192,17 @@ impl Cert {
             }
         } else if spki.algorithm.oid == OID_ED25519 {
             PublicKey::Ed25519(key_bytes)
+        } else if spki.algorithm.parameters.is_some() && ml_dsa_oid(spki.algorithm.oid) {
+            PublicKey::Unsupported(format!(
+                "{} with parameters (RFC 9881 requires none)",
+                spki.algorithm.oid
+            ))
+        } else if spki.algorithm.oid == OID_ML_DSA_44 {
+            PublicKey::MlDsa44(key_bytes)
+        } else if spki.algorithm.oid == OID_ML_DSA_65 {
+            PublicKey::MlDsa65(key_bytes)
+        } else if spki.algorithm.oid == OID_ML_DSA_87 {
+            PublicKey::MlDsa87(key_bytes)
         } else {
             PublicKey::Unsupported(spki.algorithm.oid.to_string())
         };
@@ -266,6 +315,15 @@ impl Cert {
 
     /// Checks that `issuer`'s key signed this certificate.
     pub fn is_signed_by(&self, issuer: &Cert) -> bool {
+        let tbs = &self.der[self.tbs.clone()];
+        match (&issuer.key, self.sig_alg) {
+            (PublicKey::MlDsa44(_), OID_ML_DSA_44)
+            | (PublicKey::MlDsa65(_), OID_ML_DSA_65)
+            | (PublicKey::MlDsa87(_), OID_ML_DSA_87) => {
+                return ml_dsa_verify(&issuer.key, tbs, &self.signature);
+            }
+            _ => {}
+        }
         let Some(alg) = cert_verification_alg(self.sig_alg, &issuer.key) else {
             return false;
         };
@@ -274,12 +332,19 @@ impl Cert {
             | PublicKey::EcP256(k)
             | PublicKey::EcP384(k)
             | PublicKey::Ed25519(k) => k,
-            PublicKey::Unsupported(_) => return false,
+            PublicKey::MlDsa44(_)
+            | PublicKey::MlDsa65(_)
+            | PublicKey::MlDsa87(_)
+            | PublicKey::Unsupported(_) => return false,
         };
         UnparsedPublicKey::new(alg, key)
-            .verify(&self.der[self.tbs.clone()], &self.signature)
+            .verify(tbs, &self.signature)
             .is_ok()
     }
+}
+
+fn ml_dsa_oid(oid: ObjectIdentifier) -> bool {
+    oid == OID_ML_DSA_44 || oid == OID_ML_DSA_65 || oid == OID_ML_DSA_87
 }
 
 /// (negative?, big-endian magnitude) of a DER INTEGER's content bytes.

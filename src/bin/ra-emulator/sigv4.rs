@@ -24,6 +24,8 @@ pub enum Algorithm {
     Rsa,
     /// `AWS4-X509-ECDSA-SHA256`: ECDSA over SHA-256 (any curve), DER signature.
     Ecdsa,
+    /// `AWS4-X509-MLDSA`: pure ML-DSA-44/65/87 over the string to sign, empty context.
+    MlDsa,
 }
 
 impl Algorithm {
@@ -32,6 +34,7 @@ impl Algorithm {
         match self {
             Algorithm::Rsa => "AWS4-X509-RSA-SHA256",
             Algorithm::Ecdsa => "AWS4-X509-ECDSA-SHA256",
+            Algorithm::MlDsa => "AWS4-X509-MLDSA",
         }
     }
 
@@ -39,6 +42,7 @@ impl Algorithm {
         match s {
             "AWS4-X509-RSA-SHA256" => Some(Algorithm::Rsa),
             "AWS4-X509-ECDSA-SHA256" => Some(Algorithm::Ecdsa),
+            "AWS4-X509-MLDSA" => Some(Algorithm::MlDsa),
             _ => None,
         }
     }
@@ -80,7 +84,7 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, String> {
     })?;
     let alg = Algorithm::from_name(alg_name).ok_or_else(|| {
         format!(
-            "Unsupported signing algorithm '{alg_name}' (expected AWS4-X509-RSA-SHA256 or AWS4-X509-ECDSA-SHA256)"
+            "Unsupported signing algorithm '{alg_name}' (expected AWS4-X509-RSA-SHA256, AWS4-X509-ECDSA-SHA256 or AWS4-X509-MLDSA)"
         )
     })?;
 

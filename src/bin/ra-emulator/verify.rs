@@ -225,6 +225,10 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
                 Algorithm::Ecdsa,
                 PublicKey::EcP256(_) | PublicKey::EcP384(_)
             )
+            | (
+                Algorithm::MlDsa,
+                PublicKey::MlDsa44(_) | PublicKey::MlDsa65(_) | PublicKey::MlDsa87(_)
+            )
     );
     if !key_matches {
         return Err(seen.denied(
@@ -251,11 +255,17 @@ pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, 
         payload_hash: sigv4::sha256_hex(req.body),
     };
     let to_sign = sigv4::string_to_sign(auth.alg, amz_date, &auth.scope(), &canonical);
-    let (ring_alg, key) = pki::request_verification_alg(leaf.key())
-        .ok_or_else(|| seen.denied("algorithm", "Unsupported certificate key"))?;
-    UnparsedPublicKey::new(ring_alg, key)
-        .verify(to_sign.as_bytes(), &auth.signature)
-        .map_err(|_| seen.denied("signature", "Invalid signature"))?;
+    if auth.alg == Algorithm::MlDsa {
+        if !pki::ml_dsa_verify(leaf.key(), to_sign.as_bytes(), &auth.signature) {
+            return Err(seen.denied("signature", "Invalid signature"));
+        }
+    } else {
+        let (ring_alg, key) = pki::request_verification_alg(leaf.key())
+            .ok_or_else(|| seen.denied("algorithm", "Unsupported certificate key"))?;
+        UnparsedPublicKey::new(ring_alg, key)
+            .verify(to_sign.as_bytes(), &auth.signature)
+            .map_err(|_| seen.denied("signature", "Invalid signature"))?;
+    }
 
     // 6. The chain to a trust anchor.
     let intermediates = match header(req.headers, sigv4::CHAIN_HEADER) {

@@ -1,6 +1,7 @@
 //! The signing key built from a file's DER: RSA through `ring`, EC P-256 and P-384 through
 //! RustCrypto (`ring` offers ECDSA only as fixed curve/digest pairs and has no P-384 with
-//! SHA-256 for signing, which SigV4-X509 requires).
+//! SHA-256 for signing, which SigV4-X509 requires), ML-DSA through RustCrypto's `ml-dsa`
+//! (see [`super::mldsa`]).
 
 use std::fmt;
 
@@ -12,6 +13,7 @@ use ring::signature::RsaKeyPair;
 use sec1::EcPrivateKey;
 
 use super::FileKeyError;
+use super::mldsa::MlDsaKey;
 use crate::cert::KeyType;
 use crate::signer::der_sig::ecdsa_raw_to_der;
 use crate::signer::{Digest, SignError, Signer};
@@ -24,7 +26,7 @@ const OID_P384: &str = "1.3.132.0.34";
 /// A private key read from a file.
 pub(super) struct FileKey {
     inner: Inner,
-    /// RSA: PKCS#1 `RSAPublicKey` DER; EC: the uncompressed point.
+    /// RSA: PKCS#1 `RSAPublicKey` DER; EC: the uncompressed point; ML-DSA: `pkEncode`.
     public_key: Vec<u8>,
 }
 
@@ -32,6 +34,7 @@ enum Inner {
     Rsa(Box<RsaKeyPair>),
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    MlDsa(MlDsaKey),
 }
 
 impl fmt::Debug for FileKey {
@@ -44,10 +47,11 @@ impl fmt::Debug for FileKey {
 
 impl Signer for FileKey {
     fn key_type(&self) -> KeyType {
-        match self.inner {
+        match &self.inner {
             Inner::Rsa(_) => KeyType::Rsa,
             Inner::P256(_) => KeyType::EcP256,
             Inner::P384(_) => KeyType::EcP384,
+            Inner::MlDsa(key) => key.key_type(),
         }
     }
 
@@ -86,6 +90,8 @@ impl Signer for FileKey {
                     .map_err(|e| SignError(format!("ECDSA P-384 signing failed: {e}")))?;
                 raw_to_der(&signature.to_bytes())
             }
+            // Pure ML-DSA hashes internally (SHAKE256); SigV4-X509 asks for no digest.
+            Inner::MlDsa(key) => key.sign(message),
         }
     }
 }
@@ -134,7 +140,34 @@ pub(super) fn from_pkcs8(der: &[u8], origin: &str) -> Result<FileKey, FileKeyErr
                 .or_else(|| info.public_key.and_then(|bits| bits.as_bytes()));
             ec_key(curve, ec.private_key, public, origin)
         }
-        other => Err(unsupported(origin, &algorithm_name(other))),
+        other => match KeyType::ml_dsa_from_oid(other) {
+            Some(key_type) => {
+                // RFC 9881 §6: the AlgorithmIdentifier has no parameters.
+                if info.algorithm.parameters.is_some() {
+                    return Err(malformed(
+                        origin,
+                        "PKCS#8 key",
+                        format!("the {key_type} algorithm identifier carries parameters"),
+                    ));
+                }
+                let (key, public_key) =
+                    super::mldsa::from_private_key(key_type, info.private_key.as_bytes(), origin)?;
+                if let Some(stored) = info.public_key.and_then(|bits| bits.as_bytes())
+                    && stored != public_key.as_slice()
+                {
+                    return Err(FileKeyError::KeyRejected {
+                        path: origin.to_owned(),
+                        detail: "the public key stored in the file is not the private key's"
+                            .to_owned(),
+                    });
+                }
+                Ok(FileKey {
+                    inner: Inner::MlDsa(key),
+                    public_key,
+                })
+            }
+            None => Err(unsupported(origin, &algorithm_name(other))),
+        },
     }
 }
 
@@ -251,9 +284,9 @@ fn algorithm_name(oid: &str) -> String {
         "1.2.840.10040.4.1" => "DSA".to_owned(),
         "1.2.840.113549.1.1.10" => "RSA-PSS".to_owned(),
         "1.2.840.113549.1.3.1" | "1.2.840.10046.2.1" => "DH".to_owned(),
-        "2.16.840.1.101.3.4.3.17" => "ML-DSA-44".to_owned(),
-        "2.16.840.1.101.3.4.3.18" => "ML-DSA-65".to_owned(),
-        "2.16.840.1.101.3.4.3.19" => "ML-DSA-87".to_owned(),
+        "2.16.840.1.101.3.4.3.32" => "HashML-DSA-44 with SHA-512".to_owned(),
+        "2.16.840.1.101.3.4.3.33" => "HashML-DSA-65 with SHA-512".to_owned(),
+        "2.16.840.1.101.3.4.3.34" => "HashML-DSA-87 with SHA-512".to_owned(),
         other => format!("with algorithm OID {other}"),
     }
 }

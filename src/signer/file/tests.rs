@@ -748,7 +748,7 @@ fn unsupported_key_types() {
         assert_eq!(
             err.to_string(),
             format!(
-                "{} holds an unsupported key type {key_type}; supported: RSA, EC P-256, EC P-384",
+                "{} holds an unsupported key type {key_type}; supported: RSA, EC P-256, EC P-384, ML-DSA-44, ML-DSA-65, ML-DSA-87",
                 path.display()
             )
         );
