@@ -6,13 +6,14 @@
 //! is never retried, so the dictionary-attack counter moves at most once per process.
 //!
 //! Which TPM: `--tpm-tcti`, else `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a device
-//! path), else `device:/dev/tpmrm0`. Passwords beyond the key's own (environment only):
+//! path, or a swtpm's UNIX socket), else `device:/dev/tpmrm0`. Passwords beyond the key's own (environment only):
 //! [`PARENT_PASSWORD_ENV`], [`PARENT_PASSWORD_FILE_ENV`], and tpm2-openssl's
 //! `TPM2OPENSSL_PARENT_AUTH`.
 
 pub mod context;
 pub mod keyfile;
 pub mod keygen;
+mod relay;
 mod signer;
 #[cfg(test)]
 mod tests;
@@ -27,7 +28,7 @@ use crate::error::{Error, ErrorClass};
 use crate::secret::{self, Secret, SecretError, SecretSource};
 use crate::signer::{Identity, KeyMismatch};
 
-pub use context::{Rc, Tcti};
+pub use context::{Rc, Tcti, TpmContext};
 pub use keyfile::{KeyFileError, TssKey};
 pub use keygen::{TpmKeyType, TpmKeygenArgs, keygen, run_keygen};
 pub use signer::TpmSigner;

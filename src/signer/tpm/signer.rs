@@ -18,7 +18,7 @@ use tss_esapi::structures::{
 use tss_esapi::traits::UnMarshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
-use super::context::{Rc, Tcti, describe_error, guarded, raw_rc};
+use super::context::{Rc, Tcti, TpmContext, describe_error, guarded, raw_rc};
 use super::keyfile::{self, TssKey};
 use super::{KeyLocation, Passwords, TpmError};
 use crate::cert::KeyType;
@@ -53,7 +53,7 @@ struct Inner {
 }
 
 struct Loaded {
-    ctx: Context,
+    ctx: TpmContext,
     key: KeyHandle,
     /// Whether the key handle is a transient object to flush (not a persistent one).
     transient: bool,
@@ -88,7 +88,7 @@ impl TpmSigner {
     /// Wraps a key already loaded in `ctx` (keygen).
     pub(crate) fn from_loaded(
         tcti: Tcti,
-        ctx: Context,
+        ctx: TpmContext,
         key: KeyHandle,
         transient: bool,
         public: &Public,
