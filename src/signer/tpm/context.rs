@@ -233,6 +233,7 @@ impl Tcti {
 }
 
 /// An ESAPI context, and the relay that carries it to a UNIX-socket TPM when there is one.
+#[derive(Debug)]
 pub struct TpmContext {
     // Declared first so that it drops first: libtss2 closes its connections, then the
     // relay stops.

@@ -289,7 +289,10 @@ impl rcgen::SigningKey for CsrKey<'_> {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         self.signer.sign(self.digest, msg).map_err(|e| {
             if let Ok(mut slot) = self.failure.lock() {
-                *slot = Some(e.0);
+                *slot = Some(match e.hint() {
+                    Some(hint) => format!("{} ({hint})", e.message()),
+                    None => e.message().to_owned(),
+                });
             }
             rcgen::Error::RemoteKeyError
         })

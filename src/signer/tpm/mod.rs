@@ -214,14 +214,6 @@ impl TpmError {
             _ => return None,
         })
     }
-
-    /// Message and hint on one line, for [`crate::signer::SignError`].
-    pub fn one_line(&self) -> String {
-        match self.hint() {
-            Some(hint) => format!("{self} ({hint})"),
-            None => self.to_string(),
-        }
-    }
 }
 
 impl From<TpmError> for Error {

@@ -48,8 +48,9 @@ struct Inner {
     location: KeyLocation,
     passwords: Passwords,
     loaded: Option<Loaded>,
-    /// Set once the TPM refused a password: never sent again from this process.
-    refused: Option<String>,
+    /// Set once the TPM refused a password (the refusal and its hint): the password is
+    /// never sent again from this process.
+    refused: Option<(String, Option<String>)>,
 }
 
 struct Loaded {
@@ -162,10 +163,12 @@ impl TpmSigner {
         })?;
 
         let mut inner = self.lock();
-        if let Some(why) = &inner.refused {
-            return Err(TpmError::CannotSign {
+        if let Some((why, hint)) = &inner.refused {
+            return Err(TpmError::Tpm {
+                call: "TPM2_Sign",
                 key: self.desc.clone(),
-                why: format!("not asking the TPM again after: {why}"),
+                rc: format!("not asking the TPM again after: {why}"),
+                hint: hint.clone(),
             });
         }
         let mut reloaded = false;
@@ -212,7 +215,7 @@ impl TpmSigner {
                         err,
                         TpmError::WrongPassword { .. } | TpmError::Lockout { .. }
                     ) {
-                        inner.refused = Some(err.to_string());
+                        inner.refused = Some((err.to_string(), err.hint()));
                     }
                     return Err(err);
                 }
@@ -249,8 +252,10 @@ impl TpmSigner {
                 )
             } else {
                 format!(
-                    "check the password from {origin}; ra-signer does not retry it, so the \
-                     TPM's dictionary-attack counter moved only once"
+                    "check the key password, which came from {origin} (it is read from \
+                     --tpm-key-password-file, --tpm-key-password or $RA_SIGNER_TPM_KEY_PASSWORD, \
+                     else asked on a terminal); ra-signer sent it once, so the TPM's \
+                     dictionary-attack counter moved only once"
                 )
             };
             return TpmError::WrongPassword {
@@ -294,8 +299,13 @@ impl Signer for TpmSigner {
 
     fn sign(&self, digest: Digest, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let hash = digest.hash(message);
-        self.sign_digest(digest, &hash)
-            .map_err(|e| SignError(e.one_line()))
+        self.sign_digest(digest, &hash).map_err(|e| {
+            let failure = SignError::new(e.to_string());
+            match e.hint() {
+                Some(hint) => failure.with_hint(hint),
+                None => failure,
+            }
+        })
     }
 }
 
