@@ -241,21 +241,21 @@ impl TpmSigner {
                 &inner.location,
                 KeyLocation::File { key, .. } if key.empty_auth == Some(true)
             );
+            let sources = "--tpm-key-password-file, --tpm-key-password or \
+                           $RA_SIGNER_TPM_KEY_PASSWORD, else asked on a terminal";
             let hint = if inner.passwords.key.is_none() {
-                "the key has a password: give it with --tpm-key-password-file, \
-                 RA_SIGNER_TPM_KEY_PASSWORD or at the prompt"
-                    .to_owned()
+                format!("the key has a password: give it ({sources})")
             } else if file_says_empty {
                 format!(
-                    "check the password from {origin}; the key file marks the key as having \
-                     none (emptyAuth), so try --no-tpm-key-password"
+                    "check the key password, which came from {origin} (it is read from \
+                     {sources}); the key file marks the key as having none (emptyAuth): if \
+                     so, pass --no-tpm-key-password"
                 )
             } else {
                 format!(
                     "check the key password, which came from {origin} (it is read from \
-                     --tpm-key-password-file, --tpm-key-password or $RA_SIGNER_TPM_KEY_PASSWORD, \
-                     else asked on a terminal); ra-signer sent it once, so the TPM's \
-                     dictionary-attack counter moved only once"
+                     {sources}); ra-signer sent it once, so the TPM's dictionary-attack \
+                     counter moved only once"
                 )
             };
             return TpmError::WrongPassword {
