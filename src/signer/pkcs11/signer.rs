@@ -253,33 +253,6 @@ impl Signer for TokenSigner {
     }
 }
 
-impl rcgen::PublicKeyData for TokenSigner {
-    fn der_bytes(&self) -> &[u8] {
-        &self.public_key
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        match self.key_type {
-            KeyType::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            KeyType::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            _ => &rcgen::PKCS_RSA_SHA256,
-        }
-    }
-}
-
-impl rcgen::SigningKey for TokenSigner {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        let digest = match self.key_type {
-            KeyType::EcP384 => Digest::Sha384,
-            _ => Digest::Sha256,
-        };
-        Signer::sign(self, digest, msg).map_err(|e| {
-            eprintln!("ra-signer: error: the token could not sign the CSR: {e}");
-            rcgen::Error::RemoteKeyError
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,6 +159,9 @@ pub enum TpmError {
     /// A keygen argument or output problem.
     #[error("{0}")]
     Keygen(String),
+    /// keygen's `--subject` is malformed.
+    #[error(transparent)]
+    Subject(#[from] crate::csr::SubjectError),
 }
 
 impl TpmError {
@@ -208,6 +211,7 @@ impl TpmError {
                     .to_owned()
             }
             TpmError::Tpm { hint, .. } => return hint.clone(),
+            TpmError::Subject(_) => crate::csr::SUBJECT_HINT.to_owned(),
             TpmError::CannotSign { .. } | TpmError::Unsupported { .. } => {
                 "use an unrestricted RSA (RSASSA) or ECC P-256/P-384 signing key".to_owned()
             }
@@ -219,7 +223,9 @@ impl TpmError {
 impl From<TpmError> for Error {
     fn from(e: TpmError) -> Self {
         let class = match &e {
-            TpmError::Keygen(_) | TpmError::BadTcti { .. } => ErrorClass::Usage,
+            TpmError::Keygen(_) | TpmError::Subject(_) | TpmError::BadTcti { .. } => {
+                ErrorClass::Usage
+            }
             _ => ErrorClass::Identity,
         };
         let hint = e.hint();
