@@ -68,7 +68,8 @@ pub struct KeygenArgs {
     )]
     pub parent: String,
 
-    /// With --tpm: the TCTI (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE,
+    /// With --tpm: the TCTI, device:PATH (a TPM device or a swtpm UNIX socket),
+    /// swtpm:host=H,port=P or tabrmd (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE,
     /// device:/dev/tpmrm0).
     #[arg(long, value_name = "TCTI", requires = "tpm")]
     pub tpm_tcti: Option<String>,
@@ -86,8 +87,9 @@ pub struct KeygenArgs {
     #[arg(long, value_enum, default_value = "p256")]
     pub key_type: KeygenKeyType,
 
-    /// The CSR's subject: RFC 4514 ("CN=host1,O=Example") or OpenSSL ("/O=Example/CN=host1").
-    /// Attributes: C, ST, L, O, OU, CN, DC, serialNumber.
+    /// The CSR's subject: RFC 4514 ("CN=host1,O=Example\, Inc.", most specific first) or
+    /// OpenSSL ("/O=Example/CN=host1"). Attributes: CN, O, OU, C, ST, L, STREET, DC, UID,
+    /// serialNumber, emailAddress, or a dotted OID.
     #[arg(long, value_name = "DN")]
     pub subject: Option<String>,
 
