@@ -579,6 +579,24 @@ fn survives_a_tpm_restart_between_signatures() {
 }
 
 #[test]
+fn a_unix_socket_tpm_signs_and_survives_a_restart() {
+    let mut tpm = Swtpm::provisioned_unix();
+    for (location, cert) in [
+        (key_file("ossl-p384"), "ossl-p384"),
+        (KeyLocation::Persistent(0x8100_0101), "handle-p256"),
+    ] {
+        let id = identity(&tpm, location, passwords(None, None), cert).expect("opens");
+        sign_and_verify(&id, Digest::Sha256);
+        sign_and_verify(&id, Digest::Sha384);
+        // The old connection (and its relay) breaks; the key is loaded again through a
+        // new one.
+        tpm.restart();
+        sign_and_verify(&id, Digest::Sha256);
+        sign_and_verify(&id, Digest::Sha256);
+    }
+}
+
+#[test]
 fn hierarchy_password() {
     let tpm = Swtpm::start();
     tpm.run("tpm2_changeauth", &["-c", "owner", "ownerpw"]);
