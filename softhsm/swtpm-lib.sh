@@ -6,9 +6,14 @@
 #                                  # by itself after 600 s; exports TPM2TOOLS_TCTI etc.
 #   tpm_provision /tmp/tpm1/fixtures   # CA, keys (tpm2-openssl and tpm2-tools), certs
 #   tpm_stop /tmp/tpm1
+#   tpm_start --unix /tmp/tpm2 600 # swtpm on the UNIX socket /tmp/tpm2/tpm.sock instead;
+#                                  # exports TPM_DEVICE (what the Go helper's tests use)
 #
-# swtpm is reached over TCP on 127.0.0.1 (Debian's tpm2-tss 3.2 cannot use its UNIX
-# socket); the TCTI string is swtpm:host=127.0.0.1,port=PORT (the control port is PORT+1).
+# Over TCP, swtpm listens on 127.0.0.1; the TCTI string is swtpm:host=127.0.0.1,port=PORT
+# (the control port is PORT+1). Over a UNIX socket, only ra-signer (TPM_DEVICE=SOCKET or
+# --tpm-tcti device:SOCKET) and the Go helper reach it: Debian's tpm2-tss 3.2, and with it
+# tpm2-tools and tpm2-openssl, has no TCTI for a socket. Provision over TCP, then start the
+# same state on a socket (tpm_stop keeps DIR/state).
 
 _tpm_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -39,17 +44,25 @@ _tpm_port_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# tpm_start DIR [LIFETIME_SECONDS] [LOG_LEVEL]: starts swtpm with its state in DIR/state on
-# free loopback ports. It stops by itself after LIFETIME seconds (default 3600). Writes
-# DIR/env (source it) and exports TPM2TOOLS_TCTI, TPM2OPENSSL_TCTI, SWTPM_PORT, SWTPM_PID.
-# LOG_LEVEL 20 logs every command to DIR/swtpm.log (used to count TPM commands).
+# tpm_start [--unix] DIR [LIFETIME_SECONDS] [LOG_LEVEL]: starts swtpm with its state in
+# DIR/state on free loopback ports. It stops by itself after LIFETIME seconds (default
+# 3600). Writes DIR/env (source it) and exports TPM2TOOLS_TCTI, TPM2OPENSSL_TCTI, SWTPM_PORT,
+# SWTPM_PID. With --unix it listens on the UNIX socket DIR/tpm.sock (mode 0600) instead and
+# exports TPM_DEVICE, SWTPM_SOCKET, SWTPM_PID. LOG_LEVEL 20 logs every command to
+# DIR/swtpm.log (used to count TPM commands).
 tpm_start() {
+    local unix=
+    if [ "${1:-}" = --unix ]; then unix=1; shift; fi
     local dir=$1 lifetime=${2:-3600} level=${3:-}
     tpm_require_tools || return 1
     mkdir -p "$dir/state"
     dir=$(cd "$dir" && pwd)
     local log=()
     if [ -n "$level" ]; then log=(--log "file=$dir/swtpm.log,level=$level"); fi
+    if [ -n "$unix" ]; then
+        _tpm_start_unix "$dir" "$lifetime" "${log[@]}"
+        return
+    fi
     local attempt port
     for attempt in 1 2 3 4 5 6 7 8; do
         # Below Linux's ephemeral range (32768+), where outgoing connections take ports.
@@ -86,7 +99,40 @@ EOF
     return 1
 }
 
-# tpm_stop DIR: stops the swtpm started in DIR.
+# _tpm_start_unix DIR LIFETIME [LOG_ARGS...]: tpm_start --unix.
+_tpm_start_unix() {
+    local dir=$1 lifetime=$2
+    shift 2
+    local sock=$dir/tpm.sock
+    rm -f "$dir/swtpm.pid" "$sock"
+    # The same flags as the Go helper's TPM test set-up: no TPM2_Startup needed.
+    timeout --signal=TERM "$lifetime" swtpm socket --tpm2 \
+        --server "type=unixio,path=$sock,mode=0600" \
+        --tpmstate "dir=$dir/state" --flags not-need-init,startup-clear \
+        --pid "file=$dir/swtpm.pid" "$@" </dev/null >>"$dir/swtpm.out" 2>&1 &
+    local i
+    for i in $(seq 1 250); do
+        # Probing by connecting would take swtpm's only client slot: wait for the socket
+        # file and a live process instead.
+        if [ -S "$sock" ] && [ -s "$dir/swtpm.pid" ] && kill -0 "$(cat "$dir/swtpm.pid")" 2>/dev/null; then
+            cat >"$dir/env" <<EOF
+export TPM_DEVICE=$sock
+export SWTPM_SOCKET=$sock
+export SWTPM_PID=$(cat "$dir/swtpm.pid")
+EOF
+            # shellcheck disable=SC1091
+            . "$dir/env"
+            return 0
+        fi
+        kill -0 $! 2>/dev/null || break
+        sleep 0.02
+    done
+    kill $! 2>/dev/null || true
+    echo "swtpm-lib: could not start swtpm on $sock (see $dir/swtpm.out)" >&2
+    return 1
+}
+
+# tpm_stop DIR: stops the swtpm started in DIR (its state stays in DIR/state).
 tpm_stop() {
     local pid
     pid=$(cat "$1/swtpm.pid" 2>/dev/null) || return 0

@@ -96,8 +96,11 @@ pub fn session_error(
     let message = e.to_string();
     match &e {
         CreateSessionError::Setup(_) => Error::new(ErrorClass::Usage, message),
-        CreateSessionError::Sign(_) => Error::new(ErrorClass::Identity, message)
-            .with_hint("the key refused to sign: check the token or TPM and that the key may sign"),
+        CreateSessionError::Sign(failure) => Error::new(ErrorClass::Identity, message).with_hint(
+            failure.hint().unwrap_or(
+                "the key refused to sign: check the token or TPM and that the key may sign",
+            ),
+        ),
         CreateSessionError::Transport { tls: true, .. } => Error::new(ErrorClass::Network, message)
             .with_hint("the endpoint's TLS certificate is not trusted: for a private CA pass --ca-bundle FILE (or $AWS_CA_BUNDLE)"),
         CreateSessionError::Transport { .. } => Error::new(ErrorClass::Network, message)

@@ -97,8 +97,8 @@ pub struct IdentityArgs {
     /// File whose first line is the password of an encrypted key file.
     #[arg(long, value_name = "FILE")]
     pub pkcs8_password_file: Option<PathBuf>,
-    /// TPM TCTI, e.g. device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321, tabrmd (else
-    /// $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE).
+    /// TPM TCTI: device:PATH (a TPM device, or a swtpm UNIX socket), swtpm:host=H,port=P,
+    /// tabrmd (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE, device:/dev/tpmrm0).
     #[arg(long, value_name = "TCTI")]
     pub tpm_tcti: Option<String>,
     /// Password of the TPM key (visible in the process list: prefer

@@ -68,7 +68,8 @@ pub struct KeygenArgs {
     )]
     pub parent: String,
 
-    /// With --tpm: the TCTI (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE,
+    /// With --tpm: the TCTI, device:PATH (a TPM device or a swtpm UNIX socket),
+    /// swtpm:host=H,port=P or tabrmd (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE,
     /// device:/dev/tpmrm0).
     #[arg(long, value_name = "TCTI", requires = "tpm")]
     pub tpm_tcti: Option<String>,
@@ -86,8 +87,9 @@ pub struct KeygenArgs {
     #[arg(long, value_enum, default_value = "p256")]
     pub key_type: KeygenKeyType,
 
-    /// The CSR's subject: RFC 4514 ("CN=host1,O=Example") or OpenSSL ("/O=Example/CN=host1").
-    /// Attributes: C, ST, L, O, OU, CN, DC, serialNumber.
+    /// The CSR's subject: RFC 4514 ("CN=host1,O=Example\, Inc.", most specific first) or
+    /// OpenSSL ("/O=Example/CN=host1"). Attributes: CN, O, OU, C, ST, L, STREET, DC, UID,
+    /// serialNumber, emailAddress, or a dotted OID.
     #[arg(long, value_name = "DN")]
     pub subject: Option<String>,
 
@@ -196,82 +198,16 @@ fn run_tpm(_: &KeygenArgs) -> Result<(), Error> {
     .with_hint("rebuild with `cargo build --release --features tpm` (needs libtss2-dev)"))
 }
 
-/// Parses a subject DN into (attribute OID arcs, value) in encoding order (most general
-/// first). RFC 4514 strings list the most specific first, so they are reversed; OpenSSL's
-/// `/A=x/B=y` form is already in encoding order.
-pub fn parse_subject(text: &str) -> Result<Vec<(Vec<u64>, String)>, Error> {
-    let bad = |why: String| {
-        Error::new(
-            ErrorClass::Usage,
-            format!("--subject \"{text}\" is malformed: {why}"),
-        )
-        .with_hint("write e.g. --subject \"CN=host1,O=Example\" or \"/O=Example/CN=host1\"")
-    };
-    let (sep, openssl) = match text.strip_prefix('/') {
-        Some(_) => ('/', true),
-        None => (',', false),
-    };
-    let body = if openssl { &text[1..] } else { text };
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some(n) => cur.push(n),
-                None => return Err(bad("it ends with a lone backslash".into())),
-            }
-        } else if c == sep || (!openssl && c == '+') {
-            if !openssl && c == '+' {
-                return Err(bad("multi-valued RDNs ('+') are not supported".into()));
-            }
-            parts.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    parts.push(cur);
-    let mut out = Vec::new();
-    for part in parts {
-        let part = part.trim();
-        if part.is_empty() {
-            return Err(bad("an attribute is empty".into()));
-        }
-        let (name, value) = part
-            .split_once('=')
-            .ok_or_else(|| bad(format!("\"{part}\" has no '='")))?;
-        let oid: Vec<u64> = match name.trim().to_ascii_uppercase().as_str() {
-            "C" => vec![2, 5, 4, 6],
-            "ST" => vec![2, 5, 4, 8],
-            "L" => vec![2, 5, 4, 7],
-            "O" => vec![2, 5, 4, 10],
-            "OU" => vec![2, 5, 4, 11],
-            "CN" => vec![2, 5, 4, 3],
-            "SERIALNUMBER" => vec![2, 5, 4, 5],
-            "DC" => vec![0, 9, 2342, 19200300, 100, 1, 25],
-            other => return Err(bad(format!("unknown attribute \"{other}\""))),
-        };
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(bad(format!("{name} has an empty value")));
-        }
-        out.push((oid, value.to_owned()));
-    }
-    if !openssl {
-        out.reverse();
-    }
-    Ok(out)
-}
-
 #[cfg(feature = "pkcs11")]
 mod imp {
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
     use cryptoki::session::Session;
 
-    use super::{KeygenArgs, KeygenKeyType, parse_subject};
+    use super::{KeygenArgs, KeygenKeyType};
     use crate::cert::{Cert, KeyType as CertKeyType};
     use crate::config::Pkcs11Settings;
+    use crate::csr::{self, Subject};
     use crate::error::{Error, ErrorClass};
     use crate::secret::SecretSource;
     use crate::signer::Signer;
@@ -330,7 +266,7 @@ mod imp {
             )
             .with_hint("e.g. --subject \"CN=host1,O=Example\"")
         })?;
-        let dn = parse_subject(subject)?;
+        let subject = Subject::parse(subject)?;
         let label = uri.object.clone().ok_or_else(|| {
             usage("the URI must name the new key with object=LABEL".into())
                 .with_hint("e.g. --pkcs11-uri 'pkcs11:token=prod;object=ra-signer;id=%01'")
@@ -438,31 +374,19 @@ mod imp {
             format!("key {key_uri}"),
         );
 
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        for (oid, value) in dn {
-            let ty = match oid.as_slice() {
-                [2, 5, 4, 6] => rcgen::DnType::CountryName,
-                [2, 5, 4, 8] => rcgen::DnType::StateOrProvinceName,
-                [2, 5, 4, 7] => rcgen::DnType::LocalityName,
-                [2, 5, 4, 10] => rcgen::DnType::OrganizationName,
-                [2, 5, 4, 11] => rcgen::DnType::OrganizationalUnitName,
-                [2, 5, 4, 3] => rcgen::DnType::CommonName,
-                _ => rcgen::DnType::CustomDnType(oid),
-            };
-            params.distinguished_name.push(ty, value);
-        }
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let csr = params.serialize_request(&signer).map_err(|e| {
-            Error::new(
-                ErrorClass::Identity,
-                format!("cannot sign the CSR with {key_uri}: {e}"),
-            )
+        let pem = csr::request_pem(&subject, &signer).map_err(|e| match &e {
+            csr::CsrError::Sign(failure) => {
+                let err = Error::new(
+                    ErrorClass::Identity,
+                    format!("cannot sign the CSR with {key_uri}: {failure}"),
+                );
+                match failure.hint() {
+                    Some(hint) => err.with_hint(hint),
+                    None => err,
+                }
+            }
+            _ => Error::new(ErrorClass::Other, e.to_string()),
         })?;
-        let pem = csr
-            .pem()
-            .map_err(|e| Error::new(ErrorClass::Other, format!("cannot encode the CSR: {e}")))?;
         match &args.csr_out {
             Some(path) => std::fs::write(path, &pem).map_err(|e| {
                 Error::new(
@@ -633,22 +557,5 @@ mod imp {
         s.create_object(&template)
             .map_err(|e| Pkcs11Error::call("C_CreateObject", e, &token.desc))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subjects_in_both_spellings() {
-        let a = parse_subject("CN=host1,O=Example\\, Inc.,C=DE").expect("rfc4514");
-        let b = parse_subject("/C=DE/O=Example, Inc./CN=host1").expect("openssl");
-        assert_eq!(a, b);
-        assert_eq!(a[0], (vec![2, 5, 4, 6], "DE".to_owned()));
-        assert_eq!(a[2], (vec![2, 5, 4, 3], "host1".to_owned()));
-        for bad in ["", "CN", "XX=1", "CN=", "CN=a+O=b", "CN=a\\"] {
-            assert!(parse_subject(bad).is_err(), "{bad}");
-        }
     }
 }

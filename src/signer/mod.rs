@@ -88,10 +88,40 @@ impl Algorithm {
     }
 }
 
-/// Why a signature could not be made.
+/// Why a signature could not be made, and what to do about it when the backend knows
+/// better than the generic advice (a refused TPM key password names the password sources).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SignError(pub String);
+#[error("{message}")]
+pub struct SignError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl SignError {
+    /// A failure without a backend-specific hint.
+    pub fn new(message: impl Into<String>) -> SignError {
+        SignError {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds what to do about it.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> SignError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What to do about it, when the backend knows.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
 
 /// A private key that signs, wherever it lives. Implementations hash the message
 /// themselves (or have the hardware do it) and return the signature in wire format:

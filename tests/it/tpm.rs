@@ -14,15 +14,22 @@ fn repo() -> PathBuf {
 }
 
 /// A private swtpm started by `softhsm/swtpm-start.sh`, stopped on drop (and by itself
-/// after ten minutes).
+/// after ten minutes): on loopback TCP, or on a UNIX socket.
 struct Swtpm {
     dir: tempfile::TempDir,
+    /// The TCP port, or 0 for a UNIX-socket swtpm.
     port: u16,
 }
 
 impl Swtpm {
-    /// Starts a swtpm whose state is a copy of `state` (or fresh).
+    /// Starts a swtpm on TCP whose state is a copy of `state` (or fresh).
     fn start(state: Option<&Path>) -> Swtpm {
+        Swtpm::start_with(state, false, false)
+    }
+
+    /// Starts a swtpm whose state is a copy of `state` (or fresh), on the UNIX socket
+    /// DIR/tpm.sock when `unix`, logging every command when `logged`.
+    fn start_with(state: Option<&Path>, unix: bool, logged: bool) -> Swtpm {
         let dir = tempdir();
         std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
         if let Some(state) = state {
@@ -32,24 +39,71 @@ impl Swtpm {
             )
             .expect("copy state");
         }
-        let out = Command::new("bash")
-            .arg(repo().join("softhsm/swtpm-start.sh"))
-            .arg(dir.path())
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo().join("softhsm/swtpm-start.sh"));
+        if unix {
+            cmd.arg("--unix");
+        }
+        cmd.arg(dir.path())
             .arg("600")
+            .arg(if logged { "20" } else { "" });
+        let out = cmd
             .stdin(Stdio::null())
             .output()
             .expect("run swtpm-start.sh");
         assert_exit(&out, 0);
-        let port = stdout(&out)
-            .lines()
-            .find_map(|l| l.strip_prefix("export SWTPM_PORT="))
-            .and_then(|p| p.trim().parse().ok())
-            .expect("SWTPM_PORT");
+        let env = stdout(&out);
+        let port = if unix {
+            let socket = env
+                .lines()
+                .find_map(|l| l.strip_prefix("export TPM_DEVICE="))
+                .expect("TPM_DEVICE");
+            assert_eq!(Path::new(socket.trim()), dir.path().join("tpm.sock"));
+            0
+        } else {
+            env.lines()
+                .find_map(|l| l.strip_prefix("export SWTPM_PORT="))
+                .and_then(|p| p.trim().parse().ok())
+                .expect("SWTPM_PORT")
+        };
         Swtpm { dir, port }
     }
 
     fn tcti(&self) -> String {
+        assert_ne!(self.port, 0, "a UNIX-socket swtpm has no TCP TCTI");
         format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// The UNIX socket of a swtpm started with `unix`.
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("tpm.sock")
+    }
+
+    /// The TPM command codes swtpm logged so far (started with `logged`), leaving out those
+    /// it answered TPM_RC_RETRY (libtss2 resends them by itself).
+    fn commands(&self) -> Vec<u32> {
+        let log = std::fs::read_to_string(self.dir.path().join("swtpm.log")).unwrap_or_default();
+        let word = |line: Option<&str>| -> Option<u32> {
+            let b: Vec<u8> = line?
+                .split_whitespace()
+                .filter_map(|h| u8::from_str_radix(h, 16).ok())
+                .collect();
+            (b.len() >= 10).then(|| u32::from_be_bytes([b[6], b[7], b[8], b[9]]))
+        };
+        let mut out = Vec::new();
+        let mut lines = log.lines();
+        let mut pending = None;
+        while let Some(line) = lines.next() {
+            if line.contains("SWTPM_IO_Read:") {
+                pending = word(lines.next());
+            } else if line.contains("SWTPM_IO_Write:")
+                && let (Some(cmd), Some(rc)) = (pending.take(), word(lines.next()))
+                && rc != 0x922
+            {
+                out.push(cmd);
+            }
+        }
+        out
     }
 }
 
@@ -115,10 +169,12 @@ struct TpmWorld {
 
 impl TpmWorld {
     fn new() -> TpmWorld {
-        let fx = fixture();
-        let tpm = Swtpm::start(Some(&fx.state));
+        TpmWorld::with(Swtpm::start(Some(&fixture().state)))
+    }
+
+    fn with(tpm: Swtpm) -> TpmWorld {
         let dir = tempdir();
-        let emulator = Emulator::start(dir.path(), &[&fx.files.join("ca/root.pem")], &[]);
+        let emulator = Emulator::start(dir.path(), &[&fixture().files.join("ca/root.pem")], &[]);
         TpmWorld { tpm, emulator, dir }
     }
 
@@ -126,6 +182,18 @@ impl TpmWorld {
     /// name, `handle:…`, or a path), the chain, the TCTI (unless `tcti` is false), and
     /// `extra`.
     fn command(&self, cert: &str, key: &str, tcti: bool, extra: &[&str]) -> Command {
+        self.subcommand("credential-process", cert, key, tcti, extra)
+    }
+
+    /// [`TpmWorld::command`] for another subcommand (`update`, `serve`).
+    fn subcommand(
+        &self,
+        subcommand: &str,
+        cert: &str,
+        key: &str,
+        tcti: bool,
+        extra: &[&str],
+    ) -> Command {
         let fx = fixture();
         let key_arg = if key.starts_with("handle:") || key.contains('/') {
             key.to_owned()
@@ -133,7 +201,7 @@ impl TpmWorld {
             fx.files.join(format!("{key}.key")).display().to_string()
         };
         let mut cmd = ra_signer(self.dir.path());
-        cmd.arg("credential-process")
+        cmd.arg(subcommand)
             .arg("--certificate")
             .arg(fx.files.join(format!("{cert}.pem")))
             .arg("--intermediates")
@@ -566,4 +634,238 @@ fn keygen_tpm_key_file_csr_certificate_and_credentials() {
     assert_exit(&out, 2);
     let out = run(ra_signer(dir.path()).args(["keygen", "--tpm", "--import-cert", "x.pem"]));
     assert_exit(&out, 2);
+}
+
+/// `TPM_DEVICE=<swtpm UNIX socket>`, the Go helper's form, with no `--tpm-tcti`: key files
+/// under the owner hierarchy and under a persistent SRK, a persistent key with a password,
+/// `--tpm-tcti device:SOCKET`, and `update --once`.
+#[test]
+fn tpm_device_names_a_unix_socket_swtpm() {
+    let w = TpmWorld::with(Swtpm::start_with(Some(&fixture().state), true, false));
+    let socket = w.tpm.socket().display().to_string();
+    let cases: Vec<Case<'_>> = vec![
+        ("ossl-p256", "ossl-p256", vec![], vec![]),
+        ("ossl-rsa", "ossl-rsa", vec![], vec![]),
+        (
+            "tools-p384",
+            "tools-p384",
+            vec!["--no-tpm-key-password"],
+            vec![],
+        ),
+        (
+            "handle-rsa-pw",
+            "handle:0x81000102",
+            vec![],
+            vec![("RA_SIGNER_TPM_KEY_PASSWORD", "handlepw")],
+        ),
+    ];
+    for (cert, key, extra, env) in &cases {
+        let mut cmd = w.command(cert, key, false, extra);
+        cmd.env("TPM_DEVICE", &socket);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        assert_process_json(&run(&mut cmd));
+    }
+    let tcti = format!("device:{socket}");
+    let mut cmd = w.command(
+        "handle-p256",
+        "handle:0x81000101",
+        false,
+        &["--tpm-tcti", &tcti],
+    );
+    assert_process_json(&run(&mut cmd));
+
+    let file = w.dir.path().join("credentials");
+    let mut cmd = w.subcommand(
+        "update",
+        "ossl-p256",
+        "ossl-p256",
+        false,
+        &["--once", "--profile", "tpm-socket"],
+    );
+    cmd.env("TPM_DEVICE", &socket)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &file);
+    let out = run(&mut cmd);
+    assert_exit(&out, 0);
+    let written = std::fs::read_to_string(&file).expect("credentials file");
+    assert!(
+        written.contains("[tpm-socket]") && written.contains("aws_session_token"),
+        "{written}"
+    );
+    assert_eq!(
+        w.emulator.stats()["issued"].as_u64(),
+        Some(cases.len() as u64 + 2)
+    );
+}
+
+/// The relay adds no TPM command: one credential costs the same commands, in the same
+/// order, over a UNIX socket as over TCP.
+#[test]
+fn a_unix_socket_tpm_gets_the_same_commands_as_tcp() {
+    let mut seen = Vec::new();
+    for unix in [false, true] {
+        let w = TpmWorld::with(Swtpm::start_with(Some(&fixture().state), unix, true));
+        let mut cmd = w.command("ossl-p256", "ossl-p256", !unix, &[]);
+        if unix {
+            cmd.env("TPM_DEVICE", w.tpm.socket());
+        }
+        assert_process_json(&run(&mut cmd));
+        seen.push(w.tpm.commands());
+    }
+    assert!(
+        seen[0].contains(&0x15D),
+        "no TPM2_Sign logged: {:x?}",
+        seen[0]
+    );
+    assert_eq!(seen[0], seen[1], "TCP and UNIX socket differ");
+}
+
+/// `TPM_DEVICE` naming something that is no TPM: a clear error, exit 3, nothing sent.
+#[test]
+fn tpm_device_that_is_no_tpm_fails_clearly() {
+    let w = TpmWorld::new();
+    let d = w.dir.path();
+    let file = d.join("not-a-tpm");
+    std::fs::write(&file, "x").expect("write");
+    let dead = d.join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+    let cases = [
+        (file, "is a regular file, not a TPM"),
+        (d.join("no-such-tpm"), "there is no TPM device at"),
+        (d.to_path_buf(), "is a directory, not a TPM"),
+        (dead, "cannot connect to the TPM socket"),
+    ];
+    for (path, expected) in &cases {
+        let mut cmd = w.command("ossl-p256", "ossl-p256", false, &[]);
+        cmd.env("TPM_DEVICE", path);
+        let out = run(&mut cmd);
+        assert_exit(&out, 3);
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains("TPM_DEVICE"), "the source is named: {err}");
+    }
+    assert_eq!(w.emulator.stats()["issued"].as_u64(), Some(0));
+}
+
+/// A wrong key password is answered with where passwords come from, not with the generic
+/// "the key may sign" advice. Two refusals on a fresh copy of the state stay below swtpm's
+/// dictionary-attack limit of three.
+#[test]
+fn a_wrong_key_password_gets_the_password_hint() {
+    let w = TpmWorld::new();
+    let wrong = w.dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not-osslpw\n").expect("write");
+    let wrong_arg = wrong.display().to_string();
+    let runs = [
+        (
+            w.run(
+                "ossl-p256-pw",
+                "ossl-p256-pw",
+                &["--tpm-key-password-file", &wrong_arg],
+                &[],
+            ),
+            "--tpm-key-password-file",
+        ),
+        (
+            w.run(
+                "tools-p256-pw",
+                "tools-p256-pw",
+                &[],
+                &[("RA_SIGNER_TPM_KEY_PASSWORD", "wrong")],
+            ),
+            "RA_SIGNER_TPM_KEY_PASSWORD",
+        ),
+    ];
+    for (out, origin) in &runs {
+        assert_exit(out, 3);
+        let err = stderr(out);
+        assert!(
+            err.contains("TPM_RC_AUTH_FAIL") || err.contains("TPM_RC_BAD_AUTH"),
+            "{err}"
+        );
+        let hint = err
+            .lines()
+            .find(|l| l.trim_start().starts_with("hint:"))
+            .unwrap_or_else(|| panic!("no hint: {err}"));
+        assert!(hint.contains(&format!("came from {origin}")), "{hint}");
+        for source in [
+            "--tpm-key-password-file",
+            "--tpm-key-password",
+            "RA_SIGNER_TPM_KEY_PASSWORD",
+        ] {
+            assert!(hint.contains(source), "{hint}");
+        }
+        assert!(!err.contains("may sign"), "{err}");
+    }
+    assert_eq!(w.emulator.stats()["issued"].as_u64(), Some(0));
+}
+
+/// `keygen --tpm --subject` keeps RFC 4514's order and escapes on the CSR (the same parser
+/// as the PKCS#11 keygen), in both spellings, with a multi-valued RDN and repeated
+/// attributes; the TPM is a UNIX-socket swtpm named by `TPM_DEVICE`.
+#[test]
+fn keygen_tpm_writes_the_subject_as_given() {
+    let tpm = Swtpm::start_with(None, true, false);
+    let dir = tempdir();
+    let cases = [
+        (
+            "p256",
+            r"CN=host1,O=Example\, Inc.,C=DE",
+            r"CN=host1,O=Example\, Inc.,C=DE",
+        ),
+        (
+            "p384",
+            "/C=DE/O=Example, Inc./CN=host1",
+            r"CN=host1,O=Example\, Inc.,C=DE",
+        ),
+        (
+            "rsa2048",
+            r"CN=host1+UID=7,OU=a\+b,DC=example,DC=com",
+            // DER sorts the SET of a multi-valued RDN; RFC2253 output reverses it.
+            r"UID=7+CN=host1,OU=a\+b,DC=example,DC=com",
+        ),
+    ];
+    for (n, (kind, subject, expected)) in cases.iter().enumerate() {
+        let csr = dir.path().join(format!("subject-{n}.csr"));
+        let mut cmd = ra_signer(dir.path());
+        cmd.args(["keygen", "--tpm", "--key-type", kind, "--subject", subject])
+            .arg("--out")
+            .arg(dir.path().join(format!("subject-{n}.key")))
+            .arg("--csr-out")
+            .arg(&csr)
+            .env("TPM_DEVICE", tpm.socket());
+        assert_exit(&run(&mut cmd), 0);
+        let o = openssl(&[
+            "req",
+            "-in",
+            csr.to_str().expect("utf-8"),
+            "-verify",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            format!("subject={expected}"),
+            "{subject}"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("verify OK"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let out = run(ra_signer(dir.path())
+        .args(["keygen", "--tpm", "--subject", "CN=a;b"])
+        .arg("--out")
+        .arg(dir.path().join("bad.key"))
+        .env("TPM_DEVICE", tpm.socket()));
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(r"must be escaped as \;"),
+        "{}",
+        stderr(&out)
+    );
 }

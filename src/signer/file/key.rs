@@ -75,19 +75,19 @@ impl Signer for FileKey {
                     message,
                     &mut signature,
                 )
-                .map_err(|_| SignError("RSA signing with the file key failed".to_owned()))?;
+                .map_err(|_| SignError::new("RSA signing with the file key failed".to_owned()))?;
                 Ok(signature)
             }
             Inner::P256(key) => {
                 let signature: p256::ecdsa::Signature = key
                     .sign_prehash(&digest.hash(message))
-                    .map_err(|e| SignError(format!("ECDSA P-256 signing failed: {e}")))?;
+                    .map_err(|e| SignError::new(format!("ECDSA P-256 signing failed: {e}")))?;
                 raw_to_der(&signature.to_bytes())
             }
             Inner::P384(key) => {
                 let signature: p384::ecdsa::Signature = key
                     .sign_prehash(&digest.hash(message))
-                    .map_err(|e| SignError(format!("ECDSA P-384 signing failed: {e}")))?;
+                    .map_err(|e| SignError::new(format!("ECDSA P-384 signing failed: {e}")))?;
                 raw_to_der(&signature.to_bytes())
             }
             // Pure ML-DSA hashes internally (SHAKE256); SigV4-X509 asks for no digest.
@@ -97,7 +97,8 @@ impl Signer for FileKey {
 }
 
 fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>, SignError> {
-    ecdsa_raw_to_der(raw).ok_or_else(|| SignError("ECDSA signature has an odd length".to_owned()))
+    ecdsa_raw_to_der(raw)
+        .ok_or_else(|| SignError::new("ECDSA signature has an odd length".to_owned()))
 }
 
 /// Builds the key from PKCS#8 `PrivateKeyInfo` DER (v1 or v2).

@@ -61,7 +61,7 @@ impl MlDsaKey {
             MlDsaKey::P65(k) => sign_with(k, message),
             MlDsaKey::P87(k) => sign_with(k, message),
         };
-        signed.ok_or_else(|| SignError(format!("{} signing failed", self.key_type())))
+        signed.ok_or_else(|| SignError::new(format!("{} signing failed", self.key_type())))
     }
 }
 

@@ -184,7 +184,7 @@ impl TokenSigner {
             }
             _ => "",
         };
-        SignError(format!(
+        SignError::new(format!(
             "{what} failed with {code} for {}{extra}",
             self.desc
         ))
@@ -202,7 +202,7 @@ impl Signer for TokenSigner {
 
     fn sign(&self, digest: Digest, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let plan = plan(self.key_type, &self.mechanisms, self.always_auth, digest)
-            .map_err(|e| SignError(format!("cannot sign with {}: {e}", self.desc)))?;
+            .map_err(|e| SignError::new(format!("cannot sign with {}: {e}", self.desc)))?;
         // A panic while holding the lock leaves the session usable: C_Sign ends any operation.
         let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let raw = match &plan {
@@ -244,38 +244,11 @@ impl Signer for TokenSigner {
             return Ok(raw);
         }
         ecdsa_raw_to_der(&raw).ok_or_else(|| {
-            SignError(format!(
+            SignError::new(format!(
                 "{} returned a malformed ECDSA signature ({} bytes)",
                 self.desc,
                 raw.len()
             ))
-        })
-    }
-}
-
-impl rcgen::PublicKeyData for TokenSigner {
-    fn der_bytes(&self) -> &[u8] {
-        &self.public_key
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        match self.key_type {
-            KeyType::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            KeyType::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            _ => &rcgen::PKCS_RSA_SHA256,
-        }
-    }
-}
-
-impl rcgen::SigningKey for TokenSigner {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        let digest = match self.key_type {
-            KeyType::EcP384 => Digest::Sha384,
-            _ => Digest::Sha256,
-        };
-        Signer::sign(self, digest, msg).map_err(|e| {
-            eprintln!("ra-signer: error: the token could not sign the CSR: {e}");
-            rcgen::Error::RemoteKeyError
         })
     }
 }

@@ -1,7 +1,13 @@
 //! Reaching the TPM: which TCTI, a fast and clear failure when nothing answers, and the
 //! response codes the rest of the backend reasons about.
+//!
+//! A `device:PATH` whose PATH is a UNIX socket (a `swtpm socket --server type=unixio`, as
+//! the Go helper reaches through `TPM_DEVICE`) goes through the [`Relay`]: this libtss2
+//! cannot open a socket itself.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::ops::{Deref, DerefMut};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc;
@@ -12,6 +18,7 @@ use tss_esapi::constants::response_code::Tss2ResponseCode;
 use tss_esapi::tcti_ldr::TctiNameConf;
 
 use super::TpmError;
+use super::relay::Relay;
 
 /// The TCTI used when neither the flag nor an environment variable names one.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
@@ -31,7 +38,7 @@ pub struct Tcti {
 
 impl Tcti {
     /// Picks the TCTI: `--tpm-tcti`, then `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a
-    /// device path), then `device:/dev/tpmrm0`.
+    /// device path or a UNIX socket, as `device:PATH`), then `device:/dev/tpmrm0`.
     pub fn resolve(flag: Option<&str>) -> Tcti {
         Self::resolve_with(flag, |name| {
             std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -121,8 +128,9 @@ impl Tcti {
             "swtpm" | "mssim" => {
                 if conf.split(',').any(|kv| kv.starts_with("path=")) {
                     return Err(self.bad(
-                        "a UNIX-socket TCTI (path=) is not supported by this build: start swtpm with \
-                         --server type=tcp and use swtpm:host=127.0.0.1,port=PORT",
+                        "this libtss2 has no path= for swtpm or mssim: name a UNIX-socket TPM as \
+                         device:PATH (or TPM_DEVICE=PATH), or start swtpm with --server type=tcp \
+                         and use swtpm:host=127.0.0.1,port=PORT",
                     ));
                 }
                 for kv in conf.split(',').filter(|kv| !kv.is_empty()) {
@@ -143,8 +151,8 @@ impl Tcti {
     }
 
     /// Checks quickly that something is there before handing the TCTI to libtss2, whose
-    /// own failures are terse.
-    fn preflight(&self) -> Result<(), TpmError> {
+    /// own failures are terse; for a UNIX socket, connects to it and starts the relay.
+    fn preflight(&self) -> Result<Option<Relay>, TpmError> {
         let (kind, conf) = self
             .text
             .split_once(':')
@@ -152,8 +160,30 @@ impl Tcti {
         match kind {
             "device" => {
                 let path = if conf.is_empty() { "/dev/tpm0" } else { conf };
-                if !Path::new(path).exists() {
-                    return Err(self.unreachable(format!("there is no TPM device at {path}")));
+                let file_type = match std::fs::metadata(path) {
+                    Ok(meta) => meta.file_type(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(self.unreachable(format!("there is no TPM device at {path}")));
+                    }
+                    Err(e) => return Err(self.unreachable(format!("cannot look at {path}: {e}"))),
+                };
+                if file_type.is_socket() {
+                    return Relay::start(Path::new(path)).map(Some).map_err(|e| {
+                        self.unreachable(format!("cannot connect to the TPM socket {path}: {e}"))
+                    });
+                }
+                if !file_type.is_char_device() {
+                    let what = if file_type.is_dir() {
+                        "a directory"
+                    } else if file_type.is_file() {
+                        "a regular file"
+                    } else {
+                        "neither a device nor a socket"
+                    };
+                    return Err(self.unreachable(format!(
+                        "{path} is {what}, not a TPM (a character device such as /dev/tpmrm0, \
+                         or the UNIX socket of a swtpm)"
+                    )));
                 }
             }
             "swtpm" | "mssim" => {
@@ -175,7 +205,7 @@ impl Tcti {
                 let mut last = None;
                 for addr in &addrs {
                     match TcpStream::connect_timeout(addr, Duration::from_secs(3)) {
-                        Ok(_) => return Ok(()),
+                        Ok(_) => return Ok(None),
                         Err(e) => last = Some(e),
                     }
                 }
@@ -186,15 +216,42 @@ impl Tcti {
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Opens an ESAPI context on this TCTI.
-    pub fn connect(&self) -> Result<Context, TpmError> {
-        let conf = self.name_conf()?;
-        self.preflight()?;
-        guarded(self, "opening the TPM", || Context::new(conf))
-            .map_err(|e| self.unreachable(describe_error(&e)))
+    pub fn connect(&self) -> Result<TpmContext, TpmError> {
+        let mut conf = self.name_conf()?;
+        let relay = self.preflight()?;
+        if let Some(relay) = &relay {
+            conf = TctiNameConf::from_str(&relay.tcti()).map_err(|e| self.bad(e.to_string()))?;
+        }
+        let ctx = guarded(self, "opening the TPM", || Context::new(conf))
+            .map_err(|e| self.unreachable(describe_error(&e)))?;
+        Ok(TpmContext { ctx, _relay: relay })
+    }
+}
+
+/// An ESAPI context, and the relay that carries it to a UNIX-socket TPM when there is one.
+#[derive(Debug)]
+pub struct TpmContext {
+    // Declared first so that it drops first: libtss2 closes its connections, then the
+    // relay stops.
+    ctx: Context,
+    _relay: Option<Relay>,
+}
+
+impl Deref for TpmContext {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl DerefMut for TpmContext {
+    fn deref_mut(&mut self) -> &mut Context {
+        &mut self.ctx
     }
 }
 
@@ -404,7 +461,7 @@ mod tests {
     #[test]
     fn refuses_what_cannot_work() {
         for (text, why) in [
-            ("swtpm:path=/tmp/sock", "UNIX-socket"),
+            ("swtpm:path=/tmp/sock", "device:PATH"),
             ("swtpm:host=127.0.0.1,frobnicate=1", "frobnicate"),
             ("libtss2-tcti-cmd.so:foo", "unknown TCTI"),
         ] {
@@ -421,6 +478,21 @@ mod tests {
             .expect_err("no device")
             .to_string();
         assert!(err.contains("no TPM device at /dev/no-such-tpm"), "{err}");
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let err = Tcti::explicit(&format!("device:{}", file.path().display()))
+            .connect()
+            .expect_err("a regular file")
+            .to_string();
+        assert!(err.contains("is a regular file, not a TPM"), "{err}");
+        // A socket nobody accepts on any more.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tpm.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+        let err = Tcti::explicit(&format!("device:{}", path.display()))
+            .connect()
+            .expect_err("a dead socket")
+            .to_string();
+        assert!(err.contains("cannot connect to the TPM socket"), "{err}");
         // A port nobody listens on (bound then released).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

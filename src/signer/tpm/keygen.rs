@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::handles::{ObjectHandle, PersistentTpmHandle};
@@ -26,8 +25,9 @@ use super::keyfile::{self, TssKey};
 use super::signer::{parent_handle, release_parent};
 use super::{KeyLocation, OWNER_PASSWORD_ENV, Passwords, TpmError, TpmSigner};
 use crate::cert::KeyType;
+use crate::csr::{self, CsrError, Subject};
 use crate::secret::{self, Secret, SecretError, SecretSource};
-use crate::signer::{Digest, Signer};
+use crate::signer::Signer;
 
 /// The key types `keygen --tpm` creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,8 +113,8 @@ pub struct TpmKeygenArgs {
     /// (default: standard output).
     #[arg(long = "csr-out", value_name = "FILE")]
     pub csr_out: Option<PathBuf>,
-    /// Subject of the CSR: "CN=host1,O=Example" or "/O=Example/CN=host1" (CN, O, OU, C,
-    /// ST, L).
+    /// Subject of the CSR: RFC 4514 "CN=host1,O=Example" or OpenSSL's "/O=Example/CN=host1"
+    /// (see [`Subject::parse`]).
     #[arg(long = "subject", value_name = "DN")]
     pub subject: String,
     /// TPM TCTI (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE, device:/dev/tpmrm0).
@@ -267,71 +267,6 @@ pub(crate) fn key_template(key_type: TpmKeyType) -> tss_esapi::Result<Public> {
     }
 }
 
-/// A [`TpmSigner`] as rcgen's remote signing key.
-struct CsrKey<'a> {
-    signer: &'a TpmSigner,
-    algorithm: &'static rcgen::SignatureAlgorithm,
-    digest: Digest,
-    failure: Mutex<Option<String>>,
-}
-
-impl rcgen::PublicKeyData for CsrKey<'_> {
-    fn der_bytes(&self) -> &[u8] {
-        self.signer.public_key_bits()
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.algorithm
-    }
-}
-
-impl rcgen::SigningKey for CsrKey<'_> {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.signer.sign(self.digest, msg).map_err(|e| {
-            if let Ok(mut slot) = self.failure.lock() {
-                *slot = Some(e.0);
-            }
-            rcgen::Error::RemoteKeyError
-        })
-    }
-}
-
-/// Parses `CN=a,O=b` or `/CN=a/O=b` into a distinguished name (no escapes).
-pub fn parse_subject(text: &str) -> Result<rcgen::DistinguishedName, TpmError> {
-    use rcgen::DnType;
-    let parts: Vec<&str> = if let Some(rest) = text.strip_prefix('/') {
-        rest.split('/').collect()
-    } else {
-        text.split(',').collect()
-    };
-    let mut dn = rcgen::DistinguishedName::new();
-    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let (key, value) = part.split_once('=').ok_or_else(|| {
-            TpmError::Keygen(format!("--subject \"{text}\": \"{part}\" is not KEY=VALUE"))
-        })?;
-        let ty = match key.trim().to_ascii_uppercase().as_str() {
-            "CN" => DnType::CommonName,
-            "O" => DnType::OrganizationName,
-            "OU" => DnType::OrganizationalUnitName,
-            "C" => DnType::CountryName,
-            "ST" => DnType::StateOrProvinceName,
-            "L" => DnType::LocalityName,
-            other => {
-                return Err(TpmError::Keygen(format!(
-                    "--subject \"{text}\": unknown attribute {other} (use CN, O, OU, C, ST, L)"
-                )));
-            }
-        };
-        dn.push(ty, value.trim());
-    }
-    if dn.iter().next().is_none() {
-        return Err(TpmError::Keygen(
-            "--subject is empty (e.g. \"CN=host1,O=Example\")".to_owned(),
-        ));
-    }
-    Ok(dn)
-}
-
 fn write_new(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), TpmError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut options = std::fs::OpenOptions::new();
@@ -358,8 +293,7 @@ fn write_new(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), TpmErr
 
 /// Creates the key and its CSR.
 pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = parse_subject(&req.subject)?;
+    let subject = Subject::parse(&req.subject)?;
     let target_file = match &req.target {
         KeygenTarget::File(p) => Some(p),
         KeygenTarget::Persistent(_) => None,
@@ -506,29 +440,15 @@ pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
         location,
         passwords,
     )?;
-    let (algorithm, digest) = match signer.key_type() {
-        KeyType::Rsa => (&rcgen::PKCS_RSA_SHA256, Digest::Sha256),
-        KeyType::EcP384 => (&rcgen::PKCS_ECDSA_P384_SHA384, Digest::Sha384),
-        _ => (&rcgen::PKCS_ECDSA_P256_SHA256, Digest::Sha256),
-    };
-    let csr_key = CsrKey {
-        signer: &signer,
-        algorithm,
-        digest,
-        failure: Mutex::new(None),
-    };
-    let csr = params.serialize_request(&csr_key).map_err(|e| {
-        let detail = csr_key
-            .failure
-            .lock()
-            .ok()
-            .and_then(|f| f.clone())
-            .unwrap_or_else(|| e.to_string());
-        TpmError::Keygen(format!("cannot sign the CSR inside the TPM: {detail}"))
+    let csr_pem = csr::request_pem(&subject, &signer).map_err(|e| match e {
+        CsrError::Sign(failure) => TpmError::Tpm {
+            call: "TPM2_Sign",
+            key: "the new key (signing the CSR)".to_owned(),
+            rc: failure.message().to_owned(),
+            hint: failure.hint().map(str::to_owned),
+        },
+        other => TpmError::Keygen(other.to_string()),
     })?;
-    let csr_pem = csr
-        .pem()
-        .map_err(|e| TpmError::Keygen(format!("cannot encode the CSR: {e}")))?;
     if let Some(path) = &req.csr {
         write_new(path, csr_pem.as_bytes(), req.overwrite)?;
     }

@@ -6,13 +6,14 @@
 //! is never retried, so the dictionary-attack counter moves at most once per process.
 //!
 //! Which TPM: `--tpm-tcti`, else `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a device
-//! path), else `device:/dev/tpmrm0`. Passwords beyond the key's own (environment only):
+//! path, or a swtpm's UNIX socket), else `device:/dev/tpmrm0`. Passwords beyond the key's own (environment only):
 //! [`PARENT_PASSWORD_ENV`], [`PARENT_PASSWORD_FILE_ENV`], and tpm2-openssl's
 //! `TPM2OPENSSL_PARENT_AUTH`.
 
 pub mod context;
 pub mod keyfile;
 pub mod keygen;
+mod relay;
 mod signer;
 #[cfg(test)]
 mod tests;
@@ -27,7 +28,7 @@ use crate::error::{Error, ErrorClass};
 use crate::secret::{self, Secret, SecretError, SecretSource};
 use crate::signer::{Identity, KeyMismatch};
 
-pub use context::{Rc, Tcti};
+pub use context::{Rc, Tcti, TpmContext};
 pub use keyfile::{KeyFileError, TssKey};
 pub use keygen::{TpmKeyType, TpmKeygenArgs, keygen, run_keygen};
 pub use signer::TpmSigner;
@@ -158,6 +159,9 @@ pub enum TpmError {
     /// A keygen argument or output problem.
     #[error("{0}")]
     Keygen(String),
+    /// keygen's `--subject` is malformed.
+    #[error(transparent)]
+    Subject(#[from] crate::csr::SubjectError),
 }
 
 impl TpmError {
@@ -207,26 +211,21 @@ impl TpmError {
                     .to_owned()
             }
             TpmError::Tpm { hint, .. } => return hint.clone(),
+            TpmError::Subject(_) => crate::csr::SUBJECT_HINT.to_owned(),
             TpmError::CannotSign { .. } | TpmError::Unsupported { .. } => {
                 "use an unrestricted RSA (RSASSA) or ECC P-256/P-384 signing key".to_owned()
             }
             _ => return None,
         })
     }
-
-    /// Message and hint on one line, for [`crate::signer::SignError`].
-    pub fn one_line(&self) -> String {
-        match self.hint() {
-            Some(hint) => format!("{self} ({hint})"),
-            None => self.to_string(),
-        }
-    }
 }
 
 impl From<TpmError> for Error {
     fn from(e: TpmError) -> Self {
         let class = match &e {
-            TpmError::Keygen(_) | TpmError::BadTcti { .. } => ErrorClass::Usage,
+            TpmError::Keygen(_) | TpmError::Subject(_) | TpmError::BadTcti { .. } => {
+                ErrorClass::Usage
+            }
             _ => ErrorClass::Identity,
         };
         let hint = e.hint();

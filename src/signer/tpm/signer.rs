@@ -18,7 +18,7 @@ use tss_esapi::structures::{
 use tss_esapi::traits::UnMarshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
-use super::context::{Rc, Tcti, describe_error, guarded, raw_rc};
+use super::context::{Rc, Tcti, TpmContext, describe_error, guarded, raw_rc};
 use super::keyfile::{self, TssKey};
 use super::{KeyLocation, Passwords, TpmError};
 use crate::cert::KeyType;
@@ -48,12 +48,13 @@ struct Inner {
     location: KeyLocation,
     passwords: Passwords,
     loaded: Option<Loaded>,
-    /// Set once the TPM refused a password: never sent again from this process.
-    refused: Option<String>,
+    /// Set once the TPM refused a password (the refusal and its hint): the password is
+    /// never sent again from this process.
+    refused: Option<(String, Option<String>)>,
 }
 
 struct Loaded {
-    ctx: Context,
+    ctx: TpmContext,
     key: KeyHandle,
     /// Whether the key handle is a transient object to flush (not a persistent one).
     transient: bool,
@@ -88,7 +89,7 @@ impl TpmSigner {
     /// Wraps a key already loaded in `ctx` (keygen).
     pub(crate) fn from_loaded(
         tcti: Tcti,
-        ctx: Context,
+        ctx: TpmContext,
         key: KeyHandle,
         transient: bool,
         public: &Public,
@@ -162,10 +163,12 @@ impl TpmSigner {
         })?;
 
         let mut inner = self.lock();
-        if let Some(why) = &inner.refused {
-            return Err(TpmError::CannotSign {
+        if let Some((why, hint)) = &inner.refused {
+            return Err(TpmError::Tpm {
+                call: "TPM2_Sign",
                 key: self.desc.clone(),
-                why: format!("not asking the TPM again after: {why}"),
+                rc: format!("not asking the TPM again after: {why}"),
+                hint: hint.clone(),
             });
         }
         let mut reloaded = false;
@@ -212,7 +215,7 @@ impl TpmSigner {
                         err,
                         TpmError::WrongPassword { .. } | TpmError::Lockout { .. }
                     ) {
-                        inner.refused = Some(err.to_string());
+                        inner.refused = Some((err.to_string(), err.hint()));
                     }
                     return Err(err);
                 }
@@ -238,19 +241,21 @@ impl TpmSigner {
                 &inner.location,
                 KeyLocation::File { key, .. } if key.empty_auth == Some(true)
             );
+            let sources = "--tpm-key-password-file, --tpm-key-password or \
+                           $RA_SIGNER_TPM_KEY_PASSWORD, else asked on a terminal";
             let hint = if inner.passwords.key.is_none() {
-                "the key has a password: give it with --tpm-key-password-file, \
-                 RA_SIGNER_TPM_KEY_PASSWORD or at the prompt"
-                    .to_owned()
+                format!("the key has a password: give it ({sources})")
             } else if file_says_empty {
                 format!(
-                    "check the password from {origin}; the key file marks the key as having \
-                     none (emptyAuth), so try --no-tpm-key-password"
+                    "check the key password, which came from {origin} (it is read from \
+                     {sources}); the key file marks the key as having none (emptyAuth): if \
+                     so, pass --no-tpm-key-password"
                 )
             } else {
                 format!(
-                    "check the password from {origin}; ra-signer does not retry it, so the \
-                     TPM's dictionary-attack counter moved only once"
+                    "check the key password, which came from {origin} (it is read from \
+                     {sources}); ra-signer sent it once, so the TPM's dictionary-attack \
+                     counter moved only once"
                 )
             };
             return TpmError::WrongPassword {
@@ -294,8 +299,13 @@ impl Signer for TpmSigner {
 
     fn sign(&self, digest: Digest, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let hash = digest.hash(message);
-        self.sign_digest(digest, &hash)
-            .map_err(|e| SignError(e.one_line()))
+        self.sign_digest(digest, &hash).map_err(|e| {
+            let failure = SignError::new(e.to_string());
+            match e.hint() {
+                Some(hint) => failure.with_hint(hint),
+                None => failure,
+            }
+        })
     }
 }
 

@@ -16,6 +16,7 @@ const LIFETIME_SECS: &str = "900";
 /// A running swtpm.
 pub struct Swtpm {
     dir: tempfile::TempDir,
+    /// The TCP port; 0 when it serves the UNIX socket DIR/tpm.sock instead.
     port: u16,
     child: Option<Child>,
     logged: bool,
@@ -60,6 +61,30 @@ impl Swtpm {
         Self::start_with(Some(&fixture().state), logged)
     }
 
+    /// A TPM with the provisioned fixture's state on the UNIX socket DIR/tpm.sock (the
+    /// tools, which need TCP, cannot reach it).
+    pub fn provisioned_unix() -> Swtpm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+        std::fs::copy(
+            fixture().state.join("tpm2-00.permall"),
+            dir.path().join("state/tpm2-00.permall"),
+        )
+        .expect("copy TPM state");
+        let mut tpm = Swtpm {
+            dir,
+            port: 0,
+            child: None,
+            logged: false,
+        };
+        assert!(tpm.spawn(), "swtpm did not start on a UNIX socket");
+        tpm
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("tpm.sock")
+    }
+
     fn start_with(state: Option<&Path>, logged: bool) -> Swtpm {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
@@ -88,15 +113,21 @@ impl Swtpm {
     fn spawn(&mut self) -> bool {
         let d = self.dir.path();
         let mut cmd = Command::new("timeout");
-        cmd.args(["--signal=TERM", LIFETIME_SECS, "swtpm", "socket", "--tpm2"])
-            .arg("--server")
-            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", self.port))
-            .arg("--ctrl")
-            .arg(format!(
-                "type=tcp,port={},bindaddr=127.0.0.1",
-                self.port + 1
-            ))
-            .arg("--tpmstate")
+        cmd.args(["--signal=TERM", LIFETIME_SECS, "swtpm", "socket", "--tpm2"]);
+        if self.port == 0 {
+            let _ = std::fs::remove_file(self.socket());
+            cmd.arg("--server")
+                .arg(format!("type=unixio,path={}", self.socket().display()));
+        } else {
+            cmd.arg("--server")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", self.port))
+                .arg("--ctrl")
+                .arg(format!(
+                    "type=tcp,port={},bindaddr=127.0.0.1",
+                    self.port + 1
+                ));
+        }
+        cmd.arg("--tpmstate")
             .arg(format!("dir={}", d.join("state").display()))
             .args(["--flags", "not-need-init,startup-clear"]);
         if self.logged {
@@ -114,7 +145,14 @@ impl Swtpm {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port + 1)).is_ok() {
+            // A UNIX-socket swtpm serves one client: probing would take its slot, so wait
+            // for the socket file instead.
+            let up = if self.port == 0 {
+                self.socket().exists()
+            } else {
+                TcpStream::connect(("127.0.0.1", self.port + 1)).is_ok()
+            };
+            if up {
                 return true;
             }
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -148,7 +186,11 @@ impl Swtpm {
 
     /// The TCTI string.
     pub fn tcti_text(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
+        if self.port == 0 {
+            format!("device:{}", self.socket().display())
+        } else {
+            format!("swtpm:host=127.0.0.1,port={}", self.port)
+        }
     }
 
     /// The TCTI.
