@@ -1,7 +1,10 @@
 //! ra-signer as a drop-in for AWS's Go helper (`aws_signing_helper` v1.8.0): the command
 //! lines of its README and of its users, taken as they are but for paths and ARNs, against
 //! real SoftHSM2 tokens and files, checked by `ra-emulator` and by boto3; and the small
-//! differences of its surface (flags it alone has, its defaults, its errors).
+//! differences of its surface (flags it alone has, its defaults, its errors). The Go
+//! helper's TPM lines (`--private-key handle:0x81…`, TSS2 key files, `TPM_DEVICE` naming a
+//! swtpm UNIX socket) run in `tpm.rs`, beside the swtpm they need; its ML-DSA key files in
+//! `mldsa.rs`; its SDK endpoint settings in `endpoint.rs`.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
