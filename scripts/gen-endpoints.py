@@ -3,7 +3,9 @@
 
 Run with the test virtualenv's Python (it has botocore):
 
-    target/test-venv/bin/python scripts/gen-endpoints.py
+    target/test-venv/bin/python scripts/gen-endpoints.py [--out PATH]
+
+(--out writes elsewhere: the tests compare that with the checked-in file.)
 
 The partition table comes from botocore/data/partitions.json. The URL templates come from
 botocore/data/rolesanywhere/*/endpoint-rule-set-1.json, evaluated by botocore's own
@@ -59,6 +61,11 @@ def rust_str(s):
 
 
 def main():
+    out_path = OUT
+    if len(sys.argv) == 3 and sys.argv[1] == "--out":
+        out_path = pathlib.Path(sys.argv[2])
+    elif len(sys.argv) != 1:
+        fail("usage: gen-endpoints.py [--out PATH]")
     loader = create_loader()
     ruleset = loader.load_service_model("rolesanywhere", "endpoint-rule-set-1")
     partitions = loader.load_data("partitions")
@@ -187,9 +194,9 @@ def main():
     w("")
     w("/// Regions whose FIPS host botocore's endpoints.json lists for IAM Roles Anywhere.")
     w(f"pub const LISTED_FIPS_REGIONS: &[&str] = &[{', '.join(rust_str(r) for r in sorted(fips_regions))}];")
-    OUT.write_text("\n".join(out) + "\n")
-    subprocess.run(["rustfmt", "--edition", "2024", str(OUT)], check=True)
-    print(f"wrote {OUT} from botocore {botocore.__version__}")
+    out_path.write_text("\n".join(out) + "\n")
+    subprocess.run(["rustfmt", "--edition", "2024", str(out_path)], check=True)
+    print(f"wrote {out_path} from botocore {botocore.__version__}")
 
 
 if __name__ == "__main__":

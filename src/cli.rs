@@ -140,13 +140,12 @@ pub struct SessionOptions {
     /// Role session name (the profile must allow it).
     #[arg(long, value_name = "NAME")]
     pub role_session_name: Option<String>,
-    /// Signing region (default: the trust anchor's); fips-REGION or REGION-fips means
+    /// Signing region (default: the trust anchor's); fips-REGION and REGION-fips mean
     /// REGION's FIPS endpoint.
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
-    /// Endpoint URL (default: $AWS_ENDPOINT_URL_ROLESANYWHERE, $AWS_ENDPOINT_URL, the AWS
-    /// config file's endpoint_url, else the region's endpoint, e.g.
-    /// https://rolesanywhere.<region>.amazonaws.com).
+    /// Endpoint URL (default: $AWS_ENDPOINT_URL_ROLESANYWHERE, $AWS_ENDPOINT_URL,
+    /// endpoint_url in ~/.aws/config, else the region's endpoint).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
     /// Use the FIPS endpoint of the region (also $AWS_USE_FIPS_ENDPOINT; the signing region

@@ -187,7 +187,7 @@ impl Env {
     pub fn config_path(&self) -> Option<PathBuf> {
         let home = self.get("HOME");
         match self.get(ENV_CONFIG_FILE) {
-            Some(p) if p == "~" => home.map(PathBuf::from),
+            Some("~") => home.map(PathBuf::from),
             Some(p) => match p.strip_prefix("~/") {
                 Some(rest) => home.map(|h| Path::new(h).join(rest)),
                 None => Some(PathBuf::from(p)),
@@ -389,6 +389,13 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
     let region: Region = plain
         .parse()
         .map_err(|e: ConfigError| ConfigError(format!("{} ({region_source})", e.0)))?;
+    // botocore lists `aws-global`, `aws-cn-global`, … as regions, for services with one
+    // global endpoint; IAM Roles Anywhere has none, and no credential scope names them.
+    if region.as_str().ends_with("-global") {
+        return Err(ConfigError(format!(
+            "\"{region}\" ({region_source}) is a partition's global pseudo-region, not a region IAM Roles Anywhere runs in: give the region of the trust anchor"
+        )));
+    }
     let mut notes = Vec::new();
     let mut warnings = Vec::new();
     if pseudo_fips {

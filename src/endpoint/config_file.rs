@@ -37,6 +37,9 @@ pub struct ConfigFile {
     sections: Vec<(String, Section)>,
 }
 
+/// Options of a section as read: name and value lines, before configparser's join.
+type RawOptions = Vec<(String, Vec<String>)>;
+
 /// Python's `str.isspace` for the characters that matter here (Rust's `char::is_whitespace`
 /// misses the four ASCII separators).
 fn py_space(c: char) -> bool {
@@ -149,8 +152,8 @@ impl ConfigFile {
         };
         const DEFAULT: &str = "DEFAULT";
         // Raw values: a list of lines per option, joined at the end as configparser does.
-        let mut sections: Vec<(String, Vec<(String, Vec<String>)>)> = Vec::new();
-        let mut defaults: Vec<(String, Vec<String>)> = Vec::new();
+        let mut sections: Vec<(String, RawOptions)> = Vec::new();
+        let mut defaults: RawOptions = Vec::new();
         // Which section receives options: None before any header, Some(None) for DEFAULT.
         let mut current: Option<Option<usize>> = None;
         let mut option: Option<usize> = None;
@@ -224,7 +227,7 @@ impl ConfigFile {
             list.push((name, vec![first]));
             option = Some(list.len() - 1);
         }
-        let finish = |raw: Vec<(String, Vec<String>)>| -> Result<Section, ConfigError> {
+        let finish = |raw: RawOptions| -> Result<Section, ConfigError> {
             let mut out = Section::new();
             for (name, lines) in raw {
                 let joined = lines.join("\n");

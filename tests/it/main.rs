@@ -5,6 +5,7 @@ mod common;
 
 mod cache;
 mod cli;
+mod endpoint;
 mod file_keys;
 mod pkcs11;
 mod real_clients;
