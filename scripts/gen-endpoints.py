@@ -3,9 +3,10 @@
 
 Run with the test virtualenv's Python (it has botocore):
 
-    target/test-venv/bin/python scripts/gen-endpoints.py [--out PATH]
+    target/test-venv/bin/python scripts/gen-endpoints.py [--out PATH | --json]
 
-(--out writes elsewhere: the tests compare that with the checked-in file.)
+(--out writes elsewhere; --json prints the table's data, which the tests compare with the
+checked-in table, without needing rustfmt.)
 
 The partition table comes from botocore/data/partitions.json. The URL templates come from
 botocore/data/rolesanywhere/*/endpoint-rule-set-1.json, evaluated by botocore's own
@@ -62,10 +63,11 @@ def rust_str(s):
 
 def main():
     out_path = OUT
+    as_json = sys.argv[1:] == ["--json"]
     if len(sys.argv) == 3 and sys.argv[1] == "--out":
         out_path = pathlib.Path(sys.argv[2])
-    elif len(sys.argv) != 1:
-        fail("usage: gen-endpoints.py [--out PATH]")
+    elif len(sys.argv) != 1 and not as_json:
+        fail("usage: gen-endpoints.py [--out PATH | --json]")
     loader = create_loader()
     ruleset = loader.load_service_model("rolesanywhere", "endpoint-rule-set-1")
     partitions = loader.load_data("partitions")
@@ -148,6 +150,36 @@ def main():
         for region, entry in svc.get("endpoints", {}).items():
             if any("fips" in v.get("tags", []) for v in entry.get("variants", [])):
                 fips_regions.append(region)
+
+    if as_json:
+        print(json.dumps({
+            "botocore": botocore.__version__,
+            "partitions": [
+                {
+                    "id": p["id"],
+                    "region_regex": p["regionRegex"],
+                    "regions": sorted(p["regions"]),
+                    "dns_suffix": p["outputs"]["dnsSuffix"],
+                    "dual_stack_dns_suffix": p["outputs"]["dualStackDnsSuffix"],
+                    "supports_fips": p["outputs"]["supportsFIPS"],
+                    "supports_dual_stack": p["outputs"]["supportsDualStack"],
+                    "implicit_global_region": p["outputs"]["implicitGlobalRegion"],
+                }
+                for p in rows
+            ],
+            "rules": [
+                [
+                    [
+                        [{rules[(f, d, sf, sd)][0]: rules[(f, d, sf, sd)][1]} for sd in (False, True)]
+                        for sf in (False, True)
+                    ]
+                    for d in (False, True)
+                ]
+                for f in (False, True)
+            ],
+            "listed_fips_regions": sorted(fips_regions),
+        }))
+        return
 
     out = []
     w = out.append

@@ -88,6 +88,17 @@ pub fn partitions() -> &'static [Partition] {
     partitions::PARTITIONS
 }
 
+/// The rule set's outcomes, indexed `[use_fips][use_dual_stack][supports_fips]
+/// [supports_dual_stack]`.
+pub fn rules() -> &'static [[[[Rule; 2]; 2]; 2]; 2] {
+    &partitions::RULES
+}
+
+/// The regions whose FIPS host botocore's endpoint list names.
+pub fn listed_fips_regions() -> &'static [&'static str] {
+    partitions::LISTED_FIPS_REGIONS
+}
+
 /// The botocore release the table was generated from.
 pub fn table_version() -> &'static str {
     partitions::BOTOCORE_VERSION
@@ -108,8 +119,13 @@ pub fn partition_of(region: &str) -> (&'static Partition, bool) {
         return (p, true);
     }
     for (p, re) in all.iter().zip(REGEXES.iter()) {
-        // `re.match` anchors at the start only; every regex of the table starts with `^`.
-        if re.as_ref().is_some_and(|re| re.is_match(region)) {
+        // Python's `re.match`: a match that starts at the beginning (the leftmost match
+        // starts there when any does).
+        if re
+            .as_ref()
+            .and_then(|re| re.find(region))
+            .is_some_and(|m| m.start() == 0)
+        {
             return (p, true);
         }
     }
@@ -434,7 +450,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
     let profile = match config {
         None => {
             notes.push(match env.config_path() {
-                Some(p) => format!("no AWS config file at {}", p.display()),
+                Some(p) => format!("no readable AWS config file at {}", p.display()),
                 None => "no AWS config file (no HOME, no $AWS_CONFIG_FILE)".into(),
             });
             None
@@ -536,7 +552,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
             "region {region} matches no partition; using aws, as botocore does"
         ));
     }
-    if use_fips && !partitions::LISTED_FIPS_REGIONS.contains(&region.as_str()) {
+    if use_fips && !listed_fips_regions().contains(&region.as_str()) {
         warnings.push(format!(
             "botocore's endpoint list names no IAM Roles Anywhere FIPS endpoint in {region} (it does for {}); trying {url} as the endpoint rule set builds it",
             partitions::LISTED_FIPS_REGIONS.join(", ")
