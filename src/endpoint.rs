@@ -446,30 +446,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
         return Ok(done(url, "from --endpoint".into(), notes, warnings));
     }
 
-    let profile_name = env.profile();
-    let profile = match config {
-        None => {
-            notes.push(match env.config_path() {
-                Some(p) => format!("no readable AWS config file at {}", p.display()),
-                None => "no AWS config file (no HOME, no $AWS_CONFIG_FILE)".into(),
-            });
-            None
-        }
-        Some(file) => match file.profile(profile_name) {
-            Some(section) => Some(Profile {
-                name: profile_name,
-                file,
-                section,
-            }),
-            None => {
-                notes.push(format!(
-                    "profile {profile_name} is not in {}",
-                    file.path().display()
-                ));
-                None
-            }
-        },
-    };
+    let profile = find_profile(env, config, &mut notes);
     let fips = setting(
         env,
         profile.as_ref(),
@@ -514,39 +491,82 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
         return Ok(done(url, why, notes, warnings));
     }
 
-    let (use_fips, fips_why) = if flags.fips {
-        (true, "--fips".to_owned())
+    let use_fips = if flags.fips {
+        Some((true, "--fips".to_owned()))
     } else if pseudo_fips {
-        (true, format!("region {region_text}"))
+        Some((true, format!("region {region_text}")))
     } else {
-        match fips {
-            Some((b, s)) => (b, s),
-            None => (false, "default".to_owned()),
-        }
+        fips
     };
+    let (url, why) = from_partition(
+        &region,
+        region_source,
+        inputs.arn_partition,
+        use_fips,
+        dual,
+        &mut notes,
+        &mut warnings,
+    )?;
+    Ok(done(url, why, notes, warnings))
+}
+
+/// The profile `$AWS_PROFILE` (else `default`) of the config file, noting why there is none.
+fn find_profile<'a>(
+    env: &'a Env,
+    config: Option<&'a ConfigFile>,
+    notes: &mut Vec<String>,
+) -> Option<Profile<'a>> {
+    let name = env.profile();
+    let Some(file) = config else {
+        notes.push(match env.config_path() {
+            Some(p) => format!("no readable AWS config file at {}", p.display()),
+            None => "no AWS config file (no HOME, no $AWS_CONFIG_FILE)".into(),
+        });
+        return None;
+    };
+    let section = file.profile(name);
+    if section.is_none() {
+        notes.push(format!(
+            "profile {name} is not in {}",
+            file.path().display()
+        ));
+    }
+    section.map(|section| Profile {
+        name,
+        file,
+        section,
+    })
+}
+
+/// The partition's endpoint for `region`, refusing a region outside the ARNs' partition.
+/// Returns the URL and why.
+fn from_partition(
+    region: &Region,
+    region_source: &str,
+    arn_partition: &str,
+    fips: Option<(bool, String)>,
+    dual: Option<(bool, String)>,
+    notes: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(String, String), ConfigError> {
+    let (use_fips, fips_why) = fips.unwrap_or((false, "default".to_owned()));
     let (use_dual, dual_why) = dual.unwrap_or((false, "default".to_owned()));
     let (matched_partition, matched) = partition_of(region.as_str());
-    if matched_partition.id != inputs.arn_partition {
+    if matched_partition.id != arn_partition {
         return Err(ConfigError(if matched {
             format!(
-                "the region {region} ({region_source}) is in partition {}, but the ARNs are in {}: IAM Roles Anywhere would refuse them there; give a region of {} or --endpoint URL",
-                matched_partition.id, inputs.arn_partition, inputs.arn_partition
+                "the region {region} ({region_source}) is in partition {}, but the ARNs are in {arn_partition}: IAM Roles Anywhere would refuse them there; give a region of {arn_partition} or --endpoint URL",
+                matched_partition.id
             )
         } else {
             format!(
-                "the region {region} ({region_source}) is in no partition ra-signer knows (its table comes from botocore {}), and the ARNs are in {}: give --endpoint URL",
-                partitions::BOTOCORE_VERSION,
-                inputs.arn_partition
+                "the region {region} ({region_source}) is in no partition ra-signer knows (its table comes from botocore {}), and the ARNs are in {arn_partition}: give --endpoint URL",
+                partitions::BOTOCORE_VERSION
             )
         }));
     }
-    let (url, partition) =
-        partition_endpoint(region.as_str(), use_fips, use_dual).map_err(|e| {
-            ConfigError(format!(
-                "{e} (partition {}, region {region})",
-                inputs.arn_partition
-            ))
-        })?;
+    let (url, partition) = partition_endpoint(region.as_str(), use_fips, use_dual)
+        .map_err(|e| ConfigError(format!("{e} (partition {arn_partition}, region {region})")))?;
     if !matched {
         notes.push(format!(
             "region {region} matches no partition; using aws, as botocore does"
@@ -555,7 +575,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
     if use_fips && !listed_fips_regions().contains(&region.as_str()) {
         warnings.push(format!(
             "botocore's endpoint list names no IAM Roles Anywhere FIPS endpoint in {region} (it does for {}); trying {url} as the endpoint rule set builds it",
-            partitions::LISTED_FIPS_REGIONS.join(", ")
+            listed_fips_regions().join(", ")
         ));
     }
     let why = format!(
@@ -564,7 +584,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
         if use_fips { "on" } else { "off" },
         if use_dual { "on" } else { "off" },
     );
-    Ok(done(url, why, notes, warnings))
+    Ok((url, why))
 }
 
 /// The endpoint URL from the environment or the config file, in the SDKs' order.
