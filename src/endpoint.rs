@@ -140,16 +140,23 @@ pub fn partition_endpoint(
     dual_stack: bool,
 ) -> Result<(String, &'static Partition), &'static str> {
     let (p, _) = partition_of(region);
+    endpoint_in(p, region, fips, dual_stack).map(|url| (url, p))
+}
+
+/// The rule set's endpoint for `region` in partition `p`, or the rule set's error.
+pub fn endpoint_in(
+    p: &Partition,
+    region: &str,
+    fips: bool,
+    dual_stack: bool,
+) -> Result<String, &'static str> {
     let rule = partitions::RULES[usize::from(fips)][usize::from(dual_stack)]
         [usize::from(p.supports_fips)][usize::from(p.supports_dual_stack)];
     match rule {
-        Rule::Url(template) => Ok((
-            template
-                .replace("{region}", region)
-                .replace("{dualStackDnsSuffix}", p.dual_stack_dns_suffix)
-                .replace("{dnsSuffix}", p.dns_suffix),
-            p,
-        )),
+        Rule::Url(template) => Ok(template
+            .replace("{region}", region)
+            .replace("{dualStackDnsSuffix}", p.dual_stack_dns_suffix)
+            .replace("{dnsSuffix}", p.dns_suffix)),
         Rule::Error(e) => Err(e),
     }
 }

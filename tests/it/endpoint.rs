@@ -163,6 +163,92 @@ fn partition_table_matches_botocores_endpoint_provider() {
     }
 }
 
+/// Partitions that lack FIPS, dual-stack or both (none ships today): the rule set's refusals,
+/// as botocore's provider gives them for the same partition data.
+#[test]
+fn unsupported_combinations_are_refused_as_botocore_refuses_them() {
+    let mut partitions = Vec::new();
+    let mut ours = Vec::new();
+    for (i, (fips_ok, dual_ok)) in [(false, false), (false, true), (true, false), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let p = endpoint::Partition {
+            id: ["t-none", "t-dual", "t-fips", "t-both"][i],
+            region_regex: "",
+            regions: &[],
+            dns_suffix: "example.test",
+            dual_stack_dns_suffix: "dual.example.test",
+            supports_fips: fips_ok,
+            supports_dual_stack: dual_ok,
+            implicit_global_region: "t-east-1",
+        };
+        let prefix = format!("t{i}");
+        partitions.push(serde_json::json!({
+            "id": p.id,
+            "regionRegex": format!("^{prefix}\\-\\w+\\-\\d+$"),
+            "regions": {},
+            "outputs": {
+                "name": p.id, "dnsSuffix": p.dns_suffix,
+                "dualStackDnsSuffix": p.dual_stack_dns_suffix,
+                "supportsFIPS": fips_ok, "supportsDualStack": dual_ok,
+                "implicitGlobalRegion": p.implicit_global_region,
+            },
+        }));
+        for fips in [false, true] {
+            for dual in [false, true] {
+                let region = format!("{prefix}-east-1");
+                ours.push((
+                    region.clone(),
+                    fips,
+                    dual,
+                    endpoint::endpoint_in(&p, &region, fips, dual),
+                ));
+            }
+        }
+    }
+    let script = r#"
+import json, sys
+from botocore.loaders import create_loader
+from botocore.endpoint_provider import EndpointProvider
+from botocore.exceptions import EndpointResolutionError
+data = json.load(sys.stdin)
+provider = EndpointProvider(
+    create_loader().load_service_model("rolesanywhere", "endpoint-rule-set-1"),
+    {"version": "1.1", "partitions": data["partitions"]},
+)
+out = []
+for case in data["cases"]:
+    try:
+        out.append({"url": provider.resolve_endpoint(Region=case[0], UseFIPS=case[1], UseDualStack=case[2]).url})
+    except EndpointResolutionError as e:
+        out.append({"error": e.kwargs["msg"]})
+print(json.dumps(out))
+"#;
+    let cases: Vec<serde_json::Value> = ours
+        .iter()
+        .map(|(r, f, d, _)| serde_json::json!([r, f, d]))
+        .collect();
+    let theirs = python_json(
+        script,
+        &serde_json::json!({"partitions": partitions, "cases": cases}),
+        &[],
+    );
+    let mut refusals = 0;
+    for ((region, fips, dual, ours), want) in ours.iter().zip(theirs.as_array().expect("array")) {
+        let got = match ours {
+            Ok(url) => serde_json::json!({ "url": url }),
+            Err(e) => {
+                refusals += 1;
+                serde_json::json!({ "error": e })
+            }
+        };
+        assert_eq!(&got, want, "{region} fips={fips} dual={dual}");
+    }
+    // No FIPS nor dual-stack: 3 of 4 refused; only one of them: 2 each; both: none.
+    assert_eq!(refusals, 7, "refused where unsupported");
+}
+
 /// The `*-global` names are listed regions in botocore's table (for services with a global
 /// endpoint) but are not regions one signs for: refused as usage errors where botocore
 /// would build a host for them.
