@@ -1,5 +1,5 @@
 //! Command-line flags (clap) and their translation into validated configuration. No I/O
-//! happens here beyond reading the environment for defaults.
+//! happens here beyond reading the environment and the AWS config file for defaults.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +10,8 @@ use crate::config::{
     Arn, ArnKind, CertificateSource, ConfigError, IdentityConfig, Pkcs11Settings, PrivateKeySource,
     SessionDuration, SessionRequest, TpmSettings, as_pkcs11_uri, parse_tpm_handle,
 };
-use crate::rolesanywhere::{ClientOptions, default_endpoint};
+use crate::endpoint;
+use crate::rolesanywhere::ClientOptions;
 use crate::secret::{Secret, SecretSource};
 
 /// Environment variable holding the password of an encrypted key file.
@@ -158,13 +159,16 @@ pub struct SessionOptions {
     /// Role session name (the profile must allow it).
     #[arg(long, value_name = "NAME")]
     pub role_session_name: Option<String>,
-    /// Signing region (default: the trust anchor's).
+    /// Signing region (default: the trust anchor's); fips-REGION and REGION-fips mean
+    /// REGION's FIPS endpoint.
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
-    /// Endpoint URL (default: https://rolesanywhere.<region>.amazonaws.com).
+    /// Endpoint URL (default: $AWS_ENDPOINT_URL_ROLESANYWHERE, $AWS_ENDPOINT_URL,
+    /// endpoint_url in ~/.aws/config, else the region's endpoint).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Use the FIPS endpoint of the region (the signing region stays the plain one).
+    /// Use the FIPS endpoint of the region (also $AWS_USE_FIPS_ENDPOINT; the signing region
+    /// stays the plain one).
     #[arg(long, conflicts_with = "endpoint")]
     pub fips: bool,
     /// PEM bundle of CAs to trust for the endpoint instead of the system store (also
@@ -433,18 +437,33 @@ impl SessionArgs {
         )
     }
 
-    /// The endpoint, region and transport options for `request`.
+    /// The endpoint, region and transport options for `request`: the endpoint and signing
+    /// region as [`endpoint::resolve_from_environment`] chooses them (with `--debug`, the
+    /// choice and why go to stderr).
     pub fn client_options(&self, request: &SessionRequest) -> Result<ClientOptions, ConfigError> {
         let o = &self.options;
-        let region = match &o.region {
-            Some(r) => r.parse()?,
-            None => request.default_region(),
-        };
-        let endpoint = match &o.endpoint {
-            Some(e) => e.clone(),
-            None => default_endpoint(&region, request.trust_anchor_arn.partition(), o.fips)
-                .map_err(ConfigError)?,
-        };
+        let chosen = endpoint::resolve_from_environment(
+            endpoint::Flags {
+                endpoint: o.endpoint.as_deref(),
+                region: o.region.as_deref(),
+                fips: o.fips,
+            },
+            &request.default_region(),
+            request.trust_anchor_arn.partition(),
+        )?;
+        for w in &chosen.warnings {
+            eprintln!("ra-signer: warning: {w}");
+        }
+        if o.debug {
+            eprintln!(
+                "ra-signer: debug: endpoint {} ({}), signing region {}",
+                chosen.url, chosen.why, chosen.region
+            );
+            for n in &chosen.notes {
+                eprintln!("ra-signer: debug: endpoint: {n}");
+            }
+        }
+        let (endpoint, region) = (chosen.url, chosen.region);
         Ok(ClientOptions {
             endpoint,
             region,

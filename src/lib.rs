@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod csr;
+pub mod endpoint;
 pub mod error;
 pub mod input;
 pub mod keygen;

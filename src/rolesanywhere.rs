@@ -1,5 +1,5 @@
-//! The CreateSession call over HTTPS: endpoint choice, TLS trust, retries with backoff and
-//! jitter (re-signing every attempt), and AWS error mapping.
+//! The CreateSession call over HTTPS, to the endpoint [`crate::endpoint`] chose: TLS trust,
+//! retries with backoff and jitter (re-signing every attempt), and AWS error mapping.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,39 +13,11 @@ use crate::signer::{Identity, SignError};
 use crate::sigv4x509::{self, RequestParts};
 use crate::time::UtcTime;
 
-/// The regions with a FIPS endpoint (`rolesanywhere-fips.<region>.amazonaws.com`).
-pub const FIPS_REGIONS: &[&str] = &[
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-    "us-gov-east-1",
-    "us-gov-west-1",
-];
-
-/// The public endpoint for `region` (`partition` decides the DNS suffix).
-pub fn default_endpoint(region: &Region, partition: &str, fips: bool) -> Result<String, String> {
-    let suffix = if partition == "aws-cn" {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    if fips {
-        if !FIPS_REGIONS.contains(&region.as_str()) {
-            return Err(format!(
-                "IAM Roles Anywhere has no FIPS endpoint in {region} (FIPS regions: {})",
-                FIPS_REGIONS.join(", ")
-            ));
-        }
-        return Ok(format!("https://rolesanywhere-fips.{region}.{suffix}"));
-    }
-    Ok(format!("https://rolesanywhere.{region}.{suffix}"))
-}
-
 /// How to reach the endpoint.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// The endpoint URL (`https://host[:port]`; a bare host gets `https://`).
+    /// The endpoint URL, `https://host[:port]` (checked by [`crate::endpoint`]; a bare host
+    /// gets `https://`).
     pub endpoint: String,
     /// The region in the credential scope.
     pub region: Region,
@@ -157,14 +129,14 @@ impl Client {
         };
         let mut url = reqwest::Url::parse(&endpoint).map_err(|e| {
             CreateSessionError::Setup(format!(
-                "--endpoint \"{}\" is not a URL: {e}",
-                options.endpoint
+                "the endpoint {} is not a URL: {e}",
+                crate::endpoint::redact_url(&options.endpoint)
             ))
         })?;
         if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
             return Err(CreateSessionError::Setup(format!(
-                "--endpoint \"{}\" must be an http(s) URL with a host",
-                options.endpoint
+                "the endpoint {} must be an http(s) URL with a host",
+                crate::endpoint::redact_url(&options.endpoint)
             )));
         }
         url.set_path("/sessions");
@@ -545,26 +517,6 @@ mod danger {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints() {
-        let r: Region = "us-east-1".parse().expect("region");
-        assert_eq!(
-            default_endpoint(&r, "aws", false).as_deref(),
-            Ok("https://rolesanywhere.us-east-1.amazonaws.com")
-        );
-        assert_eq!(
-            default_endpoint(&r, "aws", true).as_deref(),
-            Ok("https://rolesanywhere-fips.us-east-1.amazonaws.com")
-        );
-        let cn: Region = "cn-north-1".parse().expect("region");
-        assert_eq!(
-            default_endpoint(&cn, "aws-cn", false).as_deref(),
-            Ok("https://rolesanywhere.cn-north-1.amazonaws.com.cn")
-        );
-        let eu: Region = "eu-west-1".parse().expect("region");
-        assert!(default_endpoint(&eu, "aws", true).is_err());
-    }
 
     #[test]
     fn aws_errors_from_header_or_body() {

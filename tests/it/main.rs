@@ -6,6 +6,7 @@ mod common;
 mod cache;
 mod cli;
 mod dropin;
+mod endpoint;
 mod file_keys;
 mod mldsa;
 mod pkcs11;
