@@ -218,10 +218,17 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
         }
     };
     if args.debug {
+        let (suffix, how) = if signer.algorithm() == signer::Algorithm::MlDsa {
+            ("", "pure ML-DSA: --digest does not apply".to_owned())
+        } else {
+            (
+                " || SHA256(\"IAM RA\" || public key)",
+                format!("digest {}", digest.name()),
+            )
+        };
         eprintln!(
-            "ra-signer: debug: signing the fixed string \"AWS Roles Anywhere Credential Helper Signing Test\" || \"1\" || SHA256(\"IAM RA\" || public key) with the {} key, digest {}",
-            signer.key_type(),
-            digest.name()
+            "ra-signer: debug: signing the fixed string \"AWS Roles Anywhere Credential Helper Signing Test\" || \"1\"{suffix} with the {} key, {how}",
+            signer.key_type()
         );
     }
     let signature = signer

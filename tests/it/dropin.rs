@@ -28,11 +28,11 @@ fn arns() -> Vec<String> {
     .to_vec()
 }
 
-/// Where the emulator is and how to trust it: `--endpoint` and `AWS_CA_BUNDLE`, so that
-/// the command line itself stays the README's.
+/// Where the emulator is and how to trust it, in the settings every AWS SDK reads
+/// (`AWS_ENDPOINT_URL_ROLESANYWHERE`, `AWS_CA_BUNDLE`), so that the command line itself
+/// stays the README's.
 fn at_emulator(cmd: &mut std::process::Command, emu: &Emulator) {
-    cmd.arg("--endpoint")
-        .arg(&emu.url)
+    cmd.env("AWS_ENDPOINT_URL_ROLESANYWHERE", &emu.url)
         .env("AWS_CA_BUNDLE", &emu.tls_ca);
 }
 
@@ -276,22 +276,29 @@ fn network_errors_are_one_short_line_without_credentials() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let mut cmd = ra_signer(w.dir.path());
-    cmd.arg("credential-process")
-        .args(leaf.file_args())
-        .args(arns())
-        .arg("--endpoint")
-        .arg(format!("https://user:hunter2@127.0.0.1:{closed}"))
-        .args(["--max-attempts", "1"]);
-    let o = run(&mut cmd);
+    let attempt = |endpoint: String| {
+        let mut cmd = ra_signer(w.dir.path());
+        cmd.arg("credential-process")
+            .args(leaf.file_args())
+            .args(arns())
+            .arg("--endpoint")
+            .arg(endpoint)
+            .args(["--max-attempts", "1"]);
+        run(&mut cmd)
+    };
+    let o = attempt(format!("https://127.0.0.1:{closed}"));
     assert_exit(&o, 5);
     let err = one_line_error(&o);
     assert!(
         err.contains(&format!("cannot reach 127.0.0.1:{closed}:")),
         "{err}"
     );
-    assert!(!err.contains("hunter2") && !err.contains("user:"), "{err}");
     assert!(!err.contains("profileArn"), "no query string: {err}");
+    // Credentials in the endpoint URL are refused, never echoed.
+    let o = attempt(format!("https://user:hunter2@127.0.0.1:{closed}"));
+    assert_exit(&o, 2);
+    let err = one_line_error(&o);
+    assert!(!err.contains("hunter2") && !err.contains("user:"), "{err}");
 
     // A proxy that refuses the tunnel is named, with its status, and without its password.
     let proxy = TcpListener::bind("127.0.0.1:0").expect("bind");
