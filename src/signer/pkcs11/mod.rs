@@ -466,10 +466,13 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
         PrivateKeySource::MatchingTokenCertificate
     );
     let module = session::load(&session::module_path(&key_uri, settings)?)?;
-    let token = match (&cert_uri, matching) {
-        (Some(cu), true) => token_with_public_match(&module, cu)?,
-        _ => token_with_public_match(&module, &key_uri)?,
+    // The certificate URI names the objects that tell which token is meant, when the key
+    // URI (its token part) cannot.
+    let token_uri = match (&cert_uri, matching) {
+        (Some(cu), true) => cu,
+        _ => &key_uri,
     };
+    let token = token_with_public_match(&module, token_uri)?;
     let session = session::open_session(&module, &token, false)?;
 
     // Certificates are public objects: the leaf candidates are read before the login.
