@@ -86,8 +86,48 @@ struct RawCredentials {
     expiration: String,
 }
 
-/// Parses a CreateSession 201 body into credentials (from `credentialSet[0]`).
-pub fn parse_create_session(body: &[u8]) -> Result<Credentials, ResponseError> {
+/// The least validity accepted from the endpoint: credentials expiring sooner are useless to
+/// the SDKs (they refresh at once) and would make `serve` answer with dead ones.
+pub const MIN_FRESH_VALIDITY: u64 = 60;
+
+/// Checks one credential field against its alphabet and length, so that no byte of the
+/// endpoint's can reach an INI file, a JSON line or an HTTP header as anything but a value.
+/// The value itself is never put in the error.
+fn check_field(
+    name: &str,
+    value: &str,
+    lengths: std::ops::RangeInclusive<usize>,
+    allowed: fn(u8) -> bool,
+) -> Result<(), ResponseError> {
+    if !lengths.contains(&value.len()) {
+        return Err(ResponseError(format!(
+            "the CreateSession response has a {name} of {} bytes (expected {}..={})",
+            value.len(),
+            lengths.start(),
+            lengths.end()
+        )));
+    }
+    if let Some(bad) = value.bytes().find(|b| !allowed(*b)) {
+        let shown = if bad.is_ascii_graphic() {
+            format!("'{}'", bad as char)
+        } else {
+            format!("byte 0x{bad:02x}")
+        };
+        return Err(ResponseError(format!(
+            "the CreateSession response has a {name} holding {shown}, which no AWS credential holds: refused"
+        )));
+    }
+    Ok(())
+}
+
+fn base64ish(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
+}
+
+/// Parses a CreateSession 201 body into credentials (from `credentialSet[0]`), refusing
+/// fields outside their alphabet and length, and credentials that are expired or expire
+/// within [`MIN_FRESH_VALIDITY`] of `now`.
+pub fn parse_create_session(body: &[u8], now: UtcTime) -> Result<Credentials, ResponseError> {
     let parsed: SessionResponse = serde_json::from_slice(body).map_err(|e| {
         ResponseError(format!(
             "the CreateSession response is not the expected JSON ({})",
@@ -98,12 +138,6 @@ pub fn parse_create_session(body: &[u8]) -> Result<Credentials, ResponseError> {
         ResponseError("the CreateSession response has no credentials (empty credentialSet)".into())
     })?;
     let raw = entry.credentials;
-    let expiration = UtcTime::parse_rfc3339(&raw.expiration).ok_or_else(|| {
-        ResponseError(format!(
-            "the CreateSession response has an unreadable expiration \"{}\"",
-            raw.expiration
-        ))
-    })?;
     if raw.access_key_id.is_empty()
         || raw.secret_access_key.is_empty()
         || raw.session_token.is_empty()
@@ -111,6 +145,39 @@ pub fn parse_create_session(body: &[u8]) -> Result<Credentials, ResponseError> {
         return Err(ResponseError(
             "the CreateSession response has empty credentials".into(),
         ));
+    }
+    // STS: access key ids are 16..128 word characters; secrets are 40 base64 characters;
+    // session tokens are base64, a few KB at most even with session tags and policies.
+    check_field("accessKeyId", &raw.access_key_id, 16..=128, |b| {
+        b.is_ascii_alphanumeric() || b == b'_'
+    })?;
+    check_field(
+        "secretAccessKey",
+        &raw.secret_access_key,
+        16..=128,
+        base64ish,
+    )?;
+    check_field("sessionToken", &raw.session_token, 16..=16384, |b| {
+        base64ish(b) || matches!(b, b'-' | b'_')
+    })?;
+    check_field("expiration", &raw.expiration, 20..=40, |b| {
+        b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b'T' | b'Z' | b'+')
+    })?;
+    let expiration = UtcTime::parse_rfc3339(&raw.expiration).ok_or_else(|| {
+        ResponseError(
+            "the CreateSession response has an expiration that is not an RFC 3339 time".into(),
+        )
+    })?;
+    if expiration.unix() < now.unix().saturating_add(MIN_FRESH_VALIDITY) {
+        return Err(ResponseError(format!(
+            "the CreateSession response holds credentials that {} ({}): refused",
+            if expiration.unix() <= now.unix() {
+                "have already expired"
+            } else {
+                "expire within a minute"
+            },
+            expiration.rfc3339()
+        )));
     }
     Ok(Credentials {
         access_key_id: raw.access_key_id,
@@ -139,38 +206,129 @@ impl ClassifyName for serde_json::Error {
 mod tests {
     use super::*;
 
-    const BODY: &str = r#"{"credentialSet":[{"assumedRoleUser":{"arn":"a","assumedRoleId":"b"},"credentials":{"accessKeyId":"ASIAEXAMPLE","expiration":"2025-12-11T16:34:25Z","secretAccessKey":"SECRETKEY","sessionToken":"TOKEN"},"packedPolicySize":0,"roleArn":"r","sourceIdentity":"s"}],"subjectArn":"x"}"#;
+    const KEY_ID: &str = "ASIAEXAMPLEEXAMPLE12";
+    const SECRET: &str = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEYab";
+    const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE+/TOKEN==";
+
+    fn now() -> UtcTime {
+        UtcTime::parse_rfc3339("2025-12-11T15:34:25Z").expect("time")
+    }
+
+    fn body(key_id: &str, secret: &str, token: &str, expiration: &str) -> String {
+        serde_json::json!({
+            "credentialSet": [{
+                "assumedRoleUser": {"arn": "a", "assumedRoleId": "b"},
+                "credentials": {
+                    "accessKeyId": key_id,
+                    "expiration": expiration,
+                    "secretAccessKey": secret,
+                    "sessionToken": token,
+                },
+                "packedPolicySize": 0, "roleArn": "r", "sourceIdentity": "s",
+            }],
+            "subjectArn": "x",
+        })
+        .to_string()
+    }
 
     #[test]
     fn parses_and_renders_process_json() {
-        let c = parse_create_session(BODY.as_bytes()).expect("parse");
+        let b = body(KEY_ID, SECRET, TOKEN, "2025-12-11T16:34:25Z");
+        let c = parse_create_session(b.as_bytes(), now()).expect("parse");
         assert_eq!(
             c.to_process_json().as_str(),
-            r#"{"Version":1,"AccessKeyId":"ASIAEXAMPLE","SecretAccessKey":"SECRETKEY","SessionToken":"TOKEN","Expiration":"2025-12-11T16:34:25Z"}"#
+            format!(
+                r#"{{"Version":1,"AccessKeyId":"{KEY_ID}","SecretAccessKey":"{SECRET}","SessionToken":"{TOKEN}","Expiration":"2025-12-11T16:34:25Z"}}"#
+            )
         );
         let dbg = format!("{c:?}");
-        assert!(
-            !dbg.contains("SECRETKEY") && !dbg.contains("TOKEN") && !dbg.contains("ASIAEXAMPLE")
-        );
+        assert!(!dbg.contains(SECRET) && !dbg.contains(TOKEN) && !dbg.contains(KEY_ID));
     }
 
     #[test]
     fn bad_bodies_say_why_without_echoing_them() {
         for (body, why) in [
-            ("garbage SECRET", "not JSON"),
-            (r#"{"credentialSet":[]}"#, "empty credentialSet"),
+            ("garbage SECRET".to_owned(), "not JSON"),
+            (r#"{"credentialSet":[]}"#.to_owned(), "empty credentialSet"),
             (
-                r#"{"credentialSet":[{"credentials":{}}]}"#,
+                r#"{"credentialSet":[{"credentials":{}}]}"#.to_owned(),
                 "fields missing",
             ),
+            (body(KEY_ID, SECRET, TOKEN, "soon SECRET"), "expiration"),
+        ] {
+            let err = parse_create_session(body.as_bytes(), now())
+                .expect_err(&body)
+                .0;
+            assert!(err.contains(why), "{err}");
+            assert!(!err.contains("SECRET"), "{err}");
+        }
+    }
+
+    /// What a hostile endpoint (or a proxy, or --no-verify-ssl) could send: each refused,
+    /// and the value never echoed.
+    #[test]
+    fn fields_outside_their_alphabet_or_length_are_refused() {
+        let long = "A".repeat(129);
+        let huge = "A".repeat(16385);
+        let injected = format!("{SECRET}\n[evil]\ncredential_process = touch /tmp/x");
+        let later = "2025-12-11T16:34:25Z";
+        for (body, field) in [
+            (body(&injected, SECRET, TOKEN, later), "accessKeyId"),
+            (body("ASIA\"}{x", SECRET, TOKEN, later), "accessKeyId"),
+            (body("ASIA", SECRET, TOKEN, later), "accessKeyId"),
+            (body(&long, SECRET, TOKEN, later), "accessKeyId"),
+            (body(KEY_ID, &injected, TOKEN, later), "secretAccessKey"),
             (
-                r#"{"credentialSet":[{"credentials":{"accessKeyId":"A","secretAccessKey":"S","sessionToken":"T","expiration":"soon"}}]}"#,
+                body(KEY_ID, "wJalr Xutn FEMI K7MD", TOKEN, later),
+                "secretAccessKey",
+            ),
+            (body(KEY_ID, &long, TOKEN, later), "secretAccessKey"),
+            (
+                body(KEY_ID, SECRET, &format!("{TOKEN}\r\nX-Evil: 1"), later),
+                "sessionToken",
+            ),
+            (
+                body(KEY_ID, SECRET, &format!("{TOKEN}\u{1b}[2J"), later),
+                "sessionToken",
+            ),
+            (body(KEY_ID, SECRET, &huge, later), "sessionToken"),
+            (
+                body(KEY_ID, SECRET, TOKEN, "2025-12-11T16:34:25Z\n[x]"),
+                "expiration",
+            ),
+            (
+                body(KEY_ID, SECRET, TOKEN, "2025-13-45T99:99:99Z"),
                 "expiration",
             ),
         ] {
-            let err = parse_create_session(body.as_bytes()).expect_err(body).0;
-            assert!(err.contains(why), "{err}");
-            assert!(!err.contains("SECRET"));
+            let err = parse_create_session(body.as_bytes(), now())
+                .expect_err(&body)
+                .0;
+            assert!(err.contains(field), "{field}: {err}");
+            assert!(
+                !err.contains("evil") && !err.contains("touch") && !err.contains('\n'),
+                "{err}"
+            );
         }
+    }
+
+    #[test]
+    fn expired_or_nearly_expired_credentials_are_refused() {
+        for (expiration, why) in [
+            ("2025-12-11T14:34:25Z", "already expired"),
+            ("2025-12-11T15:34:25Z", "already expired"),
+            ("2025-12-11T15:35:00Z", "within a minute"),
+        ] {
+            let b = body(KEY_ID, SECRET, TOKEN, expiration);
+            let err = parse_create_session(b.as_bytes(), now())
+                .expect_err(expiration)
+                .0;
+            assert!(err.contains(why), "{expiration}: {err}");
+        }
+        let b = body(KEY_ID, SECRET, TOKEN, "2025-12-11T15:35:25Z");
+        assert!(
+            parse_create_session(b.as_bytes(), now()).is_ok(),
+            "a minute is enough"
+        );
     }
 }

@@ -248,7 +248,7 @@ impl Client {
             );
         }
         if status == 201 || status == 200 {
-            return parse_create_session(&body).map_err(|e| CreateSessionError::BadResponse {
+            return parse_create_session(&body, now).map_err(|e| CreateSessionError::BadResponse {
                 endpoint: crate::proxy::shown(&self.url),
                 status,
                 detail: e.0,

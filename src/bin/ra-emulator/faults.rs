@@ -20,6 +20,11 @@ pub enum Kind {
     EmptySet,
     /// Drop the connection without answering.
     Close,
+    /// 201 with credentials a hostile endpoint would send: a secret that carries a new INI
+    /// section, for clients that must refuse it.
+    Hostile,
+    /// 201 with well-formed credentials that expired an hour ago.
+    Expired,
 }
 
 /// One fault and how many more requests it applies to (`None`: forever).
@@ -37,7 +42,7 @@ impl FromStr for Fault {
     fn from_str(spec: &str) -> Result<Fault, String> {
         let bad = |why: &str| {
             format!(
-                "invalid fault '{spec}': {why} (expected status=NNN, throttle, delay=MS, garbage, empty-set or close, optionally followed by :COUNT)"
+                "invalid fault '{spec}': {why} (expected status=NNN, throttle, delay=MS, garbage, empty-set, close, hostile or expired, optionally followed by :COUNT)"
             )
         };
         let (kind, count) = match spec.rsplit_once(':') {
@@ -57,6 +62,8 @@ impl FromStr for Fault {
                 "garbage" => Kind::Garbage,
                 "empty-set" => Kind::EmptySet,
                 "close" => Kind::Close,
+                "hostile" => Kind::Hostile,
+                "expired" => Kind::Expired,
                 _ => return Err(bad("unknown kind")),
             },
             Some(("status", n)) => match n.parse::<u16>() {
@@ -82,6 +89,8 @@ impl fmt::Display for Fault {
             Kind::Garbage => f.write_str("garbage")?,
             Kind::EmptySet => f.write_str("empty-set")?,
             Kind::Close => f.write_str("close")?,
+            Kind::Hostile => f.write_str("hostile")?,
+            Kind::Expired => f.write_str("expired")?,
         }
         match self.remaining {
             Some(n) => write!(f, ":{n}"),

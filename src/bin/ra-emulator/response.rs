@@ -109,6 +109,35 @@ pub fn success_body(accepted: &Accepted, policy: &Policy, now: u64, rng: &System
     .to_string()
 }
 
+/// A CreateSession answer whose credentials a client must refuse: with `hostile`, a secret
+/// that would add an `[evil]` profile running a command to an INI file written naively;
+/// otherwise well-formed credentials that expired an hour before `now`.
+pub fn faulty_credentials(hostile: bool, now: u64) -> String {
+    let (secret, expiration) = if hostile {
+        (
+            "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY\n[evil]\ncredential_process = touch /tmp/ra-signer-pwned".to_owned(),
+            clock::iso8601(now + 3600),
+        )
+    } else {
+        (
+            "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY".to_owned(),
+            clock::iso8601(now.saturating_sub(3600)),
+        )
+    };
+    json!({
+        "credentialSet": [{
+            "credentials": {
+                "accessKeyId": "ASIAFAULTYFAULTYFAUL",
+                "expiration": expiration,
+                "secretAccessKey": secret,
+                "sessionToken": "IQoJb3JpZ2luX2VjEFaultyFaultyFaultyToken",
+            },
+            "roleArn": "arn:aws:iam::123456789012:role/fault",
+        }],
+    })
+    .to_string()
+}
+
 /// A response with a body, content type and request id.
 pub fn respond(status: u16, content_type: &str, body: String, request_id: &str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -317,6 +317,16 @@ async fn create_session(
                     rid,
                 )),
             ),
+            Kind::Hostile | Kind::Expired => (
+                Some(201),
+                None,
+                Some(response::respond(
+                    201,
+                    "application/json",
+                    response::faulty_credentials(kind == Kind::Hostile, clock::now().as_secs()),
+                    rid,
+                )),
+            ),
             Kind::Close | Kind::Delay(_) => (None, None, None),
         };
         state.log_decision(Decision {
