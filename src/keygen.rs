@@ -207,7 +207,7 @@ mod imp {
     use super::{KeygenArgs, KeygenKeyType};
     use crate::cert::{Cert, KeyType as CertKeyType};
     use crate::config::Pkcs11Settings;
-    use crate::csr::{self, Subject};
+    use crate::signer::csr::{self, Subject};
     use crate::error::{Error, ErrorClass};
     use crate::secret::SecretSource;
     use crate::signer::Signer;

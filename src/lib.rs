@@ -13,7 +13,6 @@ pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod credentials;
-pub mod csr;
 pub mod endpoint;
 pub mod error;
 pub mod input;

@@ -4,6 +4,7 @@
 //! [`open`] is the only place that matches on the backend; everything above it sees an
 //! [`Identity`].
 
+pub mod csr;
 pub mod der_sig;
 pub mod file;
 #[cfg(feature = "pkcs11")]

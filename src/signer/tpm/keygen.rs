@@ -25,7 +25,7 @@ use super::keyfile::{self, TssKey};
 use super::signer::{parent_handle, release_parent};
 use super::{KeyLocation, OWNER_PASSWORD_ENV, Passwords, TpmError, TpmSigner};
 use crate::cert::KeyType;
-use crate::csr::{self, CsrError, Subject};
+use crate::signer::csr::{self, CsrError, Subject};
 use crate::secret::{self, Secret, SecretError, SecretSource};
 use crate::signer::Signer;
 

@@ -161,7 +161,7 @@ pub enum TpmError {
     Keygen(String),
     /// keygen's `--subject` is malformed.
     #[error(transparent)]
-    Subject(#[from] crate::csr::SubjectError),
+    Subject(#[from] crate::signer::csr::SubjectError),
 }
 
 impl TpmError {
@@ -211,7 +211,7 @@ impl TpmError {
                     .to_owned()
             }
             TpmError::Tpm { hint, .. } => return hint.clone(),
-            TpmError::Subject(_) => crate::csr::SUBJECT_HINT.to_owned(),
+            TpmError::Subject(_) => crate::signer::csr::SUBJECT_HINT.to_owned(),
             TpmError::CannotSign { .. } | TpmError::Unsupported { .. } => {
                 "use an unrestricted RSA (RSASSA) or ECC P-256/P-384 signing key".to_owned()
             }
