@@ -339,8 +339,8 @@ fn refuse_key_flags(id: &IdentityArgs) -> Result<(), Error> {
         ),
         ("--no-tpm-key-password", id.no_tpm_key_password),
     ];
-    match given.iter().find(|(_, set)| *set) {
-        Some((flag, _)) => Err(Error::new(
+    match crate::cli::first_given(&given) {
+        Some(flag) => Err(Error::new(
             ErrorClass::Usage,
             format!(
                 "{flag} has no meaning for read-certificate-data, which reads certificates only"

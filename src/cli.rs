@@ -130,6 +130,11 @@ pub struct IdentityArgs {
     pub use_latest_expiring_certificate: bool,
 }
 
+/// The first of `flags` that was given: for refusing flags that mean nothing here.
+pub fn first_given<'a>(flags: &[(&'a str, bool)]) -> Option<&'a str> {
+    flags.iter().find(|(_, set)| *set).map(|(flag, _)| *flag)
+}
+
 const OS_STORE_HEADING: &str = "OS certificate stores (Windows and macOS only: refused on Linux)";
 
 /// The CreateSession request and how to reach the service.
@@ -404,8 +409,8 @@ impl IdentityArgs {
                 self.use_latest_expiring_certificate,
             ),
         ];
-        match given.iter().find(|(_, set)| *set) {
-            Some((flag, _)) => Err(ConfigError(format!(
+        match first_given(&given) {
+            Some(flag) => Err(ConfigError(format!(
                 "{flag} selects a certificate from the Windows or macOS certificate store, which this system does not have; pass --certificate FILE|pkcs11:URI (and --private-key) instead"
             ))),
             None => Ok(()),

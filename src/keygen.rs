@@ -207,10 +207,10 @@ mod imp {
     use super::{KeygenArgs, KeygenKeyType};
     use crate::cert::{Cert, KeyType as CertKeyType};
     use crate::config::Pkcs11Settings;
-    use crate::signer::csr::{self, Subject};
     use crate::error::{Error, ErrorClass};
     use crate::secret::SecretSource;
     use crate::signer::Signer;
+    use crate::signer::csr::{self, Subject};
     use crate::signer::pkcs11::Pkcs11Error;
     use crate::signer::pkcs11::objects::{self, EC_PARAMS_P256, EC_PARAMS_P384};
     use crate::signer::pkcs11::session::{self, FoundToken};

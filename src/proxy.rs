@@ -7,6 +7,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use base64::Engine;
+use zeroize::Zeroizing;
 
 /// Longest status line read from a proxy; the rest of its answer is never read.
 const MAX_STATUS_LINE: usize = 1024;
@@ -54,13 +55,17 @@ pub fn tunnel_status(proxy: &url::Url, target: &str, timeout: Duration) -> Optio
     let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     stream.set_write_timeout(Some(timeout)).ok()?;
-    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    // It may carry the proxy's password: zeroized when dropped.
+    let mut request = Zeroizing::new(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"));
     if !proxy.username().is_empty() {
         // The same credentials reqwest sent, so that the proxy answers the same way.
         let user = percent_decode(proxy.username());
         let password = percent_decode(proxy.password().unwrap_or(""));
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        request.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+        let token = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .encode(Zeroizing::new(format!("{}:{}", *user, *password)).as_bytes()),
+        );
+        request.push_str(&format!("Proxy-Authorization: Basic {}\r\n", *token));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).ok()?;
@@ -91,11 +96,15 @@ fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
     Some((code, reason))
 }
 
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+/// Percent-decodes a URL's user or password (a literal `+` stays a `+`, unlike in a form).
+fn percent_decode(s: &str) -> Zeroizing<String> {
+    let query = Zeroizing::new(format!("x={}", s.replace('+', "%2B")));
+    Zeroizing::new(
+        url::form_urlencoded::parse(query.as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -123,6 +132,12 @@ mod tests {
         assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_status_line(b"HTTP/1.1 999 Odd\r\n"), None);
         assert_eq!(parse_status_line(b""), None);
+    }
+
+    #[test]
+    fn userinfo_is_percent_decoded_with_plus_kept() {
+        assert_eq!(percent_decode("p%40ss+w%3Ard").as_str(), "p@ss+w:rd");
+        assert_eq!(percent_decode("plain").as_str(), "plain");
     }
 
     #[test]

@@ -322,10 +322,7 @@ fn unknown_role_and_wrong_trust_anchor_are_rejections() {
 fn endpoint_down_fails_fast_with_network_exit_code() {
     let w = World::new(&[]);
     let leaf = w.leaf("leaf", KeyKind::P256);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let port = closed_port();
     let start = Instant::now();
     let out = w.credential_process(
         &leaf,
@@ -599,10 +596,7 @@ pub fn hex_decode(s: &str) -> Vec<u8> {
 fn system_trust_store_honours_ssl_cert_file_and_loopback_skips_proxies() {
     let w = World::new(&[]);
     let leaf = w.leaf("leaf", KeyKind::P256);
-    let dead_proxy = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://127.0.0.1:{}", l.local_addr().expect("addr").port())
-    };
+    let dead_proxy = format!("http://127.0.0.1:{}", closed_port());
     let mut cmd = ra_signer(w.dir.path());
     cmd.arg("credential-process")
         .args(leaf.file_args())

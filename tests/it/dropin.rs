@@ -272,10 +272,7 @@ fn small_differences_from_the_go_helper() {
 fn network_errors_are_one_short_line_without_credentials() {
     let w = World::new(&[]);
     let leaf = w.leaf("net", KeyKind::P256);
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let closed = closed_port();
     let attempt = |endpoint: String| {
         let mut cmd = ra_signer(w.dir.path());
         cmd.arg("credential-process")

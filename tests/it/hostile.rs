@@ -6,6 +6,16 @@ use crate::common::*;
 
 const PREVIOUS: &str = "[default]\nregion = eu-west-1\n\n[ra]\naws_access_key_id = ASIAOLDOLDOLDOLDOLD1\naws_secret_access_key = old\naws_session_token = old\n";
 
+/// `serve` on any port, one attempt: it must not start.
+fn serve(w: &World, leaf: &Leaf) -> std::process::Output {
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.arg("serve")
+        .args(leaf.file_args())
+        .args(w.emulator.session_args())
+        .args(["--port", "0", "--max-attempts", "1"]);
+    run(&mut cmd)
+}
+
 #[test]
 fn injected_credentials_are_refused_everywhere_and_write_nothing() {
     let w = World::new(&["--fault", "hostile"]);
@@ -36,12 +46,7 @@ fn injected_credentials_are_refused_everywhere_and_write_nothing() {
         "the credentials file is untouched"
     );
 
-    let mut cmd = ra_signer(w.dir.path());
-    cmd.arg("serve")
-        .args(leaf.file_args())
-        .args(w.emulator.session_args())
-        .args(["--port", "0", "--max-attempts", "1"]);
-    let o = run(&mut cmd);
+    let o = serve(&w, &leaf);
     assert_exit(&o, 5);
     assert!(stderr(&o).contains("secretAccessKey"), "{}", stderr(&o));
     assert!(!std::path::Path::new("/tmp/ra-signer-pwned").exists());
@@ -56,12 +61,7 @@ fn expired_credentials_are_refused() {
     assert!(o.stdout.is_empty());
     assert!(stderr(&o).contains("already expired"), "{}", stderr(&o));
 
-    let mut cmd = ra_signer(w.dir.path());
-    cmd.arg("serve")
-        .args(leaf.file_args())
-        .args(w.emulator.session_args())
-        .args(["--port", "0", "--max-attempts", "1"]);
-    let o = run(&mut cmd);
+    let o = serve(&w, &leaf);
     assert_exit(&o, 5);
     assert!(stderr(&o).contains("already expired"), "{}", stderr(&o));
 }

@@ -25,9 +25,9 @@ use super::keyfile::{self, TssKey};
 use super::signer::{parent_handle, release_parent};
 use super::{KeyLocation, OWNER_PASSWORD_ENV, Passwords, TpmError, TpmSigner};
 use crate::cert::KeyType;
-use crate::signer::csr::{self, CsrError, Subject};
 use crate::secret::{self, Secret, SecretError, SecretSource};
 use crate::signer::Signer;
+use crate::signer::csr::{self, CsrError, Subject};
 
 /// The key types `keygen --tpm` creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -475,3 +475,54 @@ pub fn assert_process_json(o: &Output) -> serde_json::Value {
     assert_issued_key(&v);
     v
 }
+
+/// `keygen --subject` cases for both backends: (key type, subject as given, the subject
+/// `openssl req -nameopt RFC2253` must print).
+pub const SUBJECT_CASES: [(&str, &str, &str); 3] = [
+    (
+        "p256",
+        r"CN=host1,O=Example\, Inc.,C=DE",
+        r"CN=host1,O=Example\, Inc.,C=DE",
+    ),
+    (
+        "p384",
+        "/C=DE/O=Example, Inc./CN=host1",
+        r"CN=host1,O=Example\, Inc.,C=DE",
+    ),
+    (
+        "rsa2048",
+        r"CN=host1+UID=7,OU=a\+b,DC=example,DC=com",
+        // DER sorts the SET of a multi-valued RDN; RFC2253 output reverses it.
+        r"UID=7+CN=host1,OU=a\+b,DC=example,DC=com",
+    ),
+];
+
+/// Asserts that OpenSSL verifies the CSR's signature and reads `expected` as its subject.
+pub fn assert_csr_subject(csr: &Path, subject: &str, expected: &str) {
+    let o = openssl(&[
+        "req",
+        "-in",
+        csr.to_str().expect("utf-8"),
+        "-verify",
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "RFC2253",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("subject={expected}"),
+        "{subject}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("verify OK"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A loopback port that nothing listens on (it was bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
