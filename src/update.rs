@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{IdentityArgs, SessionArgs};
 use crate::credentials::Credentials;
+use crate::credentials_file::{self, Refused};
 use crate::error::{Error, ErrorClass};
 use crate::rolesanywhere::Client;
 use crate::serve::refresh::{LiveIdentity, log, one_line, retry_delay};
@@ -55,7 +56,8 @@ pub struct UpdateArgs {
     pub retry_interval: u64,
 }
 
-/// The keys of a profile that `update` owns (configparser lower-cases option names).
+/// The keys of a profile that `update` owns (configparser lower-cases option names): the
+/// three it writes, then a stale one it removes.
 const CREDENTIAL_KEYS: [&str; 4] = [
     "aws_access_key_id",
     "aws_secret_access_key",
@@ -87,14 +89,16 @@ pub fn credentials_path() -> Result<PathBuf, Error> {
 }
 
 fn check_profile(name: &str) -> Result<(), Error> {
+    // `[DEFAULT]` is no profile to botocore: its keys would go into every profile.
     let bad = name.is_empty()
+        || name == credentials_file::DEFAULT_SECTION
         || name != name.trim()
         || name.chars().any(|c| c.is_control() || c == '[' || c == ']');
     if bad {
         return Err(Error::new(
             ErrorClass::Usage,
             format!(
-                "--profile \"{name}\" is not a usable profile name (no brackets, control characters or surrounding spaces)"
+                "--profile \"{name}\" is not a usable profile name (no brackets, control characters or surrounding spaces, not DEFAULT)"
             ),
         ));
     }
@@ -238,6 +242,18 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
 }
 
 fn write_error(path: &Path, e: &io::Error) -> Error {
+    if let Some(refused) = e.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
+        return Error::new(
+            ErrorClass::Usage,
+            format!(
+                "the credentials file {} is not one botocore reads ({refused}): not rewriting it",
+                path.display()
+            ),
+        )
+        .with_hint(
+            "fix that line (the AWS CLI and SDKs refuse the file as it is), then run again",
+        );
+    }
     Error::new(
         ErrorClass::Other,
         format!("cannot write the credentials file {}: {e}", path.display()),
@@ -288,7 +304,8 @@ pub fn write_profile(path: &Path, profile: &str, creds: &Credentials) -> io::Res
         Err(e) if e.kind() == io::ErrorKind::NotFound => Zeroizing::new(String::new()),
         Err(e) => return Err(e),
     };
-    let contents = merge(&existing, profile, creds);
+    let contents = merge(&existing, profile, creds)
+        .map_err(|r| io::Error::new(io::ErrorKind::InvalidData, r))?;
 
     let mut suffix = [0u8; 6];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix);
@@ -315,83 +332,23 @@ pub fn write_profile(path: &Path, profile: &str, creds: &Credentials) -> io::Res
     written
 }
 
-fn section_name(line: &str) -> Option<&str> {
-    let t = line.trim();
-    t.strip_prefix('[')?.strip_suffix(']').map(str::trim)
-}
-
-fn is_credential_key(line: &str) -> bool {
-    let key = line
-        .split(['=', ':'])
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    CREDENTIAL_KEYS.contains(&key.as_str())
-}
-
-/// The file with `profile`'s credential keys replaced (first in the section) or the profile
-/// appended; everything else is kept byte for byte.
-pub fn merge(existing: &str, profile: &str, creds: &Credentials) -> Zeroizing<String> {
-    let mut fresh = Zeroizing::new(String::with_capacity(
-        256 + creds.secret_access_key.expose().len() + creds.session_token.expose().len(),
-    ));
-    for (k, v) in [
-        ("aws_access_key_id", creds.access_key_id.as_str()),
-        ("aws_secret_access_key", creds.secret_access_key.expose()),
-        ("aws_session_token", creds.session_token.expose()),
-    ] {
-        fresh.push_str(k);
-        fresh.push_str(" = ");
-        fresh.push_str(v);
-        fresh.push('\n');
-    }
-    let mut out = Zeroizing::new(String::with_capacity(existing.len() + fresh.len() + 64));
-    let mut in_profile = false;
-    let mut written = false;
-    let mut skipping = false;
-    for line in existing.split_inclusive('\n') {
-        if let Some(name) = section_name(line) {
-            in_profile = name == profile;
-            skipping = false;
-            out.push_str(line);
-            if !line.ends_with('\n') {
-                out.push('\n');
-            }
-            if in_profile && !written {
-                out.push_str(&fresh);
-                written = true;
-            }
-            continue;
-        }
-        if in_profile {
-            let continuation = line.starts_with([' ', '\t']) && !line.trim().is_empty();
-            if skipping && continuation {
-                continue;
-            }
-            skipping = false;
-            if is_credential_key(line) {
-                skipping = true;
-                continue;
-            }
-        }
-        out.push_str(line);
-    }
-    if !written {
-        if !out.is_empty() {
-            if !out.ends_with('\n') {
-                out.push('\n');
-            }
-            if !out.ends_with("\n\n") {
-                out.push('\n');
-            }
-        }
-        out.push('[');
-        out.push_str(profile);
-        out.push_str("]\n");
-        out.push_str(&fresh);
-    }
-    out
+/// The file with `profile` holding `creds` (and no stale `aws_security_token`), everything
+/// else kept byte for byte; refused when botocore would refuse the file as it is.
+pub fn merge(
+    existing: &str,
+    profile: &str,
+    creds: &Credentials,
+) -> Result<Zeroizing<String>, Refused> {
+    credentials_file::set_keys(
+        existing,
+        profile,
+        &[
+            (CREDENTIAL_KEYS[0], creds.access_key_id.as_str()),
+            (CREDENTIAL_KEYS[1], creds.secret_access_key.expose()),
+            (CREDENTIAL_KEYS[2], creds.session_token.expose()),
+        ],
+        &CREDENTIAL_KEYS[3..],
+    )
 }
 
 #[cfg(test)]
@@ -414,15 +371,19 @@ mod tests {
     #[test]
     fn appends_to_empty_and_to_other_profiles() {
         assert_eq!(
-            merge("", "default", &creds(1)).as_str(),
+            merge("", "default", &creds(1)).expect("merge").as_str(),
             format!("[default]\n{FRESH}")
         );
         assert_eq!(
-            merge("[other]\nregion = x", "p", &creds(1)).as_str(),
+            merge("[other]\nregion = x", "p", &creds(1))
+                .expect("merge")
+                .as_str(),
             format!("[other]\nregion = x\n\n[p]\n{FRESH}")
         );
         assert_eq!(
-            merge("[other]\nregion = x\n\n", "p", &creds(1)).as_str(),
+            merge("[other]\nregion = x\n\n", "p", &creds(1))
+                .expect("merge")
+                .as_str(),
             format!("[other]\nregion = x\n\n[p]\n{FRESH}")
         );
     }
@@ -430,7 +391,7 @@ mod tests {
     #[test]
     fn replaces_only_the_credential_keys_of_the_profile() {
         let existing = "# my creds\n[a]\naws_access_key_id=OLD\nregion = eu-west-1\nAWS_SECRET_ACCESS_KEY : old\naws_session_token = old\n  continued\naws_security_token = older\n\n[ p ]\nx = 1\n[b]\naws_access_key_id = KEEP\n";
-        let got = merge(existing, "a", &creds(1));
+        let got = merge(existing, "a", &creds(1)).expect("merge");
         assert_eq!(
             got.as_str(),
             format!(
@@ -438,15 +399,38 @@ mod tests {
             )
         );
         // Idempotent apart from the values.
-        let again = merge(&got, "a", &creds(2));
-        assert_eq!(again.as_str(), merge(existing, "a", &creds(2)).as_str());
-        // "[ p ]" is profile "p".
-        let p = merge(existing, "p", &creds(1));
+        let again = merge(&got, "a", &creds(2)).expect("merge");
+        assert_eq!(
+            again.as_str(),
+            merge(existing, "a", &creds(2)).expect("merge").as_str()
+        );
+        // "[ p ]" is profile " p " to botocore, not "p".
+        let p = merge(existing, "p", &creds(1)).expect("merge");
         assert!(
-            p.contains(&format!("[ p ]\n{FRESH}x = 1\n")),
+            p.ends_with(&format!(
+                "[ p ]\nx = 1\n[b]\naws_access_key_id = KEEP\n\n[p]\n{FRESH}"
+            )),
             "{}",
             p.as_str()
         );
+    }
+
+    #[test]
+    fn a_file_botocore_refuses_is_not_rewritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("credentials");
+        let before = "[default] # main\naws_access_key_id = A\n[default]\nregion = x\n";
+        fs::write(&path, before).expect("write");
+        let e = write_profile(&path, "default", &creds(1)).expect_err("refused");
+        assert_eq!(fs::read_to_string(&path).expect("read"), before);
+        let err = write_error(&path, &e);
+        assert_eq!(err.class.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("line 3: a second [default] section"),
+            "{text}"
+        );
+        assert!(!text.contains("aws_access_key_id"), "{text}");
     }
 
     #[test]
@@ -492,7 +476,7 @@ mod tests {
     fn profile_names_are_checked() {
         assert!(check_profile("default").is_ok());
         assert!(check_profile("my-profile.1").is_ok());
-        for bad in ["", " x", "a]b", "a\nb"] {
+        for bad in ["", " x", "a]b", "a\nb", "DEFAULT"] {
             assert!(check_profile(bad).is_err(), "{bad:?}");
         }
     }
