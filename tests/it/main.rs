@@ -5,6 +5,7 @@ mod common;
 
 mod cache;
 mod cli;
+mod credentials_file;
 mod dropin;
 mod endpoint;
 mod file_keys;
