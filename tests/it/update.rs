@@ -250,3 +250,86 @@ fn the_first_failure_exits_with_its_class() {
     assert_exit(&out, 5);
     assert!(!file.exists());
 }
+
+/// What boto3 makes of `profile` in the credentials file `file` (no config file).
+fn boto3_profile(dir: &Path, file: &Path, profile: &str) -> serde_json::Value {
+    let script = r#"
+import json, sys, boto3
+s = boto3.Session(profile_name=sys.argv[1])
+c = s.get_credentials().get_frozen_credentials()
+print(json.dumps({"key": c.access_key, "secret": c.secret_key, "token": c.token,
+                  "region": s.region_name}))
+"#;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(profile)
+        .env_clear()
+        .env("HOME", dir)
+        .env("AWS_CONFIG_FILE", dir.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", file)
+        .output()
+        .expect("python");
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("boto3 output")
+}
+
+#[test]
+fn boto3_reads_a_hand_written_layout_after_update() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("update-layout", KeyKind::P256);
+    let file = w.dir.path().join("credentials");
+    // A trailing comment on the header, indented keys (one before the old key), CRLF, and a
+    // look-alike "[ default ]" profile: botocore reads all of it.
+    let before = "[default] # main\r\n    region = eu-west-1\r\n    aws_access_key_id = AKIAOLD\r\n    output = json\r\n[ default ] ; not default\r\naws_access_key_id = AKIALOOKALIKE\r\naws_secret_access_key = look/alike\r\n";
+    std::fs::write(&file, before).expect("write");
+    let out = update_once(&w, &leaf, &file, "default");
+    assert_exit(&out, 0);
+    let after = std::fs::read_to_string(&file).expect("read");
+    assert_eq!(after.matches("[default]").count(), 1, "{after}");
+    assert!(!after.contains("AKIAOLD"), "{after}");
+    assert!(
+        after.ends_with("    output = json\r\n[ default ] ; not default\r\naws_access_key_id = AKIALOOKALIKE\r\naws_secret_access_key = look/alike\r\n"),
+        "{after}"
+    );
+    assert!(
+        !after.replace("\r\n", "").contains('\n'),
+        "CRLF kept: {after:?}"
+    );
+    let got = boto3_profile(w.dir.path(), &file, "default");
+    let ini = parse_ini(&file);
+    assert_eq!(got["key"], ini["default"]["aws_access_key_id"]);
+    assert_eq!(got["secret"], ini["default"]["aws_secret_access_key"]);
+    // The token is the token alone: no indented line became part of it.
+    let token = got["token"].as_str().expect("token");
+    assert!(
+        !token.is_empty() && !token.contains(['\n', ' ']),
+        "{token:?}"
+    );
+    assert_eq!(got["region"], "eu-west-1");
+    assert!(
+        got["key"].as_str().expect("key").starts_with("ASIA"),
+        "{got}"
+    );
+    let other = boto3_profile(w.dir.path(), &file, " default ");
+    assert_eq!(other["key"], "AKIALOOKALIKE");
+}
+
+#[test]
+fn a_file_botocore_refuses_is_left_alone_with_exit_2() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("update-refused", KeyKind::P256);
+    let file = w.dir.path().join("credentials");
+    let before = "[default]\naws_access_key_id = AKIAKEEP\naws_secret_access_key = keep/secret\n[ra]\nregion = x\n[ra] # again\n";
+    std::fs::write(&file, before).expect("write");
+    let out = update_once(&w, &leaf, &file, "ra");
+    assert_exit(&out, 2);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), before);
+    let err = stderr(&out);
+    assert!(err.contains("line 6: a second [ra] section"), "{err}");
+    assert!(
+        !err.contains("keep/secret") && !err.contains("AKIAKEEP"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty());
+}
