@@ -13,6 +13,7 @@ pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod display;
 pub mod endpoint;
 pub mod error;
 pub mod input;
