@@ -15,12 +15,18 @@ pub const MAX_REMOTE_CHARS: usize = 200;
 /// `text` with every control, format and bidi character written as an escape (`\n`, `\r`,
 /// `\t`, `\u{1b}`), cut to [`MAX_REMOTE_CHARS`] characters.
 pub fn remote(text: &str) -> String {
+    remote_within(text, MAX_REMOTE_CHARS)
+}
+
+/// [`remote`] with another bound, for text that mixes ours with the peer's (a TLS error
+/// naming the names a server certificate presents).
+pub fn remote_within(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     let mut kept = 0;
     for c in text.chars() {
         let piece = escape_char(c);
         let len = piece.chars().count();
-        if kept + len > MAX_REMOTE_CHARS {
+        if kept + len > max_chars {
             out.push('…');
             return out;
         }

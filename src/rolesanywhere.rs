@@ -383,7 +383,8 @@ fn transport_detail(e: &reqwest::Error) -> String {
         }
         return "the request failed".into();
     }
-    parts.join(": ")
+    // TLS errors quote the names the server's certificate presents: the peer's text.
+    crate::display::remote_within(&parts.join(": "), 600)
 }
 
 /// The JSON body: `durationSeconds`, and `roleSessionName` only when asked for.

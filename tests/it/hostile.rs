@@ -1,6 +1,9 @@
-//! Bytes from the endpoint are not trusted (issue 9, defect 2): credentials outside their
-//! alphabet or already expired are refused before they reach stdout, a credentials file or
-//! the `serve` endpoint, with exit 5, and nothing a user owns is touched.
+//! Bytes from outside are not trusted (issue 9). Credentials outside their alphabet or
+//! already expired are refused before they reach stdout, a credentials file or the `serve`
+//! endpoint, with exit 5, and nothing a user owns is touched (defect 2). Every read is
+//! bounded and no input file can hang the process (defect 3); the endpoint's text is
+//! escaped and cut (defect 4); a PIN never reaches a message (defect 9) and an empty one
+//! never reaches the token (defect 12).
 
 use crate::common::*;
 
@@ -459,6 +462,43 @@ fn a_pin_in_any_spelling_of_the_uri_is_never_echoed() {
         let o = run_within(&mut cmd, 30);
         assert_exit(&o, 3);
         assert!(!stderr(&o).contains("987654"), "{sub}: {}", stderr(&o));
+    }
+}
+
+/// The PIN file and `pin-source=file:` are bounded like every file input.
+#[cfg(feature = "pkcs11")]
+#[test]
+fn pin_files_that_are_devices_fifos_or_oversized_fail_fast() {
+    use crate::pkcs11::{Hsm, fixture};
+    let hsm = Hsm::new();
+    let fifo = hsm.path().join("fifo");
+    mkfifo(&fifo);
+    let big = hsm.path().join("big");
+    std::fs::write(&big, vec![b'1'; CAP + 1]).expect("write");
+    for (bad, what) in [
+        ("/dev/zero", "not a regular file but a character device"),
+        (
+            fifo.to_str().expect("utf-8"),
+            "not a regular file but a FIFO",
+        ),
+        (big.to_str().expect("utf-8"), "larger than 4 MiB"),
+    ] {
+        let by_flag = [
+            "--pkcs11-uri",
+            "pkcs11:token=ra-test;object=p256",
+            "--pkcs11-pin-file",
+            bad,
+        ];
+        let source = format!("pkcs11:token=ra-test;object=p256?pin-source=file:{bad}");
+        let by_uri = ["--pkcs11-uri", source.as_str()];
+        for args in [&by_flag[..], &by_uri[..]] {
+            let mut cmd = hsm.cmd("sign-string");
+            cmd.arg("--pkcs11-lib").arg(&fixture().module).args(args);
+            let o = run_within(&mut cmd, 20);
+            assert_exit(&o, 3);
+            let err = stderr(&o);
+            assert!(err.contains(bad) && err.contains(what), "{args:?}: {err}");
+        }
     }
 }
 
