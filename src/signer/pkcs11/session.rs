@@ -82,7 +82,8 @@ fn find_in_dirs(file: &str) -> Option<PathBuf> {
 fn find_module_by_name(name: &str) -> Result<PathBuf, Pkcs11Error> {
     for dir in P11_KIT_MODULE_CONFIG_DIRS {
         let conf = Path::new(dir).join(format!("{name}.module"));
-        if let Ok(text) = std::fs::read_to_string(&conf) {
+        let bytes = crate::input::read_file(&conf).ok();
+        if let Some(text) = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()) {
             let module = text.lines().find_map(|l| {
                 let (k, v) = l.split_once(':')?;
                 (k.trim() == "module").then(|| v.trim().to_owned())
