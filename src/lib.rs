@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod credentials_file;
+pub mod display;
 pub mod endpoint;
 pub mod error;
 pub mod input;

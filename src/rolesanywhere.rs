@@ -1,6 +1,7 @@
 //! The CreateSession call over HTTPS, to the endpoint [`crate::endpoint`] chose: TLS trust,
 //! retries with backoff and jitter (re-signing every attempt), and AWS error mapping.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,10 @@ use crate::credentials::{Credentials, parse_create_session};
 use crate::signer::{Identity, SignError};
 use crate::sigv4x509::{self, RequestParts};
 use crate::time::UtcTime;
+
+/// The most of a response body that is read. A CreateSession answer is a few KiB (the
+/// session token dominates); an error body is smaller still.
+pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
 /// How to reach the endpoint.
 #[derive(Debug, Clone)]
@@ -240,7 +245,7 @@ impl Client {
         let status = resp.status().as_u16();
         let request_id = header(&resp, "x-amzn-requestid");
         let error_type = header(&resp, "x-amzn-errortype");
-        let body = Zeroizing::new(resp.bytes().map_err(|e| self.transport_error(&e))?.to_vec());
+        let body = self.read_body(resp, status)?;
         if self.options.debug {
             eprintln!(
                 "ra-signer: debug: HTTP {status} from {}",
@@ -272,6 +277,47 @@ impl Client {
             message,
             request_id,
         })
+    }
+
+    /// Reads the response body, at most [`MAX_RESPONSE_BYTES`]: an endpoint that sends
+    /// more (or never stops) is refused before it can exhaust memory.
+    fn read_body(
+        &self,
+        resp: reqwest::blocking::Response,
+        status: u16,
+    ) -> Result<Zeroizing<Vec<u8>>, CreateSessionError> {
+        let too_large = || CreateSessionError::BadResponse {
+            endpoint: crate::proxy::shown(&self.url),
+            status,
+            detail: format!(
+                "its body is larger than {} MiB, far more than a CreateSession answer: not reading it",
+                MAX_RESPONSE_BYTES / (1024 * 1024)
+            ),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_RESPONSE_BYTES)
+        {
+            return Err(too_large());
+        }
+        let mut body = Zeroizing::new(Vec::new());
+        resp.take(MAX_RESPONSE_BYTES + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| {
+                let inner = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>());
+                match inner {
+                    Some(re) => self.transport_error(re),
+                    None => CreateSessionError::Transport {
+                        endpoint: host_port(&self.url),
+                        detail: format!("the response body broke off: {e}"),
+                        tls: false,
+                    },
+                }
+            })?;
+        if body.len() as u64 > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        Ok(body)
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> CreateSessionError {
@@ -337,7 +383,8 @@ fn transport_detail(e: &reqwest::Error) -> String {
         }
         return "the request failed".into();
     }
-    parts.join(": ")
+    // TLS errors quote the names the server's certificate presents: the peer's text.
+    crate::display::remote_within(&parts.join(": "), 600)
 }
 
 /// The JSON body: `durationSeconds`, and `roleSessionName` only when asked for.
@@ -356,15 +403,23 @@ pub fn session_body(request: &SessionRequest) -> String {
     serde_json::Value::Object(body).to_string()
 }
 
+/// A response header, escaped and cut like all remote text.
 fn header(resp: &reqwest::blocking::Response, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .map(|v| crate::display::remote_bytes(v.as_bytes()))
 }
 
-/// The AWS restJson1 error code and message.
+/// The AWS restJson1 error code and message, escaped and cut: they are printed and logged.
 fn aws_error(error_type: Option<&str>, body: &[u8]) -> (String, String) {
+    let (code, message) = raw_aws_error(error_type, body);
+    (
+        crate::display::remote(&code),
+        crate::display::remote(&message),
+    )
+}
+
+fn raw_aws_error(error_type: Option<&str>, body: &[u8]) -> (String, String) {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let field = |names: &[&str]| -> Option<String> {
         let obj = json.as_ref()?.as_object()?;
@@ -534,6 +589,22 @@ mod tests {
         );
         assert_eq!((c.as_str(), m.as_str()), ("ValidationException", "bad"));
         assert_eq!(aws_error(None, b"<html>"), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn aws_errors_are_escaped_and_cut() {
+        let huge = format!(
+            r#"{{"message":"no\nra-signer: error: forged\u001b[2J\u0007{}"}}"#,
+            "A".repeat(600_000)
+        );
+        let (_, m) = aws_error(Some("Bad\tType"), huge.as_bytes());
+        assert!(
+            m.starts_with("no\\nra-signer: error: forged\\u{1b}[2J\\u{7}AAA"),
+            "{m}"
+        );
+        assert!(m.ends_with('…') && m.chars().count() <= crate::display::MAX_REMOTE_CHARS + 1);
+        let (c, _) = aws_error(Some("Bad\tType"), b"{}");
+        assert_eq!(c, "Bad\\tType");
     }
 
     #[test]

@@ -62,6 +62,20 @@ pub enum SecretError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The secret given is empty where an empty one is never right (a PIN).
+    #[error("{what} is empty")]
+    Empty {
+        /// Which secret.
+        what: String,
+    },
+    /// The secret file's first line, which holds the secret, is empty.
+    #[error("the first line of {path}, which must hold {what}, is empty")]
+    EmptyFirstLine {
+        /// Which secret.
+        what: String,
+        /// The file.
+        path: String,
+    },
     /// The prompt failed.
     #[error("cannot read {what} from the terminal: {source}")]
     Prompt {
@@ -107,17 +121,28 @@ pub fn resolve(sources: &[SecretSource], what: &str) -> Result<Secret, SecretErr
     })
 }
 
-/// Reads a secret file: its first line, without the line ending.
+/// Reads a secret file: its first line, without the line ending. An empty first line is
+/// refused rather than used: an empty PIN sent to a token costs one of its few retries, and
+/// a secret on a later line is a mistake this names.
 pub fn read_secret_file(path: &std::path::Path, what: &str) -> Result<Secret, SecretError> {
-    let contents =
-        Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| SecretError::File {
-                what: what.to_owned(),
-                path: path.display().to_string(),
-                source,
-            })?,
-        );
+    let shown = || path.display().to_string();
+    let bytes = crate::input::read_file(path).map_err(|source| SecretError::File {
+        what: what.to_owned(),
+        path: shown(),
+        source,
+    })?;
+    let contents = std::str::from_utf8(&bytes).map_err(|_| SecretError::File {
+        what: what.to_owned(),
+        path: shown(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"),
+    })?;
     let first = contents.lines().next().unwrap_or("");
+    if first.is_empty() {
+        return Err(SecretError::EmptyFirstLine {
+            what: what.to_owned(),
+            path: shown(),
+        });
+    }
     Ok(Secret::new(first.to_owned()))
 }
 
@@ -146,5 +171,24 @@ mod tests {
         )
         .expect("resolved");
         assert_eq!(got.expose(), "s3cret");
+    }
+
+    #[test]
+    fn empty_first_line_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in [
+            ("blank", "\n123456\n"),
+            ("crlf", "\r\n123456"),
+            ("empty", ""),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            let err = read_secret_file(&path, "the PIN").expect_err(name);
+            assert!(
+                matches!(err, SecretError::EmptyFirstLine { .. }),
+                "{name}: {err}"
+            );
+            assert!(!err.to_string().contains("123456"), "{err}");
+        }
     }
 }

@@ -133,7 +133,7 @@ impl Hsm {
     }
 
     /// The same, through pkcs11-spy logging to the returned file.
-    fn spied(&self, sub: &str) -> Option<(Command, PathBuf)> {
+    pub fn spied(&self, sub: &str) -> Option<(Command, PathBuf)> {
         let spy = fixture().spy.as_ref()?;
         let log = self.path().join(format!("spy-{}.log", unique()));
         let mut cmd = self.cmd(sub);
@@ -357,7 +357,7 @@ fn headless_run_without_a_pin_fails_fast() {
 }
 
 /// Parses a pkcs11-spy log into (function, lines of its entry).
-fn spy_calls(log: &Path) -> Vec<(String, Vec<String>)> {
+pub fn spy_calls(log: &Path) -> Vec<(String, Vec<String>)> {
     let text = std::fs::read_to_string(log).expect("spy log");
     let mut calls: Vec<(String, Vec<String>)> = Vec::new();
     for line in text.lines() {
@@ -376,7 +376,7 @@ fn spy_calls(log: &Path) -> Vec<(String, Vec<String>)> {
     calls
 }
 
-fn count(calls: &[(String, Vec<String>)], f: &str) -> usize {
+pub fn count(calls: &[(String, Vec<String>)], f: &str) -> usize {
     calls.iter().filter(|(name, _)| name == f).count()
 }
 

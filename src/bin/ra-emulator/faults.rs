@@ -25,6 +25,15 @@ pub enum Kind {
     Hostile,
     /// 201 with well-formed credentials that expired an hour ago.
     Expired,
+    /// 201 with a body that never ends, for clients that must bound what they read.
+    EndlessBody,
+    /// 403 `AccessDeniedException` with a message of about 900 KB (under a 1 MiB body
+    /// bound), for clients that must cut what they echo.
+    HugeMessage,
+    /// 403 `AccessDeniedException` whose message holds a newline, a carriage return, a
+    /// forged `ra-signer:` line, `ESC[2J`, BEL and a bidi override, and whose request id
+    /// holds a tab and non-ASCII bytes, for clients that must escape remote text.
+    ControlChars,
 }
 
 /// One fault and how many more requests it applies to (`None`: forever).
@@ -42,7 +51,7 @@ impl FromStr for Fault {
     fn from_str(spec: &str) -> Result<Fault, String> {
         let bad = |why: &str| {
             format!(
-                "invalid fault '{spec}': {why} (expected status=NNN, throttle, delay=MS, garbage, empty-set, close, hostile or expired, optionally followed by :COUNT)"
+                "invalid fault '{spec}': {why} (expected status=NNN, throttle, delay=MS, garbage, empty-set, close, hostile, expired, endless-body, huge-message or control-chars, optionally followed by :COUNT)"
             )
         };
         let (kind, count) = match spec.rsplit_once(':') {
@@ -64,6 +73,9 @@ impl FromStr for Fault {
                 "close" => Kind::Close,
                 "hostile" => Kind::Hostile,
                 "expired" => Kind::Expired,
+                "endless-body" => Kind::EndlessBody,
+                "huge-message" => Kind::HugeMessage,
+                "control-chars" => Kind::ControlChars,
                 _ => return Err(bad("unknown kind")),
             },
             Some(("status", n)) => match n.parse::<u16>() {
@@ -91,6 +103,9 @@ impl fmt::Display for Fault {
             Kind::Close => f.write_str("close")?,
             Kind::Hostile => f.write_str("hostile")?,
             Kind::Expired => f.write_str("expired")?,
+            Kind::EndlessBody => f.write_str("endless-body")?,
+            Kind::HugeMessage => f.write_str("huge-message")?,
+            Kind::ControlChars => f.write_str("control-chars")?,
         }
         match self.remaining {
             Some(n) => write!(f, ":{n}"),
@@ -175,6 +190,9 @@ mod tests {
             "garbage",
             "empty-set:3",
             "close",
+            "endless-body",
+            "huge-message:2",
+            "control-chars",
         ] {
             let f: Fault = spec.parse().expect(spec);
             assert_eq!(f.to_string(), spec);

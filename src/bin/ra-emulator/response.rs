@@ -2,8 +2,12 @@
 //! random (never logged) credentials, and request ids. Randomness comes from
 //! `ring::rand::SystemRandom`.
 
-use http_body_util::Full;
-use hyper::body::Bytes;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body_util::{Either, Full};
+use hyper::body::{Bytes, Frame};
 use hyper::{Response, StatusCode};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -12,8 +16,60 @@ use serde_json::json;
 use crate::clock;
 use crate::verify::{Accepted, Policy};
 
-/// The body type of every response.
-pub type Body = Full<Bytes>;
+/// The body type of every response: whole, or endless (the `endless-body` fault).
+pub type Body = Either<Full<Bytes>, Endless>;
+
+/// A body that never ends: the start of a CreateSession answer, then spaces (still valid
+/// JSON so far) in 64 KiB frames until the client goes away.
+#[derive(Debug, Default)]
+pub struct Endless {
+    started: bool,
+}
+
+static FILLER: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let data = if self.started {
+            Bytes::from_static(&FILLER)
+        } else {
+            self.started = true;
+            Bytes::from_static(br#"{"credentialSet":[{"credentials":{"accessKeyId":"#)
+        };
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+}
+
+/// A 201 whose body never ends (no `content-length`: chunked).
+pub fn endless(request_id: &str) -> Response<Body> {
+    let mut resp = respond(201, "application/json", String::new(), request_id);
+    *resp.body_mut() = Either::Right(Endless::default());
+    resp
+}
+
+/// The `huge-message` fault's error message: about 900 KB.
+pub fn huge_message() -> String {
+    format!("Huge message: {}", "A".repeat(900_000))
+}
+
+/// The `control-chars` fault's answer: a message that would clear the screen, ring the
+/// bell, forge a log line and reverse the text after it if printed raw, and a request id
+/// with a tab and a bidi override (as obs-text bytes, which HTTP allows).
+pub fn control_chars(request_id: &str) -> Response<Body> {
+    let message = "Denied\nra-signer: error: forged line\r\u{1b}[2J\u{7}bell \u{202e}desrever";
+    let mut resp = error(403, "AccessDeniedException", message, request_id);
+    let id = format!("{request_id}\t\u{202e}forged");
+    if let Ok(v) = hyper::header::HeaderValue::from_bytes(id.as_bytes()) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
 
 /// Suffix of `x-amzn-ErrorType`.
 const ERROR_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazonaws.rolesanywhere/";
@@ -140,7 +196,7 @@ pub fn faulty_credentials(hostile: bool, now: u64) -> String {
 
 /// A response with a body, content type and request id.
 pub fn respond(status: u16, content_type: &str, body: String, request_id: &str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
     if let Ok(v) = content_type.parse() {

@@ -327,6 +327,20 @@ async fn create_session(
                     rid,
                 )),
             ),
+            Kind::EndlessBody => (Some(201), None, Some(response::endless(rid))),
+            Kind::HugeMessage => {
+                let code = "AccessDeniedException";
+                (
+                    Some(403),
+                    Some(code),
+                    Some(response::error(403, code, &response::huge_message(), rid)),
+                )
+            }
+            Kind::ControlChars => (
+                Some(403),
+                Some("AccessDeniedException"),
+                Some(response::control_chars(rid)),
+            ),
             Kind::Close | Kind::Delay(_) => (None, None, None),
         };
         state.log_decision(Decision {

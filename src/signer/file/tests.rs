@@ -840,5 +840,9 @@ fn unreadable_files_name_the_path_and_reason() {
     );
     let err = load_err(fx.dir.path(), None);
     assert!(matches!(err, FileKeyError::Read { .. }), "{err:?}");
-    assert!(err.to_string().contains("Is a directory"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not a regular file but a directory"),
+        "{err}"
+    );
 }

@@ -295,6 +295,10 @@ impl From<Pkcs11Error> for Error {
                 "give the PIN with --pkcs11-pin-file FILE, RA_SIGNER_PKCS11_PIN, or pin-source=file:… \
                  in the URI (no terminal to ask on)",
             ),
+            P::Pin(SecretError::Empty { .. } | SecretError::EmptyFirstLine { .. }) => id(
+                "put the PIN on the first line of the PIN file (no blank line before it); \
+                 nothing was sent to the token",
+            ),
             P::Pin(_) => id("check the PIN file's path and permissions"),
             P::ContextPin(SecretError::NoneGiven { .. }) => id(
                 "the key asks for its PIN again at each signature (CKA_ALWAYS_AUTHENTICATE): pass \

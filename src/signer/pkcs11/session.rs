@@ -82,7 +82,8 @@ fn find_in_dirs(file: &str) -> Option<PathBuf> {
 fn find_module_by_name(name: &str) -> Result<PathBuf, Pkcs11Error> {
     for dir in P11_KIT_MODULE_CONFIG_DIRS {
         let conf = Path::new(dir).join(format!("{name}.module"));
-        if let Ok(text) = std::fs::read_to_string(&conf) {
+        let bytes = crate::input::read_file(&conf).ok();
+        if let Some(text) = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()) {
             let module = text.lines().find_map(|l| {
                 let (k, v) = l.split_once(':')?;
                 (k.trim() == "module").then(|| v.trim().to_owned())
@@ -261,17 +262,22 @@ pub fn user_pin(
     token: &TokenDesc,
 ) -> Result<Secret, Pkcs11Error> {
     let what = format!("the user PIN of token \"{}\"", token.label);
-    if let Some(PinSource::File(path)) = &uri.pin_source {
-        return secret::read_secret_file(path, &what).map_err(Pkcs11Error::Pin);
-    }
-    if let Some(pin) = &uri.pin_value {
+    let pin = if let Some(PinSource::File(path)) = &uri.pin_source {
+        secret::read_secret_file(path, &what).map_err(Pkcs11Error::Pin)?
+    } else if let Some(pin) = &uri.pin_value {
         eprintln!(
             "ra-signer: warning: the PIN is given as pin-value in the PKCS#11 URI, where other users can \
              read it (process list, shell history); prefer pin-source=file:… or --pkcs11-pin-file"
         );
-        return Ok(pin.clone());
+        pin.clone()
+    } else {
+        secret::resolve(&settings.pin_sources, &what).map_err(Pkcs11Error::Pin)?
+    };
+    // Refused before C_Login: an empty PIN is never right and would cost a retry.
+    if pin.expose().is_empty() {
+        return Err(Pkcs11Error::Pin(secret::SecretError::Empty { what }));
     }
-    secret::resolve(&settings.pin_sources, &what).map_err(Pkcs11Error::Pin)
+    Ok(pin)
 }
 
 /// The context-specific PIN of a `CKA_ALWAYS_AUTHENTICATE` key: the user PIN with

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::display::is_pin_like;
+pub use crate::display::redact_pin_value;
 use crate::secret::Secret;
 
 /// Why a `pkcs11:` URI was refused.
@@ -158,10 +160,12 @@ impl Pkcs11Uri {
         for part in path.split(';').filter(|p| !p.is_empty()) {
             let (name, value) = part.split_once('=').ok_or_else(|| {
                 bad(format!(
-                    "path attribute \"{part}\" has no '=' (expected name=value, separated by ';')"
+                    "path attribute \"{}\" has no '=' (expected name=value, separated by ';')",
+                    if is_pin_like(part) { "pin-…" } else { part }
                 ))
             })?;
             let name = name.to_ascii_lowercase();
+            refuse_pin_like_name(&name, "path").map_err(bad)?;
             if seen.contains(&name) {
                 return Err(bad(format!("attribute \"{name}\" appears twice")));
             }
@@ -174,14 +178,11 @@ impl Pkcs11Uri {
                 let (name, value) = part.split_once('=').ok_or_else(|| {
                     bad(format!(
                         "query attribute \"{}\" has no '=' (expected name=value, separated by '&')",
-                        if part.contains("pin") {
-                            "pin-…"
-                        } else {
-                            part
-                        }
+                        if is_pin_like(part) { "pin-…" } else { part }
                     ))
                 })?;
                 let name = name.to_ascii_lowercase();
+                refuse_pin_like_name(&name, "query").map_err(bad)?;
                 if seen.contains(&name) {
                     return Err(bad(format!("attribute \"{name}\" appears twice")));
                 }
@@ -518,22 +519,15 @@ fn decode(value: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The URI with the value of any `pin-value` replaced, for error messages.
-pub fn redact_pin_value(text: &str) -> String {
-    let Some((head, query)) = text.split_once('?') else {
-        return text.to_owned();
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|part| {
-            if part.to_ascii_lowercase().starts_with("pin-value") {
-                "pin-value=***".to_owned()
-            } else {
-                part.to_owned()
-            }
-        })
-        .collect();
-    format!("{head}?{}", query.join("&"))
+/// Refuses an attribute name that looks like a PIN but is not `pin-value` or `pin-source`
+/// without repeating it: a mangled name may hold the PIN itself (`pin%3D1234=`).
+fn refuse_pin_like_name(name: &str, section: &str) -> Result<(), String> {
+    if is_pin_like(name) && name != "pin-value" {
+        return Err(format!(
+            "unknown {section} attribute \"pin-…\" (a PIN is given as ?pin-value=… or ?pin-source=file:…)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -686,6 +680,45 @@ mod tests {
         let e = Pkcs11Uri::parse("pkcs11:bogus=1?pin-value=s3cret").expect_err("bad");
         assert!(!e.to_string().contains("s3cret"), "{e}");
         assert!(e.to_string().contains("pin-value=***"));
+        for uri in [
+            "pkcs11:token=t;pin-value=987654",
+            "pkcs11:token=t;pin-value=987654?module-name=x",
+            "PKCS11:token=t?pin-value=987654",
+            " pkcs11:token=t?PIN-VALUE=987654",
+            "pkcs11:token=t?pin%2Dvalue=987654",
+            "pkcs11:token=t?pin%2dValue=987654&module-name=softhsm2",
+            "pkcs11:token=t;pin-value%3D987654",
+            "pkcs11:token=t?pin-value=98;7654",
+            "pkcs11:token=t?pin-value=987654#frag",
+            "pkcs11:token=t?pin-value=987654&pin-value=987654",
+            "pkcs11:token=t?pin-valeu=987654",
+            "pkcs11:token=t?pin=987654",
+            "pkcs11:token=t?pin-value",
+            "pkcs11:token=t?pin-value=987654\n",
+            "pkcs11:token=t?%70in-value=987654",
+            "pkcs11:token=t?bogus&pin-value=987654",
+            "pkcs11:token=t;pin-value=98?7654",
+            "pkcs11:token=t;pin%3D987654=1",
+            "pkcs11:token=t?pin%3D987654=1",
+            "pkcs11:token=t?pin-value=1&pin-value=987654",
+        ] {
+            let shown = redact_pin_value(uri);
+            assert!(
+                !shown.contains("987654") && !shown.contains("7654"),
+                "{uri}: {shown}"
+            );
+            if let Err(e) = Pkcs11Uri::parse(uri) {
+                assert!(!e.to_string().contains("7654"), "{uri}: {e}");
+            }
+        }
+        assert_eq!(
+            redact_pin_value("pkcs11:token=t;object=k?pin-source=file:/p&module-name=m"),
+            "pkcs11:token=t;object=k?pin-source=file:/p&module-name=m"
+        );
+        assert_eq!(
+            redact_pin_value("PKCS11:token=t?PIN-VALUE=1"),
+            "PKCS11:token=t?PIN-VALUE=***"
+        );
     }
 
     #[test]

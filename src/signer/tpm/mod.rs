@@ -334,7 +334,8 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
         Some(CertificateSource::File(path)) => Cert::first_from_file(path)?,
         Some(CertificateSource::Pkcs11(uri)) => {
             return Err(TpmError::CertificateSource(format!(
-                "the PKCS#11 object {uri}"
+                "the PKCS#11 object {}",
+                crate::display::redact_pin_value(uri)
             )));
         }
         None => {
@@ -355,7 +356,8 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
         },
         PrivateKeySource::Pkcs11(uri) => {
             return Err(TpmError::Keygen(format!(
-                "{uri} is a PKCS#11 key, not a TPM key"
+                "{} is a PKCS#11 key, not a TPM key",
+                crate::display::redact_pin_value(uri)
             )));
         }
         PrivateKeySource::MatchingTokenCertificate => {
