@@ -9,6 +9,10 @@
 //! first: a flood's own sockets are older than the client that arrives during it, and
 //! are closed before it. Above three quarters of the cap,
 //! connections idle for more than [`IDLE_UNDER_PRESSURE`] are closed by [`Connections::sweep`].
+//!
+//! Room is made [`EVICT_SHARE`]th of the cap at a time: one scan of the table then serves
+//! many accepts, so a process reconnecting as fast as it can does not slow accepting down
+//! to the point where the listen queue overflows and a client's SYN is dropped.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+/// At the cap, this fraction of it (1/N) is closed at once.
+pub const EVICT_SHARE: usize = 32;
 
 /// How long a connection may stay idle when the server is near its cap.
 pub const IDLE_UNDER_PRESSURE: Duration = Duration::from_secs(1);
@@ -64,20 +71,25 @@ impl Table {
         Some(entry)
     }
 
-    /// Closes the connection of `peer` that has been idle longest.
-    fn evict_oldest_of(&mut self, peer: IpAddr) -> bool {
-        let oldest = self
+    /// Closes the `n` connections of `peer` that have been idle longest.
+    fn evict_oldest_of(&mut self, peer: IpAddr, n: usize) {
+        let mut candidates: Vec<(u64, u64)> = self
             .open
             .iter()
             .filter(|(_, e)| e.peer == peer)
-            .min_by_key(|(id, e)| (e.activity.load(Ordering::Relaxed), **id))
-            .map(|(id, _)| *id);
-        match oldest.and_then(|id| self.remove(id)) {
-            Some(entry) => {
+            .map(|(id, e)| (e.activity.load(Ordering::Relaxed), *id))
+            .collect();
+        let n = n.min(candidates.len());
+        if n == 0 {
+            return;
+        }
+        if n < candidates.len() {
+            candidates.select_nth_unstable(n - 1);
+        }
+        for &(_, id) in &candidates[..n] {
+            if let Some(entry) = self.remove(id) {
                 entry.close.notify_one();
-                true
             }
-            None => false,
         }
     }
 }
@@ -125,12 +137,12 @@ impl Connections {
         let peer = peer.to_canonical();
         let mut t = self.table();
         if !peer.is_loopback() && t.per_peer.get(&peer).copied().unwrap_or(0) >= self.per_peer_cap {
-            t.evict_oldest_of(peer);
+            t.evict_oldest_of(peer, (self.per_peer_cap / EVICT_SHARE).max(1));
         }
         if t.open.len() >= self.cap {
             let busiest = t.per_peer.iter().max_by_key(|(_, n)| **n).map(|(p, _)| *p);
             if let Some(busiest) = busiest {
-                t.evict_oldest_of(busiest);
+                t.evict_oldest_of(busiest, (self.cap / EVICT_SHARE).max(1));
             }
         }
         let id = t.next_id;
