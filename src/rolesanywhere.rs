@@ -186,6 +186,20 @@ impl Client {
         identity: &Identity,
         request: &SessionRequest,
     ) -> Result<Credentials, CreateSessionError> {
+        self.create_session_pausing(identity, request, &|delay| {
+            std::thread::sleep(delay);
+            true
+        })
+    }
+
+    /// [`Client::create_session`], waiting between attempts with `pause`, which returns
+    /// false to give up (a long-running mode being stopped): the last error is returned.
+    pub fn create_session_pausing(
+        &self,
+        identity: &Identity,
+        request: &SessionRequest,
+        pause: &dyn Fn(Duration) -> bool,
+    ) -> Result<Credentials, CreateSessionError> {
         let mut attempt = 1;
         loop {
             match self.attempt(identity, request, UtcTime::now()) {
@@ -197,7 +211,9 @@ impl Client {
                         self.options.max_attempts,
                         delay.as_millis()
                     );
-                    std::thread::sleep(delay);
+                    if !pause(delay) {
+                        return Err(e);
+                    }
                     attempt += 1;
                 }
                 Err(e) => return Err(e),

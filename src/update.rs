@@ -3,7 +3,9 @@
 //! Start-up is fail-fast (one CreateSession, written, or exit with the classified error).
 //! Then, unless `--once`, the profile is rewritten [`REFRESH_BEFORE`] seconds before expiry;
 //! a failed refresh is logged and retried with backoff, never an exit, and the file keeps
-//! the last good credentials meanwhile.
+//! the last good credentials meanwhile. SIGTERM, SIGINT, SIGHUP and SIGQUIT stop it: the
+//! refresher thread, which owns the identity, is told to stop and given
+//! [`GRACE`] to close it ([`crate::serve::shutdown`]).
 //!
 //! Every write is a read-modify-write under an exclusive `flock` on a lock file next to the
 //! credentials file (`.credentials.ra-signer.lock`), so two writers cannot lose each
@@ -16,17 +18,19 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use zeroize::Zeroizing;
 
 use crate::cli::{IdentityArgs, SessionArgs};
+use crate::config::SessionRequest;
 use crate::credentials::Credentials;
 use crate::credentials_file::{self, Refused};
 use crate::error::{Error, ErrorClass};
 use crate::rolesanywhere::Client;
-use crate::serve::refresh::{LiveIdentity, log, one_line, retry_delay};
+use crate::serve::refresh::{LiveIdentity, Stop, log, one_line, retry_delay};
+use crate::serve::shutdown::{GRACE, Signals, Worker};
 use crate::time::UtcTime;
 
 /// Refresh this many seconds before expiry, by default.
@@ -123,7 +127,7 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
         ));
     }
     let path = credentials_path()?;
-    let mut live = LiveIdentity::open(args.identity.to_config()?, "update")?;
+    let live = LiveIdentity::open(args.identity.to_config()?, "update")?;
     let identity = live
         .identity()
         .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
@@ -146,99 +150,133 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
         return Ok(());
     }
 
-    // Signals are watched by a small runtime used only for waiting; the blocking
-    // CreateSession client runs outside it.
+    // The identity and the blocking client move to a refresher thread; this one only
+    // waits for a signal, so a stalled TPM or endpoint cannot hold up the stop.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start the runtime: {e}")))?;
-    let (mut term, mut int) = rt
-        .block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok::<_, io::Error>((
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })
+    let mut signals = rt
+        .block_on(async { Signals::install() })
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot watch signals: {e}")))?;
-
-    let mut expiration = creds.expiration;
-    let mut last_success = UtcTime::now();
-    let mut failures = 0u32;
-    let mut retry_at = last_success;
+    let job = RefreshJob {
+        live,
+        client,
+        request,
+        path,
+        profile: args.profile.clone(),
+        refresh_before: args.refresh_before,
+        retry_interval: args.retry_interval,
+        expiration: creds.expiration,
+    };
     drop(creds);
-    loop {
-        let due = if failures > 0 {
-            retry_at
-        } else {
-            UtcTime::from_unix(
-                expiration
-                    .unix()
-                    .saturating_sub(args.refresh_before)
-                    .max(last_success.unix() + 5),
-            )
-        };
-        let wait = Duration::from_secs(due.unix().saturating_sub(UtcTime::now().unix()));
-        let stopped = rt.block_on(async {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => None,
-                _ = term.recv() => Some("SIGTERM"),
-                _ = int.recv() => Some("SIGINT"),
-            }
-        });
-        if let Some(signal) = stopped {
-            log("update", &format!("{signal}: stopping"));
-            break;
-        }
-        live.follow_rotation();
-        let result = match live.identity() {
-            Some(identity) => client
-                .create_session(identity, &request)
-                .map_err(|e| one_line(&crate::app::session_error(e, identity, &request)))
-                .and_then(|creds| {
-                    write_profile(&path, &args.profile, &creds)
-                        .map_err(|e| one_line(&write_error(&path, &e)))
-                        .map(|()| creds.expiration)
-                }),
-            None => Err("no identity is open (see the re-open error above)".to_owned()),
-        };
-        let now = UtcTime::now();
-        match result {
-            Ok(exp) => {
-                expiration = exp;
-                last_success = now;
-                failures = 0;
-                log(
-                    "update",
-                    &format!(
-                        "refreshed profile [{}] in {}; the credentials expire at {}",
-                        args.profile,
-                        path.display(),
-                        exp.rfc3339()
-                    ),
-                );
-            }
-            Err(reason) => {
-                failures += 1;
-                let delay = retry_delay(failures, args.retry_interval);
-                retry_at = UtcTime::from_unix(now.unix() + delay);
-                let keep = if expiration > now {
-                    format!(
-                        "the file keeps the current credentials, valid until {}",
-                        expiration.rfc3339()
-                    )
-                } else {
-                    "the credentials in the file have expired".to_owned()
-                };
-                log(
-                    "update",
-                    &format!("refresh {failures} failed: {reason}; {keep}; retrying in {delay} s"),
-                );
-            }
-        }
+    let worker = Worker::spawn("refresh", move |stop| job.run(stop))
+        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start a thread: {e}")))?;
+    let signal = rt.block_on(signals.recv());
+    log("update", &format!("{signal}: stopping"));
+    if worker.stop_by(Instant::now() + GRACE) {
+        log("update", "stopped; the identity is closed");
+    } else {
+        log(
+            "update",
+            "stopped without closing the identity: the key's hardware did not answer in time",
+        );
     }
-    live.close();
     Ok(())
+}
+
+/// The refresh loop of `update`, on its own thread.
+struct RefreshJob {
+    live: LiveIdentity,
+    client: Client,
+    request: SessionRequest,
+    path: PathBuf,
+    profile: String,
+    refresh_before: u64,
+    retry_interval: u64,
+    expiration: UtcTime,
+}
+
+impl RefreshJob {
+    /// Refreshes the profile before expiry until `stop`; drops the identity on the way out.
+    fn run(mut self, stop: &Stop) {
+        let mut last_success = UtcTime::now();
+        let mut failures = 0u32;
+        let mut retry_at = last_success;
+        loop {
+            let due = if failures > 0 {
+                retry_at
+            } else {
+                UtcTime::from_unix(
+                    self.expiration
+                        .unix()
+                        .saturating_sub(self.refresh_before)
+                        .max(last_success.unix() + 5),
+                )
+            };
+            let wait = Duration::from_secs(due.unix().saturating_sub(UtcTime::now().unix()));
+            if stop.wait(wait) {
+                break;
+            }
+            self.live.follow_rotation();
+            // A re-open may have taken a while: no refresh starts once the stop is asked.
+            if stop.is_stopped() {
+                break;
+            }
+            let (client, request, path, profile) =
+                (&self.client, &self.request, &self.path, &self.profile);
+            let result = match self.live.identity() {
+                Some(identity) => client
+                    .create_session_pausing(identity, request, &|d| !stop.wait(d))
+                    .map_err(|e| one_line(&crate::app::session_error(e, identity, request)))
+                    .and_then(|creds| {
+                        write_profile(path, profile, &creds)
+                            .map_err(|e| one_line(&write_error(path, &e)))
+                            .map(|()| creds.expiration)
+                    }),
+                None => Err("no identity is open (see the re-open error above)".to_owned()),
+            };
+            if result.is_err() && stop.is_stopped() {
+                break;
+            }
+            let now = UtcTime::now();
+            match result {
+                Ok(exp) => {
+                    self.expiration = exp;
+                    last_success = now;
+                    failures = 0;
+                    log(
+                        "update",
+                        &format!(
+                            "refreshed profile [{profile}] in {}; the credentials expire at {}",
+                            path.display(),
+                            exp.rfc3339()
+                        ),
+                    );
+                }
+                Err(reason) => {
+                    failures += 1;
+                    let delay = retry_delay(failures, self.retry_interval);
+                    retry_at = UtcTime::from_unix(now.unix() + delay);
+                    let keep = if self.expiration > now {
+                        format!(
+                            "the file keeps the current credentials, valid until {}",
+                            self.expiration.rfc3339()
+                        )
+                    } else {
+                        "the credentials in the file have expired".to_owned()
+                    };
+                    log(
+                        "update",
+                        &format!(
+                            "refresh {failures} failed: {reason}; {keep}; retrying in {delay} s"
+                        ),
+                    );
+                }
+            }
+        }
+        self.live.close();
+    }
 }
 
 fn write_error(path: &Path, e: &io::Error) -> Error {

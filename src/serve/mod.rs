@@ -5,11 +5,15 @@
 //! CreateSession made per role before anything is served; any failure exits with the
 //! classified error. Then a refresher thread ([`refresh::Refresher`]) owns the identity and
 //! replaces the pre-rendered response bodies ([`state`]) before expiry, while a small tokio
-//! runtime answers requests from those snapshots ([`http`]). SIGTERM and SIGINT stop both
-//! and close the identity (token logout, TPM flush).
+//! runtime answers requests from those snapshots ([`http`]), admitting every connection
+//! and closing idle ones to make room ([`conns`]). SIGTERM, SIGINT, SIGHUP and SIGQUIT stop
+//! both and close the identity (token logout, TPM flush) if the hardware answers within
+//! [`shutdown::GRACE`] ([`shutdown`]).
 
+pub mod conns;
 pub mod http;
 pub mod refresh;
+pub mod shutdown;
 pub mod state;
 pub mod tokens;
 
@@ -17,7 +21,6 @@ use std::convert::Infallible;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +37,9 @@ use crate::error::{Error, ErrorClass};
 use crate::rolesanywhere::Client;
 use crate::secret::Secret;
 use crate::time::UtcTime;
-use refresh::{LiveIdentity, Refresher, Stop, log};
+use conns::Connections;
+use refresh::{LiveIdentity, Refresher, log};
+use shutdown::{Signals, Worker};
 use state::{Mode, Shared};
 
 /// The CreateSession options of `serve`: those of `credential-process`, with `--role-arn`
@@ -106,10 +111,38 @@ pub struct ServeArgs {
     pub threads: u8,
 }
 
-/// Most connections served at once; more are closed at accept.
+/// Most connections served at once; past it, a new one replaces the oldest idle one.
 const MAX_CONNECTIONS: usize = 4096;
+/// File descriptors kept free of connections (listener, runtime, identity, logs).
+const RESERVED_FDS: u64 = 128;
 /// Time allowed for a client to send a request's headers (idle keep-alive included).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle connections are looked for when the server is near its cap.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// How long a connection told to close may take to finish the answer it is writing.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Raises the soft limit on open files to the hard one and returns the connection cap
+/// the result allows: [`MAX_CONNECTIONS`] idle sockets must not make accept fail.
+fn connection_cap() -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+    match getrlimit(Resource::Nofile).current {
+        None => MAX_CONNECTIONS,
+        Some(n) => usize::try_from(n.saturating_sub(RESERVED_FDS))
+            .unwrap_or(MAX_CONNECTIONS)
+            .clamp(16, MAX_CONNECTIONS),
+    }
+}
 
 /// The role name IMDS serves a role ARN under: the last segment of its path.
 pub fn role_name(arn: &str) -> &str {
@@ -209,7 +242,7 @@ fn set_hop_limit(socket: &socket2::Socket, addr: SocketAddr, hop_limit: u8) -> s
     }
 }
 
-/// Runs `serve` until SIGTERM or SIGINT.
+/// Runs `serve` until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
 pub fn run(args: &ServeArgs) -> Result<(), Error> {
     for w in args.identity.warnings() {
         eprintln!("ra-signer: warning: {w}");
@@ -298,7 +331,6 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     }
 
     // 4. The refresher thread.
-    let stop = Arc::new(Stop::default());
     let refresher = Refresher {
         live,
         client,
@@ -308,10 +340,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         retry_interval: args.retry_interval,
         initial,
     };
-    let refresher_stop = Arc::clone(&stop);
-    let refresher = std::thread::Builder::new()
-        .name("refresh".into())
-        .spawn(move || refresher.run(&refresher_stop))
+    let refresher = Worker::spawn("refresh", move |stop| refresher.run(stop))
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start a thread: {e}")))?;
 
     // 5. Serve until a signal.
@@ -329,21 +358,37 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
                 .unwrap_or_default()
         ),
     };
-    let served = serve(listener, &shared, usize::from(args.threads), &announce);
-
-    stop.stop();
-    let _ = refresher.join();
-    log("serve", "stopped; the identity is closed");
+    let served = serve(
+        listener,
+        &shared,
+        usize::from(args.threads),
+        &announce,
+        &|| {
+            refresher.stop();
+        },
+    );
+    // Measured from the signal: the refresher may be inside a call to a stalled TPM.
+    let deadline = Instant::now() + shutdown::GRACE;
+    if refresher.stop_by(deadline) {
+        log("serve", "stopped; the identity is closed");
+    } else {
+        log(
+            "serve",
+            "stopped without closing the identity: the key's hardware did not answer in time",
+        );
+    }
     served
 }
 
 /// Answers requests on a runtime of `threads` workers (work-stealing keeps them evenly
-/// loaded whatever the kernel's accept order) until SIGTERM or SIGINT.
+/// loaded whatever the kernel's accept order) until a stopping signal, on which
+/// `on_signal` runs before the connections are dropped.
 fn serve(
     listener: std::net::TcpListener,
     shared: &Arc<Shared>,
     threads: usize,
     announce: &str,
+    on_signal: &dyn Fn(),
 ) -> Result<(), Error> {
     let fail = |what: &str, e: std::io::Error| {
         Error::new(ErrorClass::Other, format!("cannot {what}: {e}"))
@@ -355,37 +400,35 @@ fn serve(
         .build()
         .map_err(|e| fail("start the runtime", e))?;
     let result = rt.block_on(accept_loop(listener, Arc::clone(shared), announce));
+    on_signal();
     // Connections still open are dropped with the runtime.
-    rt.shutdown_timeout(Duration::from_secs(1));
+    rt.shutdown_timeout(Duration::from_millis(200));
     result.map_err(|e| fail("serve", e))
 }
 
-/// Accepts until SIGTERM/SIGINT; `announce` is logged once the signal handlers are in
+/// Accepts until a stopping signal; `announce` is logged once the signal handlers are in
 /// place.
 async fn accept_loop(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     announce: &str,
 ) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut signals = Signals::install()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let connections = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(Connections::new(connection_cap()));
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     log("serve", announce);
     let mut last_error_log: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = term.recv() => { log("serve", "SIGTERM: shutting down"); break; }
-            _ = int.recv() => { log("serve", "SIGINT: shutting down"); break; }
+            name = signals.recv() => { log("serve", &format!("{name}: shutting down")); break; }
+            _ = sweep.tick() => { connections.sweep(Instant::now()); }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    if connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
-                        connections.fetch_sub(1, Ordering::Relaxed);
-                        continue;
-                    }
+                Ok((stream, peer)) => {
+                    let ticket = connections.admit(peer.ip());
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, Arc::clone(&shared), Arc::clone(&connections)));
+                    tokio::spawn(connection(stream, Arc::clone(&shared), Arc::clone(&connections), ticket));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: say so now and then, and
@@ -405,9 +448,13 @@ async fn accept_loop(
 async fn connection(
     stream: tokio::net::TcpStream,
     shared: Arc<Shared>,
-    connections: Arc<AtomicUsize>,
+    connections: Arc<Connections>,
+    ticket: conns::Ticket,
 ) {
+    let ticket = Arc::new(ticket);
+    let seen = Arc::clone(&ticket);
     let service = service_fn(move |req| {
+        seen.touch();
         let resp = http::handle(&shared, &req, Instant::now(), UtcTime::now());
         async move { Ok::<_, Infallible>(resp) }
     });
@@ -416,11 +463,18 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(16 * 1024);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
     // Client disconnects and malformed requests end the connection; nothing to report.
-    let _ = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
-    connections.fetch_sub(1, Ordering::Relaxed);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = ticket.close.notified() => {
+            // An answer being written is finished; an idle connection closes now.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
+        }
+    }
+    connections.leave(ticket.id);
 }
 
 #[cfg(test)]

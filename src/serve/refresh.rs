@@ -203,6 +203,11 @@ impl Stop {
         self.wake.notify_all();
     }
 
+    /// Whether the thread was asked to stop.
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Sleeps up to `d`; true if asked to stop.
     pub fn wait(&self, d: Duration) -> bool {
         let guard = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
@@ -278,26 +283,39 @@ impl Refresher {
                 }
                 continue;
             }
+            // Shutdown may have begun while a refresh or a re-open was in progress: none
+            // starts after it.
+            if stop.is_stopped() {
+                break;
+            }
             self.live.follow_rotation();
             for (i, timer) in timers.iter_mut().enumerate() {
+                if stop.is_stopped() {
+                    break;
+                }
                 if due(timer) <= now {
-                    self.refresh_one(i, timer);
+                    self.refresh_one(i, timer, stop);
                 }
             }
         }
         self.live.close();
     }
 
-    fn refresh_one(&mut self, i: usize, timer: &mut Timer) {
+    fn refresh_one(&mut self, i: usize, timer: &mut Timer, stop: &Stop) {
         let request = &self.requests[i];
         let role = &self.shared.roles[i];
         let result = match self.live.identity() {
             Some(identity) => self
                 .client
-                .create_session(identity, request)
+                .create_session_pausing(identity, request, &|d| !stop.wait(d))
                 .map_err(|e| one_line(&crate::app::session_error(e, identity, request))),
             None => Err("no identity is open (see the re-open error above)".to_owned()),
         };
+        if result.is_err() && stop.is_stopped() {
+            // Cut short by shutdown: no retry is coming, and the last good credentials
+            // stay published until the process ends.
+            return;
+        }
         let now = UtcTime::now();
         match result {
             Ok(creds) => {

@@ -22,10 +22,16 @@ impl Daemon {
     /// Starts `ra-signer <args>`; for `serve`, waits until it listens.
     pub fn start(home: &Path, args: &[String], env: &[(&str, &Path)]) -> Daemon {
         let mut cmd = ra_signer(home);
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Daemon::spawn(cmd, args.first().map(String::as_str) == Some("serve"))
+    }
+
+    /// Starts `cmd`; for `serve`, waits until it listens.
+    pub fn spawn(mut cmd: Command, serve: bool) -> Daemon {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ra-signer");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
@@ -40,7 +46,7 @@ impl Daemon {
             lines,
             addr: String::new(),
         };
-        if args.first().map(String::as_str) == Some("serve") {
+        if serve {
             let line = d.wait_for("listening on http://", Duration::from_secs(30));
             let rest = &line[line.find("http://").expect("url") + 7..];
             d.addr = rest[..rest.find('/').expect("slash")].to_owned();
@@ -903,5 +909,278 @@ fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
     assert!(
         !handles.contains("0x80"),
         "transient objects left: {handles}"
+    );
+}
+
+impl Daemon {
+    /// Sends `signal` (a `kill` name: TERM, HUP…) and waits for the exit status (at most
+    /// `timeout`); returns it with the time from the signal to the exit.
+    pub fn signal(
+        &mut self,
+        signal: &str,
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, Duration) {
+        let pid = self.child.id().to_string();
+        let sent = Instant::now();
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let took = sent.elapsed();
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, took);
+            }
+            assert!(
+                sent.elapsed() < timeout,
+                "no exit within {timeout:?} of SIG{signal}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The stderr lines after the first one containing `needle`.
+    pub fn lines_after(&self, needle: &str) -> Vec<String> {
+        let lines = self.lines.lock().expect("lines");
+        match lines.iter().position(|l| l.contains(needle)) {
+            Some(i) => lines[i + 1..].to_vec(),
+            None => panic!("no \"{needle}\" in:\n{}", lines.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn every_stopping_signal_ends_serve_gracefully() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-signals", KeyKind::P256);
+    for signal in ["HUP", "QUIT", "INT", "TERM"] {
+        let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &[]), &[]);
+        let (status, _) = imds_credentials(&d.url(), role_name());
+        assert_eq!(status, 200);
+        let (status, took) = d.signal(signal, Duration::from_secs(5));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIG{signal}: {status}\n{}",
+            d.stderr()
+        );
+        assert!(took < Duration::from_secs(3), "SIG{signal}: {took:?}");
+        assert_eq!(
+            d.count(&format!("SIG{signal}: shutting down")),
+            1,
+            "{}",
+            d.stderr()
+        );
+        let late = d.lines_after(&format!("SIG{signal}: shutting down"));
+        assert!(
+            late.len() == 1 && late[0].ends_with("serve: stopped; the identity is closed"),
+            "SIG{signal}: {late:?}"
+        );
+    }
+}
+
+#[test]
+fn no_refresh_starts_after_shutdown_began() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-stop-retries", KeyKind::P256);
+    let mut extra = FAST_REFRESH.to_vec();
+    extra.extend(["--max-attempts", "10", "--request-timeout", "2"]);
+    let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &extra), &[]);
+    w.emulator.set_faults(&["status=503"]);
+    // The refresher is between two attempts of a refresh, in a backoff wait.
+    d.wait_for("attempt 2 of 10 failed", Duration::from_secs(30));
+    let before = w.emulator.stats()["requests"].as_u64().expect("n");
+    let (status, took) = d.signal("TERM", Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    assert!(took < Duration::from_secs(3), "{took:?}\n{}", d.stderr());
+    // Give an attempt that was already on its way the time to arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = w.emulator.stats()["requests"].as_u64().expect("n");
+    assert!(
+        after <= before + 1,
+        "{} CreateSession calls after SIGTERM:\n{}",
+        after - before,
+        d.stderr()
+    );
+    let late = d.lines_after("SIGTERM: shutting down");
+    assert!(
+        late.iter()
+            .all(|l| !l.contains("refresh") && !l.contains("retrying")),
+        "refresh activity after the signal: {late:?}"
+    );
+    assert!(
+        late.iter().any(|l| l.contains("the identity is closed")),
+        "{late:?}"
+    );
+}
+
+#[test]
+fn an_idle_connection_flood_does_not_keep_a_client_out() {
+    use std::net::TcpStream;
+    let w = World::new(&[]);
+    let leaf = w.leaf("serve-flood", KeyKind::P256);
+    // A soft limit far below the flood: serve raises it to the hard one itself.
+    let base = ra_signer(w.dir.path());
+    let mut cmd = Command::new("prlimit");
+    cmd.env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let hard = String::from_utf8(
+        Command::new("bash")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .expect("ulimit")
+            .stdout,
+    )
+    .expect("utf-8");
+    let hard: u64 = hard.trim().parse().unwrap_or(u64::MAX);
+    assert!(
+        hard >= 9000,
+        "the test needs a hard NOFILE limit of 9000: {hard}"
+    );
+    cmd.arg(format!("--nofile=1024:{hard}"))
+        .arg("--")
+        .arg(bin("ra-signer"))
+        .args(serve_args(&w, &leaf, &[]))
+        .stdin(Stdio::null());
+    let mut d = Daemon::spawn(cmd, true);
+    let addr: std::net::SocketAddr = d.addr.parse().expect("addr");
+    let timed = |what: &str| {
+        let started = Instant::now();
+        let (status, v) = imds_credentials(&format!("http://{addr}"), role_name());
+        let took = started.elapsed();
+        assert_eq!(status, 200, "{what}: {v}");
+        assert!(
+            took < Duration::from_millis(2500),
+            "{what}: {took:?}\n{}",
+            d.stderr()
+        );
+        took
+    };
+    timed("before the flood");
+    const FLOOD: usize = 4200;
+    let mut flood: std::collections::VecDeque<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    let first = timed("after 4200 idle connections");
+    // Keep reconnecting: the oldest sockets of the flood are replaced by new ones, a few
+    // thousand a second. (A loop without pauses on this 2-core machine, under the load of
+    // the other tests, can outrun any accept loop: the kernel's listen queue overflows and
+    // drops SYNs, which no server code can help.)
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let flooder = std::thread::spawn(move || {
+        let mut made = 0usize;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            flood.pop_front();
+            flood.push_back(TcpStream::connect(addr).expect("reconnect"));
+            made += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        made
+    });
+    let mut took = vec![first];
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(300));
+        took.push(timed(&format!("while reconnecting ({i})")));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = flooder.join().expect("flooder");
+    assert!(made > 2000, "the flood reconnected only {made} times");
+    eprintln!("IMDSv2 credentials under the flood took {took:?}; {made} reconnections");
+    let (status, _) = d.signal("TERM", Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    assert!(!d.stderr().contains("accept failed"), "{}", d.stderr());
+}
+
+/// The pid of the swtpm serving `tpm`.
+#[cfg(feature = "tpm")]
+fn swtpm_pid(tpm: &ProvisionedTpm) -> String {
+    std::fs::read_to_string(tpm.dir.join("swtpm.pid"))
+        .expect("swtpm.pid")
+        .trim()
+        .to_owned()
+}
+
+#[cfg(feature = "tpm")]
+#[test]
+fn a_stopped_tpm_does_not_hold_up_shutdown() {
+    let dir = tempdir();
+    let tpm = ProvisionedTpm::start(dir.path());
+    let files = tpm.files();
+    let emulator = Emulator::start(dir.path(), &[&files.join("ca/root.pem")], &[]);
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--port".into(),
+        "0".into(),
+        "--certificate".into(),
+        files.join("ossl-p256.pem").display().to_string(),
+        "--private-key".into(),
+        files.join("ossl-p256.key").display().to_string(),
+        "--intermediates".into(),
+        files.join("ca/int.pem").display().to_string(),
+        "--tpm-tcti".into(),
+        tpm.tcti.clone(),
+    ];
+    args.extend(emulator.session_args());
+    args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
+    let mut d = Daemon::start(dir.path(), &args, &[]);
+    d.wait_for("refreshed the credentials", Duration::from_secs(30));
+    let pid = swtpm_pid(&tpm);
+    let kill = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    kill("-STOP");
+    let (status, good) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    // A refresh is due within 5 s and then hangs in the TPM; answers keep coming meanwhile.
+    let refreshed = d.count("refreshed the credentials");
+    let stalled = Instant::now();
+    while stalled.elapsed() < Duration::from_secs(7) {
+        let (status, v) = imds_credentials(&d.url(), role_name());
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            v["AccessKeyId"], good["AccessKeyId"],
+            "the last good credentials"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        d.count("refreshed the credentials"),
+        refreshed,
+        "a refresh got through a stopped TPM:\n{}",
+        d.stderr()
+    );
+    let (status, took) = d.signal("TERM", Duration::from_secs(10));
+    kill("-CONT");
+    assert_eq!(status.code(), Some(0), "{status}\n{}", d.stderr());
+    assert!(took < Duration::from_secs(3), "{took:?}\n{}", d.stderr());
+    assert!(
+        d.stderr().contains("stopped without closing the identity"),
+        "{}",
+        d.stderr()
+    );
+    eprintln!("SIGTERM to exit with the TPM stopped: {took:?}");
+    // The TPM answers again: a new serve works.
+    let mut d = Daemon::start(dir.path(), &args, &[]);
+    let (status, _) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    let (status, took) = d.signal("TERM", Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        d.stderr().contains("the identity is closed"),
+        "{}",
+        d.stderr()
     );
 }

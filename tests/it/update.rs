@@ -332,4 +332,90 @@ fn a_file_botocore_refuses_is_left_alone_with_exit_2() {
         "{err}"
     );
     assert!(stdout(&out).is_empty());
+
+#[test]
+fn every_stopping_signal_ends_update_and_keeps_the_file() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("update-signals", KeyKind::P256);
+    let dir = w.dir.path().join("signals");
+    let file: PathBuf = dir.join("credentials");
+    for signal in ["HUP", "QUIT", "INT", "TERM"] {
+        let args = update_args(&w, &leaf, &["--profile", "sig"]);
+        let mut d = Daemon::start(
+            w.dir.path(),
+            &args,
+            &[("AWS_SHARED_CREDENTIALS_FILE", file.as_path())],
+        );
+        d.wait_for("wrote profile [sig]", Duration::from_secs(30));
+        let written = std::fs::read(&file).expect("written");
+        let (status, took) = d.signal(signal, Duration::from_secs(5));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIG{signal}: {status}\n{}",
+            d.stderr()
+        );
+        assert!(took < Duration::from_secs(3), "SIG{signal}: {took:?}");
+        let late = d.lines_after(&format!("SIG{signal}: stopping"));
+        assert!(
+            late.len() == 1 && late[0].ends_with("update: stopped; the identity is closed"),
+            "SIG{signal}: {late:?}"
+        );
+        assert_eq!(std::fs::read(&file).expect("kept"), written, "SIG{signal}");
+        assert_profile(&parse_ini(&file), "sig");
+        let strays: Vec<String> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "credentials" && !n.ends_with(".lock"))
+            .collect();
+        assert!(strays.is_empty(), "SIG{signal}: left behind {strays:?}");
+    }
+}
+
+#[test]
+fn a_stop_during_retries_ends_update_at_once() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("update-stop-retries", KeyKind::P256);
+    let file: PathBuf = w.dir.path().join("retries/credentials");
+    let args = update_args(
+        &w,
+        &leaf,
+        &[
+            "--profile",
+            "retry",
+            "--session-duration",
+            "900",
+            "--refresh-before",
+            "897",
+            "--max-attempts",
+            "10",
+        ],
+    );
+    let mut d = Daemon::start(
+        w.dir.path(),
+        &args,
+        &[("AWS_SHARED_CREDENTIALS_FILE", file.as_path())],
+    );
+    d.wait_for("wrote profile [retry]", Duration::from_secs(30));
+    let written = std::fs::read(&file).expect("written");
+    w.emulator.set_faults(&["status=503"]);
+    d.wait_for("attempt 2 of 10 failed", Duration::from_secs(30));
+    let before = w.emulator.stats()["requests"].as_u64().expect("n");
+    let (status, took) = d.signal("TERM", Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+    assert!(took < Duration::from_secs(3), "{took:?}\n{}", d.stderr());
+    std::thread::sleep(Duration::from_millis(500));
+    let after = w.emulator.stats()["requests"].as_u64().expect("n");
+    assert!(
+        after <= before + 1,
+        "{} calls after SIGTERM",
+        after - before
+    );
+    let late = d.lines_after("SIGTERM: stopping");
+    assert!(
+        late.iter()
+            .all(|l| !l.contains("refresh") && !l.contains("retrying")),
+        "{late:?}"
+    );
+    assert_eq!(std::fs::read(&file).expect("kept"), written);
 }

@@ -1,0 +1,128 @@
+//! Ending the long-running modes (`serve`, `update`) on a signal without waiting on
+//! hardware.
+//!
+//! SIGTERM, SIGINT, SIGHUP and SIGQUIT all mean "stop": a terminal closing (HUP) or a
+//! `kill -QUIT` must close the identity like a `systemctl stop`, since a TPM without a
+//! resource manager keeps every transient object a killed process leaves behind. The
+//! thread that owns the identity is told to stop and given [`GRACE`] to finish and drop
+//! it (token logout, TPM flush); a TPM or token that does not answer in that time is left
+//! behind and the process ends anyway.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::refresh::Stop;
+
+/// How long shutdown waits for the owner of the identity to close it.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// The signals that stop a long-running mode.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    quit: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside a tokio runtime); from here on these signals no
+    /// longer end the process by themselves.
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    /// Waits for the first of the signals; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+            _ = self.quit.recv() => "SIGQUIT",
+        }
+    }
+}
+
+/// A thread that owns the identity, with the flag that stops it.
+pub struct Worker {
+    stop: Arc<Stop>,
+    done: Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts `body` on a thread named `name`; `body` returns once its [`Stop`] is set.
+    pub fn spawn(name: &str, body: impl FnOnce(&Stop) + Send + 'static) -> std::io::Result<Worker> {
+        let stop = Arc::new(Stop::default());
+        let (tx, done) = channel();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                body(&flag);
+                let _ = tx.send(());
+            })?;
+        Ok(Worker { stop, done, thread })
+    }
+
+    /// Tells the thread to stop, without waiting.
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    /// Stops the thread and waits until `deadline` at most; true if it finished (and so
+    /// dropped what it owned).
+    pub fn stop_by(self, deadline: Instant) -> bool {
+        self.stop.stop();
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.done.recv_timeout(wait) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = self.thread.join();
+                true
+            }
+            // Still inside a hardware call: the process ends without it.
+            Err(RecvTimeoutError::Timeout) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_worker_does_not_hold_up_the_stop() {
+        let (release, stuck) = channel::<()>();
+        let worker = Worker::spawn("stuck", move |_| {
+            // Like a TPM call that does not return.
+            let _ = stuck.recv_timeout(Duration::from_secs(30));
+        })
+        .expect("spawn");
+        let started = Instant::now();
+        assert!(!worker.stop_by(Instant::now() + Duration::from_millis(200)));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(release);
+    }
+
+    #[test]
+    fn a_sleeping_worker_stops_at_once() {
+        let worker = Worker::spawn(
+            "sleeper",
+            |stop| {
+                while !stop.wait(Duration::from_secs(60)) {}
+            },
+        )
+        .expect("spawn");
+        let started = Instant::now();
+        assert!(worker.stop_by(Instant::now() + GRACE));
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+}
