@@ -68,7 +68,7 @@ fn is_stdin(path: &Path) -> bool {
 /// its place between a check and the open cannot block, and what is checked is what is read.
 pub fn read_file(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
     if is_stdin(path) {
-        return read_bounded(io::stdin().lock());
+        return read_bounded(io::stdin().lock(), 0);
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -87,13 +87,15 @@ pub fn read_file(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
     if meta.len() > MAX_INPUT_BYTES {
         return Err(too_large());
     }
-    read_bounded(file)
+    read_bounded(file, meta.len())
 }
 
 /// Reads at most [`MAX_INPUT_BYTES`], failing when there is more (a file may grow while
-/// it is read, and stdin has no size).
-fn read_bounded(source: impl Read) -> io::Result<Zeroizing<Vec<u8>>> {
-    let mut bytes = Zeroizing::new(Vec::new());
+/// it is read, and stdin has no size). The buffer is sized for `expected` bytes up front:
+/// a buffer that grows leaves copies of a key behind that nothing zeroizes.
+fn read_bounded(source: impl Read, expected: u64) -> io::Result<Zeroizing<Vec<u8>>> {
+    let capacity = usize::try_from(expected.min(MAX_INPUT_BYTES)).unwrap_or(0) + 1;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
     source.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         return Err(too_large());

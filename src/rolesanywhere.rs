@@ -316,7 +316,11 @@ impl Client {
         {
             return Err(too_large());
         }
-        let mut body = Zeroizing::new(Vec::new());
+        // Sized up front: a buffer that grows leaves copies of the credentials behind.
+        let expected = resp.content_length().unwrap_or(64 * 1024);
+        let mut body = Zeroizing::new(Vec::with_capacity(
+            usize::try_from(expected).unwrap_or(0) + 1,
+        ));
         resp.take(MAX_RESPONSE_BYTES + 1)
             .read_to_end(&mut body)
             .map_err(|e| {
