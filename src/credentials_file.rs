@@ -57,8 +57,8 @@ impl fmt::Display for Refused {
         }
         match &self.reason {
             Reason::NoSectionHeader => f.write_str("a line before the first [section] header"),
-            Reason::DuplicateSection(s) => write!(f, "a second [{s}] section"),
-            Reason::DuplicateKey(s) => write!(f, "a key repeated in section [{s}]"),
+            Reason::DuplicateSection(s) => write!(f, "a second [{}] section", Shown(s)),
+            Reason::DuplicateKey(s) => write!(f, "a key repeated in section [{}]", Shown(s)),
             Reason::EmptyKey => f.write_str("a key with no name (the line starts with = or :)"),
             Reason::NotAKeyLine => f.write_str(
                 "neither a [section], a key = value, a comment nor an indented continuation",
@@ -76,6 +76,26 @@ impl fmt::Display for Refused {
 }
 
 impl std::error::Error for Refused {}
+
+/// A section name as it may reach a terminal or a log: control characters escaped, at most
+/// 64 characters.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.0.chars().enumerate() {
+            if i == 64 {
+                return f.write_str("…");
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// What a line is to configparser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +141,9 @@ pub struct Section<'a> {
 /// A key and its value as configparser assembles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key<'a> {
-    /// Lower-cased, as `optionxform` does.
-    pub name: String,
+    /// Lower-cased, as `optionxform` does (zeroized: a token pasted at the start of a line
+    /// reads as a key name).
+    pub name: Zeroizing<String>,
     /// The section.
     pub section: usize,
     /// The key line.
@@ -260,7 +281,7 @@ pub fn parse(text: &str) -> Result<Parsed<'_>, Refused> {
                     let Some(d) = value.find(['=', ':']) else {
                         return Err(refused(n, Reason::NotAKeyLine));
                     };
-                    let name = py_strip(&value[..d]).to_lowercase();
+                    let name = Zeroizing::new(py_strip(&value[..d]).to_lowercase());
                     if name.is_empty() {
                         return Err(refused(n, Reason::EmptyKey));
                     }
@@ -269,7 +290,7 @@ pub fn parse(text: &str) -> Result<Parsed<'_>, Refused> {
                     let sname = sections[s].name;
                     if keys
                         .iter()
-                        .any(|k| k.name == name && sections[k.section].name == sname)
+                        .any(|k| *k.name == *name && sections[k.section].name == sname)
                     {
                         return Err(refused(n, Reason::DuplicateKey(sname.to_owned())));
                     }
@@ -424,7 +445,8 @@ pub fn set_keys(
         line.key.is_some_and(|k| {
             let key = &parsed.keys[k];
             key.section == target
-                && (remove.contains(&key.name.as_str()) || set.iter().any(|(s, _)| *s == key.name))
+                && (remove.contains(&key.name.as_str())
+                    || set.iter().any(|(s, _)| *s == key.name.as_str()))
         })
     };
     let header = parsed.sections[target].line;
@@ -487,7 +509,7 @@ mod tests {
         let k = p
             .keys
             .iter()
-            .find(|k| p.sections[k.section].name == section && k.name == key)
+            .find(|k| p.sections[k.section].name == section && k.name.as_str() == key)
             .unwrap_or_else(|| panic!("no {key} in [{section}]"));
         let joined: Vec<&str> = k.parts.iter().map(|(_, p)| *p).collect();
         joined.join("\n").trim_end_matches(is_py_space).to_owned()
@@ -546,7 +568,7 @@ mod tests {
         assert_eq!(reason("[a]\n[]\n"), Reason::NotAKeyLine);
         // "[x=1" is a key named "[x".
         let p = parse("[a]\n[x=1\n").expect("parse");
-        assert_eq!(p.keys[0].name, "[x");
+        assert_eq!(p.keys[0].name.as_str(), "[x");
     }
 
     #[test]
@@ -759,6 +781,19 @@ mod tests {
             let e = set_keys(text, profile, &SET, &REMOVE).expect_err("refused");
             assert_eq!(e.reason, Reason::WouldNotReadBack);
         }
+    }
+
+    #[test]
+    fn section_names_in_messages_are_escaped_and_short() {
+        let e = parse("[\u{1b}[2J]\n[\u{1b}[2J]\n").expect_err("refused");
+        assert_eq!(e.to_string(), "line 2: a second [\\u{1b}[2J] section");
+        let long = "x".repeat(100);
+        let e = parse(&format!("[{long}]\n[{long}]\n")).expect_err("refused");
+        assert!(
+            e.to_string()
+                .ends_with(&format!("[{}…] section", &long[..64])),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! Every write is a read-modify-write under an exclusive `flock` on a lock file next to the
 //! credentials file (`.credentials.ra-signer.lock`), so two writers cannot lose each
 //! other's profiles; the new contents go to a temporary file in the same directory (mode
-//! 0600), are fsynced, renamed over the file, and the directory is fsynced. Every other
-//! line, profile and comment is kept; in the target profile only the credential keys are
-//! replaced. Missing directories are created with mode 0700.
+//! 0600), are fsynced, renamed over the file, and the directory is fsynced. The file is read
+//! as botocore reads it ([`crate::credentials_file`]) and refused when botocore would refuse
+//! it; every other line, profile and comment is kept; in the target profile only the
+//! credential keys are replaced. Missing directories are created with mode 0700.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
