@@ -128,6 +128,7 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
         ));
     }
     let path = credentials_path()?;
+    check_file(&path)?;
     let live = LiveIdentity::open(args.identity.to_config()?, "update")?;
     let identity = live
         .identity()
@@ -331,18 +332,7 @@ pub fn write_profile(path: &Path, profile: &str, creds: &Credentials) -> io::Res
         .open(dir.join(format!(".{name}.ra-signer.lock")))?;
     lock.lock()?;
 
-    let existing = match fs::read(&target) {
-        Ok(b) => Zeroizing::new(String::from_utf8(b).map_err(|e| {
-            // Do not echo the bytes: they may hold other profiles' secrets.
-            let _ = Zeroizing::new(e.into_bytes());
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the file is not UTF-8 text; not rewriting it",
-            )
-        })?),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Zeroizing::new(String::new()),
-        Err(e) => return Err(e),
-    };
+    let existing = read_existing(&target)?;
     let contents = merge(&existing, profile, creds)
         .map_err(|r| io::Error::new(io::ErrorKind::InvalidData, r))?;
 
@@ -369,6 +359,33 @@ pub fn write_profile(path: &Path, profile: &str, creds: &Credentials) -> io::Res
     }
     drop(lock);
     written
+}
+
+/// The credentials file as text, bounded like every input (empty when it does not exist).
+fn read_existing(path: &Path) -> io::Result<Zeroizing<String>> {
+    match crate::input::read_file(path) {
+        Ok(mut bytes) => {
+            let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+                // Do not echo the bytes: they may hold other profiles' secrets.
+                let _ = Zeroizing::new(e.into_bytes());
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the file is not UTF-8 text; not rewriting it",
+                )
+            })?;
+            Ok(Zeroizing::new(text))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Zeroizing::new(String::new())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Refuses, before any CreateSession, a credentials file that cannot be rewritten as it is.
+fn check_file(path: &Path) -> Result<(), Error> {
+    let existing = read_existing(path).map_err(|e| write_error(path, &e))?;
+    credentials_file::parse(&existing)
+        .map(drop)
+        .map_err(|r| write_error(path, &io::Error::new(io::ErrorKind::InvalidData, r)))
 }
 
 /// The file with `profile` holding `creds` (and no stale `aws_security_token`), everything

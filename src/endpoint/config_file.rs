@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::ConfigError;
@@ -274,13 +275,18 @@ impl ConfigFile {
     /// or cannot be opened is no configuration, as for botocore; a file over
     /// [`MAX_CONFIG_FILE_BYTES`], not UTF-8, or malformed is an error.
     pub fn load(path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
-        let is_file = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-        if !is_file {
-            return Ok(None);
-        }
-        let Ok(file) = std::fs::File::open(path) else {
+        // Checked on the open descriptor, opened non-blocking: a FIFO put in the file's
+        // place can neither block the open nor be read.
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+        else {
             return Ok(None);
         };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(None);
+        }
         let mut bytes = Vec::new();
         file.take(MAX_CONFIG_FILE_BYTES + 1)
             .read_to_end(&mut bytes)

@@ -332,6 +332,7 @@ fn a_file_botocore_refuses_is_left_alone_with_exit_2() {
         "{err}"
     );
     assert!(stdout(&out).is_empty());
+}
 
 #[test]
 fn every_stopping_signal_ends_update_and_keeps_the_file() {
