@@ -367,7 +367,8 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
             refresher.stop();
         },
     );
-    // Measured from the signal: the refresher may be inside a call to a stalled TPM.
+    // The refresher was told to stop at the signal; it may be inside a call to a stalled
+    // TPM or token, which must not keep the process alive.
     let deadline = Instant::now() + shutdown::GRACE;
     if refresher.stop_by(deadline) {
         log("serve", "stopped; the identity is closed");

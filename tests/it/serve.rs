@@ -1051,19 +1051,24 @@ fn an_idle_connection_flood_does_not_keep_a_client_out() {
         .stdin(Stdio::null());
     let mut d = Daemon::spawn(cmd, true);
     let addr: std::net::SocketAddr = d.addr.parse().expect("addr");
-    let timed = |what: &str| {
+    let get = || {
         let started = Instant::now();
         let (status, v) = imds_credentials(&format!("http://{addr}"), role_name());
-        let took = started.elapsed();
-        assert_eq!(status, 200, "{what}: {v}");
+        assert_eq!(status, 200, "{v}");
+        started.elapsed()
+    };
+    // Starved, a client is refused or waits 30 s; the bound leaves room for the load of a
+    // shared 2-core machine (0.1–1.2 s measured at a load average of 8).
+    let timed = |what: &str| {
+        let took = get();
         assert!(
-            took < Duration::from_millis(2500),
+            took < Duration::from_secs(5),
             "{what}: {took:?}\n{}",
             d.stderr()
         );
         took
     };
-    timed("before the flood");
+    let baseline = get();
     const FLOOD: usize = 4200;
     let mut flood: std::collections::VecDeque<TcpStream> = (0..FLOOD)
         .map(|_| TcpStream::connect(addr).expect("connect"))
@@ -1093,7 +1098,9 @@ fn an_idle_connection_flood_does_not_keep_a_client_out() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let made = flooder.join().expect("flooder");
     assert!(made > 2000, "the flood reconnected only {made} times");
-    eprintln!("IMDSv2 credentials under the flood took {took:?}; {made} reconnections");
+    eprintln!(
+        "IMDSv2 credentials took {baseline:?} before the flood, {took:?} under it; {made} reconnections"
+    );
     let (status, _) = d.signal("TERM", Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
     assert!(!d.stderr().contains("accept failed"), "{}", d.stderr());
