@@ -40,6 +40,8 @@ pub const OUT_OF_MEMORY_HINT: &str = "the TPM has no room for another object: fl
 pub struct Tcti {
     text: String,
     origin: &'static str,
+    /// How long one TPM operation may take (0: for ever).
+    limit: Duration,
 }
 
 impl Tcti {
@@ -57,6 +59,7 @@ impl Tcti {
             return Tcti {
                 text: flag.trim().to_owned(),
                 origin: "--tpm-tcti",
+                limit: timeout(),
             };
         }
         for name in ["TPM2TOOLS_TCTI", "TSS2_TCTI"] {
@@ -68,6 +71,7 @@ impl Tcti {
                     } else {
                         "TPM2TOOLS_TCTI"
                     },
+                    limit: timeout(),
                 };
             }
         }
@@ -81,11 +85,13 @@ impl Tcti {
             return Tcti {
                 text,
                 origin: "TPM_DEVICE",
+                limit: timeout(),
             };
         }
         Tcti {
             text: DEFAULT_TCTI.to_owned(),
             origin: "the default",
+            limit: timeout(),
         }
     }
 
@@ -94,7 +100,14 @@ impl Tcti {
         Tcti {
             text: text.to_owned(),
             origin: "--tpm-tcti",
+            limit: timeout(),
         }
+    }
+
+    /// The same TCTI with another limit on each TPM operation (tests; 0: for ever).
+    pub fn with_timeout(mut self, limit: Duration) -> Tcti {
+        self.limit = limit;
+        self
     }
 
     /// The TCTI string.
@@ -239,7 +252,7 @@ impl Tcti {
     /// same limit as every command.
     pub fn connect(&self) -> Result<Worker, TpmError> {
         let conf = self.name_conf()?;
-        let limit = timeout();
+        let limit = self.limit;
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::sync_channel::<Result<(), TpmError>>(1);
         let (ended_tx, ended) = mpsc::channel::<()>();
