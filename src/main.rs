@@ -25,7 +25,15 @@ fn main() -> ExitCode {
     ) {
         exit_on_signals();
     }
-    match ra_signer::app::run(cli.command) {
+    let result = ra_signer::app::run(cli.command);
+    if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+        // The signal thread ends the process once the TPM is released; an error caused by
+        // the release is not the news.
+        loop {
+            std::thread::park();
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ra-signer: {e}");
@@ -33,6 +41,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Set once a signal is ending the process.
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Ends a one-shot command on SIGINT, SIGTERM, SIGHUP or SIGQUIT with exit status 128+signo,
 /// once the TPM objects it holds are flushed (at most the TPM timeout: see
@@ -80,6 +91,7 @@ fn exit_on_signals() {
                     std::process::exit(128 + signo);
                 }
                 ending = true;
+                SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
                 let release = move || {
                     ra_signer::signer::release_hardware();
                     std::process::exit(128 + signo);
