@@ -243,6 +243,15 @@ pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, crate::e
     }
 }
 
+/// Lets go of what the hardware would keep after the process ends (a TPM without a
+/// resource manager keeps transient objects, and has room for only a few), waiting at most
+/// the TPM timeout; no TPM context opens afterwards. For a process about to end on a
+/// signal.
+pub fn release_hardware() {
+    #[cfg(feature = "tpm")]
+    tpm::release_all();
+}
+
 /// Whether `path` holds a TPM 2.0 key (a TSS2 PRIVATE KEY PEM), for callers that must know
 /// before opening it; unreadable files count as not.
 pub fn is_tss2_key_file(path: &std::path::Path) -> bool {

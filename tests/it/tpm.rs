@@ -832,3 +832,165 @@ fn keygen_tpm_writes_the_subject_as_given() {
         stderr(&out)
     );
 }
+
+impl Swtpm {
+    /// Sends `signal` (`-STOP`, `-CONT`) to the swtpm process.
+    fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("swtpm.pid")).expect("swtpm.pid");
+        let status = Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// The transient objects loaded now (tpm2-tools).
+    fn transient_handles(&self) -> usize {
+        let out = Command::new("tpm2_getcap")
+            .arg("handles-transient")
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .output()
+            .expect("tpm2_getcap");
+        assert_exit(&out, 0);
+        stdout(&out)
+            .lines()
+            .filter(|l| l.trim_start().starts_with('-'))
+            .count()
+    }
+}
+
+/// Waits for `child` at most `limit`, killing it if it runs longer.
+fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the process did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stopped_tpm_fails_within_the_timeout_and_the_next_run_works() {
+    let w = TpmWorld::new();
+    w.tpm.signal("-STOP");
+    let start = Instant::now();
+    let out = w.run(
+        "ossl-p256",
+        "ossl-p256",
+        &[],
+        &[("RA_SIGNER_TPM_TIMEOUT", "2")],
+    );
+    let took = start.elapsed();
+    w.tpm.signal("-CONT");
+    assert_exit(&out, 3);
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("ERROR:") && !l.starts_with("WARNING:"))
+        .collect();
+    assert_eq!(ours.len(), 2, "{err}");
+    assert!(
+        ours[0].starts_with("ra-signer: error: the TPM at \"swtpm:")
+            && ours[0].contains("did not answer within 2 s"),
+        "{err}"
+    );
+    assert!(
+        ours[1].starts_with("hint: ") && ours[1].contains("RA_SIGNER_TPM_TIMEOUT"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert_process_json(&w.run("ossl-p256", "ossl-p256", &[], &[]));
+}
+
+#[test]
+fn signals_flush_tpm_objects_and_exit_with_128_plus_the_signal() {
+    // swtpm has no resource manager and room for three objects; each run holds two for a
+    // moment (the storage key and the key) and one while CreateSession is under way.
+    let w = TpmWorld::new();
+    w.emulator.set_faults(&["delay=60000"]);
+    for (name, signo) in [("HUP", 1), ("INT", 2), ("QUIT", 3), ("TERM", 15)]
+        .iter()
+        .cycle()
+        .take(8)
+    {
+        let before = w.emulator.stats()["requests"].as_u64().expect("requests");
+        let mut child = w
+            .command("ossl-p256", "ossl-p256", true, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Signed, loaded, and waiting on the endpoint.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while w.emulator.stats()["requests"].as_u64() == Some(before) {
+            assert!(Instant::now() < deadline, "no CreateSession arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args([format!("-{name}"), child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = wait_bounded(&mut child, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(128 + signo), "SIG{name}: {status:?}");
+        assert!(sent.elapsed() < Duration::from_secs(5), "SIG{name}");
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+            .expect("read");
+        assert!(out.is_empty(), "SIG{name} printed {out}");
+        assert_eq!(w.tpm.transient_handles(), 0, "SIG{name} left an object");
+    }
+    w.emulator.set_faults(&[]);
+    assert_process_json(&w.run("ossl-p256", "ossl-p256", &[], &[]));
+}
+
+#[test]
+fn a_full_tpm_gets_the_flush_hint() {
+    // SIGKILL cannot be caught: each killed run leaves its key in a TPM without a resource
+    // manager, and two fill swtpm's three slots for the next run (storage key + key).
+    let w = TpmWorld::new();
+    w.emulator.set_faults(&["delay=60000"]);
+    for _ in 0..2 {
+        let before = w.emulator.stats()["requests"].as_u64().expect("requests");
+        let mut child = w
+            .command("ossl-p256", "ossl-p256", true, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while w.emulator.stats()["requests"].as_u64() == Some(before) {
+            assert!(Instant::now() < deadline, "no CreateSession arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().expect("kill");
+        let _ = child.wait();
+    }
+    w.emulator.set_faults(&[]);
+    assert_eq!(w.tpm.transient_handles(), 2);
+    let out = w.run("ossl-p256", "ossl-p256", &[], &[]);
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains("TPM_RC_OBJECT_MEMORY"), "{err}");
+    assert!(
+        err.contains("no room for another object") && err.contains("tpm2_flushcontext -t"),
+        "{err}"
+    );
+    assert!(!err.contains("not made under"), "{err}");
+    // The hint's advice works.
+    let flushed = Command::new("tpm2_flushcontext")
+        .arg("-t")
+        .env("TPM2TOOLS_TCTI", w.tpm.tcti())
+        .output()
+        .expect("tpm2_flushcontext");
+    assert_exit(&flushed, 0);
+    assert_process_json(&w.run("ossl-p256", "ossl-p256", &[], &[]));
+}

@@ -14,7 +14,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tss_esapi::Context;
-use tss_esapi::constants::response_code::Tss2ResponseCode;
+use tss_esapi::constants::response_code::{Tss2ResponseCode, Tss2ResponseCodeKind};
+use tss_esapi::handles::ObjectHandle;
 use tss_esapi::tcti_ldr::TctiNameConf;
 
 use super::TpmError;
@@ -29,11 +30,18 @@ pub const TIMEOUT_ENV: &str = "RA_SIGNER_TPM_TIMEOUT";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What to do when the TPM has no room left ([`Rc::is_out_of_memory`]).
+pub const OUT_OF_MEMORY_HINT: &str = "the TPM has no room for another object: flush stale \
+     transient objects (tpm2_flushcontext -t) or use a resource manager (tabrmd, \
+     /dev/tpmrm0)";
+
 /// A TCTI string and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tcti {
     text: String,
     origin: &'static str,
+    /// How long one TPM operation may take (0: for ever).
+    limit: Duration,
 }
 
 impl Tcti {
@@ -51,6 +59,7 @@ impl Tcti {
             return Tcti {
                 text: flag.trim().to_owned(),
                 origin: "--tpm-tcti",
+                limit: timeout(),
             };
         }
         for name in ["TPM2TOOLS_TCTI", "TSS2_TCTI"] {
@@ -62,6 +71,7 @@ impl Tcti {
                     } else {
                         "TPM2TOOLS_TCTI"
                     },
+                    limit: timeout(),
                 };
             }
         }
@@ -75,11 +85,13 @@ impl Tcti {
             return Tcti {
                 text,
                 origin: "TPM_DEVICE",
+                limit: timeout(),
             };
         }
         Tcti {
             text: DEFAULT_TCTI.to_owned(),
             origin: "the default",
+            limit: timeout(),
         }
     }
 
@@ -88,7 +100,14 @@ impl Tcti {
         Tcti {
             text: text.to_owned(),
             origin: "--tpm-tcti",
+            limit: timeout(),
         }
+    }
+
+    /// The same TCTI with another limit on each TPM operation (tests; 0: for ever).
+    pub fn with_timeout(mut self, limit: Duration) -> Tcti {
+        self.limit = limit;
+        self
     }
 
     /// The TCTI string.
@@ -219,26 +238,133 @@ impl Tcti {
         Ok(None)
     }
 
-    /// Opens an ESAPI context on this TCTI.
-    pub fn connect(&self) -> Result<TpmContext, TpmError> {
-        let mut conf = self.name_conf()?;
+    fn timed_out(&self, call: &'static str, limit: Duration) -> TpmError {
+        TpmError::Timeout {
+            call,
+            tcti: self.text.clone(),
+            origin: self.origin,
+            secs: limit.as_secs(),
+        }
+    }
+
+    /// Opens an ESAPI context on this TCTI, on a thread of its own that every later TPM
+    /// command goes through (see [`Worker`]); setting up the connection is bounded by the
+    /// same limit as every command.
+    pub fn connect(&self) -> Result<Worker, TpmError> {
+        let conf = self.name_conf()?;
+        let limit = self.limit;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready_tx, ready) = mpsc::sync_channel::<Result<(), TpmError>>(1);
+        let (ended_tx, ended) = mpsc::channel::<()>();
+        let tcti = self.clone();
+        std::thread::Builder::new()
+            .name("tpm".into())
+            .spawn(move || {
+                // Dropped when the thread ends, after the context (and its objects) are gone.
+                let _ended = ended_tx;
+                let mut ctx = match tcti.open(conf) {
+                    Ok(ctx) => ctx,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Nobody may be waiting any more (the open timed out): then the queue is
+                // already closed, and the context is dropped at once.
+                let _ = ready_tx.send(Ok(()));
+                for job in queue {
+                    // After a signal released the TPM, a job is dropped unrun: its caller
+                    // sees the worker gone.
+                    if !ctx.released {
+                        job(&mut ctx);
+                    }
+                }
+            })
+            .map_err(|e| self.unreachable(format!("cannot start the TPM thread: {e}")))?;
+        match wait(&ready, limit) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(self.timed_out("opening the TPM", limit));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(self.unreachable("the TPM thread ended while connecting"));
+            }
+        }
+        let id = live::register(&jobs).ok_or(TpmError::Released)?;
+        Ok(Worker {
+            jobs: Some(jobs),
+            ended,
+            tcti: self.clone(),
+            limit,
+            stalled: None,
+            id,
+        })
+    }
+
+    /// Runs on the worker thread: the checks, the relay, then the context.
+    fn open(&self, mut conf: TctiNameConf) -> Result<TpmContext, TpmError> {
         let relay = self.preflight()?;
         if let Some(relay) = &relay {
             conf = TctiNameConf::from_str(&relay.tcti()).map_err(|e| self.bad(e.to_string()))?;
         }
-        let ctx = guarded(self, "opening the TPM", || Context::new(conf))
-            .map_err(|e| self.unreachable(describe_error(&e)))?;
-        Ok(TpmContext { ctx, _relay: relay })
+        let ctx = Context::new(conf).map_err(|e| self.unreachable(describe_error(&e)))?;
+        Ok(TpmContext {
+            ctx,
+            transients: Vec::new(),
+            released: false,
+            _relay: relay,
+        })
     }
 }
 
-/// An ESAPI context, and the relay that carries it to a UNIX-socket TPM when there is one.
-#[derive(Debug)]
+/// An ESAPI context, the transient objects loaded through it, and the relay that carries
+/// it to a UNIX-socket TPM when there is one. It lives on its [`Worker`]'s thread only
+/// (`Context` is not `Send`).
 pub struct TpmContext {
     // Declared first so that it drops first: libtss2 closes its connections, then the
     // relay stops.
     ctx: Context,
+    /// Transient objects to flush when the context goes: a TPM without a resource manager
+    /// keeps them after the process ends, and has room for three or so.
+    transients: Vec<ObjectHandle>,
+    /// Set once a signal made the process let go of the TPM: no command runs after it.
+    released: bool,
     _relay: Option<Relay>,
+}
+
+impl TpmContext {
+    /// Remembers a transient object, flushed when the context goes unless flushed before.
+    pub fn track(&mut self, handle: impl Into<ObjectHandle>) {
+        self.transients.push(handle.into());
+    }
+
+    /// Flushes a transient object now (errors are moot: the object is let go either way).
+    pub fn flush(&mut self, handle: impl Into<ObjectHandle>) {
+        let handle = handle.into();
+        self.transients.retain(|h| *h != handle);
+        let _ = self.ctx.flush_context(handle);
+    }
+
+    fn flush_all(&mut self) {
+        for handle in std::mem::take(&mut self.transients) {
+            let _ = self.ctx.flush_context(handle);
+        }
+    }
+}
+
+impl Drop for TpmContext {
+    fn drop(&mut self) {
+        self.flush_all();
+    }
+}
+
+impl std::fmt::Debug for TpmContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmContext")
+            .field("transients", &self.transients.len())
+            .finish()
+    }
 }
 
 impl Deref for TpmContext {
@@ -255,42 +381,179 @@ impl DerefMut for TpmContext {
     }
 }
 
-/// Runs one TPM operation under a watchdog: libtss2 has no timeout of its own, and a TPM
-/// that accepts the connection but never answers (a busy swtpm serves one client at a time)
-/// would hang the process. When the deadline passes, the process reports it and exits with
-/// the identity exit code; there is nothing else to do with a thread stuck in a C call.
-pub fn guarded<T>(tcti: &Tcti, what: &str, f: impl FnOnce() -> T) -> T {
-    let limit = timeout();
-    if limit.is_zero() {
-        return f();
-    }
-    let (done, wait) = mpsc::channel::<()>();
-    let message = format!(
-        "error: the TPM at \"{}\" ({}) did not answer within {} s while {what}\n\
-         hint: another process may hold the TPM (swtpm serves one client at a time; a kernel \
-         resource manager, device:/dev/tpmrm0, or tabrmd shares it); {TIMEOUT_ENV}=SECONDS \
-         changes the limit",
-        tcti.text,
-        tcti.origin,
-        limit.as_secs()
-    );
-    let watchdog = std::thread::Builder::new()
-        .name("tpm-watchdog".into())
-        .spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
-                eprintln!("{message}");
-                std::process::exit(3);
-            }
-        });
-    let out = f();
-    drop(done);
-    if let Ok(handle) = watchdog {
-        let _ = handle.join();
-    }
-    out
+type Job = Box<dyn FnOnce(&mut TpmContext) + Send>;
+
+/// The one thread that holds a TPM context; every TPM operation crosses to it as a
+/// closure, and the caller waits for the answer at most [`TIMEOUT_ENV`] seconds.
+///
+/// libtss2 has no timeout of its own, and a TPM that accepts the connection but never
+/// answers (a stopped simulator, a swtpm busy with another client) would block the caller
+/// for ever. On a timeout the caller gets [`TpmError::Timeout`] and the worker is marked
+/// stalled: later calls fail at once, and dropping it does not wait. Its thread is left to
+/// finish the call (or to die with the process, being stuck in a C call there is nothing
+/// else to do); when it finishes, it sees that nobody holds its queue, flushes its
+/// transient objects and closes the context. A new [`Tcti::connect`] makes a new worker.
+pub struct Worker {
+    jobs: Option<mpsc::Sender<Job>>,
+    /// Disconnected once the thread has ended (its objects flushed, its context closed).
+    ended: mpsc::Receiver<()>,
+    tcti: Tcti,
+    limit: Duration,
+    /// The call that did not come back in time, once one did not.
+    stalled: Option<&'static str>,
+    id: u64,
 }
 
-fn timeout() -> Duration {
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("tcti", &self.tcti.text)
+            .field("stalled", &self.stalled)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// Runs `f` on the worker's context and waits for its result; `what` names the
+    /// operation in messages ("signing").
+    pub fn call<T: Send + 'static>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&mut TpmContext) -> T + Send + 'static,
+    ) -> Result<T, TpmError> {
+        if self.stalled.is_some() {
+            return Err(self.tcti.timed_out(what, self.limit));
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |ctx| {
+            let _ = reply.send(f(ctx));
+        });
+        let sent = self.jobs.as_ref().map(|jobs| jobs.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(TpmError::Released);
+        }
+        match wait(&answer, self.limit) {
+            Ok(out) => Ok(out),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.stalled = Some(what);
+                Err(self.tcti.timed_out(what, self.limit))
+            }
+            // The job was dropped unrun (the TPM was released on a signal).
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(TpmError::Released),
+        }
+    }
+
+    /// Whether a call did not come back in time.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.is_some()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        live::unregister(self.id);
+        drop(self.jobs.take());
+        if self.stalled.is_none() {
+            // The thread flushes the transient objects and closes the context; a TPM that
+            // answered a moment ago answers this too, and the limit bounds it if not.
+            let _ = wait(&self.ended, self.limit);
+        }
+    }
+}
+
+/// `recv_timeout`, or `recv` when the limit is 0 (wait for ever).
+fn wait<T>(rx: &mpsc::Receiver<T>, limit: Duration) -> Result<T, mpsc::RecvTimeoutError> {
+    if limit.is_zero() {
+        rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+    } else {
+        rx.recv_timeout(limit)
+    }
+}
+
+/// Flushes every transient object of every live TPM context and closes them to further
+/// commands, waiting at most the TPM timeout; from then on no new context opens. For a
+/// process about to end on a signal: the objects of a TPM without a resource manager
+/// outlive the process, and a few left behind fill it.
+pub fn release_all() {
+    let workers = live::close();
+    if workers.is_empty() {
+        return;
+    }
+    let mut acks = Vec::new();
+    for jobs in workers {
+        let (ack, acked) = mpsc::sync_channel::<()>(1);
+        let job: Job = Box::new(move |ctx| {
+            ctx.flush_all();
+            ctx.released = true;
+            let _ = ack.send(());
+        });
+        if jobs.send(job).is_ok() {
+            acks.push(acked);
+        }
+    }
+    let limit = timeout();
+    let deadline = std::time::Instant::now() + limit;
+    for acked in acks {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if limit.is_zero() {
+            let _ = acked.recv();
+        } else if left.is_zero() || acked.recv_timeout(left).is_err() {
+            // The TPM does not answer: what it holds stays there; nothing can flush it.
+            continue;
+        }
+    }
+}
+
+/// The queues of the live workers, for [`release_all`].
+mod live {
+    use std::sync::{Mutex, MutexGuard, mpsc};
+
+    use super::Job;
+
+    struct Live {
+        next: u64,
+        closed: bool,
+        workers: Vec<(u64, mpsc::Sender<Job>)>,
+    }
+
+    static LIVE: Mutex<Live> = Mutex::new(Live {
+        next: 0,
+        closed: false,
+        workers: Vec::new(),
+    });
+
+    fn lock() -> MutexGuard<'static, Live> {
+        // The list stays consistent whatever panicked while it was held.
+        LIVE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a worker; `None` once [`close`] ran.
+    pub(super) fn register(jobs: &mpsc::Sender<Job>) -> Option<u64> {
+        let mut live = lock();
+        if live.closed {
+            return None;
+        }
+        live.next += 1;
+        let id = live.next;
+        live.workers.push((id, jobs.clone()));
+        Some(id)
+    }
+
+    pub(super) fn unregister(id: u64) {
+        lock().workers.retain(|(i, _)| *i != id);
+    }
+
+    /// Refuses new workers and hands out the queues of the live ones.
+    pub(super) fn close() -> Vec<mpsc::Sender<Job>> {
+        let mut live = lock();
+        live.closed = true;
+        live.workers.drain(..).map(|(_, jobs)| jobs).collect()
+    }
+}
+
+/// The limit on one TPM operation: [`TIMEOUT_ENV`], else 60 s (RSA key generation on a
+/// discrete TPM takes tens of seconds).
+pub fn timeout() -> Duration {
     match std::env::var(TIMEOUT_ENV) {
         Ok(v) => v
             .trim()
@@ -359,6 +622,20 @@ impl Rc {
                 || (self.base() == 0x08B && (self.0 >> 8) & 0xf == 1 && self.0 & 0x40 == 0))
     }
 
+    /// The TPM has no room for another object or session (`TPM_RC_OBJECT_MEMORY`,
+    /// `TPM_RC_SESSION_MEMORY`, `TPM_RC_MEMORY`), as tss-esapi decodes it.
+    pub fn is_out_of_memory(self) -> bool {
+        self.layer() == 0
+            && matches!(
+                Tss2ResponseCode::from(self.0).kind(),
+                Some(
+                    Tss2ResponseCodeKind::ObjectMemory
+                        | Tss2ResponseCodeKind::SessionMemory
+                        | Tss2ResponseCodeKind::Memory
+                )
+            )
+    }
+
     fn name(self) -> Option<&'static str> {
         if self.layer() == 0x0a {
             return Some(match self.0 & 0xffff {
@@ -377,6 +654,8 @@ impl Rc {
             0x101 => "TPM_RC_FAILURE",
             0x921 => "TPM_RC_LOCKOUT",
             0x902 => "TPM_RC_OBJECT_MEMORY",
+            0x903 => "TPM_RC_SESSION_MEMORY",
+            0x904 => "TPM_RC_MEMORY",
             0x910 => "TPM_RC_REFERENCE_H0",
             0x922 => "TPM_RC_RETRY",
             0x908 => "TPM_RC_YIELDED",
@@ -516,6 +795,14 @@ mod tests {
         assert!(Rc(0x18b).is_object_gone());
         assert!(Rc(0x910).is_object_gone());
         assert!(!Rc(0x28b).is_object_gone());
+        for rc in [0x902, 0x903, 0x904] {
+            assert!(Rc(rc).is_out_of_memory(), "{rc:#x}");
+        }
+        // The same numbers from another layer, and the warnings around them, are not.
+        for rc in [0x901, 0x905, 0x70902, 0xa0902, 0x102] {
+            assert!(!Rc(rc).is_out_of_memory(), "{rc:#x}");
+        }
+        assert_eq!(Rc(0x902).to_string(), "TPM_RC_OBJECT_MEMORY (0x902)");
         assert_eq!(Rc(0x98e).to_string(), "TPM_RC_AUTH_FAIL (0x98e)");
         assert_eq!(Rc(0xa000a).to_string(), "TSS2_TCTI_RC_IO_ERROR (0xa000a)");
     }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tss_esapi::attributes::ObjectAttributesBuilder;
-use tss_esapi::handles::{ObjectHandle, PersistentTpmHandle};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::ecc::EccCurve;
@@ -14,13 +14,13 @@ use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::Provision;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Auth, EccPoint, EccScheme, KeyDerivationFunctionScheme, Public, PublicBuffer,
+    Auth, EccPoint, EccScheme, KeyDerivationFunctionScheme, Private, Public, PublicBuffer,
     PublicEccParameters, PublicKeyRsa, PublicRsaParameters, RsaExponent, RsaScheme,
     SymmetricDefinitionObject,
 };
 use tss_esapi::traits::Marshall;
 
-use super::context::{Rc, Tcti, describe_error, guarded, raw_rc};
+use super::context::{Rc, Tcti, TpmContext, describe_error, raw_rc};
 use super::keyfile::{self, TssKey};
 use super::signer::{parent_handle, release_parent};
 use super::{KeyLocation, OWNER_PASSWORD_ENV, Passwords, TpmError, TpmSigner};
@@ -306,9 +306,7 @@ pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
             )));
         }
     }
-    let desc = "the new key";
     let tcti = &req.tcti;
-    let mut ctx = tcti.connect()?;
     let template = key_template(req.key_type).map_err(|e| TpmError::Keygen(describe_error(&e)))?;
     let key_auth = req
         .key_password
@@ -316,58 +314,36 @@ pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
         .map(|pw| Auth::try_from(pw.expose().as_bytes()))
         .transpose()
         .map_err(|_| TpmError::Keygen("the key password is longer than 64 bytes".to_owned()))?;
-
-    let (parent, flush_parent) = parent_handle(
-        &mut ctx,
-        tcti,
-        req.parent,
-        req.parent_password.as_ref(),
-        desc,
-    )?;
-    let created = guarded(tcti, "creating the key", || {
-        ctx.execute_with_session(Some(AuthSession::Password), |c| {
-            c.create(parent, template, key_auth, None, None, None)
-        })
-    });
-    let created = match created {
-        Ok(c) => c,
-        Err(e) => {
-            release_parent(&mut ctx, tcti, parent, flush_parent);
-            return Err(create_error(&e, req.parent));
-        }
+    let job = CreateJob {
+        parent: req.parent,
+        parent_password: req.parent_password.clone(),
+        owner_password: req.owner_password.clone(),
+        key_password: req.key_password.clone(),
+        persistent: match &req.target {
+            KeygenTarget::Persistent(handle) => Some(*handle),
+            KeygenTarget::File(_) => None,
+        },
     };
-    let loaded = guarded(tcti, "loading the new key", || {
-        ctx.execute_with_session(Some(AuthSession::Password), |c| {
-            c.load(
-                parent,
-                created.out_private.clone(),
-                created.out_public.clone(),
-            )
-        })
-    });
-    release_parent(&mut ctx, tcti, parent, flush_parent);
-    let mut key = loaded.map_err(|e| TpmError::Tpm {
-        call: "TPM2_Load",
-        key: desc.to_owned(),
-        rc: describe_error(&e),
-        hint: None,
-    })?;
+    let mut worker = tcti.connect()?;
+    let (public, private, key) = worker.call("creating the key", move |ctx| {
+        create_on(ctx, template, key_auth, &job)
+    })??;
 
     let passwords = Passwords {
         key: req.key_password.clone(),
         key_origin: "keygen",
         parent: req.parent_password.clone(),
     };
-    let (location, transient, private_key_arg) = match &req.target {
+    let (location, private_key_arg) = match &req.target {
         KeygenTarget::File(path) => {
             let tss = TssKey {
                 empty_auth: Some(req.key_password.is_none()),
                 parent: req.parent,
-                public: PublicBuffer::try_from(created.out_public.clone())
+                public: PublicBuffer::try_from(public.clone())
                     .and_then(|b| b.marshall())
                     .map_err(|e| TpmError::Keygen(describe_error(&e)))?,
                 private: {
-                    let blob = created.out_private.value();
+                    let blob = private.value();
                     let mut v = Vec::with_capacity(blob.len() + 2);
                     v.extend_from_slice(&(blob.len() as u16).to_be_bytes());
                     v.extend_from_slice(blob);
@@ -383,63 +359,15 @@ pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
                     path: path.clone(),
                     key: tss,
                 },
-                true,
                 path.display().to_string(),
             )
         }
-        KeygenTarget::Persistent(handle) => {
-            let persistent = PersistentTpmHandle::new(*handle)
-                .map_err(|_| TpmError::Keygen(format!("{handle:#x} is not persistent")))?;
-            if let Some(pw) = &req.owner_password {
-                let value = Auth::try_from(pw.expose().as_bytes()).map_err(|_| {
-                    TpmError::Keygen("the owner password is longer than 64 bytes".to_owned())
-                })?;
-                ctx.tr_set_auth(ObjectHandle::Owner, value)
-                    .map_err(|e| TpmError::Keygen(describe_error(&e)))?;
-            }
-            let evicted = guarded(tcti, "making the key persistent", || {
-                ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                    c.evict_control(
-                        Provision::Owner,
-                        key.into(),
-                        Persistent::Persistent(persistent),
-                    )
-                })
-            });
-            let transient_key = key;
-            let persistent_object = match evicted {
-                Ok(object) => object,
-                Err(e) => {
-                    let _ = ctx.flush_context(transient_key.into());
-                    return Err(evict_error(&e, *handle));
-                }
-            };
-            let _ = guarded(tcti, "flushing the transient copy", || {
-                ctx.flush_context(transient_key.into())
-            });
-            key = persistent_object.into();
-            (
-                KeyLocation::Persistent(*handle),
-                false,
-                format!("handle:{handle:#010x}"),
-            )
-        }
+        KeygenTarget::Persistent(handle) => (
+            KeyLocation::Persistent(*handle),
+            format!("handle:{handle:#010x}"),
+        ),
     };
-    if let Some(pw) = &req.key_password {
-        let value = Auth::try_from(pw.expose().as_bytes())
-            .map_err(|_| TpmError::Keygen("the key password is too long".to_owned()))?;
-        ctx.tr_set_auth(key.into(), value)
-            .map_err(|e| TpmError::Keygen(describe_error(&e)))?;
-    }
-    let signer = TpmSigner::from_loaded(
-        tcti.clone(),
-        ctx,
-        key,
-        transient,
-        &created.out_public,
-        location,
-        passwords,
-    )?;
+    let signer = TpmSigner::from_loaded(tcti.clone(), worker, key, &public, location, passwords)?;
     let csr_pem = csr::request_pem(&subject, &signer).map_err(|e| match e {
         CsrError::Sign(failure) => TpmError::Tpm {
             call: "TPM2_Sign",
@@ -457,6 +385,83 @@ pub fn keygen(req: &KeygenRequest) -> Result<KeygenOutcome, TpmError> {
         private_key_arg,
         csr_pem,
     })
+}
+
+/// What the worker thread needs to create the key.
+struct CreateJob {
+    parent: u32,
+    parent_password: Option<Secret>,
+    owner_password: Option<Secret>,
+    key_password: Option<Secret>,
+    persistent: Option<u32>,
+}
+
+/// Creates and loads the key on the worker's thread (making it persistent when asked):
+/// its public and private areas and the handle to sign with.
+fn create_on(
+    ctx: &mut TpmContext,
+    template: Public,
+    key_auth: Option<Auth>,
+    job: &CreateJob,
+) -> Result<(Public, Private, KeyHandle), TpmError> {
+    let desc = "the new key";
+    let (parent, flush_parent) =
+        parent_handle(ctx, job.parent, job.parent_password.as_ref(), desc)?;
+    let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+        c.create(parent, template, key_auth, None, None, None)
+    });
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            release_parent(ctx, parent, flush_parent);
+            return Err(create_error(&e, job.parent));
+        }
+    };
+    let loaded = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+        c.load(
+            parent,
+            created.out_private.clone(),
+            created.out_public.clone(),
+        )
+    });
+    if let Ok(key) = loaded {
+        ctx.track(key);
+    }
+    release_parent(ctx, parent, flush_parent);
+    let mut key = loaded.map_err(|e| TpmError::Tpm {
+        call: "TPM2_Load",
+        key: desc.to_owned(),
+        rc: describe_error(&e),
+        hint: None,
+    })?;
+    if let Some(handle) = job.persistent {
+        let persistent = PersistentTpmHandle::new(handle)
+            .map_err(|_| TpmError::Keygen(format!("{handle:#x} is not persistent")))?;
+        if let Some(pw) = &job.owner_password {
+            let value = Auth::try_from(pw.expose().as_bytes()).map_err(|_| {
+                TpmError::Keygen("the owner password is longer than 64 bytes".to_owned())
+            })?;
+            ctx.tr_set_auth(ObjectHandle::Owner, value)
+                .map_err(|e| TpmError::Keygen(describe_error(&e)))?;
+        }
+        let evicted = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+            c.evict_control(
+                Provision::Owner,
+                key.into(),
+                Persistent::Persistent(persistent),
+            )
+        });
+        // The persistent copy is the key from now on; the transient one goes either way.
+        ctx.flush(key);
+        key = evicted.map_err(|e| evict_error(&e, handle))?.into();
+    }
+    if let Some(pw) = &job.key_password {
+        let value = Auth::try_from(pw.expose().as_bytes())
+            .map_err(|_| TpmError::Keygen("the key password is too long".to_owned()))?;
+        ctx.tr_set_auth(key.into(), value)
+            .map_err(|e| TpmError::Keygen(describe_error(&e)))?;
+    }
+    Ok((created.out_public, created.out_private, key))
 }
 
 fn create_error(e: &tss_esapi::Error, parent: u32) -> TpmError {

@@ -28,7 +28,7 @@ use crate::error::{Error, ErrorClass};
 use crate::secret::{self, Secret, SecretError, SecretSource};
 use crate::signer::{Identity, KeyMismatch};
 
-pub use context::{Rc, Tcti, TpmContext};
+pub use context::{Rc, Tcti, TpmContext, Worker, release_all};
 pub use keyfile::{KeyFileError, TssKey};
 pub use keygen::{TpmKeyType, TpmKeygenArgs, keygen, run_keygen};
 pub use signer::TpmSigner;
@@ -96,6 +96,22 @@ pub enum TpmError {
         /// Why.
         why: String,
     },
+    /// A TPM operation did not finish within [`context::TIMEOUT_ENV`] seconds (a stopped
+    /// simulator, a TPM busy with another client).
+    #[error("the TPM at \"{tcti}\" (from {origin}) did not answer within {secs} s while {call}")]
+    Timeout {
+        /// What was being done ("signing").
+        call: &'static str,
+        /// The TCTI string.
+        tcti: String,
+        /// Where it came from.
+        origin: &'static str,
+        /// The limit.
+        secs: u64,
+    },
+    /// The TPM was let go because the process is ending on a signal.
+    #[error("the TPM was released: ra-signer is ending on a signal")]
+    Released,
     /// The TPM refused a password.
     #[error("the TPM refused {what} of {key}: {rc}")]
     WrongPassword {
@@ -172,6 +188,12 @@ impl TpmError {
                          simulator";
         Some(match self {
             TpmError::Unreachable { .. } | TpmError::BadTcti { .. } => tcti_hint.to_owned(),
+            TpmError::Timeout { .. } => format!(
+                "another process may hold the TPM (swtpm serves one client at a time; a kernel \
+                 resource manager, device:/dev/tpmrm0, or tabrmd shares it), or the TPM is \
+                 stopped; {}=SECONDS changes the limit",
+                context::TIMEOUT_ENV
+            ),
             TpmError::CertificateSource(_) => {
                 "export the certificate to a PEM file and pass --certificate cert.pem".to_owned()
             }

@@ -18,7 +18,7 @@ use tss_esapi::structures::{
 use tss_esapi::traits::UnMarshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
-use super::context::{Rc, Tcti, TpmContext, describe_error, guarded, raw_rc};
+use super::context::{OUT_OF_MEMORY_HINT, Rc, Tcti, TpmContext, Worker, describe_error, raw_rc};
 use super::keyfile::{self, TssKey};
 use super::{KeyLocation, Passwords, TpmError};
 use crate::cert::KeyType;
@@ -36,7 +36,8 @@ pub(crate) struct KeyInfo {
     pub fixed_hash: Option<HashingAlgorithm>,
 }
 
-/// A TPM key, loaded once and kept loaded: one context, one key handle, behind a mutex.
+/// A TPM key, loaded once and kept loaded: one worker thread holding the context, one key
+/// handle, behind a mutex.
 pub struct TpmSigner {
     info: KeyInfo,
     desc: String,
@@ -53,11 +54,11 @@ struct Inner {
     refused: Option<(String, Option<String>)>,
 }
 
+/// A key in the TPM. Dropping it flushes the key (when transient) and closes the context,
+/// waiting at most the TPM timeout.
 struct Loaded {
-    ctx: TpmContext,
+    worker: Worker,
     key: KeyHandle,
-    /// Whether the key handle is a transient object to flush (not a persistent one).
-    transient: bool,
 }
 
 impl std::fmt::Debug for TpmSigner {
@@ -89,18 +90,13 @@ impl TpmSigner {
     /// Wraps a key already loaded in `ctx` (keygen).
     pub(crate) fn from_loaded(
         tcti: Tcti,
-        ctx: TpmContext,
+        worker: Worker,
         key: KeyHandle,
-        transient: bool,
         public: &Public,
         location: KeyLocation,
         passwords: Passwords,
     ) -> Result<TpmSigner, TpmError> {
-        let loaded = Loaded {
-            ctx,
-            key,
-            transient,
-        };
+        let loaded = Loaded { worker, key };
         TpmSigner::new(tcti, loaded, public, location, passwords)
     }
 
@@ -185,18 +181,24 @@ impl TpmSigner {
                 }
                 inner.loaded = Some(loaded);
             }
-            let tcti = inner.tcti.clone();
             let Some(loaded) = inner.loaded.as_mut() else {
                 continue;
             };
             let key = loaded.key;
-            let result = guarded(&tcti, "signing", || {
-                loaded
-                    .ctx
-                    .execute_with_session(Some(AuthSession::Password), |ctx| {
-                        ctx.sign(key, tpm_digest.clone(), scheme, null_ticket()?)
-                    })
-            });
+            let digest = tpm_digest.clone();
+            let result = match loaded.worker.call("signing", move |ctx| {
+                ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.sign(key, digest, scheme, null_ticket()?)
+                })
+            }) {
+                Ok(result) => result,
+                Err(e) => {
+                    // A stalled TPM: the next signature opens a new context (the stalled
+                    // one flushes its key if the TPM ever answers it).
+                    inner.loaded = None;
+                    return Err(e);
+                }
+            };
             match result {
                 Ok(signature) => return self.encode(signature),
                 Err(e) => {
@@ -206,8 +208,7 @@ impl TpmSigner {
                         // The TPM was reset or the simulator restarted: load the key again,
                         // once.
                         reloaded = true;
-                        let old = inner.loaded.take();
-                        guarded(&tcti, "closing a stale TPM connection", || drop(old));
+                        drop(inner.loaded.take());
                         continue;
                     }
                     let err = self.sign_error(&inner, &e);
@@ -234,6 +235,9 @@ impl TpmSigner {
         };
         if rc.is_lockout() {
             return TpmError::Lockout { rc };
+        }
+        if rc.is_out_of_memory() {
+            return tpm_rc_err("TPM2_Sign", &self.desc, rc);
         }
         if rc.is_auth_failure() {
             let origin = inner.passwords.key_origin;
@@ -306,22 +310,6 @@ impl Signer for TpmSigner {
                 None => failure,
             }
         })
-    }
-}
-
-impl Drop for TpmSigner {
-    fn drop(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(mut loaded) = inner.loaded.take() {
-            let tcti = inner.tcti.clone();
-            guarded(&tcti, "flushing the key", move || {
-                if loaded.transient {
-                    // Errors are moot: the process is letting go of the TPM either way.
-                    let _ = loaded.ctx.flush_context(loaded.key.into());
-                }
-                drop(loaded);
-            });
-        }
     }
 }
 
@@ -511,7 +499,6 @@ pub(crate) fn hierarchy(handle: u32) -> Option<Hierarchy> {
 /// password session set).
 pub(crate) fn persistent_object(
     ctx: &mut Context,
-    tcti: &Tcti,
     handle: u32,
     role: &'static str,
     desc: &str,
@@ -519,25 +506,25 @@ pub(crate) fn persistent_object(
     let tpm_handle = PersistentTpmHandle::new(handle)
         .map(TpmHandle::Persistent)
         .map_err(|_| TpmError::NoObject { handle, role })?;
-    guarded(tcti, "reading a persistent object", || {
-        ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle))
-    })
-    .map_err(|e| match raw_rc(&e).map(Rc) {
-        Some(rc) if rc.layer() == 0 && rc.base() == 0x08B => TpmError::NoObject { handle, role },
-        _ => TpmError::Tpm {
-            call: "TPM2_ReadPublic",
-            key: desc.to_owned(),
-            rc: describe_error(&e),
-            hint: None,
-        },
-    })
+    ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle))
+        .map_err(|e| match raw_rc(&e).map(Rc) {
+            Some(rc) if rc.layer() == 0 && rc.base() == 0x08B => {
+                TpmError::NoObject { handle, role }
+            }
+            _ => TpmError::Tpm {
+                call: "TPM2_ReadPublic",
+                key: desc.to_owned(),
+                rc: describe_error(&e),
+                hint: None,
+            },
+        })
 }
 
 /// Makes the parent of a key file usable: the persistent parent, or the SRK created under
-/// the hierarchy. Returns the handle and whether it must be flushed after use.
+/// the hierarchy. Returns the handle and whether it must be flushed after use (until it
+/// is, the context flushes it when it goes).
 pub(crate) fn parent_handle(
-    ctx: &mut Context,
-    tcti: &Tcti,
+    ctx: &mut TpmContext,
     parent: u32,
     password: Option<&Secret>,
     desc: &str,
@@ -549,13 +536,14 @@ pub(crate) fn parent_handle(
                 .map_err(|e| tpm_err("Esys_TR_SetAuth", desc, &e))?;
         }
         let template = srk_template().map_err(|e| tpm_err("TPM2_CreatePrimary", desc, &e))?;
-        let created = guarded(tcti, "creating the storage primary key", || {
-            ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                c.create_primary(hierarchy, template, None, None, None, None)
-            })
+        let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+            c.create_primary(hierarchy, template, None, None, None, None)
         });
         match created {
-            Ok(primary) => Ok((primary.key_handle, true)),
+            Ok(primary) => {
+                ctx.track(primary.key_handle);
+                Ok((primary.key_handle, true))
+            }
             Err(e) => Err(match raw_rc(&e).map(Rc) {
                 Some(rc) if rc.is_auth_failure() => TpmError::WrongPassword {
                     what: "the hierarchy password",
@@ -568,11 +556,12 @@ pub(crate) fn parent_handle(
                     ),
                 },
                 Some(rc) if rc.is_lockout() => TpmError::Lockout { rc },
-                _ => tpm_err("TPM2_CreatePrimary", desc, &e),
+                Some(rc) => tpm_rc_err("TPM2_CreatePrimary", desc, rc),
+                None => tpm_err("TPM2_CreatePrimary", desc, &e),
             }),
         }
     } else {
-        let object = persistent_object(ctx, tcti, parent, "the key file's parent", desc)?;
+        let object = persistent_object(ctx, parent, "the key file's parent", desc)?;
         if let Some(pw) = password {
             let value = auth(pw, "the parent password")?;
             ctx.tr_set_auth(object, value)
@@ -583,25 +572,34 @@ pub(crate) fn parent_handle(
 }
 
 /// Releases what [`parent_handle`] returned.
-pub(crate) fn release_parent(ctx: &mut Context, tcti: &Tcti, handle: KeyHandle, flush: bool) {
-    let mut object = ObjectHandle::from(handle);
-    guarded(tcti, "releasing the parent key", || {
-        // Failures leave at most one transient object behind, which the context's drop
-        // flushes again.
-        let _ = if flush {
-            ctx.flush_context(object)
-        } else {
-            ctx.tr_close(&mut object)
-        };
-    });
+pub(crate) fn release_parent(ctx: &mut TpmContext, handle: KeyHandle, flush: bool) {
+    if flush {
+        ctx.flush(handle);
+    } else {
+        // A failure leaves only an ESYS handle, which the context's close frees.
+        let _ = ctx.tr_close(&mut ObjectHandle::from(handle));
+    }
 }
 
 fn tpm_err(call: &'static str, desc: &str, e: &tss_esapi::Error) -> TpmError {
+    match raw_rc(e) {
+        Some(rc) => tpm_rc_err(call, desc, Rc(rc)),
+        None => TpmError::Tpm {
+            call,
+            key: desc.to_owned(),
+            rc: e.to_string(),
+            hint: None,
+        },
+    }
+}
+
+/// A failed TPM command, with the hint its return code calls for.
+pub(crate) fn tpm_rc_err(call: &'static str, desc: &str, rc: Rc) -> TpmError {
     TpmError::Tpm {
         call,
         key: desc.to_owned(),
-        rc: describe_error(e),
-        hint: None,
+        rc: rc.to_string(),
+        hint: rc.is_out_of_memory().then(|| OUT_OF_MEMORY_HINT.to_owned()),
     }
 }
 
@@ -611,16 +609,30 @@ fn load(
     passwords: &Passwords,
     desc: &str,
 ) -> Result<(Loaded, Public), TpmError> {
-    let mut ctx = tcti.connect()?;
-    let (key, public, transient) = match location {
+    let mut worker = tcti.connect()?;
+    let (location, passwords, desc) = (location.clone(), passwords.clone(), desc.to_owned());
+    let (key, public) = worker.call("loading the key", move |ctx| {
+        load_on(ctx, &location, &passwords, &desc)
+    })??;
+    Ok((Loaded { worker, key }, public))
+}
+
+/// Loads the key on the worker's thread; a transient key is tracked, to be flushed when
+/// the context goes.
+fn load_on(
+    ctx: &mut TpmContext,
+    location: &KeyLocation,
+    passwords: &Passwords,
+    desc: &str,
+) -> Result<(KeyHandle, Public), TpmError> {
+    let (key, public) = match location {
         KeyLocation::Persistent(handle) => {
-            let object = persistent_object(&mut ctx, tcti, *handle, "the key", desc)?;
+            let object = persistent_object(ctx, *handle, "the key", desc)?;
             let key = KeyHandle::from(object);
-            let (public, _, _) = guarded(tcti, "reading the key", || {
-                ctx.execute_without_session(|c| c.read_public(key))
-            })
-            .map_err(|e| tpm_err("TPM2_ReadPublic", desc, &e))?;
-            (key, public, false)
+            let (public, _, _) = ctx
+                .execute_without_session(|c| c.read_public(key))
+                .map_err(|e| tpm_err("TPM2_ReadPublic", desc, &e))?;
+            (key, public)
         }
         KeyLocation::File { key: file, .. } => {
             let public = file_public(file, desc)?;
@@ -629,16 +641,16 @@ fn load(
                     key: desc.to_owned(),
                     why: format!("its private blob is unusable ({})", describe_error(&e)),
                 })?;
-            let (parent, flush) =
-                parent_handle(&mut ctx, tcti, file.parent, passwords.parent.as_ref(), desc)?;
-            let loaded = guarded(tcti, "loading the key", || {
-                ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                    c.load(parent, private, public.clone())
-                })
+            let (parent, flush) = parent_handle(ctx, file.parent, passwords.parent.as_ref(), desc)?;
+            let loaded = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.load(parent, private, public.clone())
             });
-            release_parent(&mut ctx, tcti, parent, flush);
+            if let Ok(key) = loaded {
+                ctx.track(key);
+            }
+            release_parent(ctx, parent, flush);
             let key = loaded.map_err(|e| load_error(&e, file, desc))?;
-            (key, public, true)
+            (key, public)
         }
     };
     if let Some(pw) = &passwords.key {
@@ -646,14 +658,7 @@ fn load(
         ctx.tr_set_auth(key.into(), value)
             .map_err(|e| tpm_err("Esys_TR_SetAuth", desc, &e))?;
     }
-    Ok((
-        Loaded {
-            ctx,
-            key,
-            transient,
-        },
-        public,
-    ))
+    Ok((key, public))
 }
 
 fn load_error(e: &tss_esapi::Error, file: &TssKey, desc: &str) -> TpmError {
@@ -669,6 +674,7 @@ fn load_error(e: &tss_esapi::Error, file: &TssKey, desc: &str) -> TpmError {
             ),
         },
         Some(rc) if rc.is_lockout() => TpmError::Lockout { rc },
+        Some(rc) if rc.is_out_of_memory() => tpm_rc_err("TPM2_Load", desc, rc),
         Some(rc) => TpmError::Tpm {
             call: "TPM2_Load",
             key: desc.to_owned(),

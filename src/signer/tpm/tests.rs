@@ -220,6 +220,68 @@ fn open_reads_the_config() {
 }
 
 #[test]
+fn a_stalled_tpm_times_out_and_the_key_is_loaded_again() {
+    use std::time::{Duration, Instant};
+    let tpm = Swtpm::provisioned(false);
+    let tcti = tpm.tcti().with_timeout(Duration::from_secs(2));
+    let signer =
+        TpmSigner::open(tcti, key_file("ossl-p256"), passwords(None, None)).expect("opens");
+    let hash = Digest::Sha256.hash(b"message");
+    signer.sign_digest(Digest::Sha256, &hash).expect("signs");
+    tpm.pause();
+    for call in ["signing", "opening the TPM"] {
+        // The first stalls in TPM2_Sign; the second in opening a new context.
+        let start = Instant::now();
+        let err = signer
+            .sign_digest(Digest::Sha256, &hash)
+            .expect_err("a stopped TPM does not sign");
+        assert!(
+            matches!(&err, TpmError::Timeout { call: c, secs: 2, .. } if *c == call),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("did not answer within 2 s"),
+            "{err}"
+        );
+        assert!(err.hint().is_some_and(|h| h.contains(context::TIMEOUT_ENV)));
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    tpm.resume();
+    // A new context; the stalled ones finish, flush what they loaded and close.
+    signer
+        .sign_digest(Digest::Sha256, &hash)
+        .expect("signs once the TPM answers");
+    drop(signer);
+    // Counted through a bounded context of our own: after the stalls, tpm2-tools' swtpm
+    // TCTI was seen to wait for ever on swtpm's one-connection-at-a-time queue.
+    let mut worker = tpm
+        .tcti()
+        .with_timeout(Duration::from_secs(10))
+        .connect()
+        .expect("connects");
+    let (data, _) = worker
+        .call("counting transient objects", |ctx| {
+            ctx.execute_without_session(|c| {
+                c.get_capability(
+                    tss_esapi::constants::CapabilityType::Handles,
+                    0x8000_0000,
+                    16,
+                )
+            })
+        })
+        .expect("answers")
+        .expect("get_capability");
+    let tss_esapi::structures::CapabilityData::Handles(handles) = data else {
+        panic!("not a handle list: {data:?}");
+    };
+    assert_eq!(handles.len(), 0, "{handles:?}");
+}
+
+#[test]
 fn loads_once_signs_many_and_flushes_on_drop() {
     let tpm = Swtpm::provisioned(true);
     let id = identity(

@@ -173,6 +173,30 @@ impl Swtpm {
         }
     }
 
+    /// Freezes the simulator (SIGSTOP): connections are still accepted by the kernel, and
+    /// no command is answered, as with a hung TPM.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a [`Swtpm::pause`]d simulator.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Sends a signal to swtpm itself (the child is the `timeout` that runs it).
+    fn signal(&self, signal: &str) {
+        let parent = self.child.as_ref().expect("running").id();
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .expect("children of timeout");
+        let pid = children.split_whitespace().next().expect("swtpm pid");
+        let status = Command::new("kill")
+            .args([signal, pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Stops and starts it again on the same ports and state (a TPM reset: transient
     /// objects are gone, persistent ones stay).
     pub fn restart(&mut self) {
