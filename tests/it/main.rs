@@ -8,6 +8,7 @@ mod cli;
 mod dropin;
 mod endpoint;
 mod file_keys;
+mod fuzz;
 mod hostile;
 mod mldsa;
 mod pkcs11;

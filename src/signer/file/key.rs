@@ -207,10 +207,20 @@ fn rsa_from_pkcs1(der: &[u8], origin: &str, format: &'static str) -> Result<File
         }
     })?;
     let public_key = pair.public().as_ref().to_vec();
-    Ok(FileKey {
+    let key = FileKey {
         inner: Inner::Rsa(Box::new(pair)),
         public_key,
-    })
+    };
+    // ring checks n, e, p and q, but not that dP, dQ and qInv belong to them: a key with a
+    // damaged CRT component loads and then fails every signature. One signature now turns
+    // that into a load error naming the file (ring verifies each signature it makes).
+    if key.sign(Digest::Sha256, b"ra-signer key check").is_err() {
+        return Err(FileKeyError::KeyRejected {
+            path: origin.to_owned(),
+            detail: "its RSA components are inconsistent (it cannot sign)".to_owned(),
+        });
+    }
+    Ok(key)
 }
 
 /// Builds an EC key from the raw private scalar. When the file also stores the public key,

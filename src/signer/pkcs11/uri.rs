@@ -133,10 +133,10 @@ impl Pkcs11Uri {
 
     /// Parses a `pkcs11:` URI.
     pub fn parse(text: &str) -> Result<Self, UriError> {
-        let shown = redact_pin_value(text);
+        let shown = escape_controls(&redact_pin_value(text));
         let bad = |reason: String| UriError {
             uri: shown.clone(),
-            reason,
+            reason: escape_controls(&redact_pin_value(&reason)),
         };
         let text = text.trim();
         let rest = match text.get(..7) {
@@ -518,22 +518,40 @@ fn decode(value: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The URI with the value of any `pin-value` replaced, for error messages.
-pub fn redact_pin_value(text: &str) -> String {
-    let Some((head, query)) = text.split_once('?') else {
-        return text.to_owned();
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|part| {
-            if part.to_ascii_lowercase().starts_with("pin-value") {
-                "pin-value=***".to_owned()
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): the URI and the values
+/// decoded from it are echoed in error lines, which must stay one line each.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
             } else {
-                part.to_owned()
+                c.to_string()
             }
         })
-        .collect();
-    format!("{head}?{}", query.join("&"))
+        .collect()
+}
+
+/// The URI with the value of any `pin-value` replaced, for error messages: every one,
+/// whatever the case of its name and wherever it stands (a PIN put in the path part by
+/// mistake is still a PIN).
+pub fn redact_pin_value(text: &str) -> String {
+    const NAME: &str = "pin-value=";
+    // ASCII lowercasing keeps every byte offset of `text`.
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    while let Some(found) = lower[copied..].find(NAME) {
+        let value = copied + found + NAME.len();
+        let end = text[value..]
+            .find(['&', ';', '?', '#'])
+            .map_or(text.len(), |e| value + e);
+        out.push_str(&text[copied..value]);
+        out.push_str("***");
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -681,11 +699,39 @@ mod tests {
         }
     }
 
+    /// Found by the fuzz target (tests/it/fuzz/pkcs11_uri.rs): the URI and decoded values
+    /// were echoed with their control characters.
+    #[test]
+    fn errors_are_one_line() {
+        for uri in [
+            "\u{0}",
+            "\u{1b}[2Jpkcs11:token=a",
+            "pkcs11:token=a\nra-signer: forged",
+            "pkcs11:slot-id=%0Ara-signer:%20forged",
+            "pkcs11:type=%1b[2J",
+        ] {
+            let e = Pkcs11Uri::parse(uri).expect_err(uri).to_string();
+            assert!(!e.chars().any(char::is_control), "{uri:?}: {e:?}");
+        }
+    }
+
     #[test]
     fn errors_never_show_the_pin() {
         let e = Pkcs11Uri::parse("pkcs11:bogus=1?pin-value=s3cret").expect_err("bad");
         assert!(!e.to_string().contains("s3cret"), "{e}");
         assert!(e.to_string().contains("pin-value=***"));
+        // Found by the fuzz target: a pin-value in the path part, in another case, or in
+        // text that is no URI at all was echoed whole.
+        for uri in [
+            "pkcs11:token=a;pin-value=s3cret",
+            "pkcs11:token=a;PIN-VALUE=s3cret;object=b",
+            "PKCS11:bogus=1?Pin-Value=s3cret&pin-value=s3cret",
+            "pin-value=s3cret",
+            " pkcs11:x=1?a=b&pin-value=s3cret#frag",
+        ] {
+            let e = Pkcs11Uri::parse(uri).expect_err(uri).to_string();
+            assert!(!e.contains("s3cret"), "{uri}: {e}");
+        }
     }
 
     #[test]
