@@ -103,9 +103,9 @@ fn key_files() {
     });
 }
 
-/// Found by this target: a PKCS#1 key with one bit flipped in `dP` (seed-rsa-pkcs1.der at
-/// offset 800) passed ring's checks, loaded, and then failed every signature; it is now
-/// refused when the file is loaded, naming the file.
+/// Found by this target: a PKCS#1 key with one bit flipped in `dP` (the file is the RSA
+/// seed as first committed, byte 800 changed) passed ring's checks, loaded, and then failed
+/// every signature; it is now refused when the file is loaded, naming the file.
 #[test]
 fn regress_rsa_key_with_a_damaged_crt_component_is_refused_at_load() {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
