@@ -349,7 +349,8 @@ pub fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<(String, Vec<u8>),
             body.push_str(inner);
         }
         if !closed {
-            blocks.push(Err(format!("PEM block \"{label}\" has no END line")));
+            // Debug quoting escapes control characters: the label is the file's text.
+            blocks.push(Err(format!("PEM block {label:?} has no END line")));
             break;
         }
         if body.contains('\u{0}') {
@@ -358,9 +359,7 @@ pub fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<(String, Vec<u8>),
         }
         match base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
             Ok(der) => blocks.push(Ok((label.to_owned(), der))),
-            Err(e) => blocks.push(Err(format!(
-                "PEM block \"{label}\" is not valid base64: {e}"
-            ))),
+            Err(e) => blocks.push(Err(format!("PEM block {label:?} is not valid base64: {e}"))),
         }
     }
     blocks.into_iter()

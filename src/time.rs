@@ -70,7 +70,10 @@ impl UtcTime {
         };
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
+            return None;
+        }
+        if h > 23 || mi > 59 || sec > 60 {
             return None;
         }
         let mut rest = &s[19..];
@@ -88,8 +91,15 @@ impl UtcTime {
                 if rb.len() != 6 || rb[3] != b':' || !matches!(rb[0], b'+' | b'-') {
                     return None;
                 }
-                let oh: i64 = rest.get(1..3)?.parse().ok()?;
-                let om: i64 = rest.get(4..6)?.parse().ok()?;
+                // Digits only: `parse` alone would take "+1" or "-0" as an hour.
+                if ![1, 2, 4, 5].iter().all(|&i| rb[i].is_ascii_digit()) {
+                    return None;
+                }
+                let oh = i64::from(rb[1] - b'0') * 10 + i64::from(rb[2] - b'0');
+                let om = i64::from(rb[4] - b'0') * 10 + i64::from(rb[5] - b'0');
+                if oh > 23 || om > 59 {
+                    return None;
+                }
                 let sign = if rb[0] == b'-' { -1 } else { 1 };
                 sign * (oh * 3600 + om * 60)
             }
@@ -111,6 +121,17 @@ impl std::ops::Add<Duration> for UtcTime {
     type Output = UtcTime;
     fn add(self, d: Duration) -> UtcTime {
         UtcTime(self.0.saturating_add(d.as_secs()))
+    }
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
+        2 => 28,
+        _ => 31,
     }
 }
 
@@ -155,6 +176,23 @@ mod tests {
     }
 
     #[test]
+    fn leap_days_and_month_ends() {
+        for (good, secs) in [
+            ("2024-02-29T00:00:00Z", 1_709_164_800),
+            ("2000-02-29T00:00:00Z", 951_782_400),
+            ("2025-01-31T00:00:00Z", 1_738_281_600),
+            ("2025-12-11T16:34:25-23:59", 1_765_557_205),
+        ] {
+            assert_eq!(
+                UtcTime::parse_rfc3339(good).map(UtcTime::unix),
+                Some(secs),
+                "{good}"
+            );
+        }
+        assert_eq!(UtcTime::parse_rfc3339("2100-02-29T00:00:00Z"), None);
+    }
+
+    #[test]
     fn parses_what_it_formats_and_offsets() {
         for secs in [0, 951_782_400, 1_709_251_199, 4_102_444_800] {
             let t = UtcTime::from_unix(secs);
@@ -167,6 +205,16 @@ mod tests {
         for bad in [
             "",
             "2025-13-01T00:00:00Z",
+            // Found by the fuzz target (tests/it/fuzz/rfc3339.rs): days past the month's
+            // end, and offsets out of range or with a sign where a digit belongs.
+            "9999-02-31T23:59:59.9Z",
+            "2025-02-29T00:00:00Z",
+            "2025-04-31T00:00:00Z",
+            "1970-01-02T01:12:00+24:00",
+            "2025-12-11T16:34:25+01:60",
+            "2025-12-11T16:34:25++1:00",
+            "2025-12-11T16:34:25+-1:00",
+            "2025-12-11T16:34:25-+0:00",
             "2025-12-11 16:34:25",
             "2025-12-11T16:34:25",
         ] {

@@ -9,6 +9,7 @@ mod credentials_file;
 mod dropin;
 mod endpoint;
 mod file_keys;
+mod fuzz;
 mod hostile;
 mod mldsa;
 mod pkcs11;

@@ -75,7 +75,16 @@ impl Signer for FileKey {
                     message,
                     &mut signature,
                 )
-                .map_err(|_| SignError::new("RSA signing with the file key failed".to_owned()))?;
+                // ring checks n, e, p and q at load but not dP, dQ and qInv; it verifies each
+                // signature it makes, so a damaged CRT component fails here. Checking at load
+                // would cost a second private-key operation on every run.
+                .map_err(|_| {
+                    SignError::new(
+                        "RSA signing with the file key failed: its RSA components are inconsistent"
+                            .to_owned(),
+                    )
+                    .with_hint("the key file is damaged: restore it or issue a new key")
+                })?;
                 Ok(signature)
             }
             Inner::P256(key) => {

@@ -135,10 +135,10 @@ impl Pkcs11Uri {
 
     /// Parses a `pkcs11:` URI.
     pub fn parse(text: &str) -> Result<Self, UriError> {
-        let shown = redact_pin_value(text);
+        let shown = escape_controls(&redact_pin_value(text));
         let bad = |reason: String| UriError {
             uri: shown.clone(),
-            reason,
+            reason: escape_controls(&redact_pin_value(&reason)),
         };
         let text = text.trim();
         let rest = match text.get(..7) {
@@ -530,6 +530,20 @@ fn refuse_pin_like_name(name: &str, section: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): the URI and the values
+/// decoded from it are echoed in error lines, which must stay one line each.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,6 +689,22 @@ mod tests {
         }
     }
 
+    /// Found by the fuzz target (tests/it/fuzz/pkcs11_uri.rs): the URI and decoded values
+    /// were echoed with their control characters.
+    #[test]
+    fn errors_are_one_line() {
+        for uri in [
+            "\u{0}",
+            "\u{1b}[2Jpkcs11:token=a",
+            "pkcs11:token=a\nra-signer: forged",
+            "pkcs11:slot-id=%0Ara-signer:%20forged",
+            "pkcs11:type=%1b[2J",
+        ] {
+            let e = Pkcs11Uri::parse(uri).expect_err(uri).to_string();
+            assert!(!e.chars().any(char::is_control), "{uri:?}: {e:?}");
+        }
+    }
+
     #[test]
     fn errors_never_show_the_pin() {
         let e = Pkcs11Uri::parse("pkcs11:bogus=1?pin-value=s3cret").expect_err("bad");
@@ -719,6 +749,18 @@ mod tests {
             redact_pin_value("PKCS11:token=t?PIN-VALUE=1"),
             "PKCS11:token=t?PIN-VALUE=***"
         );
+        // Found by the fuzz target: a pin-value in the path part, in another case, or in
+        // text that is no URI at all was echoed whole.
+        for uri in [
+            "pkcs11:token=a;pin-value=s3cret",
+            "pkcs11:token=a;PIN-VALUE=s3cret;object=b",
+            "PKCS11:bogus=1?Pin-Value=s3cret&pin-value=s3cret",
+            "pin-value=s3cret",
+            " pkcs11:x=1?a=b&pin-value=s3cret#frag",
+        ] {
+            let e = Pkcs11Uri::parse(uri).expect_err(uri).to_string();
+            assert!(!e.contains("s3cret"), "{uri}: {e}");
+        }
     }
 
     #[test]
