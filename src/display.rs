@@ -83,43 +83,42 @@ fn is_invisible_format(c: char) -> bool {
 /// one. A PIN's value runs to where the parser would end it (`;` or `?` in the path, `&` in
 /// the query), so what the parser would send to the token is never shown.
 pub fn redact_pin_value(text: &str) -> String {
-    let (path, query) = match text.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (text, None),
-    };
-    let mut out = redact_parts(path, ';');
-    if let Some(query) = query {
-        out.push('?');
-        // A PIN last in the path may hold a '?' itself: its rest runs to the first '&'.
-        let query = match path.rsplit(';').next() {
-            Some(last) if is_pin_like(last) => match query.split_once('&') {
-                Some((_, rest)) => format!("***&{rest}"),
-                None => "***".to_owned(),
-            },
-            _ => query.to_owned(),
-        };
-        out.push_str(&redact_parts(&query, '&'));
+    let mut out = String::with_capacity(text.len());
+    // In redaction: a PIN's value may hold `;` or `?` (the query's own separator is the only
+    // one a PIN value cannot hold), so once a PIN-like part starts, everything up to the next
+    // `&` is hidden. That over-redacts a PIN put in the path part, which is safe.
+    let mut hiding = false;
+    let mut rest = text;
+    loop {
+        let end = rest.find([';', '&', '?']).unwrap_or(rest.len());
+        let (part, tail) = rest.split_at(end);
+        let separator = tail.chars().next();
+        if !hiding && is_pin_like(part) {
+            let name = part.split_once('=').map_or(part, |(n, _)| n);
+            if name.contains('%') || !name.to_ascii_lowercase().contains("pin") {
+                out.push_str("pin-value=***");
+            } else {
+                out.push_str(name);
+                out.push_str("=***");
+            }
+            hiding = true;
+        } else if !hiding {
+            out.push_str(part);
+        }
+        match separator {
+            None => break,
+            Some(c) => {
+                if c == '&' {
+                    hiding = false;
+                }
+                if !hiding {
+                    out.push(c);
+                }
+                rest = &tail[1..];
+            }
+        }
     }
     out
-}
-
-fn redact_parts(section: &str, separator: char) -> String {
-    let parts: Vec<String> = section
-        .split(separator)
-        .map(|part| {
-            if is_pin_like(part) {
-                let name = part.split_once('=').map_or(part, |(n, _)| n);
-                if name.contains('%') || !name.to_ascii_lowercase().contains("pin") {
-                    "pin-value=***".to_owned()
-                } else {
-                    format!("{name}=***")
-                }
-            } else {
-                part.to_owned()
-            }
-        })
-        .collect();
-    parts.join(&separator.to_string())
 }
 
 /// Whether an attribute (`name=value`, or a bare word) may carry a PIN: its name, decoded

@@ -731,6 +731,9 @@ mod tests {
             "pkcs11:token=t;pin%3D987654=1",
             "pkcs11:token=t?pin%3D987654=1",
             "pkcs11:token=t?pin-value=1&pin-value=987654",
+            // Found by the fuzz target: a `?` before the scheme.
+            "?pkcs11:token=t;pin-value=987654",
+            "pkcs11:token=t?module-name=m;pin-value=987654",
         ] {
             let shown = redact_pin_value(uri);
             assert!(
