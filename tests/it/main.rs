@@ -11,6 +11,7 @@ mod file_keys;
 mod hostile;
 mod mldsa;
 mod pkcs11;
+mod process;
 mod real_clients;
 mod serve;
 #[cfg(feature = "tpm")]
