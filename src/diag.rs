@@ -32,15 +32,17 @@ macro_rules! diag {
 /// Writes a command's result on stdout and flushes it. A stdout whose reader has gone
 /// (EPIPE), or that cannot be written, is an error (exit 1): the result was not delivered.
 pub fn result(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
-    let failed = |detail: String| {
-        Error::new(
+    let failed = |e: std::io::Error| {
+        let error = Error::new(
             ErrorClass::Other,
-            format!("cannot write the result to stdout: {detail}"),
-        )
-        .with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
+            format!("cannot write the result to stdout: {e}"),
+        );
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            error.with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
+        } else {
+            error
+        }
     };
     let mut out = std::io::stdout().lock();
-    write(&mut out)
-        .and_then(|()| out.flush())
-        .map_err(|e| failed(e.to_string()))
+    write(&mut out).and_then(|()| out.flush()).map_err(failed)
 }
