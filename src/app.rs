@@ -1,8 +1,6 @@
 //! The commands: each takes parsed flags, calls the library, and writes its output. Errors
 //! are classified here, once, with hints that use what we know about the identity.
 
-use std::io::Write;
-
 use base64::Engine;
 
 use crate::cert::Cert;
@@ -31,15 +29,14 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::Update(args) => crate::update::run(&args),
         Command::Keygen(args) => crate::keygen::run(&args),
         Command::Version => {
-            println!("ra-signer {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+            crate::diag::result(|out| writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION")))
         }
     }
 }
 
 fn warn(identity: &IdentityArgs) {
     for w in identity.warnings() {
-        eprintln!("ra-signer: warning: {w}");
+        crate::diag!("ra-signer: warning: {w}");
     }
 }
 
@@ -81,10 +78,7 @@ fn credential_process(args: &CredentialProcessArgs) -> Result<(), Error> {
         }
     };
     let json = credentials.to_process_json();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", json.as_str())
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot write to stdout: {e}")))
+    crate::diag::result(|out| writeln!(out, "{}", json.as_str()))
 }
 
 /// Turns a CreateSession failure into a sentence, a hint and a class.
@@ -226,7 +220,7 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
                 format!("digest {}", digest.name()),
             )
         };
-        eprintln!(
+        crate::diag!(
             "ra-signer: debug: signing the fixed string \"AWS Roles Anywhere Credential Helper Signing Test\" || \"1\"{suffix} with the {} key, {how}",
             signer.key_type()
         );
@@ -235,16 +229,12 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
         .sign(digest, &test_string(signer))
         .map_err(|e| Error::new(ErrorClass::Identity, format!("signing failed: {e}")))?;
     let hex = crate::cert::hex_lower(&signature);
-    let mut out = std::io::stdout().lock();
     // As the Go helper prints them: no line ending.
-    let written = match args.format {
+    crate::diag::result(|out| match args.format {
         SignFormat::Text => write!(out, "{hex}"),
         SignFormat::Json => write!(out, "{}", serde_json::Value::from(hex)),
         SignFormat::Bin => out.write_all(&signature),
-    };
-    written
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot write to stdout: {e}")))
+    })
 }
 
 /// The JSON of `read-certificate-data` for one certificate. `keyType` is "RSA", "EC" or the
@@ -285,7 +275,7 @@ fn read_certificate_data(args: &ReadCertificateDataArgs) -> Result<(), Error> {
     let text = match certificate {
         CertificateSource::File(path) => {
             if args.debug {
-                eprintln!(
+                crate::diag!(
                     "ra-signer: debug: reading the certificate of {}",
                     path.display()
                 );
@@ -314,10 +304,7 @@ fn read_certificate_data(args: &ReadCertificateDataArgs) -> Result<(), Error> {
             }
         }
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", text.trim_end())
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot write to stdout: {e}")))
+    crate::diag::result(|out| writeln!(out, "{}", text.trim_end()))
 }
 
 /// Flags that name a key or a key's secret mean nothing to a command that reads
@@ -463,7 +450,7 @@ fn token_certificates(
     debug: bool,
 ) -> Result<Vec<(Cert, String)>, Error> {
     if debug {
-        eprintln!(
+        crate::diag!(
             "ra-signer: debug: listing the certificates matching {}",
             signer::pkcs11::uri::redact_pin_value(uri)
         );

@@ -94,7 +94,7 @@ pub fn key(
         Some(f) => f,
         None => {
             if debug {
-                eprintln!(
+                crate::diag!(
                     "ra-signer: debug: cache: cannot read the certificate to key the cache; not caching"
                 );
             }
@@ -264,7 +264,9 @@ pub fn store(key: &CacheKey, creds: &Credentials) {
 #[cfg(not(target_os = "linux"))]
 pub fn lookup(key: &CacheKey) -> Option<Credentials> {
     if key.debug {
-        eprintln!("ra-signer: debug: cache: the kernel keyring exists only on Linux; not caching");
+        crate::diag!(
+            "ra-signer: debug: cache: the kernel keyring exists only on Linux; not caching"
+        );
     }
     None
 }
@@ -284,7 +286,7 @@ fn unavailable(key: &CacheKey, e: &linux_keyutils::KeyError) {
 #[cfg(target_os = "linux")]
 fn note(key: &CacheKey, what: &str) {
     if key.debug {
-        eprintln!("ra-signer: debug: cache: {what}");
+        crate::diag!("ra-signer: debug: cache: {what}");
     }
 }
 
@@ -420,7 +422,7 @@ mod tests {
         };
         store(&k, &creds);
         let Some(got) = lookup(&k) else {
-            eprintln!("the kernel keyring is not available here: skipping");
+            crate::diag!("the kernel keyring is not available here: skipping");
             return;
         };
         assert_eq!(got.access_key_id, "ASIAUNITTEST");

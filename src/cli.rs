@@ -457,15 +457,17 @@ impl SessionArgs {
             request.trust_anchor_arn.partition(),
         )?;
         for w in &chosen.warnings {
-            eprintln!("ra-signer: warning: {w}");
+            crate::diag!("ra-signer: warning: {w}");
         }
         if o.debug {
-            eprintln!(
+            crate::diag!(
                 "ra-signer: debug: endpoint {} ({}), signing region {}",
-                chosen.url, chosen.why, chosen.region
+                chosen.url,
+                chosen.why,
+                chosen.region
             );
             for n in &chosen.notes {
-                eprintln!("ra-signer: debug: endpoint: {n}");
+                crate::diag!("ra-signer: debug: endpoint: {n}");
             }
         }
         let (endpoint, region) = (chosen.url, chosen.region);

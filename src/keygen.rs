@@ -128,11 +128,11 @@ pub fn run(args: &KeygenArgs) -> Result<(), Error> {
             "on the PKCS#11 token"
         };
         match &args.import_cert {
-            Some(cert) => eprintln!(
+            Some(cert) => crate::diag!(
                 "ra-signer: debug: keygen: storing {} beside the key {place}",
                 cert.display()
             ),
-            None => eprintln!(
+            None => crate::diag!(
                 "ra-signer: debug: keygen: generating a non-extractable {:?} key {place}",
                 args.key_type
             ),
@@ -388,15 +388,15 @@ mod imp {
             _ => Error::new(ErrorClass::Other, e.to_string()),
         })?;
         match &args.csr_out {
-            Some(path) => std::fs::write(path, &pem).map_err(|e| {
+            Some(path) => crate::outfile::write(path, pem.as_bytes(), true).map_err(|e| {
                 Error::new(
                     ErrorClass::Other,
                     format!("cannot write {}: {e}", path.display()),
                 )
             })?,
-            None => print!("{pem}"),
+            None => crate::diag::result(|out| out.write_all(pem.as_bytes()))?,
         }
-        eprintln!(
+        crate::diag!(
             "generated {} key {} inside the token (sensitive, not extractable{})",
             signer.key_type(),
             key_uri,
@@ -407,9 +407,9 @@ mod imp {
             }
         );
         if let Some(path) = &args.csr_out {
-            eprintln!("CSR written to {}", path.display());
+            crate::diag!("CSR written to {}", path.display());
         }
-        eprintln!(
+        crate::diag!(
             "next: have your CA sign the CSR, then: ra-signer keygen --pkcs11-uri '{}' --import-cert CERT.pem",
             {
                 let mut u = key_uri.clone();
@@ -520,7 +520,7 @@ mod imp {
                 written += 1;
             }
         }
-        eprintln!(
+        crate::diag!(
             "stored {written} certificate(s) on {} beside key {} (subject \"{}\", serial {})",
             token.desc,
             key.describe(),

@@ -6,6 +6,10 @@
 //! [`credentials`] (what is handed to SDKs), and [`cli`]/[`app`] at the top.
 
 #![forbid(unsafe_code)]
+// Diagnostics go through `diag`, whose writer survives a closed stderr; results through
+// `diag::result`, which reports a closed stdout.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+#![cfg_attr(test, allow(clippy::print_stderr, clippy::print_stdout))]
 
 pub mod app;
 pub mod cache;
@@ -14,11 +18,13 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod credentials_file;
+pub mod diag;
 pub mod display;
 pub mod endpoint;
 pub mod error;
 pub mod input;
 pub mod keygen;
+pub mod outfile;
 pub mod proxy;
 pub mod rolesanywhere;
 pub mod secret;

@@ -206,7 +206,7 @@ impl Client {
                 Ok(c) => return Ok(c),
                 Err(e) if e.is_retryable() && attempt < self.options.max_attempts => {
                     let delay = backoff(attempt);
-                    eprintln!(
+                    crate::diag!(
                         "ra-signer: attempt {attempt} of {} failed ({e}); retrying in {} ms",
                         self.options.max_attempts,
                         delay.as_millis()
@@ -242,9 +242,10 @@ impl Client {
         };
         let signed = sigv4x509::sign(&parts, identity, &self.options.region, now)?;
         if self.options.debug {
-            eprintln!(
+            crate::diag!(
                 "ra-signer: debug: canonical request:\n{}\nra-signer: debug: string to sign:\n{}",
-                signed.canonical_request, signed.string_to_sign
+                signed.canonical_request,
+                signed.string_to_sign
             );
         }
         let mut url = self.url.clone();
@@ -263,7 +264,7 @@ impl Client {
         let error_type = header(&resp, "x-amzn-errortype");
         let body = self.read_body(resp, status)?;
         if self.options.debug {
-            eprintln!(
+            crate::diag!(
                 "ra-signer: debug: HTTP {status} from {}",
                 crate::proxy::shown(&self.url)
             );

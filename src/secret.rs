@@ -98,8 +98,8 @@ pub fn resolve(sources: &[SecretSource], what: &str) -> Result<Secret, SecretErr
         match source {
             SecretSource::Value(v) => return Ok(v.clone()),
             SecretSource::Env(name) => {
-                if let Some(v) = std::env::var_os(name) {
-                    return Ok(Secret::new(v.to_string_lossy().into_owned()));
+                if let Some(v) = from_environment(name) {
+                    return Ok(v);
                 }
             }
             SecretSource::File(path) => return read_secret_file(path, what),
@@ -119,6 +119,55 @@ pub fn resolve(sources: &[SecretSource], what: &str) -> Result<Secret, SecretErr
     Err(SecretError::NoneGiven {
         what: what.to_owned(),
     })
+}
+
+/// The environment variables that hold secrets. The binary reads them once at start-up
+/// ([`capture_environment`]) and then removes them from the process environment, so that no
+/// child inherits them and nothing reads them from there again.
+pub const SECRET_ENV_VARS: &[&str] = &[
+    "RA_SIGNER_PKCS8_PASSWORD",
+    "RA_SIGNER_PKCS11_PIN",
+    "RA_SIGNER_PKCS11_CONTEXT_PIN",
+    "RA_SIGNER_TPM_KEY_PASSWORD",
+    "RA_SIGNER_TPM_PARENT_PASSWORD",
+    "RA_SIGNER_TPM_OWNER_PASSWORD",
+    "TPM2OPENSSL_PARENT_AUTH",
+];
+
+/// What [`capture_environment`] read: once it has run, [`SecretSource::Env`] of a name in
+/// [`SECRET_ENV_VARS`] is answered from here, never from the environment.
+static CAPTURED: std::sync::OnceLock<Vec<(&'static str, Secret)>> = std::sync::OnceLock::new();
+
+/// Reads every variable of [`SECRET_ENV_VARS`] that is set, and returns their names for the
+/// caller to remove from the environment. Only the first call reads.
+pub fn capture_environment() -> Vec<&'static str> {
+    let captured = CAPTURED.get_or_init(|| {
+        SECRET_ENV_VARS
+            .iter()
+            .filter_map(|&name| {
+                let raw = Zeroizing::new(std::env::var_os(name)?.into_encoded_bytes());
+                Some((
+                    name,
+                    Secret::new(String::from_utf8_lossy(&raw).into_owned()),
+                ))
+            })
+            .collect()
+    });
+    captured.iter().map(|(name, _)| *name).collect()
+}
+
+fn from_environment(name: &str) -> Option<Secret> {
+    match CAPTURED.get() {
+        Some(captured) if SECRET_ENV_VARS.contains(&name) => captured
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.clone()),
+        // The library used without the binary's start-up (its own tests, an embedder).
+        _ => {
+            let raw = Zeroizing::new(std::env::var_os(name)?.into_encoded_bytes());
+            Some(Secret::new(String::from_utf8_lossy(&raw).into_owned()))
+        }
+    }
 }
 
 /// Reads a secret file: its first line, without the line ending. An empty first line is
@@ -155,6 +204,25 @@ mod tests {
         let s = Secret::new("hunter2".into());
         assert_eq!(format!("{s:?}"), "** redacted **");
         assert!(!format!("{:?}", SecretSource::Value(s)).contains("hunter2"));
+    }
+
+    #[test]
+    fn every_secret_variable_is_captured() {
+        let mut named = vec![
+            crate::cli::ENV_PKCS8_PASSWORD,
+            crate::cli::ENV_PKCS11_PIN,
+            crate::cli::ENV_PKCS11_CONTEXT_PIN,
+            crate::cli::ENV_TPM_KEY_PASSWORD,
+        ];
+        #[cfg(feature = "tpm")]
+        named.extend([
+            crate::signer::tpm::PARENT_PASSWORD_ENV,
+            crate::signer::tpm::OWNER_PASSWORD_ENV,
+            crate::signer::tpm::OPENSSL_PARENT_AUTH_ENV,
+        ]);
+        for name in named {
+            assert!(SECRET_ENV_VARS.contains(&name), "{name}");
+        }
     }
 
     #[test]

@@ -113,7 +113,7 @@ fn check_profile(name: &str) -> Result<(), Error> {
 /// Runs `update`.
 pub fn run(args: &UpdateArgs) -> Result<(), Error> {
     for w in args.identity.warnings() {
-        eprintln!("ra-signer: warning: {w}");
+        crate::diag!("ra-signer: warning: {w}");
     }
     check_profile(&args.profile)?;
     let request = args.session.to_request()?;

@@ -245,7 +245,7 @@ fn set_hop_limit(socket: &socket2::Socket, addr: SocketAddr, hop_limit: u8) -> s
 /// Runs `serve` until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
 pub fn run(args: &ServeArgs) -> Result<(), Error> {
     for w in args.identity.warnings() {
-        eprintln!("ra-signer: warning: {w}");
+        crate::diag!("ra-signer: warning: {w}");
     }
     // 1. Flags.
     check_bind(args.bind, args.hop_limit)?;

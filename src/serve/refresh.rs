@@ -21,7 +21,7 @@ use crate::time::UtcTime;
 /// Writes one log line on stderr: `ra-signer: <UTC time> <what>: <message>`. Callers never
 /// pass secrets.
 pub fn log(what: &str, message: &str) {
-    eprintln!("ra-signer: {} {what}: {message}", UtcTime::now().rfc3339());
+    crate::diag!("ra-signer: {} {what}: {message}", UtcTime::now().rfc3339());
 }
 
 /// The message and hint of an error, on one line.

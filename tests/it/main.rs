@@ -13,6 +13,7 @@ mod fuzz;
 mod hostile;
 mod mldsa;
 mod pkcs11;
+mod process;
 mod real_clients;
 mod serve;
 #[cfg(feature = "tpm")]

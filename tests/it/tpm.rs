@@ -15,7 +15,7 @@ fn repo() -> PathBuf {
 
 /// A private swtpm started by `softhsm/swtpm-start.sh`, stopped on drop (and by itself
 /// after ten minutes): on loopback TCP, or on a UNIX socket.
-struct Swtpm {
+pub struct Swtpm {
     dir: tempfile::TempDir,
     /// The TCP port, or 0 for a UNIX-socket swtpm.
     port: u16,
@@ -23,7 +23,7 @@ struct Swtpm {
 
 impl Swtpm {
     /// Starts a swtpm on TCP whose state is a copy of `state` (or fresh).
-    fn start(state: Option<&Path>) -> Swtpm {
+    pub fn start(state: Option<&Path>) -> Swtpm {
         Swtpm::start_with(state, false, false)
     }
 
@@ -69,7 +69,7 @@ impl Swtpm {
         Swtpm { dir, port }
     }
 
-    fn tcti(&self) -> String {
+    pub fn tcti(&self) -> String {
         assert_ne!(self.port, 0, "a UNIX-socket swtpm has no TCP TCTI");
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
@@ -161,14 +161,14 @@ fn drop_keep_state(tpm: Swtpm, permall: &Path, into: &Path) {
 }
 
 /// A provisioned swtpm and an emulator trusting the fixture's root CA.
-struct TpmWorld {
+pub struct TpmWorld {
     tpm: Swtpm,
     emulator: Emulator,
     dir: tempfile::TempDir,
 }
 
 impl TpmWorld {
-    fn new() -> TpmWorld {
+    pub fn new() -> TpmWorld {
         TpmWorld::with(Swtpm::start(Some(&fixture().state)))
     }
 
@@ -215,7 +215,7 @@ impl TpmWorld {
         cmd
     }
 
-    fn run(&self, cert: &str, key: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    pub fn run(&self, cert: &str, key: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = self.command(cert, key, true, extra);
         for (k, v) in env {
             cmd.env(k, v);

@@ -11,6 +11,8 @@
 //! (certificates and paths), [`arn`], [`faults`], [`response`], [`clock`].
 
 #![forbid(unsafe_code)]
+// `eprintln!` panics on a closed stderr pipe: every line goes through `say`.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 
 mod arn;
 mod cli;
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
     let config = match cli::Args::parse().into_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ra-emulator: {e}");
+            say(format_args!("ra-emulator: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
         match loaded {
             Ok(certs) => anchors.extend(certs),
             Err(e) => {
-                eprintln!("ra-emulator: {e}");
+                say(format_args!("ra-emulator: {e}"));
                 return ExitCode::from(2);
             }
         }
@@ -56,14 +58,14 @@ fn main() -> ExitCode {
     let log = match server::Logger::open(config.log.as_deref()) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
+            say(format_args!(
                 "ra-emulator: cannot open log file {}: {e}",
                 config
                     .log
                     .as_deref()
                     .unwrap_or(std::path::Path::new("-"))
                     .display()
-            );
+            ));
             return ExitCode::from(2);
         }
     };
@@ -83,15 +85,25 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ra-emulator: cannot start the async runtime: {e}");
+            say(format_args!(
+                "ra-emulator: cannot start the async runtime: {e}"
+            ));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(server::run(&config, state)) {
         Ok(_reason) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ra-emulator: {e}");
+            say(format_args!("ra-emulator: {e}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line on stderr; a stderr that cannot be written (a closed pipe) is ignored.
+fn say(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut text = args.to_string();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

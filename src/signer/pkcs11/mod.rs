@@ -398,7 +398,7 @@ pub fn list_certificates(
                     session::login(&module, &s, token, &mut || Ok(pin.clone()))?;
                     found = matching_certificates(&s, token, &uri)?;
                 }
-                Err(Pkcs11Error::Pin(SecretError::NoneGiven { .. })) => eprintln!(
+                Err(Pkcs11Error::Pin(SecretError::NoneGiven { .. })) => crate::diag!(
                     "ra-signer: note: {} shows no matching certificate without a login; it may keep \
                      certificates private: give the PIN (--pkcs11-pin-file, or pin-source= in the URI) \
                      to look again",

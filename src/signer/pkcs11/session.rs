@@ -265,7 +265,7 @@ pub fn user_pin(
     let pin = if let Some(PinSource::File(path)) = &uri.pin_source {
         secret::read_secret_file(path, &what).map_err(Pkcs11Error::Pin)?
     } else if let Some(pin) = &uri.pin_value {
-        eprintln!(
+        crate::diag!(
             "ra-signer: warning: the PIN is given as pin-value in the PKCS#11 URI, where other users can \
              read it (process list, shell history); prefer pin-source=file:… or --pkcs11-pin-file"
         );

@@ -2,7 +2,6 @@
 //! file (or makes it persistent at a handle), and writes a PKCS#10 CSR signed inside the TPM
 //! for the CA to issue the certificate from.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tss_esapi::attributes::ObjectAttributesBuilder;
@@ -206,21 +205,15 @@ pub fn run_keygen(args: &TpmKeygenArgs) -> Result<(), crate::error::Error> {
     let csr_place = match &request.csr {
         Some(path) => path.display().to_string(),
         None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(outcome.csr_pem.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| {
-                    crate::error::Error::new(
-                        crate::error::ErrorClass::Other,
-                        format!("cannot write to stdout: {e}"),
-                    )
-                })?;
+            crate::diag::result(|out| out.write_all(outcome.csr_pem.as_bytes()))?;
             "standard output".to_owned()
         }
     };
-    eprintln!(
+    crate::diag!(
         "created a {} key inside the TPM: --private-key {}\nwrote the certificate signing request to {csr_place}\nnext: have your CA issue a certificate from the CSR, then run ra-signer with --private-key {} --certificate CERT.pem",
-        outcome.key_type, outcome.private_key_arg, outcome.private_key_arg,
+        outcome.key_type,
+        outcome.private_key_arg,
+        outcome.private_key_arg,
     );
     Ok(())
 }
@@ -268,27 +261,16 @@ pub(crate) fn key_template(key_type: TpmKeyType) -> tss_esapi::Result<Public> {
 }
 
 fn write_new(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), TpmError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
-    if overwrite {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(contents).and_then(|()| f.sync_all()))
-        .map_err(|e| {
-            TpmError::Keygen(if e.kind() == std::io::ErrorKind::AlreadyExists {
-                format!(
-                    "{} exists: not replacing it (--force replaces it)",
-                    path.display()
-                )
-            } else {
-                format!("cannot write {}: {e}", path.display())
-            })
+    crate::outfile::write(path, contents, overwrite).map_err(|e| {
+        TpmError::Keygen(if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} exists: not replacing it (--force replaces it)",
+                path.display()
+            )
+        } else {
+            format!("cannot write {}: {e}", path.display())
         })
+    })
 }
 
 /// Creates the key and its CSR.
