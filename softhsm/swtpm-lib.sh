@@ -145,6 +145,36 @@ tpm_stop() {
     rm -f "$1/swtpm.pid"
 }
 
+# tpm_restart DIR [LIFETIME_SECONDS]: stops the TCP swtpm of DIR and starts a new one on the
+# same ports with the same state, as a TPM whose host was power-cycled: every transient
+# object, session and connection is gone, persistent keys remain.
+tpm_restart() {
+    local dir=$1 lifetime=${2:-600} port
+    port=$(sed -n 's/^export SWTPM_PORT=//p' "$dir/env")
+    [ -n "$port" ] || { echo "swtpm-lib: no TCP swtpm in $dir" >&2; return 1; }
+    tpm_stop "$dir"
+    local i
+    for i in $(seq 1 250); do
+        _tpm_port_free "$port" && _tpm_port_free $((port + 1)) && break
+        sleep 0.02
+    done
+    timeout --signal=TERM "$lifetime" swtpm socket --tpm2 \
+        --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
+        --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \
+        --tpmstate "dir=$dir/state" --flags not-need-init,startup-clear \
+        --pid "file=$dir/swtpm.pid" </dev/null >>"$dir/swtpm.out" 2>&1 &
+    for i in $(seq 1 250); do
+        if [ -s "$dir/swtpm.pid" ] && ! _tpm_port_free $((port + 1)); then
+            sed -i "s/^export SWTPM_PID=.*/export SWTPM_PID=$(cat "$dir/swtpm.pid")/" "$dir/env"
+            return 0
+        fi
+        kill -0 $! 2>/dev/null || break
+        sleep 0.02
+    done
+    echo "swtpm-lib: could not restart swtpm on port $port (see $dir/swtpm.out)" >&2
+    return 1
+}
+
 # _tpm_clean: flushes what tpm2-tools leave behind without a resource manager (transient
 # objects, loaded and saved sessions), or swtpm runs out of slots (0x902, 0x903).
 _tpm_clean() {

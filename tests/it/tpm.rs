@@ -69,6 +69,26 @@ impl Swtpm {
         Swtpm { dir, port }
     }
 
+    /// The swtpm's process id, for SIGSTOP/SIGCONT.
+    pub fn pid(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("swtpm.pid"))
+            .expect("swtpm.pid")
+            .trim()
+            .to_owned()
+    }
+
+    /// Restarts this TCP swtpm on the same ports and state (`softhsm/swtpm-restart.sh`):
+    /// a power cycle, every transient object and connection gone.
+    pub fn restart(&self) {
+        let out = Command::new("bash")
+            .arg(repo().join("softhsm/swtpm-restart.sh"))
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swtpm-restart.sh");
+        assert_exit(&out, 0);
+    }
+
     pub fn tcti(&self) -> String {
         assert_ne!(self.port, 0, "a UNIX-socket swtpm has no TCP TCTI");
         format!("swtpm:host=127.0.0.1,port={}", self.port)
@@ -117,13 +137,13 @@ impl Drop for Swtpm {
 }
 
 /// The provisioned TPM state and files, made once per test binary.
-struct Fixture {
-    state: PathBuf,
-    files: PathBuf,
+pub struct Fixture {
+    pub state: PathBuf,
+    pub files: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> &'static Fixture {
+pub fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempdir();
@@ -162,9 +182,9 @@ fn drop_keep_state(tpm: Swtpm, permall: &Path, into: &Path) {
 
 /// A provisioned swtpm and an emulator trusting the fixture's root CA.
 pub struct TpmWorld {
-    tpm: Swtpm,
-    emulator: Emulator,
-    dir: tempfile::TempDir,
+    pub tpm: Swtpm,
+    pub emulator: Emulator,
+    pub dir: tempfile::TempDir,
 }
 
 impl TpmWorld {
@@ -186,7 +206,7 @@ impl TpmWorld {
     }
 
     /// [`TpmWorld::command`] for another subcommand (`update`, `serve`).
-    fn subcommand(
+    pub fn subcommand(
         &self,
         subcommand: &str,
         cert: &str,

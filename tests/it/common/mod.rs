@@ -366,6 +366,15 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// Kills the emulator: from now on its port refuses connections.
+    pub fn stop(&self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
