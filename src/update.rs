@@ -15,8 +15,8 @@
 //! it; every other line, profile and comment is kept; in the target profile only the
 //! credential keys are replaced. Missing directories are created with mode 0700.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -336,27 +336,7 @@ pub fn write_profile(path: &Path, profile: &str, creds: &Credentials) -> io::Res
     let contents = merge(&existing, profile, creds)
         .map_err(|r| io::Error::new(io::ErrorKind::InvalidData, r))?;
 
-    let mut suffix = [0u8; 6];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix);
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        crate::cert::hex_lower(&suffix)
-    ));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &target)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
+    let written = crate::outfile::write(&target, contents.as_bytes(), true);
     drop(lock);
     written
 }
