@@ -22,10 +22,9 @@ fn main() -> ExitCode {
             };
         }
     };
-    if !matches!(
-        cli.command,
-        ra_signer::cli::Command::Serve(_) | ra_signer::cli::Command::Update(_)
-    ) {
+    // `serve` and `update` stop on signals in their own way; a command without TPM objects
+    // has nothing to flush, and the default action ends it at once.
+    if cli.command.may_use_tpm() {
         exit_on_signals();
     }
     let result = ra_signer::app::run(cli.command);
@@ -50,8 +49,7 @@ static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 /// Ends a one-shot command on SIGINT, SIGTERM, SIGHUP or SIGQUIT with exit status 128+signo,
 /// once the TPM objects it holds are flushed (at most the TPM timeout: see
-/// `signer::release_hardware`); a second signal ends it at once. `serve` and `update` stop
-/// on these signals in their own way.
+/// `signer::release_hardware`); a second signal ends it at once.
 fn exit_on_signals() {
     use std::task::Poll;
     use tokio::signal::unix::{SignalKind, signal};
