@@ -322,19 +322,40 @@ impl Client {
         let mut body = Zeroizing::new(Vec::with_capacity(
             usize::try_from(expected).unwrap_or(0) + 1,
         ));
-        resp.take(MAX_RESPONSE_BYTES + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| {
-                let inner = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>());
-                match inner {
-                    Some(re) => self.transport_error(re),
-                    None => CreateSessionError::Transport {
-                        endpoint: host_port(&self.url),
-                        detail: format!("the response body broke off: {e}"),
-                        tls: false,
-                    },
-                }
-            })?;
+        let broke_off = |e: std::io::Error| {
+            let inner = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>());
+            match inner {
+                Some(re) => self.transport_error(re),
+                None => CreateSessionError::Transport {
+                    endpoint: host_port(&self.url),
+                    detail: format!("the response body broke off: {e}"),
+                    tls: false,
+                },
+            }
+        };
+        // reqwest's timeout bounds each read, not the body: a body that trickles a byte at a
+        // time would hold the caller (serve's refresher) for ever. The whole body gets the
+        // request timeout.
+        let deadline = std::time::Instant::now() + self.options.request_timeout;
+        let mut limited = resp.take(MAX_RESPONSE_BYTES + 1);
+        let mut chunk = Zeroizing::new([0u8; 16 * 1024]);
+        loop {
+            let n = limited.read(&mut chunk[..]).map_err(broke_off)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+            if std::time::Instant::now() > deadline {
+                return Err(CreateSessionError::Transport {
+                    endpoint: host_port(&self.url),
+                    detail: format!(
+                        "the response body did not arrive within {} s (it trickles)",
+                        self.options.request_timeout.as_secs()
+                    ),
+                    tls: false,
+                });
+            }
+        }
         if body.len() as u64 > MAX_RESPONSE_BYTES {
             return Err(too_large());
         }

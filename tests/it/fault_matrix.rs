@@ -2,8 +2,8 @@
 //! fault, paired with every hardware fault and every stopping signal.
 //!
 //! Each endpoint fault runs once per mode; the (hardware fault, signal) pairs are spread so
-//! that every pair occurs in each mode (a pairwise covering design: 9 runs per mode instead
-//! of 81). After each run: the last good credentials were kept (served, or left in the file)
+//! that every pair occurs in each mode (a pairwise covering design: 10 runs per mode instead
+//! of 90). After each run: the last good credentials were kept (served, or left in the file)
 //! and never past their expiry, no file was corrupted, the process stopped within a bound,
 //! and every log line is one `ra-signer:` line with no control character.
 
@@ -26,6 +26,8 @@ enum Endpoint {
     /// Headers come late (a delay past the request timeout).
     SlowHeaders,
     EndlessBody,
+    /// Headers at once, then a body that trickles for ever.
+    SlowBody,
     Garbage,
     Expired,
     /// Credentials carrying an INI section.
@@ -33,7 +35,7 @@ enum Endpoint {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 9] = [
+    const ALL: [Endpoint; 10] = [
         Endpoint::Refused,
         Endpoint::Reset,
         Endpoint::Status5xx,
@@ -43,6 +45,7 @@ impl Endpoint {
         Endpoint::Garbage,
         Endpoint::Expired,
         Endpoint::Hostile,
+        Endpoint::SlowBody,
     ];
 
     fn fault(self) -> Option<&'static str> {
@@ -53,6 +56,7 @@ impl Endpoint {
             Endpoint::Throttled => "throttle",
             Endpoint::SlowHeaders => "delay=3000",
             Endpoint::EndlessBody => "endless-body",
+            Endpoint::SlowBody => "slow-body",
             Endpoint::Garbage => "garbage",
             Endpoint::Expired => "expired",
             Endpoint::Hostile => "hostile",
@@ -219,8 +223,8 @@ fn wait_count(d: &Daemon, needle: &str, n: usize, timeout: Duration, case: &str)
     }
 }
 
-/// The case of index `i` (0..9): its endpoint fault, hardware fault and signal. Every
-/// (hardware, signal) pair occurs once.
+/// The case of index `i` (0..10): its endpoint fault, hardware fault and signal. Every
+/// (hardware, signal) pair occurs at least once.
 fn case(i: usize) -> (Endpoint, Hardware, &'static str) {
     (Endpoint::ALL[i], HARDWARE[i % 3], SIGNALS[(i / 3) % 3])
 }
@@ -373,4 +377,5 @@ matrix! {
     serve_garbage_file_int, update_garbage_file_int, 6, cfg(all());
     serve_expired_tpm_stopped_int, update_expired_tpm_stopped_int, 7, cfg(feature = "tpm");
     serve_hostile_tpm_restarted_int, update_hostile_tpm_restarted_int, 8, cfg(feature = "tpm");
+    serve_slow_body_file_hup, update_slow_body_file_hup, 9, cfg(all());
 }

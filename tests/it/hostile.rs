@@ -130,6 +130,29 @@ fn an_endless_body_is_cut_at_the_bound() {
 }
 
 #[test]
+fn a_trickling_body_is_cut_at_the_request_timeout() {
+    // reqwest's timeout bounds each read; a byte every 200 ms would never trip it.
+    let w = World::new(&["--fault", "slow-body"]);
+    let leaf = w.leaf("trickle", KeyKind::P256);
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.arg("credential-process")
+        .args(leaf.file_args())
+        .args(w.emulator.session_args())
+        .args(["--max-attempts", "1", "--request-timeout", "2"]);
+    let started = std::time::Instant::now();
+    let o = run_within(&mut cmd, 30);
+    assert_exit(&o, 5);
+    assert!(o.stdout.is_empty());
+    let err = stderr(&o);
+    assert!(err.contains("did not arrive within 2 s"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_huge_error_message_is_cut_and_escaped() {
     let w = World::new(&["--fault", "huge-message"]);
     let leaf = w.leaf("huge", KeyKind::P256);

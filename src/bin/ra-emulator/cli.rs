@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// Fault to inject: KIND[:COUNT] with KIND one of status=NNN, throttle, delay=MS,
-    /// garbage, empty-set, close, hostile, expired, endless-body, huge-message,
+    /// garbage, empty-set, close, hostile, expired, endless-body, slow-body, huge-message,
     /// control-chars (repeatable).
     #[arg(long = "fault", value_name = "SPEC")]
     pub fault: Vec<String>,

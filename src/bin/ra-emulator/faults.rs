@@ -27,6 +27,8 @@ pub enum Kind {
     Expired,
     /// 201 with a body that never ends, for clients that must bound what they read.
     EndlessBody,
+    /// 201 at once, then a body that never ends, one byte every 200 ms.
+    SlowBody,
     /// 403 `AccessDeniedException` with a message of about 900 KB (under a 1 MiB body
     /// bound), for clients that must cut what they echo.
     HugeMessage,
@@ -51,7 +53,7 @@ impl FromStr for Fault {
     fn from_str(spec: &str) -> Result<Fault, String> {
         let bad = |why: &str| {
             format!(
-                "invalid fault '{spec}': {why} (expected status=NNN, throttle, delay=MS, garbage, empty-set, close, hostile, expired, endless-body, huge-message or control-chars, optionally followed by :COUNT)"
+                "invalid fault '{spec}': {why} (expected status=NNN, throttle, delay=MS, garbage, empty-set, close, hostile, expired, endless-body, slow-body, huge-message or control-chars, optionally followed by :COUNT)"
             )
         };
         let (kind, count) = match spec.rsplit_once(':') {
@@ -74,6 +76,7 @@ impl FromStr for Fault {
                 "hostile" => Kind::Hostile,
                 "expired" => Kind::Expired,
                 "endless-body" => Kind::EndlessBody,
+                "slow-body" => Kind::SlowBody,
                 "huge-message" => Kind::HugeMessage,
                 "control-chars" => Kind::ControlChars,
                 _ => return Err(bad("unknown kind")),
@@ -104,6 +107,7 @@ impl fmt::Display for Fault {
             Kind::Hostile => f.write_str("hostile")?,
             Kind::Expired => f.write_str("expired")?,
             Kind::EndlessBody => f.write_str("endless-body")?,
+            Kind::SlowBody => f.write_str("slow-body")?,
             Kind::HugeMessage => f.write_str("huge-message")?,
             Kind::ControlChars => f.write_str("control-chars")?,
         }
@@ -191,6 +195,7 @@ mod tests {
             "empty-set:3",
             "close",
             "endless-body",
+            "slow-body:1",
             "huge-message:2",
             "control-chars",
         ] {

@@ -3,6 +3,7 @@
 //! `ring::rand::SystemRandom`.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,17 +17,25 @@ use serde_json::json;
 use crate::clock;
 use crate::verify::{Accepted, Policy};
 
-/// The body type of every response: whole, or endless (the `endless-body` fault).
+/// The body type of every response: whole, or endless (the `endless-body` and `slow-body`
+/// faults).
 pub type Body = Either<Full<Bytes>, Endless>;
 
 /// A body that never ends: the start of a CreateSession answer, then spaces (still valid
-/// JSON so far) in 64 KiB frames until the client goes away.
+/// JSON so far) until the client goes away: in 64 KiB frames, or one byte every
+/// [`SLOW_BODY_PACE`] (the `slow-body` fault: a body that trickles, for clients whose
+/// timeout must cover the body too).
 #[derive(Debug, Default)]
 pub struct Endless {
     started: bool,
+    slow: bool,
+    pace: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 static FILLER: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+/// The time between two bytes of a `slow-body` answer.
+pub const SLOW_BODY_PACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl hyper::body::Body for Endless {
     type Data = Bytes;
@@ -34,15 +43,24 @@ impl hyper::body::Body for Endless {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let data = if self.started {
-            Bytes::from_static(&FILLER)
-        } else {
+        if !self.started {
             self.started = true;
-            Bytes::from_static(br#"{"credentialSet":[{"credentials":{"accessKeyId":"#)
-        };
-        Poll::Ready(Some(Ok(Frame::data(data))))
+            let start = Bytes::from_static(br#"{"credentialSet":[{"credentials":{"accessKeyId":"#);
+            return Poll::Ready(Some(Ok(Frame::data(start))));
+        }
+        if !self.slow {
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&FILLER)))));
+        }
+        let pace = self
+            .pace
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(SLOW_BODY_PACE)));
+        if pace.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.pace = None;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
     }
 }
 
@@ -50,6 +68,16 @@ impl hyper::body::Body for Endless {
 pub fn endless(request_id: &str) -> Response<Body> {
     let mut resp = respond(201, "application/json", String::new(), request_id);
     *resp.body_mut() = Either::Right(Endless::default());
+    resp
+}
+
+/// A 201 whose headers come at once and whose body never ends, one byte at a time.
+pub fn slow_body(request_id: &str) -> Response<Body> {
+    let mut resp = respond(201, "application/json", String::new(), request_id);
+    *resp.body_mut() = Either::Right(Endless {
+        slow: true,
+        ..Endless::default()
+    });
     resp
 }
 

@@ -328,6 +328,7 @@ async fn create_session(
                 )),
             ),
             Kind::EndlessBody => (Some(201), None, Some(response::endless(rid))),
+            Kind::SlowBody => (Some(201), None, Some(response::slow_body(rid))),
             Kind::HugeMessage => {
                 let code = "AccessDeniedException";
                 (
