@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::keygen::{KeygenRequest, KeygenTarget, TpmKeyType, keygen};
-use super::testutil::{Swtpm, command_name, fixture};
+use super::testutil::{Swtpm, command_name, fixture, serial};
 use super::*;
 use crate::cert::KeyType;
 use crate::config::TpmSettings;
@@ -72,6 +72,7 @@ fn sign_and_verify(id: &Identity, digest: Digest) {
 
 #[test]
 fn every_key_type_under_each_parent_kind() {
+    let _serial = serial();
     let tpm = Swtpm::provisioned(false);
     let cases: Vec<(&str, KeyLocation, Passwords, KeyType)> = vec![
         // tpm2-openssl keys under the owner hierarchy (the SRK made on the fly).
@@ -170,6 +171,7 @@ fn every_key_type_under_each_parent_kind() {
 
 #[test]
 fn open_reads_the_config() {
+    let _serial = serial();
     let tpm = Swtpm::provisioned(false);
     let config = IdentityConfig {
         certificate: Some(CertificateSource::File(file("ossl-p384.pem"))),
@@ -221,6 +223,7 @@ fn open_reads_the_config() {
 
 #[test]
 fn a_stalled_tpm_times_out_and_the_key_is_loaded_again() {
+    let _serial = serial();
     use std::time::{Duration, Instant};
     let tpm = Swtpm::provisioned(false);
     let tcti = tpm.tcti().with_timeout(Duration::from_secs(2));
@@ -283,6 +286,7 @@ fn a_stalled_tpm_times_out_and_the_key_is_loaded_again() {
 
 #[test]
 fn loads_once_signs_many_and_flushes_on_drop() {
+    let _serial = serial();
     let tpm = Swtpm::provisioned(true);
     let id = identity(
         &tpm,
@@ -308,6 +312,7 @@ fn loads_once_signs_many_and_flushes_on_drop() {
 /// signature, drop), for each kind of key; and the Go helper's reload per signature.
 #[test]
 fn tpm_commands_per_credential() {
+    let _serial = serial();
     let tpm = Swtpm::provisioned(true);
     let mut report = Vec::new();
     let cases: Vec<(&str, KeyLocation, &str)> = vec![
@@ -368,6 +373,7 @@ fn tpm_commands_per_credential() {
 
 #[test]
 fn wrong_password_fails_once_and_is_not_retried() {
+    let _serial = serial();
     let tpm = Swtpm::provisioned(true);
     let id = identity(
         &tpm,
@@ -439,6 +445,7 @@ fn wrong_password_fails_once_and_is_not_retried() {
 
 #[test]
 fn key_password_rules() {
+    let _serial = serial();
     let settings = |sources: Vec<SecretSource>, none: bool| TpmSettings {
         tcti: None,
         key_password_sources: sources,
@@ -480,6 +487,7 @@ fn key_password_rules() {
 
 #[test]
 fn unusable_keys_say_why() {
+    let _serial = serial();
     let tpm = Swtpm::provisioned(false);
     let err = identity(
         &tpm,
@@ -545,6 +553,7 @@ fn unusable_keys_say_why() {
 
 #[test]
 fn key_files_from_elsewhere_and_garbled_blobs() {
+    let _serial = serial();
     // A fresh TPM has other seeds: the fixture's key files do not load there.
     let other = Swtpm::start();
     let err = identity(
@@ -623,6 +632,7 @@ fn key_files_from_elsewhere_and_garbled_blobs() {
 
 #[test]
 fn survives_a_tpm_restart_between_signatures() {
+    let _serial = serial();
     let mut tpm = Swtpm::provisioned(false);
     // swtpm serves one connection at a time: one identity open at once.
     for (location, cert) in [
@@ -642,6 +652,7 @@ fn survives_a_tpm_restart_between_signatures() {
 
 #[test]
 fn a_unix_socket_tpm_signs_and_survives_a_restart() {
+    let _serial = serial();
     let mut tpm = Swtpm::provisioned_unix();
     for (location, cert) in [
         (key_file("ossl-p384"), "ossl-p384"),
@@ -660,6 +671,7 @@ fn a_unix_socket_tpm_signs_and_survives_a_restart() {
 
 #[test]
 fn hierarchy_password() {
+    let _serial = serial();
     let tpm = Swtpm::start();
     tpm.run("tpm2_changeauth", &["-c", "owner", "ownerpw"]);
     let key = tpm.dir().join("k.key");
@@ -748,6 +760,7 @@ fn openssl_ok(tpm: &Swtpm, args: &[&str]) -> String {
 
 #[test]
 fn keygen_key_files_work_here_and_with_openssl() {
+    let _serial = serial();
     let tpm = Swtpm::start();
     for (key_type, pw) in [
         (TpmKeyType::P256, None),
@@ -826,6 +839,7 @@ fn keygen_key_files_work_here_and_with_openssl() {
 
 #[test]
 fn keygen_persistent_keys() {
+    let _serial = serial();
     let tpm = Swtpm::start();
     let req = request(
         &tpm,

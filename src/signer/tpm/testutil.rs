@@ -5,10 +5,19 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Tcti;
+
+/// One TPM test at a time in this process. libtss2 opens its swtpm socket without
+/// `CLOEXEC`, so a swtpm (or tool) that another test spawns meanwhile inherits the
+/// connection and keeps it open after its test closed it; swtpm serves one connection at a
+/// time, and the next test's connection then waits for ever.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The longest a test swtpm lives, whatever happens to the test process.
 const LIFETIME_SECS: &str = "900";
