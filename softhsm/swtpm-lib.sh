@@ -44,6 +44,18 @@ _tpm_port_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# _tpm_spawn_tcp DIR PORT LIFETIME [LOG_ARGS...]: starts swtpm in the background (its pid in
+# $!) on loopback PORT (commands) and PORT+1 (control), with its state in DIR/state.
+_tpm_spawn_tcp() {
+    local dir=$1 port=$2 lifetime=$3
+    shift 3
+    timeout --signal=TERM "$lifetime" swtpm socket --tpm2 \
+        --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
+        --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \
+        --tpmstate "dir=$dir/state" --flags not-need-init,startup-clear \
+        --pid "file=$dir/swtpm.pid" "$@" </dev/null >>"$dir/swtpm.out" 2>&1 &
+}
+
 # tpm_start [--unix] DIR [LIFETIME_SECONDS] [LOG_LEVEL]: starts swtpm with its state in
 # DIR/state on free loopback ports. It stops by itself after LIFETIME seconds (default
 # 3600). Writes DIR/env (source it) and exports TPM2TOOLS_TCTI, TPM2OPENSSL_TCTI, SWTPM_PORT,
@@ -69,11 +81,7 @@ tpm_start() {
         port=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
         _tpm_port_free "$port" && _tpm_port_free $((port + 1)) || continue
         rm -f "$dir/swtpm.pid"
-        timeout --signal=TERM "$lifetime" swtpm socket --tpm2 \
-            --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
-            --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \
-            --tpmstate "dir=$dir/state" --flags not-need-init,startup-clear \
-            --pid "file=$dir/swtpm.pid" "${log[@]}" </dev/null >>"$dir/swtpm.out" 2>&1 &
+        _tpm_spawn_tcp "$dir" "$port" "$lifetime" "${log[@]}"
         local i
         for i in $(seq 1 250); do
             # Listening, and still alive a moment later (a swtpm that lost a race for the
@@ -158,11 +166,7 @@ tpm_restart() {
         _tpm_port_free "$port" && _tpm_port_free $((port + 1)) && break
         sleep 0.02
     done
-    timeout --signal=TERM "$lifetime" swtpm socket --tpm2 \
-        --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
-        --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \
-        --tpmstate "dir=$dir/state" --flags not-need-init,startup-clear \
-        --pid "file=$dir/swtpm.pid" </dev/null >>"$dir/swtpm.out" 2>&1 &
+    _tpm_spawn_tcp "$dir" "$port" "$lifetime"
     for i in $(seq 1 250); do
         if [ -s "$dir/swtpm.pid" ] && ! _tpm_port_free $((port + 1)); then
             sed -i "s/^export SWTPM_PID=.*/export SWTPM_PID=$(cat "$dir/swtpm.pid")/" "$dir/env"

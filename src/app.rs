@@ -474,3 +474,23 @@ fn token_certificates(
         "this ra-signer was built without PKCS#11 support",
     ))
 }
+
+/// Whether `command` may hold TPM objects, which a signal must let it flush before the
+/// process ends. Only then is a signal handler worth its cost (a thread and a runtime,
+/// about a millisecond of every run).
+pub fn may_use_tpm(command: &Command) -> bool {
+    let tpm_key = |identity: &IdentityArgs| {
+        identity.private_key.as_deref().is_some_and(|key| {
+            key.starts_with("handle:") || signer::is_tss2_key_file(std::path::Path::new(key))
+        })
+    };
+    match command {
+        Command::CredentialProcess(a) => tpm_key(&a.identity),
+        Command::SignString(a) => tpm_key(&a.identity),
+        Command::Keygen(a) => a.tpm,
+        Command::ReadCertificateData(_)
+        | Command::Serve(_)
+        | Command::Update(_)
+        | Command::Version => false,
+    }
+}

@@ -59,29 +59,6 @@ pub enum Command {
     Version,
 }
 
-impl Command {
-    /// Whether the command may hold TPM objects, which a signal must let it flush before the
-    /// process ends. Only then is a signal handler worth its cost (a thread and a runtime,
-    /// about a millisecond of every run).
-    pub fn may_use_tpm(&self) -> bool {
-        let tpm_key = |identity: &IdentityArgs| {
-            identity.private_key.as_deref().is_some_and(|key| {
-                key.starts_with("handle:")
-                    || crate::signer::is_tss2_key_file(std::path::Path::new(key))
-            })
-        };
-        match self {
-            Command::CredentialProcess(a) => tpm_key(&a.identity),
-            Command::SignString(a) => tpm_key(&a.identity),
-            Command::Keygen(a) => a.tpm,
-            Command::ReadCertificateData(_)
-            | Command::Serve(_)
-            | Command::Update(_)
-            | Command::Version => false,
-        }
-    }
-}
-
 /// Where the certificate and key come from.
 #[derive(Debug, Clone, Args)]
 pub struct IdentityArgs {

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     // `serve` and `update` stop on signals in their own way; a command without TPM objects
     // has nothing to flush, and the default action ends it at once.
-    if cli.command.may_use_tpm() {
+    if ra_signer::app::may_use_tpm(&cli.command) {
         exit_on_signals();
     }
     let result = ra_signer::app::run(cli.command);
