@@ -11,17 +11,9 @@ use crate::config::{
     SessionDuration, SessionRequest, TpmSettings, as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
+use crate::env;
 use crate::rolesanywhere::ClientOptions;
 use crate::secret::{Secret, SecretSource};
-
-/// Environment variable holding the password of an encrypted key file.
-pub const ENV_PKCS8_PASSWORD: &str = "RA_SIGNER_PKCS8_PASSWORD";
-/// Environment variable holding the PKCS#11 user PIN.
-pub const ENV_PKCS11_PIN: &str = "RA_SIGNER_PKCS11_PIN";
-/// Environment variable holding the PKCS#11 context-specific PIN.
-pub const ENV_PKCS11_CONTEXT_PIN: &str = "RA_SIGNER_PKCS11_CONTEXT_PIN";
-/// Environment variable holding the TPM key password.
-pub const ENV_TPM_KEY_PASSWORD: &str = "RA_SIGNER_TPM_KEY_PASSWORD";
 
 /// ra-signer: AWS IAM Roles Anywhere credentials from keys that stay in hardware.
 #[derive(Debug, Parser)]
@@ -346,20 +338,20 @@ impl IdentityArgs {
         if let Some(f) = &self.pkcs8_password_file {
             key_password_sources.push(SecretSource::File(f.clone()));
         }
-        key_password_sources.push(SecretSource::Env(ENV_PKCS8_PASSWORD));
+        key_password_sources.push(SecretSource::Env(env::PKCS8_PASSWORD));
         key_password_sources.push(SecretSource::Prompt);
 
         let mut pin_sources = Vec::new();
         if let Some(f) = &self.pkcs11_pin_file {
             pin_sources.push(SecretSource::File(f.clone()));
         }
-        pin_sources.extend([SecretSource::Env(ENV_PKCS11_PIN), SecretSource::Prompt]);
+        pin_sources.extend([SecretSource::Env(env::PKCS11_PIN), SecretSource::Prompt]);
         let mut context_pin_sources = Vec::new();
         if let Some(f) = &self.pkcs11_context_pin_file {
             context_pin_sources.push(SecretSource::File(f.clone()));
         }
         context_pin_sources.extend([
-            SecretSource::Env(ENV_PKCS11_CONTEXT_PIN),
+            SecretSource::Env(env::PKCS11_CONTEXT_PIN),
             SecretSource::Prompt,
         ]);
 
@@ -371,7 +363,7 @@ impl IdentityArgs {
             tpm_password_sources.push(SecretSource::File(f.clone()));
         }
         tpm_password_sources.extend([
-            SecretSource::Env(ENV_TPM_KEY_PASSWORD),
+            SecretSource::Env(env::TPM_KEY_PASSWORD),
             SecretSource::Prompt,
         ]);
 

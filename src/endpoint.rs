@@ -25,19 +25,19 @@ use config_file::{Section, Value};
 use crate::config::{ConfigError, Region};
 
 /// The service's own endpoint URL variable.
-pub const ENV_ENDPOINT_URL_SERVICE: &str = "AWS_ENDPOINT_URL_ROLESANYWHERE";
+pub const ENV_ENDPOINT_URL_SERVICE: &str = crate::env::AWS_ENDPOINT_URL_ROLESANYWHERE;
 /// The endpoint URL variable for every service.
-pub const ENV_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+pub const ENV_ENDPOINT_URL: &str = crate::env::AWS_ENDPOINT_URL;
 /// Turns off the endpoint URLs of the environment and the config file.
-pub const ENV_IGNORE_CONFIGURED_ENDPOINT_URLS: &str = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
+pub const ENV_IGNORE_CONFIGURED_ENDPOINT_URLS: &str = crate::env::AWS_IGNORE_CONFIGURED_ENDPOINT_URLS;
 /// Chooses the FIPS endpoint.
-pub const ENV_USE_FIPS_ENDPOINT: &str = "AWS_USE_FIPS_ENDPOINT";
+pub const ENV_USE_FIPS_ENDPOINT: &str = crate::env::AWS_USE_FIPS_ENDPOINT;
 /// Chooses the dual-stack (IPv4 and IPv6) endpoint.
-pub const ENV_USE_DUALSTACK_ENDPOINT: &str = "AWS_USE_DUALSTACK_ENDPOINT";
+pub const ENV_USE_DUALSTACK_ENDPOINT: &str = crate::env::AWS_USE_DUALSTACK_ENDPOINT;
 /// The config-file profile.
-pub const ENV_PROFILE: &str = "AWS_PROFILE";
+pub const ENV_PROFILE: &str = crate::env::AWS_PROFILE;
 /// The config file's path.
-pub const ENV_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+pub const ENV_CONFIG_FILE: &str = crate::env::AWS_CONFIG_FILE;
 
 const ENV_VARS: [&str; 8] = [
     ENV_ENDPOINT_URL_SERVICE,

@@ -226,7 +226,7 @@ mod imp {
             pin_sources.push(SecretSource::File(f.clone()));
         }
         pin_sources.extend([
-            SecretSource::Env("RA_SIGNER_PKCS11_PIN"),
+            SecretSource::Env(crate::env::PKCS11_PIN),
             SecretSource::Prompt,
         ]);
         let settings = Pkcs11Settings {

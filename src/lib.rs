@@ -21,6 +21,7 @@ pub mod credentials_file;
 pub mod diag;
 pub mod display;
 pub mod endpoint;
+pub mod env;
 pub mod error;
 pub mod input;
 pub mod keygen;

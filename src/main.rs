@@ -137,7 +137,7 @@ fn start_up() {
     // libtss2 prints its own `ERROR:esys:…` lines on stderr, around ours; each failure is
     // reported once, by ra-signer. It reads TSS2_LOG at its first log call. A TSS2_LOG the
     // user set is kept: that is how to see libtss2's lines when debugging.
-    let silence_tss2 = std::env::var_os("TSS2_LOG").is_none();
+    let silence_tss2 = std::env::var_os(ra_signer::env::TSS2_LOG).is_none();
     #[allow(unsafe_code)]
     // SAFETY: set_var and remove_var are unsound only while another thread may read or
     // write the environment. No thread exists yet: start_up is the first call of main, and

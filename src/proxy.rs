@@ -16,13 +16,13 @@ const MAX_STATUS_LINE: usize = 1024;
 /// (`HTTPS_PROXY`/`https_proxy`, then `ALL_PROXY`/`all_proxy`, `HTTP_PROXY` for http).
 pub fn configured_for(target: &url::Url) -> Option<url::Url> {
     let names: &[&str] = if target.scheme() == "https" {
-        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        &crate::env::HTTPS_PROXY
     } else {
-        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        &crate::env::HTTP_PROXY
     };
     let value = names
         .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))?;
+        .find_map(|n| crate::env::non_blank(n))?;
     let value = value.trim();
     let with_scheme = if value.contains("://") {
         value.to_owned()

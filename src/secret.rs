@@ -124,15 +124,7 @@ pub fn resolve(sources: &[SecretSource], what: &str) -> Result<Secret, SecretErr
 /// The environment variables that hold secrets. The binary reads them once at start-up
 /// ([`capture_environment`]) and then removes them from the process environment, so that no
 /// child inherits them and nothing reads them from there again.
-pub const SECRET_ENV_VARS: &[&str] = &[
-    "RA_SIGNER_PKCS8_PASSWORD",
-    "RA_SIGNER_PKCS11_PIN",
-    "RA_SIGNER_PKCS11_CONTEXT_PIN",
-    "RA_SIGNER_TPM_KEY_PASSWORD",
-    "RA_SIGNER_TPM_PARENT_PASSWORD",
-    "RA_SIGNER_TPM_OWNER_PASSWORD",
-    "TPM2OPENSSL_PARENT_AUTH",
-];
+pub const SECRET_ENV_VARS: &[&str] = crate::env::SECRETS;
 
 /// What [`capture_environment`] read: once it has run, [`SecretSource::Env`] of a name in
 /// [`SECRET_ENV_VARS`] is answered from here, never from the environment.
@@ -209,10 +201,10 @@ mod tests {
     #[test]
     fn every_secret_variable_is_captured() {
         let mut named = vec![
-            crate::cli::ENV_PKCS8_PASSWORD,
-            crate::cli::ENV_PKCS11_PIN,
-            crate::cli::ENV_PKCS11_CONTEXT_PIN,
-            crate::cli::ENV_TPM_KEY_PASSWORD,
+            crate::env::PKCS8_PASSWORD,
+            crate::env::PKCS11_PIN,
+            crate::env::PKCS11_CONTEXT_PIN,
+            crate::env::TPM_KEY_PASSWORD,
         ];
         #[cfg(feature = "tpm")]
         named.extend([

@@ -74,11 +74,11 @@ const CREDENTIAL_KEYS: [&str; 4] = [
 /// `$HOME/.aws/credentials`.
 pub fn credentials_path() -> Result<PathBuf, Error> {
     let home = || {
-        std::env::var_os("HOME")
+        std::env::var_os(crate::env::HOME)
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
     };
-    if let Some(p) = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var_os(crate::env::AWS_SHARED_CREDENTIALS_FILE).filter(|p| !p.is_empty()) {
         let text = p.to_string_lossy();
         if let (Some(rest), Some(home)) = (text.strip_prefix("~/"), home()) {
             return Ok(home.join(rest));

@@ -433,7 +433,7 @@ impl From<file::FileKeyError> for crate::error::Error {
             F::Read { path, .. } => Some(read_hint(path)),
             F::Password(crate::secret::SecretError::NoneGiven { .. }) => Some(format!(
                 "give it with --pkcs8-password-file FILE or ${}",
-                crate::cli::ENV_PKCS8_PASSWORD
+                crate::env::PKCS8_PASSWORD
             )),
             _ => None,
         };

@@ -19,6 +19,7 @@ use tss_esapi::handles::ObjectHandle;
 use tss_esapi::tcti_ldr::TctiNameConf;
 
 use super::TpmError;
+use crate::env;
 use super::relay::Relay;
 
 /// The TCTI used when neither the flag nor an environment variable names one.
@@ -26,7 +27,7 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 
 /// Environment variable: seconds one TPM command may take before ra-signer gives up
 /// (0: wait forever).
-pub const TIMEOUT_ENV: &str = "RA_SIGNER_TPM_TIMEOUT";
+pub const TIMEOUT_ENV: &str = crate::env::TPM_TIMEOUT;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -48,9 +49,7 @@ impl Tcti {
     /// Picks the TCTI: `--tpm-tcti`, then `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a
     /// device path or a UNIX socket, as `device:PATH`), then `device:/dev/tpmrm0`.
     pub fn resolve(flag: Option<&str>) -> Tcti {
-        Self::resolve_with(flag, |name| {
-            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-        })
+        Self::resolve_with(flag, env::non_blank)
     }
 
     /// [`Tcti::resolve`] with the environment given as a function (for tests).
@@ -62,20 +61,16 @@ impl Tcti {
                 limit: timeout(),
             };
         }
-        for name in ["TPM2TOOLS_TCTI", "TSS2_TCTI"] {
+        for name in [env::TPM2TOOLS_TCTI, env::TSS2_TCTI] {
             if let Some(value) = env(name) {
                 return Tcti {
                     text: value.trim().to_owned(),
-                    origin: if name == "TSS2_TCTI" {
-                        "TSS2_TCTI"
-                    } else {
-                        "TPM2TOOLS_TCTI"
-                    },
+                    origin: name,
                     limit: timeout(),
                 };
             }
         }
-        if let Some(device) = env("TPM_DEVICE") {
+        if let Some(device) = env(env::TPM_DEVICE) {
             let device = device.trim();
             let text = if device.contains(':') {
                 device.to_owned()
@@ -84,7 +79,7 @@ impl Tcti {
             };
             return Tcti {
                 text,
-                origin: "TPM_DEVICE",
+                origin: env::TPM_DEVICE,
                 limit: timeout(),
             };
         }

@@ -149,7 +149,7 @@ impl TpmKeygenArgs {
         if let Some(path) = &self.tpm_key_password_file {
             sources.push(SecretSource::File(path.clone()));
         }
-        sources.push(SecretSource::Env(crate::cli::ENV_TPM_KEY_PASSWORD));
+        sources.push(SecretSource::Env(crate::env::TPM_KEY_PASSWORD));
         let key_password = optional_secret(&sources, "the new TPM key's password")?;
         let parent_password = super::parent_password()?;
         let owner_password = match optional_secret(

@@ -35,13 +35,13 @@ pub use signer::TpmSigner;
 
 /// Environment variable holding the password of the key's parent: the persistent parent
 /// object's, or the hierarchy's when the parent is a hierarchy.
-pub const PARENT_PASSWORD_ENV: &str = "RA_SIGNER_TPM_PARENT_PASSWORD";
+pub const PARENT_PASSWORD_ENV: &str = crate::env::TPM_PARENT_PASSWORD;
 /// Environment variable naming a file whose first line is the parent password.
-pub const PARENT_PASSWORD_FILE_ENV: &str = "RA_SIGNER_TPM_PARENT_PASSWORD_FILE";
+pub const PARENT_PASSWORD_FILE_ENV: &str = crate::env::TPM_PARENT_PASSWORD_FILE;
 /// The tpm2-openssl provider's parent password variable, accepted for interoperability.
-pub const OPENSSL_PARENT_AUTH_ENV: &str = "TPM2OPENSSL_PARENT_AUTH";
+pub const OPENSSL_PARENT_AUTH_ENV: &str = crate::env::OPENSSL_PARENT_AUTH;
 /// Environment variable holding the owner-hierarchy password (keygen's `--persistent`).
-pub const OWNER_PASSWORD_ENV: &str = "RA_SIGNER_TPM_OWNER_PASSWORD";
+pub const OWNER_PASSWORD_ENV: &str = crate::env::TPM_OWNER_PASSWORD;
 
 /// Why the TPM backend could not open or use a key.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,90 @@
+//! Every environment variable ra-signer reads, by name, in one place. Only the
+//! configuration layer (flags lowered into `config` types), the endpoint resolver, the proxy
+//! finder and the secret reader look them up; backends are handed values, never names.
+
+// ra-signer's own secrets: read once at start-up and removed from the environment
+// (`secret::capture_environment`).
+
+/// Password of an encrypted key file.
+pub const PKCS8_PASSWORD: &str = "RA_SIGNER_PKCS8_PASSWORD";
+/// The PKCS#11 user PIN.
+pub const PKCS11_PIN: &str = "RA_SIGNER_PKCS11_PIN";
+/// The PKCS#11 context-specific PIN (CKA_ALWAYS_AUTHENTICATE keys).
+pub const PKCS11_CONTEXT_PIN: &str = "RA_SIGNER_PKCS11_CONTEXT_PIN";
+/// Password of a TPM key.
+pub const TPM_KEY_PASSWORD: &str = "RA_SIGNER_TPM_KEY_PASSWORD";
+/// Password of a TPM key's parent.
+pub const TPM_PARENT_PASSWORD: &str = "RA_SIGNER_TPM_PARENT_PASSWORD";
+/// A file holding the password of a TPM key's parent.
+pub const TPM_PARENT_PASSWORD_FILE: &str = "RA_SIGNER_TPM_PARENT_PASSWORD_FILE";
+/// The tpm2-openssl provider's parent password, accepted for interoperability.
+pub const OPENSSL_PARENT_AUTH: &str = "TPM2OPENSSL_PARENT_AUTH";
+/// The owner-hierarchy password (`keygen --persistent`).
+pub const TPM_OWNER_PASSWORD: &str = "RA_SIGNER_TPM_OWNER_PASSWORD";
+
+/// The variables that hold secrets.
+pub const SECRETS: &[&str] = &[
+    PKCS8_PASSWORD,
+    PKCS11_PIN,
+    PKCS11_CONTEXT_PIN,
+    TPM_KEY_PASSWORD,
+    TPM_PARENT_PASSWORD,
+    TPM_OWNER_PASSWORD,
+    OPENSSL_PARENT_AUTH,
+];
+
+// ra-signer's knobs.
+
+/// Seconds one TPM command may take before ra-signer gives up (0: wait for ever).
+pub const TPM_TIMEOUT: &str = "RA_SIGNER_TPM_TIMEOUT";
+
+// The TPM's TCTI, as tpm2-tools and the TSS name it, in the order they are tried.
+
+/// tpm2-tools' TCTI.
+pub const TPM2TOOLS_TCTI: &str = "TPM2TOOLS_TCTI";
+/// The TSS's TCTI.
+pub const TSS2_TCTI: &str = "TSS2_TCTI";
+/// A TPM device path or a swtpm UNIX socket.
+pub const TPM_DEVICE: &str = "TPM_DEVICE";
+/// The TSS's log levels (silenced unless set: it would print to stderr).
+pub const TSS2_LOG: &str = "TSS2_LOG";
+
+// The AWS SDKs' variables, read as they read them.
+
+/// The service's own endpoint URL.
+pub const AWS_ENDPOINT_URL_ROLESANYWHERE: &str = "AWS_ENDPOINT_URL_ROLESANYWHERE";
+/// The endpoint URL for every service.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// Turns off the endpoint URLs of the environment and the config file.
+pub const AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: &str = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS";
+/// Chooses the FIPS endpoint.
+pub const AWS_USE_FIPS_ENDPOINT: &str = "AWS_USE_FIPS_ENDPOINT";
+/// Chooses the dual-stack (IPv4 and IPv6) endpoint.
+pub const AWS_USE_DUALSTACK_ENDPOINT: &str = "AWS_USE_DUALSTACK_ENDPOINT";
+/// The config-file profile.
+pub const AWS_PROFILE: &str = "AWS_PROFILE";
+/// The config file's path.
+pub const AWS_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+/// The shared credentials file's path (`update`).
+pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+/// CAs to trust for the endpoint (clap reads it for `--ca-bundle`).
+pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
+
+// Proxies, in the order reqwest tries them.
+
+/// Proxies for https URLs.
+pub const HTTPS_PROXY: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+/// Proxies for http URLs.
+pub const HTTP_PROXY: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+
+// Where files go.
+
+/// The user's home.
+pub const HOME: &str = "HOME";
+/// The per-user runtime directory (`--cache` locks).
+pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+
+/// The value of `name`, when it is set and not blank.
+pub fn non_blank(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
