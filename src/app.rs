@@ -5,28 +5,44 @@ use base64::Engine;
 
 use crate::cert::Cert;
 use crate::cli::{
-    CertificateDataFormat, Command, CredentialProcessArgs, DigestArg, IdentityArgs,
-    ReadCertificateDataArgs, SignFormat, SignStringArgs,
+    CertificateDataFormat, Command, DigestArg, IdentityArgs, ReadCertificateDataArgs, SignFormat,
+    SignStringArgs,
 };
-use crate::config::{CertificateSource, ConfigError, PrivateKeySource};
+use crate::config::{
+    CertificateSource, ConfigError, CredentialProcessConfig, PrivateKeySource, SessionConfig,
+};
 use crate::error::{Error, ErrorClass};
+use crate::refresh::{Stop, SystemClock, create_session};
 use crate::rolesanywhere::{Client, CreateSessionError};
 use crate::signer::{self, Digest, Identity, Signer};
 
 impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Self {
-        Error::new(ErrorClass::Usage, e.0)
+        let error = Error::new(ErrorClass::Usage, e.message);
+        match e.hint {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        }
     }
 }
 
 /// Runs one command.
 pub fn run(command: Command) -> Result<(), Error> {
     match command {
-        Command::CredentialProcess(args) => credential_process(&args),
+        Command::CredentialProcess(args) => {
+            warn(&args.identity);
+            credential_process(args.to_config()?)
+        }
         Command::SignString(args) => sign_string(&args),
         Command::ReadCertificateData(args) => read_certificate_data(&args),
-        Command::Serve(args) => crate::serve::run(&args),
-        Command::Update(args) => crate::update::run(&args),
+        Command::Serve(args) => {
+            warn(&args.identity);
+            crate::serve::run(args.to_config()?)
+        }
+        Command::Update(args) => {
+            warn(&args.identity);
+            crate::update::run(args.to_config()?)
+        }
         Command::Keygen(args) => crate::keygen::run(&args),
         Command::Version => {
             crate::diag::result(|out| writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION")))
@@ -40,19 +56,22 @@ fn warn(identity: &IdentityArgs) {
     }
 }
 
-fn credential_process(args: &CredentialProcessArgs) -> Result<(), Error> {
-    warn(&args.identity);
-    let request = args.session.to_request()?;
-    let options = args.session.client_options(&request)?;
-    let identity_config = args.identity.to_config()?;
+fn credential_process(config: CredentialProcessConfig) -> Result<(), Error> {
+    let CredentialProcessConfig {
+        identity: identity_config,
+        session: SessionConfig { request, client },
+        cache_min_validity,
+    } = config;
     // --cache: a hit needs neither the key nor the network.
-    let cache_key = args
-        .cache
-        .then(|| {
-            let (min_validity, debug) = (args.cache_min_validity, args.session.options.debug);
-            crate::cache::key(&request, &options, &identity_config, min_validity, debug)
-        })
-        .flatten();
+    let cache_key = cache_min_validity.and_then(|min_validity| {
+        crate::cache::key(
+            &request,
+            &client,
+            &identity_config,
+            min_validity,
+            client.debug,
+        )
+    });
     let mut cached = cache_key.as_ref().and_then(crate::cache::lookup);
     // On a miss, wait for any run already signing for this entry, then look again.
     let _entry_lock = match (&cache_key, &cached) {
@@ -67,10 +86,10 @@ fn credential_process(args: &CredentialProcessArgs) -> Result<(), Error> {
         Some(c) => c,
         None => {
             let identity = signer::open(&identity_config)?;
-            let client = Client::new(options).map_err(|e| session_error(e, &identity, &request))?;
-            let credentials = client
-                .create_session(&identity, &request)
-                .map_err(|e| session_error(e, &identity, &request))?;
+            let client = Client::new(client).map_err(|e| session_error(e, &identity, &request))?;
+            let credentials =
+                create_session(&client, &identity, &request, &SystemClock, &Stop::default())
+                    .map_err(|e| session_error(e, &identity, &request))?;
             if let Some(key) = &cache_key {
                 crate::cache::store(key, &credentials);
             }

@@ -1,18 +1,20 @@
 //! Command-line flags (clap) and their translation into validated configuration. No I/O
 //! happens here beyond reading the environment and the AWS config file for defaults.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    Arn, ArnKind, CertificateSource, ConfigError, IdentityConfig, Pkcs11Settings, PrivateKeySource,
-    SessionDuration, SessionRequest, TpmSettings, as_pkcs11_uri, parse_tpm_handle,
+    Arn, ArnKind, CertificateSource, ClientOptions, ConfigError, CredentialProcessConfig,
+    IdentityConfig, Pkcs11Settings, PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol,
+    ServedRole, SessionConfig, SessionDuration, SessionRequest, TpmSettings, UpdateConfig,
+    as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
-use crate::rolesanywhere::ClientOptions;
 use crate::secret::{Secret, SecretSource};
 
 /// ra-signer: AWS IAM Roles Anywhere credentials from keys that stay in hardware.
@@ -41,9 +43,9 @@ pub enum Command {
     /// matching certificate for a pkcs11: URI.
     ReadCertificateData(ReadCertificateDataArgs),
     /// Serve credentials on an IMDSv2-style (or ECS) endpoint, refreshed before expiry.
-    Serve(crate::serve::ServeArgs),
+    Serve(ServeArgs),
     /// Keep a profile of the shared credentials file fresh.
-    Update(crate::update::UpdateArgs),
+    Update(UpdateArgs),
     /// Generate a key pair inside a token or TPM (non-extractable) and write a PKCS#10 CSR
     /// for it; for tokens, store the issued certificate beside the key.
     Keygen(crate::keygen::KeygenArgs),
@@ -292,6 +294,87 @@ pub struct ReadCertificateDataArgs {
     pub debug: bool,
 }
 
+/// The CreateSession options of `serve`: those of `credential-process`, with `--role-arn`
+/// repeatable (one credentials path per role name).
+#[derive(Debug, Clone, Args)]
+pub struct ServeSessionArgs {
+    /// ARN of the trust anchor.
+    #[arg(long, value_name = "ARN")]
+    pub trust_anchor_arn: String,
+    /// ARN of the profile.
+    #[arg(long, value_name = "ARN")]
+    pub profile_arn: String,
+    /// ARN of a role to serve (repeatable: each role is served under its name, the last
+    /// segment of the ARN).
+    #[arg(long = "role-arn", value_name = "ARN", required = true, action = clap::ArgAction::Append)]
+    pub role_arn: Vec<String>,
+    /// Everything but the ARNs, as for `credential-process`.
+    #[command(flatten)]
+    pub options: SessionOptions,
+}
+
+/// `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The certificate and key.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The session.
+    #[command(flatten)]
+    pub session: ServeSessionArgs,
+    /// Port to listen on (0: any free port; the address is logged at start).
+    #[arg(long, value_name = "PORT", default_value_t = 9911)]
+    pub port: u16,
+    /// Address to listen on. Addresses other than loopback need --hop-limit 1.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// IP TTL (IPv6 hop limit) of the answers: 1, like EC2's metadata service, keeps them
+    /// from crossing a router (or a container bridge).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
+    pub hop_limit: u8,
+    /// Serve the ECS container-credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)
+    /// instead of IMDSv2.
+    #[arg(long)]
+    pub ecs: bool,
+    /// ECS mode: file holding the authorization token clients send (read if it exists,
+    /// else created with mode 0600 and a new random token).
+    #[arg(long, value_name = "FILE", requires = "ecs")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Refresh this many seconds before the credentials expire (tests and benchmarks).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, hide = true)]
+    pub refresh_before: u64,
+    /// Minimum seconds between failed refresh cycles (tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
+    pub retry_interval: u64,
+    /// Worker threads answering requests (1..=8; default 2).
+    #[arg(long, value_name = "N", default_value_t = 2, hide = true, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub threads: u8,
+}
+
+/// `update`.
+#[derive(Debug, Clone, Args)]
+pub struct UpdateArgs {
+    /// The certificate and key.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The session.
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Profile to write in the shared credentials file ($AWS_SHARED_CREDENTIALS_FILE, else
+    /// ~/.aws/credentials).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub profile: String,
+    /// Write the credentials once and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Refresh this many seconds before the credentials expire (tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, hide = true)]
+    pub refresh_before: u64,
+    /// Minimum seconds between failed refreshes (tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
+    pub retry_interval: u64,
+}
+
 impl IdentityArgs {
     /// Validates the flags into an [`IdentityConfig`].
     pub fn to_config(&self) -> Result<IdentityConfig, ConfigError> {
@@ -302,14 +385,14 @@ impl IdentityArgs {
         });
         let private_key = match (&self.pkcs11_uri, self.private_key.as_deref()) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError(
+                return Err(ConfigError::new(
                     "give the key either as --pkcs11-uri or as --private-key, not both".into(),
                 ));
             }
             (Some(uri), None) => match as_pkcs11_uri(uri) {
                 Some(uri) => PrivateKeySource::Pkcs11(uri.to_owned()),
                 None => {
-                    return Err(ConfigError(
+                    return Err(ConfigError::new(
                         "--pkcs11-uri must be a PKCS#11 URI, starting with \"pkcs11:\"".into(),
                     ));
                 }
@@ -325,7 +408,7 @@ impl IdentityArgs {
                 // The Go helper's most common form: the key is the certificate's, on its token.
                 Some(CertificateSource::Pkcs11(_)) => PrivateKeySource::MatchingTokenCertificate,
                 None => {
-                    return Err(ConfigError(
+                    return Err(ConfigError::new(
                         "no private key given: pass --private-key FILE|pkcs11:URI|handle:0x81…, --pkcs11-uri URI, or --certificate pkcs11:URI".into(),
                     ));
                 }
@@ -402,7 +485,7 @@ impl IdentityArgs {
             ),
         ];
         match first_given(&given) {
-            Some(flag) => Err(ConfigError(format!(
+            Some(flag) => Err(ConfigError::new(format!(
                 "{flag} selects a certificate from the Windows or macOS certificate store, which this system does not have; pass --certificate FILE|pkcs11:URI (and --private-key) instead"
             ))),
             None => Ok(()),
@@ -423,6 +506,13 @@ impl IdentityArgs {
 }
 
 impl SessionArgs {
+    /// Validates the request and chooses the endpoint.
+    pub fn to_config(&self) -> Result<SessionConfig, ConfigError> {
+        let request = self.to_request()?;
+        let client = self.options.client_options(&request)?;
+        Ok(SessionConfig { request, client })
+    }
+
     /// Validates the ARNs and session options.
     pub fn to_request(&self) -> Result<SessionRequest, ConfigError> {
         SessionRequest::new(
@@ -433,12 +523,14 @@ impl SessionArgs {
             self.options.role_session_name.clone(),
         )
     }
+}
 
+impl SessionOptions {
     /// The endpoint, region and transport options for `request`: the endpoint and signing
     /// region as [`endpoint::resolve_from_environment`] chooses them (with `--debug`, the
     /// choice and why go to stderr).
     pub fn client_options(&self, request: &SessionRequest) -> Result<ClientOptions, ConfigError> {
-        let o = &self.options;
+        let o = self;
         let chosen = endpoint::resolve_from_environment(
             endpoint::Flags {
                 endpoint: o.endpoint.as_deref(),
@@ -473,5 +565,246 @@ impl SessionArgs {
             max_attempts: o.max_attempts,
             debug: o.debug,
         })
+    }
+}
+
+impl CredentialProcessArgs {
+    /// Validates the flags.
+    pub fn to_config(&self) -> Result<CredentialProcessConfig, ConfigError> {
+        let session = self.session.to_config()?;
+        Ok(CredentialProcessConfig {
+            identity: self.identity.to_config()?,
+            session,
+            cache_min_validity: self.cache.then_some(self.cache_min_validity),
+        })
+    }
+}
+
+/// The role name IMDS serves a role ARN under: the last segment of its path.
+pub fn role_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+impl ServeArgs {
+    /// Validates the flags: the address rules, one request per role with distinct names,
+    /// the timing, the protocol.
+    pub fn to_config(&self) -> Result<ServeConfig, ConfigError> {
+        check_bind(self.bind, self.hop_limit)?;
+        let s = &self.session;
+        let mut roles: Vec<ServedRole> = Vec::new();
+        for arn in &s.role_arn {
+            let request = SessionRequest::new(
+                Arn::parse(&s.trust_anchor_arn, ArnKind::TrustAnchor)?,
+                Arn::parse(&s.profile_arn, ArnKind::Profile)?,
+                Arn::parse(arn, ArnKind::Role)?,
+                SessionDuration::new(s.options.session_duration)?,
+                s.options.role_session_name.clone(),
+            )?;
+            let name = role_name(request.role_arn.as_str()).to_owned();
+            if roles.iter().any(|r| r.name == name) {
+                return Err(ConfigError::new(format!(
+                    "two --role-arn values have the same role name \"{name}\": each role is served under its name"
+                )));
+            }
+            roles.push(ServedRole { name, request });
+        }
+        let first = roles
+            .first()
+            .ok_or_else(|| ConfigError::new("serve needs at least one --role-arn".into()))?;
+        let client = s.options.client_options(&first.request)?;
+        let timing = RefreshTiming::new(
+            self.refresh_before,
+            self.retry_interval,
+            first.request.duration,
+        )?;
+        let protocol = match (&self.auth_token_file, self.ecs) {
+            (Some(path), true) => ServeProtocol::Ecs {
+                token_file: path.clone(),
+            },
+            (None, true) => {
+                return Err(ConfigError::new("--ecs needs --auth-token-file FILE".into()).with_hint(
+                    "the file is read if it exists, else created with a new random token; give it to clients as AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                ));
+            }
+            (_, false) => ServeProtocol::Imds,
+        };
+        Ok(ServeConfig {
+            identity: self.identity.to_config()?,
+            roles,
+            client,
+            listen: std::net::SocketAddr::new(self.bind, self.port),
+            hop_limit: self.hop_limit,
+            protocol,
+            timing,
+            threads: self.threads,
+        })
+    }
+}
+
+/// The address rules of `serve`: loopback, or anything with a hop limit of 1.
+pub fn check_bind(bind: IpAddr, hop_limit: u8) -> Result<(), ConfigError> {
+    if bind.is_loopback() || hop_limit == 1 {
+        return Ok(());
+    }
+    Err(ConfigError::new(format!(
+        "--bind {bind} is not a loopback address: anyone who can reach it would get the credentials"
+    ))
+    .with_hint("add --hop-limit 1 so answers cannot cross a router (as EC2's metadata service does), or bind 127.0.0.1"))
+}
+
+impl UpdateArgs {
+    /// Validates the flags and finds the credentials file.
+    pub fn to_config(&self) -> Result<UpdateConfig, ConfigError> {
+        check_profile(&self.profile)?;
+        let session = self.session.to_config()?;
+        let timing = RefreshTiming::new(
+            self.refresh_before,
+            self.retry_interval,
+            session.request.duration,
+        )?;
+        Ok(UpdateConfig {
+            credentials_file: credentials_path()?,
+            identity: self.identity.to_config()?,
+            session,
+            profile: self.profile.clone(),
+            once: self.once,
+            timing,
+        })
+    }
+}
+
+/// Whether botocore reads `name` as a profile of the credentials file.
+pub fn check_profile(name: &str) -> Result<(), ConfigError> {
+    // `[DEFAULT]` is no profile to botocore: its keys would go into every profile.
+    let bad = name.is_empty()
+        || name == crate::credentials_file::DEFAULT_SECTION
+        || name != name.trim()
+        || name.chars().any(|c| c.is_control() || c == '[' || c == ']');
+    if bad {
+        return Err(ConfigError::new(format!(
+            "--profile \"{name}\" is not a usable profile name (no brackets, control characters or surrounding spaces, not DEFAULT)"
+        )));
+    }
+    Ok(())
+}
+
+/// The shared credentials file: `$AWS_SHARED_CREDENTIALS_FILE` (with `~/` expanded), else
+/// `$HOME/.aws/credentials`.
+pub fn credentials_path() -> Result<PathBuf, ConfigError> {
+    let home = || {
+        std::env::var_os(env::HOME)
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = std::env::var_os(env::AWS_SHARED_CREDENTIALS_FILE).filter(|p| !p.is_empty()) {
+        let text = p.to_string_lossy();
+        if let (Some(rest), Some(home)) = (text.strip_prefix("~/"), home()) {
+            return Ok(home.join(rest));
+        }
+        return Ok(PathBuf::from(p));
+    }
+    home()
+        .map(|h| h.join(".aws").join("credentials"))
+        .ok_or_else(|| {
+            ConfigError::new(
+            "neither $AWS_SHARED_CREDENTIALS_FILE nor $HOME is set: no credentials file to write"
+                .into(),
+        )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    const BASE: [&str; 9] = [
+        "serve",
+        "--certificate",
+        "c.pem",
+        "--private-key",
+        "k.pem",
+        "--trust-anchor-arn",
+        "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta",
+        "--profile-arn",
+        "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p",
+    ];
+
+    fn parse(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv: Vec<&str> = BASE.iter().chain(extra).copied().collect();
+        ServeCli::try_parse_from(argv).map(|c| c.serve)
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        use clap::CommandFactory;
+        ServeCli::command().debug_assert();
+        let a = parse(&["--role-arn", "arn:aws:iam::123456789012:role/A"]).expect("parse");
+        assert_eq!((a.port, a.hop_limit, a.refresh_before), (9911, 64, 300));
+        assert_eq!(a.bind, IpAddr::from([127, 0, 0, 1]));
+        assert!(!a.ecs);
+        let a = parse(&[
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/A",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/path/B",
+            "--bind",
+            "::1",
+            "--hop-limit",
+            "1",
+            "--ecs",
+            "--auth-token-file",
+            "t",
+        ])
+        .expect("parse");
+        assert_eq!(a.session.role_arn.len(), 2);
+        assert_eq!(role_name(&a.session.role_arn[1]), "B");
+        assert!(parse(&[]).is_err(), "a role is required");
+        assert!(
+            parse(&[
+                "--role-arn",
+                "arn:aws:iam::123456789012:role/A",
+                "--hop-limit",
+                "0"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "--role-arn",
+                "arn:aws:iam::123456789012:role/A",
+                "--auth-token-file",
+                "t"
+            ])
+            .is_err(),
+            "--auth-token-file belongs to --ecs"
+        );
+    }
+
+    #[test]
+    fn non_loopback_needs_hop_limit_1() {
+        let any: IpAddr = "0.0.0.0".parse().expect("ip");
+        assert!(check_bind(any, 64).is_err());
+        assert!(check_bind(any, 2).is_err());
+        assert!(check_bind(any, 1).is_ok());
+        assert!(check_bind("::1".parse().expect("ip"), 64).is_ok());
+        assert!(check_bind("127.0.0.2".parse().expect("ip"), 64).is_ok());
+        let e = check_bind("10.1.2.3".parse().expect("ip"), 64).expect_err("refused");
+        assert!(e.hint.is_some_and(|h| h.contains("--hop-limit 1")));
+    }
+
+    #[test]
+    fn profile_names_are_checked() {
+        assert!(check_profile("default").is_ok());
+        assert!(check_profile("my-profile.1").is_ok());
+        for bad in ["", " x", "a]b", "a\nb", "DEFAULT"] {
+            assert!(check_profile(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -4,13 +4,36 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::secret::SecretSource;
 
-/// A bad configuration value.
+/// A bad configuration value: what is wrong and, when there is more to say than the
+/// message does, what to do.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[error("{message}")]
+pub struct ConfigError {
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    /// A bad value.
+    pub fn new(message: String) -> ConfigError {
+        ConfigError {
+            message,
+            hint: None,
+        }
+    }
+
+    /// Adds what to do about it.
+    pub fn with_hint(mut self, hint: &str) -> ConfigError {
+        self.hint = Some(hint.to_owned());
+        self
+    }
+}
 
 /// An AWS region name such as `us-east-1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +59,7 @@ impl FromStr for Region {
         if ok {
             Ok(Region(s.to_owned()))
         } else {
-            Err(ConfigError(format!(
+            Err(ConfigError::new(format!(
                 "\"{s}\" is not an AWS region name (expected something like \"us-east-1\")"
             )))
         }
@@ -93,7 +116,7 @@ impl Arn {
     /// Parses `text` as an ARN of `kind`.
     pub fn parse(text: &str, kind: ArnKind) -> Result<Self, ConfigError> {
         let bad = |why: &str| {
-            ConfigError(format!(
+            ConfigError::new(format!(
                 "{} \"{text}\" is malformed: {why} (expected e.g. {})",
                 kind.flag(),
                 kind.example()
@@ -194,7 +217,7 @@ impl SessionDuration {
         if (Self::MIN..=Self::MAX).contains(&seconds) {
             Ok(SessionDuration(seconds))
         } else {
-            Err(ConfigError(format!(
+            Err(ConfigError::new(format!(
                 "--session-duration {seconds} is out of range: IAM Roles Anywhere accepts {}..{} seconds",
                 Self::MIN,
                 Self::MAX
@@ -240,7 +263,7 @@ impl SessionRequest {
         role_session_name: Option<String>,
     ) -> Result<Self, ConfigError> {
         if trust_anchor_arn.region() != profile_arn.region() {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "the trust anchor is in {} but the profile is in {}: both must be in the same region",
                 trust_anchor_arn.region().map(Region::as_str).unwrap_or("?"),
                 profile_arn.region().map(Region::as_str).unwrap_or("?"),
@@ -249,7 +272,7 @@ impl SessionRequest {
         if trust_anchor_arn.partition() != profile_arn.partition()
             || trust_anchor_arn.partition() != role_arn.partition()
         {
-            return Err(ConfigError(
+            return Err(ConfigError::new(
                 "the trust anchor, profile and role ARNs must be in the same partition".into(),
             ));
         }
@@ -259,7 +282,7 @@ impl SessionRequest {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"=,.@-_".contains(&b));
             if !ok {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                     "--role-session-name \"{name}\" is invalid: 2 to 64 characters of letters, digits and =,.@-_"
                 )));
             }
@@ -371,11 +394,141 @@ pub fn parse_tpm_handle(s: &str) -> Option<Result<u32, ConfigError>> {
             .ok()
             .filter(|h| h >> 24 == 0x81)
             .ok_or_else(|| {
-                ConfigError(format!(
+                ConfigError::new(format!(
                     "\"{s}\" is not a persistent TPM handle (expected handle:0x81000000..0x81FFFFFF)"
                 ))
             }),
     )
+}
+
+/// How to reach the endpoint.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The endpoint URL, `https://host[:port]` (checked by [`crate::endpoint`]; a bare host
+    /// gets `https://`).
+    pub endpoint: String,
+    /// The region in the credential scope.
+    pub region: Region,
+    /// Trust only these CA certificates (PEM bundle), instead of the system store.
+    pub ca_bundle: Option<PathBuf>,
+    /// Skip TLS certificate verification (`--no-verify-ssl`).
+    pub danger_accept_invalid_certs: bool,
+    /// TCP+TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of one attempt, connect included.
+    pub request_timeout: Duration,
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: u32,
+    /// Print the canonical request and string to sign on stderr.
+    pub debug: bool,
+}
+
+/// One role's session: what to ask CreateSession for and how to reach it.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The request.
+    pub request: SessionRequest,
+    /// The endpoint, region and transport.
+    pub client: ClientOptions,
+}
+
+/// When a refresh loop renews credentials and how soon it tries again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshTiming {
+    /// Renew this many seconds before the credentials expire.
+    pub refresh_before: u64,
+    /// The first wait after a failed refresh, in seconds (it doubles, up to 300 s).
+    pub retry_interval: u64,
+}
+
+impl RefreshTiming {
+    /// Checks that `duration` leaves time between refreshes.
+    pub fn new(
+        refresh_before: u64,
+        retry_interval: u64,
+        duration: SessionDuration,
+    ) -> Result<RefreshTiming, ConfigError> {
+        if refresh_before >= u64::from(duration.seconds()) {
+            return Err(ConfigError::new(format!(
+                "--refresh-before {refresh_before} leaves no time between refreshes with --session-duration {}",
+                duration.seconds()
+            )));
+        }
+        Ok(RefreshTiming {
+            refresh_before,
+            retry_interval,
+        })
+    }
+}
+
+/// `credential-process`.
+#[derive(Debug, Clone)]
+pub struct CredentialProcessConfig {
+    /// The certificate and key.
+    pub identity: IdentityConfig,
+    /// The session.
+    pub session: SessionConfig,
+    /// With `--cache`: the least validity, in seconds, of a cached answer.
+    pub cache_min_validity: Option<u64>,
+}
+
+/// One role `serve` serves, under its name.
+#[derive(Debug, Clone)]
+pub struct ServedRole {
+    /// The name in the IMDS path: the last segment of the role ARN.
+    pub name: String,
+    /// Its CreateSession request.
+    pub request: SessionRequest,
+}
+
+/// How `serve` hands out credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeProtocol {
+    /// IMDSv2: a session token first, then the credentials.
+    Imds,
+    /// The ECS container-credentials endpoint, with the token kept in this file.
+    Ecs {
+        /// The authorization token's file.
+        token_file: PathBuf,
+    },
+}
+
+/// `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The certificate and key.
+    pub identity: IdentityConfig,
+    /// The roles, in the order given, with distinct names.
+    pub roles: Vec<ServedRole>,
+    /// The endpoint, region and transport (the same for every role).
+    pub client: ClientOptions,
+    /// Where to listen: loopback, or anything with a hop limit of 1.
+    pub listen: std::net::SocketAddr,
+    /// The IP TTL (IPv6 hop limit) of the answers.
+    pub hop_limit: u8,
+    /// IMDSv2 or ECS.
+    pub protocol: ServeProtocol,
+    /// When to refresh.
+    pub timing: RefreshTiming,
+    /// Worker threads answering requests.
+    pub threads: u8,
+}
+
+/// `update`.
+#[derive(Debug, Clone)]
+pub struct UpdateConfig {
+    /// The certificate and key.
+    pub identity: IdentityConfig,
+    /// The session.
+    pub session: SessionConfig,
+    /// The shared credentials file.
+    pub credentials_file: PathBuf,
+    /// The profile to keep fresh in it (a name botocore reads as a profile).
+    pub profile: String,
+    /// Write once and exit.
+    pub once: bool,
+    /// When to refresh.
+    pub timing: RefreshTiming,
 }
 
 #[cfg(test)]
@@ -419,7 +572,7 @@ mod tests {
             ),
             ("arn:aws:iam::123456789012:role/", ArnKind::Role, "empty"),
         ] {
-            let err = Arn::parse(text, kind).expect_err(text).0;
+            let err = Arn::parse(text, kind).expect_err(text).message;
             assert!(err.contains(why), "{err}");
         }
     }
@@ -435,7 +588,7 @@ mod tests {
         let ro = Arn::parse(RO, ArnKind::Role).expect("ro");
         let err = SessionRequest::new(ta, pr, ro, SessionDuration::default(), None)
             .expect_err("mismatch");
-        assert!(err.0.contains("us-east-1") && err.0.contains("eu-west-1"));
+        assert!(err.message.contains("us-east-1") && err.message.contains("eu-west-1"));
     }
 
     #[test]

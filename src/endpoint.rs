@@ -29,7 +29,8 @@ pub const ENV_ENDPOINT_URL_SERVICE: &str = crate::env::AWS_ENDPOINT_URL_ROLESANY
 /// The endpoint URL variable for every service.
 pub const ENV_ENDPOINT_URL: &str = crate::env::AWS_ENDPOINT_URL;
 /// Turns off the endpoint URLs of the environment and the config file.
-pub const ENV_IGNORE_CONFIGURED_ENDPOINT_URLS: &str = crate::env::AWS_IGNORE_CONFIGURED_ENDPOINT_URLS;
+pub const ENV_IGNORE_CONFIGURED_ENDPOINT_URLS: &str =
+    crate::env::AWS_IGNORE_CONFIGURED_ENDPOINT_URLS;
 /// Chooses the FIPS endpoint.
 pub const ENV_USE_FIPS_ENDPOINT: &str = crate::env::AWS_USE_FIPS_ENDPOINT;
 /// Chooses the dual-stack (IPv4 and IPv6) endpoint.
@@ -177,7 +178,7 @@ impl Env {
                 }
                 Err(std::env::VarError::NotPresent) => {}
                 Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(ConfigError(format!("${name} is not valid UTF-8")));
+                    return Err(ConfigError::new(format!("${name} is not valid UTF-8")));
                 }
             }
         }
@@ -294,7 +295,7 @@ fn endpoint_url(text: &str, source: &str, bare_host_ok: bool) -> Result<String, 
         trimmed.to_owned()
     };
     let bad = |why: &str| {
-        ConfigError(format!(
+        ConfigError::new(format!(
             "the endpoint URL {} from {source} {why}",
             shown(&redact_url(trimmed))
         ))
@@ -333,7 +334,7 @@ fn parse_bool(value: &str, what: &str) -> Result<bool, ConfigError> {
     } else if value.eq_ignore_ascii_case("false") {
         Ok(false)
     } else {
-        Err(ConfigError(format!(
+        Err(ConfigError::new(format!(
             "{what} is {}: expected true or false",
             shown(value)
         )))
@@ -361,7 +362,7 @@ impl<'a> Profile<'a> {
         match self.section.get(key) {
             None => Ok(None),
             Some(Value::Text(t)) => Ok(Some(t.as_str()).filter(|t| !t.is_empty())),
-            Some(Value::Nested(_)) => Err(ConfigError(format!(
+            Some(Value::Nested(_)) => Err(ConfigError::new(format!(
                 "{} is an indented block; it must be a single value",
                 self.describe(key)
             ))),
@@ -411,11 +412,11 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<Resolved, ConfigError> {
     let (plain, pseudo_fips) = strip_fips(&region_text);
     let region: Region = plain
         .parse()
-        .map_err(|e: ConfigError| ConfigError(format!("{} ({region_source})", e.0)))?;
+        .map_err(|e: ConfigError| ConfigError::new(format!("{} ({region_source})", e.message)))?;
     // botocore lists `aws-global`, `aws-cn-global`, … as regions, for services with one
     // global endpoint; IAM Roles Anywhere has none, and no credential scope names them.
     if region.as_str().ends_with("-global") {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::new(format!(
             "\"{region}\" ({region_source}) is a partition's global pseudo-region, not a region IAM Roles Anywhere runs in: give the region of the trust anchor"
         )));
     }
@@ -560,7 +561,7 @@ fn from_partition(
     let (use_dual, dual_why) = dual.unwrap_or((false, "default".to_owned()));
     let (matched_partition, matched) = partition_of(region.as_str());
     if matched_partition.id != arn_partition {
-        return Err(ConfigError(if matched {
+        return Err(ConfigError::new(if matched {
             format!(
                 "the region {region} ({region_source}) is in partition {}, but the ARNs are in {arn_partition}: IAM Roles Anywhere would refuse them there; give a region of {arn_partition} or --endpoint URL",
                 matched_partition.id
@@ -572,8 +573,10 @@ fn from_partition(
             )
         }));
     }
-    let (url, partition) = partition_endpoint(region.as_str(), use_fips, use_dual)
-        .map_err(|e| ConfigError(format!("{e} (partition {arn_partition}, region {region})")))?;
+    let (url, partition) =
+        partition_endpoint(region.as_str(), use_fips, use_dual).map_err(|e| {
+            ConfigError::new(format!("{e} (partition {arn_partition}, region {region})"))
+        })?;
     if !matched {
         notes.push(format!(
             "region {region} matches no partition; using aws, as botocore does"
@@ -617,7 +620,7 @@ fn configured_url(
             .services(services)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                ConfigError(format!(
+                ConfigError::new(format!(
                     "{} names [services {services}], which is not in the file (or is empty)",
                     p.describe("services")
                 ))
@@ -637,7 +640,7 @@ fn configured_url(
                 }
             }
             Some(Value::Text(_)) => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                     "{SERVICE_KEY} in [services {services}] of {} must be an indented block (rolesanywhere =, then indented endpoint_url = URL)",
                     p.file.path().display()
                 )));

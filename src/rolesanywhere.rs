@@ -1,44 +1,22 @@
 //! The CreateSession call over HTTPS, to the endpoint [`crate::endpoint`] chose: TLS trust,
-//! retries with backoff and jitter (re-signing every attempt), and AWS error mapping.
+//! one signed attempt (retries are [`crate::refresh::create_session`]'s), and AWS error mapping.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::config::{Region, SessionRequest};
+use crate::config::SessionRequest;
 use crate::credentials::{Credentials, parse_create_session};
 use crate::signer::{Identity, SignError};
 use crate::sigv4x509::{self, RequestParts};
 use crate::time::UtcTime;
 
+pub use crate::config::ClientOptions;
+
 /// The most of a response body that is read. A CreateSession answer is a few KiB (the
 /// session token dominates); an error body is smaller still.
 pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
-
-/// How to reach the endpoint.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// The endpoint URL, `https://host[:port]` (checked by [`crate::endpoint`]; a bare host
-    /// gets `https://`).
-    pub endpoint: String,
-    /// The region in the credential scope.
-    pub region: Region,
-    /// Trust only these CA certificates (PEM bundle), instead of the system store.
-    pub ca_bundle: Option<PathBuf>,
-    /// Skip TLS certificate verification (`--no-verify-ssl`).
-    pub danger_accept_invalid_certs: bool,
-    /// TCP+TLS connect timeout.
-    pub connect_timeout: Duration,
-    /// Timeout of one attempt, connect included.
-    pub request_timeout: Duration,
-    /// Attempts in all (1 = no retry).
-    pub max_attempts: u32,
-    /// Print the canonical request and string to sign on stderr.
-    pub debug: bool,
-}
 
 /// Why CreateSession failed.
 #[derive(Debug, thiserror::Error)]
@@ -179,49 +157,14 @@ impl Client {
         self.url.as_str()
     }
 
-    /// Calls CreateSession, retrying throttling, 5xx and transport failures with
-    /// exponential backoff and full jitter; every attempt is signed afresh.
+    /// The options the client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// Calls CreateSession once, signed at `now` ([`crate::refresh::create_session`]
+    /// retries).
     pub fn create_session(
-        &self,
-        identity: &Identity,
-        request: &SessionRequest,
-    ) -> Result<Credentials, CreateSessionError> {
-        self.create_session_pausing(identity, request, &|delay| {
-            std::thread::sleep(delay);
-            true
-        })
-    }
-
-    /// [`Client::create_session`], waiting between attempts with `pause`, which returns
-    /// false to give up (a long-running mode being stopped): the last error is returned.
-    pub fn create_session_pausing(
-        &self,
-        identity: &Identity,
-        request: &SessionRequest,
-        pause: &dyn Fn(Duration) -> bool,
-    ) -> Result<Credentials, CreateSessionError> {
-        let mut attempt = 1;
-        loop {
-            match self.attempt(identity, request, UtcTime::now()) {
-                Ok(c) => return Ok(c),
-                Err(e) if e.is_retryable() && attempt < self.options.max_attempts => {
-                    let delay = backoff(attempt);
-                    crate::diag!(
-                        "ra-signer: attempt {attempt} of {} failed ({e}); retrying in {} ms",
-                        self.options.max_attempts,
-                        delay.as_millis()
-                    );
-                    if !pause(delay) {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn attempt(
         &self,
         identity: &Identity,
         request: &SessionRequest,
@@ -487,14 +430,6 @@ fn is_loopback(url: &reqwest::Url) -> bool {
     }
 }
 
-/// Exponential backoff with full jitter: uniform in [0, min(2 s, 200 ms × 2^(attempt-1))].
-fn backoff(attempt: u32) -> Duration {
-    let cap_ms = (200u64 << (attempt - 1).min(4)).min(2000);
-    let mut b = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    Duration::from_millis(u64::from_le_bytes(b) % (cap_ms + 1))
-}
-
 /// The error and its causes, joined, innermost last.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -647,13 +582,5 @@ mod tests {
         assert!(m.ends_with('…') && m.chars().count() <= crate::display::MAX_REMOTE_CHARS + 1);
         let (c, _) = aws_error(Some("Bad\tType"), b"{}");
         assert_eq!(c, "Bad\\tType");
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        for attempt in 1..10 {
-            assert!(backoff(attempt) <= Duration::from_millis(2000));
-        }
-        assert!(backoff(1) <= Duration::from_millis(200));
     }
 }

@@ -1,11 +1,11 @@
 //! `update`: keeps a profile of the shared credentials file fresh.
 //!
 //! Start-up is fail-fast (one CreateSession, written, or exit with the classified error).
-//! Then, unless `--once`, the profile is rewritten [`REFRESH_BEFORE`] seconds before expiry;
+//! Then, unless `--once`, the profile is rewritten 300 seconds before expiry;
 //! a failed refresh is logged and retried with backoff, never an exit, and the file keeps
 //! the last good credentials meanwhile. SIGTERM, SIGINT, SIGHUP and SIGQUIT stop it: the
 //! refresher thread, which owns the identity, is told to stop and given
-//! [`GRACE`] to close it ([`crate::serve::shutdown`]).
+//! [`GRACE`] to close it ([`crate::shutdown`]).
 //!
 //! Every write is a read-modify-write under an exclusive `flock` on a lock file next to the
 //! credentials file (`.credentials.ra-signer.lock`), so two writers cannot lose each
@@ -19,47 +19,21 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use clap::Args;
 use zeroize::Zeroizing;
 
-use crate::cli::{IdentityArgs, SessionArgs};
-use crate::config::SessionRequest;
+use crate::config::{SessionConfig, UpdateConfig};
 use crate::credentials::Credentials;
 use crate::credentials_file::{self, Refused};
 use crate::error::{Error, ErrorClass};
+use crate::refresh::{
+    self, LiveIdentity, Outlet, Refresher, Stop, SystemClock, Timer, log, one_line,
+};
 use crate::rolesanywhere::Client;
-use crate::serve::refresh::{LiveIdentity, Stop, log, one_line, retry_delay};
-use crate::serve::shutdown::{GRACE, Signals, Worker};
+use crate::shutdown::{GRACE, Signals, Worker};
 use crate::time::UtcTime;
-
-/// Refresh this many seconds before expiry, by default.
-pub const REFRESH_BEFORE: u64 = 300;
-
-/// `update`.
-#[derive(Debug, Clone, Args)]
-pub struct UpdateArgs {
-    /// The certificate and key.
-    #[command(flatten)]
-    pub identity: IdentityArgs,
-    /// The session.
-    #[command(flatten)]
-    pub session: SessionArgs,
-    /// Profile to write in the shared credentials file ($AWS_SHARED_CREDENTIALS_FILE, else
-    /// ~/.aws/credentials).
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    pub profile: String,
-    /// Write the credentials once and exit.
-    #[arg(long)]
-    pub once: bool,
-    /// Refresh this many seconds before the credentials expire (tests).
-    #[arg(long, value_name = "SECONDS", default_value_t = REFRESH_BEFORE, hide = true)]
-    pub refresh_before: u64,
-    /// Minimum seconds between failed refreshes (tests).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
-    pub retry_interval: u64,
-}
 
 /// The keys of a profile that `update` owns (configparser lower-cases option names): the
 /// three it writes, then a stale one it removes.
@@ -70,85 +44,36 @@ const CREDENTIAL_KEYS: [&str; 4] = [
     "aws_security_token",
 ];
 
-/// The shared credentials file: `$AWS_SHARED_CREDENTIALS_FILE` (with `~/` expanded), else
-/// `$HOME/.aws/credentials`.
-pub fn credentials_path() -> Result<PathBuf, Error> {
-    let home = || {
-        std::env::var_os(crate::env::HOME)
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(p) = std::env::var_os(crate::env::AWS_SHARED_CREDENTIALS_FILE).filter(|p| !p.is_empty()) {
-        let text = p.to_string_lossy();
-        if let (Some(rest), Some(home)) = (text.strip_prefix("~/"), home()) {
-            return Ok(home.join(rest));
-        }
-        return Ok(PathBuf::from(p));
-    }
-    home().map(|h| h.join(".aws").join("credentials")).ok_or_else(|| {
-        Error::new(
-            ErrorClass::Usage,
-            "neither $AWS_SHARED_CREDENTIALS_FILE nor $HOME is set: no credentials file to write",
-        )
-    })
-}
-
-fn check_profile(name: &str) -> Result<(), Error> {
-    // `[DEFAULT]` is no profile to botocore: its keys would go into every profile.
-    let bad = name.is_empty()
-        || name == credentials_file::DEFAULT_SECTION
-        || name != name.trim()
-        || name.chars().any(|c| c.is_control() || c == '[' || c == ']');
-    if bad {
-        return Err(Error::new(
-            ErrorClass::Usage,
-            format!(
-                "--profile \"{name}\" is not a usable profile name (no brackets, control characters or surrounding spaces, not DEFAULT)"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Runs `update`.
-pub fn run(args: &UpdateArgs) -> Result<(), Error> {
-    for w in args.identity.warnings() {
-        crate::diag!("ra-signer: warning: {w}");
-    }
-    check_profile(&args.profile)?;
-    let request = args.session.to_request()?;
-    let options = args.session.client_options(&request)?;
-    if args.refresh_before >= u64::from(args.session.options.session_duration) {
-        return Err(Error::new(
-            ErrorClass::Usage,
-            format!(
-                "--refresh-before {} leaves no time between refreshes with --session-duration {}",
-                args.refresh_before, args.session.options.session_duration
-            ),
-        ));
-    }
-    let path = credentials_path()?;
+pub fn run(config: UpdateConfig) -> Result<(), Error> {
+    let UpdateConfig {
+        identity: identity_config,
+        session: SessionConfig { request, client },
+        credentials_file: path,
+        profile,
+        once,
+        timing,
+    } = config;
     check_file(&path)?;
-    let live = LiveIdentity::open(args.identity.to_config()?, "update")?;
+    let live = LiveIdentity::open(identity_config, "update")?;
     let identity = live
         .identity()
         .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
     let client =
-        Client::new(options).map_err(|e| crate::app::session_error(e, identity, &request))?;
-    let creds = client
-        .create_session(identity, &request)
-        .map_err(|e| crate::app::session_error(e, identity, &request))?;
-    write_profile(&path, &args.profile, &creds).map_err(|e| write_error(&path, &e))?;
+        Client::new(client).map_err(|e| crate::app::session_error(e, identity, &request))?;
+    let creds =
+        refresh::create_session(&client, identity, &request, &SystemClock, &Stop::default())
+            .map_err(|e| crate::app::session_error(e, identity, &request))?;
+    write_profile(&path, &profile, &creds).map_err(|e| write_error(&path, &e))?;
     log(
         "update",
         &format!(
-            "wrote profile [{}] to {}; the credentials expire at {}",
-            args.profile,
+            "wrote profile [{profile}] to {}; the credentials expire at {}",
             path.display(),
             creds.expiration.rfc3339()
         ),
     );
-    if args.once {
+    if once {
         return Ok(());
     }
 
@@ -161,18 +86,17 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
     let mut signals = rt
         .block_on(async { Signals::install() })
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot watch signals: {e}")))?;
-    let job = RefreshJob {
+    let refresher = Refresher {
         live,
         client,
-        request,
-        path,
-        profile: args.profile.clone(),
-        refresh_before: args.refresh_before,
-        retry_interval: args.retry_interval,
-        expiration: creds.expiration,
+        requests: vec![request],
+        timing,
+        outlet: CredentialsFile { path, profile },
+        clock: Arc::new(SystemClock),
+        initial: vec![creds.expiration],
     };
     drop(creds);
-    let worker = Worker::spawn("refresh", move |stop| job.run(stop))
+    let worker = Worker::spawn("refresh", move |stop| refresher.run(stop))
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start a thread: {e}")))?;
     let signal = rt.block_on(signals.recv());
     log("update", &format!("{signal}: stopping"));
@@ -187,97 +111,40 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The refresh loop of `update`, on its own thread.
-struct RefreshJob {
-    live: LiveIdentity,
-    client: Client,
-    request: SessionRequest,
+/// The profile `update` keeps fresh.
+struct CredentialsFile {
     path: PathBuf,
     profile: String,
-    refresh_before: u64,
-    retry_interval: u64,
-    expiration: UtcTime,
 }
 
-impl RefreshJob {
-    /// Refreshes the profile before expiry until `stop`; drops the identity on the way out.
-    fn run(mut self, stop: &Stop) {
-        let mut last_success = UtcTime::now();
-        let mut failures = 0u32;
-        let mut retry_at = last_success;
-        loop {
-            let due = if failures > 0 {
-                retry_at
-            } else {
-                UtcTime::from_unix(
-                    self.expiration
-                        .unix()
-                        .saturating_sub(self.refresh_before)
-                        .max(last_success.unix() + 5),
-                )
-            };
-            let wait = Duration::from_secs(due.unix().saturating_sub(UtcTime::now().unix()));
-            if stop.wait(wait) {
-                break;
-            }
-            self.live.follow_rotation();
-            // A re-open may have taken a while: no refresh starts once the stop is asked.
-            if stop.is_stopped() {
-                break;
-            }
-            let (client, request, path, profile) =
-                (&self.client, &self.request, &self.path, &self.profile);
-            let result = match self.live.identity() {
-                Some(identity) => client
-                    .create_session_pausing(identity, request, &|d| !stop.wait(d))
-                    .map_err(|e| one_line(&crate::app::session_error(e, identity, request)))
-                    .and_then(|creds| {
-                        write_profile(path, profile, &creds)
-                            .map_err(|e| one_line(&write_error(path, &e)))
-                            .map(|()| creds.expiration)
-                    }),
-                None => Err("no identity is open (see the re-open error above)".to_owned()),
-            };
-            if result.is_err() && stop.is_stopped() {
-                break;
-            }
-            let now = UtcTime::now();
-            match result {
-                Ok(exp) => {
-                    self.expiration = exp;
-                    last_success = now;
-                    failures = 0;
-                    log(
-                        "update",
-                        &format!(
-                            "refreshed profile [{profile}] in {}; the credentials expire at {}",
-                            path.display(),
-                            exp.rfc3339()
-                        ),
-                    );
-                }
-                Err(reason) => {
-                    failures += 1;
-                    let delay = retry_delay(failures, self.retry_interval);
-                    retry_at = UtcTime::from_unix(now.unix() + delay);
-                    let keep = if self.expiration > now {
-                        format!(
-                            "the file keeps the current credentials, valid until {}",
-                            self.expiration.rfc3339()
-                        )
-                    } else {
-                        "the credentials in the file have expired".to_owned()
-                    };
-                    log(
-                        "update",
-                        &format!(
-                            "refresh {failures} failed: {reason}; {keep}; retrying in {delay} s"
-                        ),
-                    );
-                }
-            }
+impl Outlet for CredentialsFile {
+    fn mode(&self) -> &'static str {
+        "update"
+    }
+
+    fn slot_name(&self, _: usize) -> String {
+        String::new()
+    }
+
+    fn deliver(&mut self, _: usize, creds: &Credentials, _: UtcTime) -> Result<String, String> {
+        let (path, profile) = (&self.path, &self.profile);
+        write_profile(path, profile, creds).map_err(|e| one_line(&write_error(path, &e)))?;
+        Ok(format!(
+            "refreshed profile [{profile}] in {}; the credentials expire at {}",
+            path.display(),
+            creds.expiration.rfc3339()
+        ))
+    }
+
+    fn failed(&mut self, _: usize, _: &str, timer: &Timer, now: UtcTime) -> String {
+        if timer.expiration > now {
+            format!(
+                "the file keeps the current credentials, valid until {}",
+                timer.expiration.rfc3339()
+            )
+        } else {
+            "the credentials in the file have expired".to_owned()
         }
-        self.live.close();
     }
 }
 
@@ -506,14 +373,5 @@ mod tests {
                 .is_symlink()
         );
         assert!(fs::read_to_string(&path).expect("read").contains("ASIA3"));
-    }
-
-    #[test]
-    fn profile_names_are_checked() {
-        assert!(check_profile("default").is_ok());
-        assert!(check_profile("my-profile.1").is_ok());
-        for bad in ["", " x", "a]b", "a\nb", "DEFAULT"] {
-            assert!(check_profile(bad).is_err(), "{bad:?}");
-        }
     }
 }

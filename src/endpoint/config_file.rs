@@ -146,7 +146,7 @@ impl ConfigFile {
     /// Parses `text`, read from `path` (named in errors).
     pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
         let at = |line: usize, why: &str| {
-            ConfigError(format!(
+            ConfigError::new(format!(
                 "the AWS config file {}, line {line}: {why}",
                 path.display()
             ))
@@ -241,7 +241,7 @@ impl ConfigFile {
                             continue;
                         }
                         let (k, v) = l.split_once('=').ok_or_else(|| {
-                            ConfigError(format!(
+                            ConfigError::new(format!(
                                 "the AWS config file {}: the block under {name} has a line without \"=\"",
                                 path.display()
                             ))
@@ -291,20 +291,20 @@ impl ConfigFile {
         file.take(MAX_CONFIG_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| {
-                ConfigError(format!(
+                ConfigError::new(format!(
                     "cannot read the AWS config file {}: {e}",
                     path.display()
                 ))
             })?;
         if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "the AWS config file {} is larger than {} KiB: not reading it",
                 path.display(),
                 MAX_CONFIG_FILE_BYTES / 1024
             )));
         }
         let text = String::from_utf8(bytes).map_err(|_| {
-            ConfigError(format!(
+            ConfigError::new(format!(
                 "the AWS config file {} is not UTF-8 text",
                 path.display()
             ))
@@ -426,7 +426,7 @@ mod tests {
             ("[a]\n = v\n", "no name"),
             ("[a]\ns3 =\n  novalue\n", "without \"=\""),
         ] {
-            let e = parse(bad).expect_err(bad).0;
+            let e = parse(bad).expect_err(bad).message;
             assert!(e.contains(why) && e.contains("/cfg"), "{bad:?}: {e}");
         }
         // An empty header is no header.
@@ -458,7 +458,7 @@ mod tests {
         assert!(ConfigFile::load(dir.path()).expect("a directory").is_none());
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'#'; 1024 * 1024 + 1]).expect("write");
-        let e = ConfigFile::load(&big).expect_err("too big").0;
+        let e = ConfigFile::load(&big).expect_err("too big").message;
         assert!(e.contains("larger than 1024 KiB"), "{e}");
         let bin = dir.path().join("bin");
         std::fs::write(&bin, [0xff, 0xfe]).expect("write");

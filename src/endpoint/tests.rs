@@ -209,12 +209,14 @@ fn junk_is_refused_with_the_setting_named() {
         (vec![(ENV_ENDPOINT_URL, "https://h/prefix")], "path"),
         (vec![(ENV_ENDPOINT_URL, "https://h#f")], "fragment"),
     ] {
-        let e = run(NONE, &env, None).expect_err(want).0;
+        let e = run(NONE, &env, None).expect_err(want).message;
         assert!(e.contains(want), "{e}");
         assert!(!e.contains('\n'));
     }
     let file = cfg("[default]\nuse_fips_endpoint = maybe\n");
-    let e = run(NONE, &[], Some(&file)).expect_err("config junk").0;
+    let e = run(NONE, &[], Some(&file))
+        .expect_err("config junk")
+        .message;
     assert!(
         e.contains("use_fips_endpoint of profile default in") && e.contains("\"maybe\""),
         "{e}"
@@ -239,10 +241,10 @@ fn junk_is_refused_with_the_setting_named() {
 #[test]
 fn missing_services_section_is_an_error() {
     let file = cfg("[default]\nservices = nope\n");
-    let e = run(NONE, &[], Some(&file)).expect_err("missing").0;
+    let e = run(NONE, &[], Some(&file)).expect_err("missing").message;
     assert!(e.contains("[services nope]"), "{e}");
     let flat = cfg("[default]\nservices = s\n[services s]\nrolesanywhere = https://x\n");
-    let e = run(NONE, &[], Some(&flat)).expect_err("flat").0;
+    let e = run(NONE, &[], Some(&flat)).expect_err("flat").message;
     assert!(e.contains("indented block"), "{e}");
 }
 
@@ -264,7 +266,7 @@ fn user_and_password_never_appear() {
             ),
             (NONE, vec![(ENV_ENDPOINT_URL, text)]),
         ] {
-            let e = run(flags, &env, None).expect_err(text).0;
+            let e = run(flags, &env, None).expect_err(text).message;
             assert!(!e.contains("s3cr3t") && !e.contains("alice"), "{text}: {e}");
         }
     }
@@ -295,7 +297,7 @@ fn partition_from_the_region_and_arn_disagreement() {
         gov("aws-us-gov").expect("gov").url,
         "https://rolesanywhere.us-gov-west-1.amazonaws.com"
     );
-    let e = gov("aws").expect_err("mismatch").0;
+    let e = gov("aws").expect_err("mismatch").message;
     assert!(
         e.contains("partition aws-us-gov") && e.contains("--endpoint"),
         "{e}"

@@ -3,113 +3,41 @@
 //!
 //! Start-up is fail-fast: flags are checked, the port is bound, the identity opened and one
 //! CreateSession made per role before anything is served; any failure exits with the
-//! classified error. Then a refresher thread ([`refresh::Refresher`]) owns the identity and
+//! classified error. Then a refresher thread ([`crate::refresh::Refresher`]) owns the identity and
 //! replaces the pre-rendered response bodies ([`state`]) before expiry, while a small tokio
 //! runtime answers requests from those snapshots ([`http`]), admitting every connection
 //! and closing idle ones to make room ([`conns`]). SIGTERM, SIGINT, SIGHUP and SIGQUIT stop
 //! both and close the identity (token logout, TPM flush) if the hardware answers within
-//! [`shutdown::GRACE`] ([`shutdown`]).
+//! [`crate::shutdown::GRACE`] ([`crate::shutdown`]).
 
 pub mod conns;
 pub mod http;
-pub mod refresh;
-pub mod shutdown;
 pub mod state;
 pub mod tokens;
 
 use std::convert::Infallible;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use clap::Args;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ring::rand::SecureRandom;
 
-use crate::cli::{IdentityArgs, SessionArgs, SessionOptions};
-use crate::config::SessionRequest;
+use crate::config::{ServeConfig, ServeProtocol, SessionRequest};
+use crate::credentials::Credentials;
 use crate::error::{Error, ErrorClass};
+use crate::refresh::{self, LiveIdentity, Outlet, Refresher, Stop, SystemClock, Timer, log};
 use crate::rolesanywhere::Client;
 use crate::secret::Secret;
+use crate::shutdown::{self, Signals, Worker};
 use crate::time::UtcTime;
 use conns::Connections;
-use refresh::{LiveIdentity, Refresher, log};
-use shutdown::{Signals, Worker};
 use state::{Mode, Shared};
-
-/// The CreateSession options of `serve`: those of `credential-process`, with `--role-arn`
-/// repeatable (one credentials path per role name).
-#[derive(Debug, Clone, Args)]
-pub struct ServeSessionArgs {
-    /// ARN of the trust anchor.
-    #[arg(long, value_name = "ARN")]
-    pub trust_anchor_arn: String,
-    /// ARN of the profile.
-    #[arg(long, value_name = "ARN")]
-    pub profile_arn: String,
-    /// ARN of a role to serve (repeatable: each role is served under its name, the last
-    /// segment of the ARN).
-    #[arg(long = "role-arn", value_name = "ARN", required = true, action = clap::ArgAction::Append)]
-    pub role_arn: Vec<String>,
-    /// Everything but the ARNs, as for `credential-process`.
-    #[command(flatten)]
-    pub options: SessionOptions,
-}
-
-impl ServeSessionArgs {
-    /// The `credential-process` session flags for one of the roles.
-    pub fn for_role(&self, role_arn: &str) -> SessionArgs {
-        SessionArgs {
-            trust_anchor_arn: self.trust_anchor_arn.clone(),
-            profile_arn: self.profile_arn.clone(),
-            role_arn: role_arn.to_owned(),
-            options: self.options.clone(),
-        }
-    }
-}
-
-/// `serve`.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// The certificate and key.
-    #[command(flatten)]
-    pub identity: IdentityArgs,
-    /// The session.
-    #[command(flatten)]
-    pub session: ServeSessionArgs,
-    /// Port to listen on (0: any free port; the address is logged at start).
-    #[arg(long, value_name = "PORT", default_value_t = 9911)]
-    pub port: u16,
-    /// Address to listen on. Addresses other than loopback need --hop-limit 1.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
-    /// IP TTL (IPv6 hop limit) of the answers: 1, like EC2's metadata service, keeps them
-    /// from crossing a router (or a container bridge).
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..))]
-    pub hop_limit: u8,
-    /// Serve the ECS container-credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI)
-    /// instead of IMDSv2.
-    #[arg(long)]
-    pub ecs: bool,
-    /// ECS mode: file holding the authorization token clients send (read if it exists,
-    /// else created with mode 0600 and a new random token).
-    #[arg(long, value_name = "FILE", requires = "ecs")]
-    pub auth_token_file: Option<PathBuf>,
-    /// Refresh this many seconds before the credentials expire (tests and benchmarks).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, hide = true)]
-    pub refresh_before: u64,
-    /// Minimum seconds between failed refresh cycles (tests).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
-    pub retry_interval: u64,
-    /// Worker threads answering requests (1..=8; default 2).
-    #[arg(long, value_name = "N", default_value_t = 2, hide = true, value_parser = clap::value_parser!(u8).range(1..=8))]
-    pub threads: u8,
-}
 
 /// Most connections served at once; past it, a new one replaces the oldest idle one.
 const MAX_CONNECTIONS: usize = 4096;
@@ -144,24 +72,8 @@ fn connection_cap() -> usize {
     }
 }
 
-/// The role name IMDS serves a role ARN under: the last segment of its path.
-pub fn role_name(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
 fn usage(message: impl Into<String>) -> Error {
     Error::new(ErrorClass::Usage, message)
-}
-
-/// Checks the address rules: loopback, or anything with a hop limit of 1.
-pub fn check_bind(bind: IpAddr, hop_limit: u8) -> Result<(), Error> {
-    if bind.is_loopback() || hop_limit == 1 {
-        return Ok(());
-    }
-    Err(usage(format!(
-        "--bind {bind} is not a loopback address: anyone who can reach it would get the credentials"
-    ))
-    .with_hint("add --hop-limit 1 so answers cannot cross a router (as EC2's metadata service does), or bind 127.0.0.1"))
 }
 
 /// The ECS token: read from `path` if it exists, else made and written there (0600).
@@ -242,50 +154,70 @@ fn set_hop_limit(socket: &socket2::Socket, addr: SocketAddr, hop_limit: u8) -> s
     }
 }
 
-/// Runs `serve` until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
-pub fn run(args: &ServeArgs) -> Result<(), Error> {
-    for w in args.identity.warnings() {
-        crate::diag!("ra-signer: warning: {w}");
-    }
-    // 1. Flags.
-    check_bind(args.bind, args.hop_limit)?;
-    let mut requests: Vec<SessionRequest> = Vec::new();
-    let mut roles: Vec<(String, String)> = Vec::new();
-    for arn in &args.session.role_arn {
-        let request = args.session.for_role(arn).to_request()?;
-        let name = role_name(request.role_arn.as_str()).to_owned();
-        if roles.iter().any(|(n, _)| *n == name) {
-            return Err(usage(format!(
-                "two --role-arn values have the same role name \"{name}\": each role is served under its name"
-            )));
-        }
-        roles.push((name, arn.clone()));
-        requests.push(request);
-    }
-    let options = args
-        .session
-        .for_role(&roles[0].1)
-        .client_options(&requests[0])?;
-    if args.refresh_before >= u64::from(args.session.options.session_duration) {
-        return Err(usage(format!(
-            "--refresh-before {} leaves no time between refreshes with --session-duration {}",
-            args.refresh_before, args.session.options.session_duration
-        )));
-    }
-    if args.ecs && args.auth_token_file.is_none() {
-        return Err(usage("--ecs needs --auth-token-file FILE").with_hint(
-            "the file is read if it exists, else created with a new random token; give it to clients as AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-        ));
-    }
-    let identity_config = args.identity.to_config()?;
-    let mode = match &args.auth_token_file {
-        Some(path) if args.ecs => Mode::Ecs(ecs_token(path)?),
-        _ => Mode::Imds(Mutex::new(tokens::TokenTable::default())),
-    };
+/// The answers `serve` gives: each role's credentials are published there, pre-rendered.
+struct Answers(Arc<Shared>);
 
-    // 2. The port, before any signature.
-    let addr = SocketAddr::new(args.bind, args.port);
-    let listener = bind(addr, args.hop_limit).map_err(|e| {
+impl Outlet for Answers {
+    fn mode(&self) -> &'static str {
+        "serve"
+    }
+
+    fn slot_name(&self, slot: usize) -> String {
+        format!(" of role {}", self.0.roles[slot].name)
+    }
+
+    fn deliver(
+        &mut self,
+        slot: usize,
+        creds: &Credentials,
+        now: UtcTime,
+    ) -> Result<String, String> {
+        let role = &self.0.roles[slot];
+        role.publish(creds, now);
+        Ok(format!(
+            "refreshed the credentials of role {}; they expire at {}",
+            role.name,
+            creds.expiration.rfc3339()
+        ))
+    }
+
+    fn failed(&mut self, slot: usize, reason: &str, timer: &Timer, now: UtcTime) -> String {
+        self.0.roles[slot].fail(reason.to_owned());
+        if timer.expiration > now {
+            format!(
+                "the current credentials stay in service until {}",
+                timer.expiration.rfc3339()
+            )
+        } else {
+            "no valid credentials: answering HTTP 500".to_owned()
+        }
+    }
+}
+
+/// Runs `serve` until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
+pub fn run(config: ServeConfig) -> Result<(), Error> {
+    let ServeConfig {
+        identity: identity_config,
+        roles,
+        client: options,
+        listen: addr,
+        hop_limit,
+        protocol,
+        timing,
+        threads,
+    } = config;
+    let mode = match &protocol {
+        ServeProtocol::Ecs { token_file } => Mode::Ecs(ecs_token(token_file)?),
+        ServeProtocol::Imds => Mode::Imds(Mutex::new(tokens::TokenTable::default())),
+    };
+    let slots: Vec<(String, String)> = roles
+        .iter()
+        .map(|r| (r.name.clone(), r.request.role_arn.as_str().to_owned()))
+        .collect();
+    let requests: Vec<SessionRequest> = roles.into_iter().map(|r| r.request).collect();
+
+    // 1. The port, before any signature.
+    let listener = bind(addr, hop_limit).map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
                 "another process listens there: pick another --port, or stop it (`ss -ltnp` names it)"
@@ -304,19 +236,19 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         .local_addr()
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot listen on {addr}: {e}")))?;
 
-    // 3. The identity and one CreateSession per role: fail fast.
+    // 2. The identity and one CreateSession per role: fail fast.
     let live = LiveIdentity::open(identity_config, "serve")?;
     let identity = live
         .identity()
         .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
     let client =
         Client::new(options).map_err(|e| crate::app::session_error(e, identity, &requests[0]))?;
-    let shared = Arc::new(Shared::new(roles, mode));
+    let shared = Arc::new(Shared::new(slots, mode));
     let mut initial = Vec::new();
     for (i, request) in requests.iter().enumerate() {
-        let creds = client
-            .create_session(identity, request)
-            .map_err(|e| crate::app::session_error(e, identity, request))?;
+        let creds =
+            refresh::create_session(&client, identity, request, &SystemClock, &Stop::default())
+                .map_err(|e| crate::app::session_error(e, identity, request))?;
         let now = UtcTime::now();
         shared.roles[i].publish(&creds, now);
         initial.push(creds.expiration);
@@ -330,43 +262,37 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
         );
     }
 
-    // 4. The refresher thread.
+    // 3. The refresher thread.
     let refresher = Refresher {
         live,
         client,
         requests,
-        shared: Arc::clone(&shared),
-        refresh_before: args.refresh_before,
-        retry_interval: args.retry_interval,
+        timing,
+        outlet: Answers(Arc::clone(&shared)),
+        clock: Arc::new(SystemClock),
         initial,
     };
     let refresher = Worker::spawn("refresh", move |stop| refresher.run(stop))
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start a thread: {e}")))?;
 
-    // 5. Serve until a signal.
+    // 4. Serve until a signal.
     let announce = match &shared.mode {
         Mode::Imds(_) => format!(
             "listening on http://{local}/ (IMDSv2; hop limit {}): set AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{local}/",
-            args.hop_limit
+            hop_limit
         ),
         Mode::Ecs(_) => format!(
             "listening on http://{local}/ (ECS; hop limit {}): set AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{local}/ (or http://{local}/role/<name>) and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}",
-            args.hop_limit,
-            args.auth_token_file
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
+            hop_limit,
+            match &protocol {
+                ServeProtocol::Ecs { token_file } => token_file.display().to_string(),
+                ServeProtocol::Imds => String::new(),
+            }
         ),
     };
-    let served = serve(
-        listener,
-        &shared,
-        usize::from(args.threads),
-        &announce,
-        &|| {
-            refresher.stop();
-        },
-    );
+    let served = serve(listener, &shared, usize::from(threads), &announce, &|| {
+        refresher.stop();
+    });
     // The refresher was told to stop at the signal; it may be inside a call to a stalled
     // TPM or token, which must not keep the process alive.
     let deadline = Instant::now() + shutdown::GRACE;
@@ -481,89 +407,6 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
-
-    const BASE: [&str; 9] = [
-        "serve",
-        "--certificate",
-        "c.pem",
-        "--private-key",
-        "k.pem",
-        "--trust-anchor-arn",
-        "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta",
-        "--profile-arn",
-        "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p",
-    ];
-
-    fn parse(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
-        let argv: Vec<&str> = BASE.iter().chain(extra).copied().collect();
-        Cli::try_parse_from(argv).map(|c| c.serve)
-    }
-
-    #[test]
-    fn flags_and_defaults() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-        let a = parse(&["--role-arn", "arn:aws:iam::123456789012:role/A"]).expect("parse");
-        assert_eq!((a.port, a.hop_limit, a.refresh_before), (9911, 64, 300));
-        assert_eq!(a.bind, IpAddr::from([127, 0, 0, 1]));
-        assert!(!a.ecs);
-        let a = parse(&[
-            "--role-arn",
-            "arn:aws:iam::123456789012:role/A",
-            "--role-arn",
-            "arn:aws:iam::123456789012:role/path/B",
-            "--bind",
-            "::1",
-            "--hop-limit",
-            "1",
-            "--ecs",
-            "--auth-token-file",
-            "t",
-        ])
-        .expect("parse");
-        assert_eq!(a.session.role_arn.len(), 2);
-        assert_eq!(role_name(&a.session.role_arn[1]), "B");
-        assert!(parse(&[]).is_err(), "a role is required");
-        assert!(
-            parse(&[
-                "--role-arn",
-                "arn:aws:iam::123456789012:role/A",
-                "--hop-limit",
-                "0"
-            ])
-            .is_err()
-        );
-        assert!(
-            parse(&[
-                "--role-arn",
-                "arn:aws:iam::123456789012:role/A",
-                "--auth-token-file",
-                "t"
-            ])
-            .is_err(),
-            "--auth-token-file belongs to --ecs"
-        );
-    }
-
-    #[test]
-    fn non_loopback_needs_hop_limit_1() {
-        let any: IpAddr = "0.0.0.0".parse().expect("ip");
-        assert!(check_bind(any, 64).is_err());
-        assert!(check_bind(any, 2).is_err());
-        assert!(check_bind(any, 1).is_ok());
-        assert!(check_bind("::1".parse().expect("ip"), 64).is_ok());
-        assert!(check_bind("127.0.0.2".parse().expect("ip"), 64).is_ok());
-        let e = check_bind("10.1.2.3".parse().expect("ip"), 64).expect_err("refused");
-        assert_eq!(e.class, ErrorClass::Usage);
-        assert!(e.hint.is_some_and(|h| h.contains("--hop-limit 1")));
-    }
 
     #[test]
     fn accepted_sockets_carry_the_hop_limit() {

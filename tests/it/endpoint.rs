@@ -147,7 +147,7 @@ fn partition_table_matches_botocores_endpoint_provider() {
             }
             (Err(e), None) => {
                 let msg = want["error"].as_str().expect("error text");
-                assert!(e.0.contains(msg), "{label}: ours {e}, botocore {msg}");
+                assert!(e.message.contains(msg), "{label}: ours {e}, botocore {msg}");
             }
             _ => panic!("{label}: ours {ours:?}, botocore {want}"),
         }
@@ -263,7 +263,8 @@ fn global_pseudo_regions_are_refused() {
             })
             .expect_err(r);
             assert!(
-                e.0.contains("is not an AWS region name") || e.0.contains("global pseudo-region"),
+                e.message.contains("is not an AWS region name")
+                    || e.message.contains("global pseudo-region"),
                 "{r}: {e}"
             );
         }

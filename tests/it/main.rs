@@ -16,6 +16,7 @@ mod mldsa;
 mod pkcs11;
 mod process;
 mod real_clients;
+mod refresh;
 mod serve;
 #[cfg(feature = "tpm")]
 mod tpm;

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -83,17 +83,26 @@ struct Stats {
 pub struct State {
     policy: Policy,
     faults: Mutex<Faults>,
+    /// Seconds added to the system clock: a test moves the service's time with its own.
+    clock_offset: AtomicI64,
     stats: Stats,
     log: Logger,
     rng: SystemRandom,
 }
 
 impl State {
+    /// The service's time in Unix seconds: the system's, moved by the clock offset.
+    fn now(&self) -> u64 {
+        let now = i64::try_from(clock::now().as_secs()).unwrap_or(i64::MAX);
+        u64::try_from(now.saturating_add(self.clock_offset.load(Ordering::Relaxed))).unwrap_or(0)
+    }
+
     /// Shared state for a policy, initial faults and a log.
     pub fn new(policy: Policy, faults: Vec<faults::Fault>, log: Logger) -> State {
         State {
             policy,
             faults: Mutex::new(Faults::new(faults)),
+            clock_offset: AtomicI64::new(0),
             stats: Stats::default(),
             log,
             rng: SystemRandom::new(),
@@ -167,7 +176,9 @@ async fn handle(
             )
         }
         "/_emulator/faults" if method == Method::POST => set_faults(&state, req, &rid).await,
-        "/sessions" | "/_emulator/stats" | "/_emulator/faults" => {
+        "/_emulator/clock" if method == Method::GET => clock_offset(&state, &rid),
+        "/_emulator/clock" if method == Method::POST => set_clock(&state, req, &rid).await,
+        "/sessions" | "/_emulator/stats" | "/_emulator/faults" | "/_emulator/clock" => {
             let mut r = response::error(
                 405,
                 "MethodNotAllowedException",
@@ -214,6 +225,50 @@ async fn read_body(body: Incoming) -> Option<hyper::body::Bytes> {
         .await
         .ok()
         .map(|c| c.to_bytes())
+}
+
+/// The most the clock may be moved: ten years.
+const MAX_CLOCK_OFFSET: i64 = 10 * 366 * 86_400;
+
+fn clock_offset(state: &State, rid: &str) -> Response<Body> {
+    let offset = state.clock_offset.load(Ordering::Relaxed);
+    response::respond(
+        200,
+        "application/json",
+        json!({ "offset": offset, "now": state.now() }).to_string(),
+        rid,
+    )
+}
+
+/// `POST /_emulator/clock` with `{"offset": SECONDS}`: the service's time becomes the
+/// system's plus SECONDS (negative: behind), for X-Amz-Date checks, certificate validity and
+/// credential expirations alike.
+async fn set_clock(state: &State, req: Request<Incoming>, rid: &str) -> Response<Body> {
+    let parsed = match read_body(req.into_body()).await {
+        None => Err("request body unreadable or too large".to_string()),
+        Some(bytes) => serde_json::from_slice::<Value>(&bytes)
+            .map_err(|e| format!("expected {{\"offset\": SECONDS}}: {e}"))
+            .and_then(|v| {
+                v.get("offset")
+                    .and_then(Value::as_i64)
+                    .filter(|o| o.abs() <= MAX_CLOCK_OFFSET)
+                    .ok_or_else(|| {
+                        format!(
+                            "expected {{\"offset\": SECONDS}} with |SECONDS| <= {MAX_CLOCK_OFFSET}"
+                        )
+                    })
+            }),
+    };
+    match parsed {
+        Ok(offset) => {
+            state.clock_offset.store(offset, Ordering::Relaxed);
+            state
+                .log
+                .line(json!({ "event": "clock", "request_id": rid, "offset": offset }));
+            clock_offset(state, rid)
+        }
+        Err(message) => response::error(400, "ValidationException", &message, rid),
+    }
 }
 
 async fn set_faults(state: &State, req: Request<Incoming>, rid: &str) -> Response<Body> {
@@ -323,7 +378,7 @@ async fn create_session(
                 Some(response::respond(
                     201,
                     "application/json",
-                    response::faulty_credentials(kind == Kind::Hostile, clock::now().as_secs()),
+                    response::faulty_credentials(kind == Kind::Hostile, state.now()),
                     rid,
                 )),
             ),
@@ -373,7 +428,7 @@ async fn create_session(
         return Ok(response::error(413, "ValidationException", &message, rid));
     };
 
-    let now = clock::now().as_secs();
+    let now = state.now();
     let request = verify::Request {
         method: parts.method.as_str(),
         path: parts.uri.path(),

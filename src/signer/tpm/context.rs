@@ -19,8 +19,8 @@ use tss_esapi::handles::ObjectHandle;
 use tss_esapi::tcti_ldr::TctiNameConf;
 
 use super::TpmError;
-use crate::env;
 use super::relay::Relay;
+use crate::env;
 
 /// The TCTI used when neither the flag nor an environment variable names one.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";

@@ -192,7 +192,7 @@ fn parse_persistent(text: &str) -> Result<u32, TpmError> {
     };
     match crate::config::parse_tpm_handle(&with_prefix) {
         Some(Ok(h)) => Ok(h),
-        Some(Err(e)) => Err(TpmError::Keygen(e.0)),
+        Some(Err(e)) => Err(TpmError::Keygen(e.message)),
         None => Err(TpmError::Keygen(format!("\"{text}\" is not a TPM handle"))),
     }
 }

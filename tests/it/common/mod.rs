@@ -382,7 +382,7 @@ impl Drop for Emulator {
     }
 }
 
-fn http_client(ca: &Path) -> reqwest::blocking::Client {
+pub fn http_client(ca: &Path) -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pem = std::fs::read(ca).expect("emulator CA");
     let cert = reqwest::Certificate::from_pem(&pem).expect("CA pem");

@@ -1,22 +1,53 @@
 //! Keeping credentials fresh in the long-running modes (`serve`, `update`): an identity that
-//! follows certificate rotation, the retry schedule, and the refresher thread of `serve`.
+//! follows certificate rotation, the schedule, the retries, and the refresher thread.
 //!
 //! The refresher is the only thread that signs: it owns the [`Identity`] (a token session
 //! or TPM context) and the blocking CreateSession client, so a thousand clients at once
-//! still cause one signature. It refreshes each role `refresh_before` seconds before
-//! expiry; on failure it keeps the last good credentials, records why, and retries after
-//! [`retry_delay`].
+//! still cause one signature. It renews each slot (a role of `serve`, the profile of
+//! `update`) `refresh_before` seconds before expiry and hands the credentials to an
+//! [`Outlet`]; on failure the outlet keeps the last good credentials, and the slot is tried
+//! again after [`retry_delay`].
+//!
+//! Time comes from a [`Clock`]: the system's in production, a test's own in tests, so that
+//! the schedule is tested without waiting for it. [`Timer::next_due`] is a pure function of
+//! the slot's state; every wait is cut short by [`Stop`]. This module is the one owner of
+//! retries: [`create_session`] retries one call, [`Refresher`] the refresh cycles.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::state::Shared;
-use crate::config::{CertificateSource, IdentityConfig, PrivateKeySource, SessionRequest};
+use crate::config::{
+    CertificateSource, IdentityConfig, PrivateKeySource, RefreshTiming, SessionRequest,
+};
+use crate::credentials::Credentials;
 use crate::error::Error;
-use crate::rolesanywhere::Client;
+use crate::rolesanywhere::{Client, CreateSessionError};
 use crate::signer::{self, Identity};
 use crate::time::UtcTime;
+
+/// The time as the refresh loop sees it, and its waits.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> UtcTime;
+
+    /// Waits `d`, or less if `stop` is raised meanwhile: true when stopped.
+    fn sleep(&self, d: Duration, stop: &Stop) -> bool;
+}
+
+/// The system's clock; its waits are woken by [`Stop::stop`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UtcTime {
+        UtcTime::now()
+    }
+
+    fn sleep(&self, d: Duration, stop: &Stop) -> bool {
+        stop.wait(d)
+    }
+}
 
 /// Writes one log line on stderr: `ra-signer: <UTC time> <what>: <message>`. Callers never
 /// pass secrets.
@@ -219,66 +250,156 @@ impl Stop {
     }
 }
 
-/// When a role is next due.
-#[derive(Debug, Clone, Copy)]
-struct Timer {
-    expiration: UtcTime,
-    last_success: UtcTime,
-    failures: u32,
-    retry_at: UtcTime,
+/// The schedule of one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timer {
+    /// When the slot's current credentials expire.
+    pub expiration: UtcTime,
+    /// When they were got.
+    pub last_success: UtcTime,
+    /// Failed refreshes since then.
+    pub failures: u32,
+    /// When to try again after a failure.
+    pub retry_at: UtcTime,
 }
 
-/// The refresher of `serve`: owns the identity and the client.
-pub struct Refresher {
+/// Refreshes come at most this often, whatever lifetime the service grants.
+pub const MIN_REFRESH_INTERVAL: u64 = 5;
+
+impl Timer {
+    /// A slot whose credentials, got at `now`, expire at `expiration`.
+    pub fn new(expiration: UtcTime, now: UtcTime) -> Timer {
+        Timer {
+            expiration,
+            last_success: now,
+            failures: 0,
+            retry_at: now,
+        }
+    }
+
+    /// When the slot is next due: `refresh_before` seconds before expiry (and at least
+    /// [`MIN_REFRESH_INTERVAL`] after the last success), or the retry time after a failure.
+    pub fn next_due(&self, timing: RefreshTiming) -> UtcTime {
+        if self.failures > 0 {
+            return self.retry_at;
+        }
+        UtcTime::from_unix(
+            self.expiration
+                .unix()
+                .saturating_sub(timing.refresh_before)
+                .max(self.last_success.unix() + MIN_REFRESH_INTERVAL),
+        )
+    }
+
+    /// Records fresh credentials.
+    fn succeeded(&mut self, expiration: UtcTime, now: UtcTime) {
+        *self = Timer::new(expiration, now);
+    }
+
+    /// Records a failure; the seconds until the next try.
+    fn failed(&mut self, now: UtcTime, timing: RefreshTiming) -> u64 {
+        self.failures += 1;
+        let delay = retry_delay(self.failures, timing.retry_interval);
+        self.retry_at = UtcTime::from_unix(now.unix() + delay);
+        delay
+    }
+}
+
+/// Where a refresher hands fresh credentials: the published answers of `serve`, the
+/// credentials file of `update`.
+pub trait Outlet: Send {
+    /// The mode, as log lines name it ("serve").
+    fn mode(&self) -> &'static str;
+
+    /// The slot as log lines name it, after "refresh N" (" of role Admin"), or "".
+    fn slot_name(&self, slot: usize) -> String;
+
+    /// Hands on `creds` for `slot`: the log line, or why they could not be handed on.
+    fn deliver(&mut self, slot: usize, creds: &Credentials, now: UtcTime)
+    -> Result<String, String>;
+
+    /// Records that a refresh of `slot` failed for `reason` (one line); what the clients
+    /// keep meanwhile, for the log.
+    fn failed(&mut self, slot: usize, reason: &str, timer: &Timer, now: UtcTime) -> String;
+}
+
+/// Calls CreateSession, retrying throttling, 5xx and transport failures up to the client's
+/// `max_attempts` with exponential backoff and full jitter; every attempt is signed afresh.
+/// A stop during a wait gives up with the last error.
+pub fn create_session(
+    client: &Client,
+    identity: &Identity,
+    request: &SessionRequest,
+    clock: &dyn Clock,
+    stop: &Stop,
+) -> Result<Credentials, CreateSessionError> {
+    let max_attempts = client.options().max_attempts;
+    let mut attempt = 1;
+    loop {
+        match client.create_session(identity, request, clock.now()) {
+            Err(e) if e.is_retryable() && attempt < max_attempts => {
+                let delay = backoff(attempt);
+                crate::diag!(
+                    "ra-signer: attempt {attempt} of {max_attempts} failed ({e}); retrying in {} ms",
+                    delay.as_millis()
+                );
+                if clock.sleep(delay, stop) {
+                    return Err(e);
+                }
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(2 s, 200 ms × 2^(attempt-1))].
+pub fn backoff(attempt: u32) -> Duration {
+    let cap_ms = (200u64 << attempt.saturating_sub(1).min(4)).min(2000);
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    Duration::from_millis(u64::from_le_bytes(b) % (cap_ms + 1))
+}
+
+/// The refresh loop of `serve` and `update`: owns the identity and the client.
+pub struct Refresher<O: Outlet> {
     /// The identity.
     pub live: LiveIdentity,
     /// The CreateSession client.
     pub client: Client,
-    /// One request per role, in the order of `shared.roles`.
+    /// One request per slot.
     pub requests: Vec<SessionRequest>,
-    /// Where credentials are published.
-    pub shared: Arc<Shared>,
-    /// Refresh this many seconds before expiry.
-    pub refresh_before: u64,
-    /// Minimum seconds between failed refresh cycles.
-    pub retry_interval: u64,
-    /// The expiration of each role's initial credentials.
+    /// When to refresh.
+    pub timing: RefreshTiming,
+    /// Where the credentials go.
+    pub outlet: O,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The expiration of each slot's initial credentials.
     pub initial: Vec<UtcTime>,
 }
 
-impl Refresher {
+impl<O: Outlet> Refresher<O> {
     /// Runs until `stop`; drops the identity on the way out.
     pub fn run(mut self, stop: &Stop) {
-        let started = UtcTime::now();
+        let started = self.clock.now();
         let mut timers: Vec<Timer> = self
             .initial
             .iter()
-            .map(|&expiration| Timer {
-                expiration,
-                last_success: started,
-                failures: 0,
-                retry_at: started,
-            })
+            .map(|&expiration| Timer::new(expiration, started))
             .collect();
         loop {
-            let now = UtcTime::now();
-            let refresh_before = self.refresh_before;
-            let due = move |t: &Timer| {
-                if t.failures > 0 {
-                    t.retry_at
-                } else {
-                    // At most every 5 s, whatever lifetime the service grants.
-                    UtcTime::from_unix(
-                        t.expiration
-                            .unix()
-                            .saturating_sub(refresh_before)
-                            .max(t.last_success.unix() + 5),
-                    )
-                }
-            };
-            let next = timers.iter().map(due).min().unwrap_or(now);
+            let now = self.clock.now();
+            let next = timers
+                .iter()
+                .map(|t| t.next_due(self.timing))
+                .min()
+                .unwrap_or(now);
             if next > now {
-                if stop.wait(Duration::from_secs(next.unix() - now.unix())) {
+                if self
+                    .clock
+                    .sleep(Duration::from_secs(next.unix() - now.unix()), stop)
+                {
                     break;
                 }
                 continue;
@@ -289,72 +410,52 @@ impl Refresher {
                 break;
             }
             self.live.follow_rotation();
-            for (i, timer) in timers.iter_mut().enumerate() {
+            for (slot, timer) in timers.iter_mut().enumerate() {
                 if stop.is_stopped() {
                     break;
                 }
-                if due(timer) <= now {
-                    self.refresh_one(i, timer, stop);
+                if timer.next_due(self.timing) <= now {
+                    self.refresh(slot, timer, stop);
                 }
             }
         }
         self.live.close();
     }
 
-    fn refresh_one(&mut self, i: usize, timer: &mut Timer, stop: &Stop) {
-        let request = &self.requests[i];
-        let role = &self.shared.roles[i];
+    fn refresh(&mut self, slot: usize, timer: &mut Timer, stop: &Stop) {
+        let request = &self.requests[slot];
         let result = match self.live.identity() {
-            Some(identity) => self
-                .client
-                .create_session_pausing(identity, request, &|d| !stop.wait(d))
-                .map_err(|e| one_line(&crate::app::session_error(e, identity, request))),
+            Some(identity) => {
+                create_session(&self.client, identity, request, self.clock.as_ref(), stop)
+                    .map_err(|e| one_line(&crate::app::session_error(e, identity, request)))
+            }
             None => Err("no identity is open (see the re-open error above)".to_owned()),
         };
         if result.is_err() && stop.is_stopped() {
             // Cut short by shutdown: no retry is coming, and the last good credentials
-            // stay published until the process ends.
+            // stay where they are until the process ends.
             return;
         }
-        let now = UtcTime::now();
-        match result {
-            Ok(creds) => {
-                role.publish(&creds, now);
-                *timer = Timer {
-                    expiration: creds.expiration,
-                    last_success: now,
-                    failures: 0,
-                    retry_at: now,
-                };
-                log(
-                    "serve",
-                    &format!(
-                        "refreshed the credentials of role {}; they expire at {}",
-                        role.name,
-                        creds.expiration.rfc3339()
-                    ),
-                );
+        let now = self.clock.now();
+        let mode = self.outlet.mode();
+        let delivered =
+            result.and_then(|creds| self.outlet.deliver(slot, &creds, now).map(|l| (l, creds)));
+        match delivered {
+            Ok((line, creds)) => {
+                timer.succeeded(creds.expiration, now);
+                log(mode, &line);
             }
             Err(reason) => {
-                timer.failures += 1;
-                let delay = retry_delay(timer.failures, self.retry_interval);
-                timer.retry_at = UtcTime::from_unix(now.unix() + delay);
-                let keep = if timer.expiration > now {
-                    format!(
-                        "the current credentials stay in service until {}",
-                        timer.expiration.rfc3339()
-                    )
-                } else {
-                    "no valid credentials: answering HTTP 500".to_owned()
-                };
+                let delay = timer.failed(now, self.timing);
+                let keep = self.outlet.failed(slot, &reason, timer, now);
                 log(
-                    "serve",
+                    mode,
                     &format!(
-                        "refresh {} of role {} failed: {reason}; {keep}; retrying in {delay} s",
-                        timer.failures, role.name
+                        "refresh {}{} failed: {reason}; {keep}; retrying in {delay} s",
+                        timer.failures,
+                        self.outlet.slot_name(slot)
                     ),
                 );
-                role.fail(reason);
             }
         }
     }
@@ -363,6 +464,34 @@ impl Refresher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TIMING: RefreshTiming = RefreshTiming {
+        refresh_before: 300,
+        retry_interval: 30,
+    };
+
+    #[test]
+    fn a_slot_is_due_before_expiry_or_at_its_retry() {
+        let now = UtcTime::from_unix(1_000_000);
+        let t = Timer::new(UtcTime::from_unix(1_003_600), now);
+        assert_eq!(t.next_due(TIMING).unix(), 1_003_300);
+        // Short-lived credentials: never more often than every 5 s.
+        let t = Timer::new(UtcTime::from_unix(1_000_100), now);
+        assert_eq!(t.next_due(TIMING).unix(), 1_000_005);
+        let mut t = Timer::new(UtcTime::from_unix(1_003_600), now);
+        let delay = t.failed(now, TIMING);
+        assert_eq!(t.next_due(TIMING).unix(), 1_000_000 + delay);
+        assert_eq!(delay, 30, "the first retry waits the minimum interval");
+        t.succeeded(UtcTime::from_unix(1_007_200), UtcTime::from_unix(1_000_400));
+        assert_eq!((t.failures, t.next_due(TIMING).unix()), (0, 1_006_900));
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for attempt in 0..10 {
+            assert!(backoff(attempt) <= Duration::from_millis(2000));
+        }
+    }
 
     #[test]
     fn retry_delays_respect_the_minimum_and_the_cap() {

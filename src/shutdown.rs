@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::refresh::Stop;
+use crate::refresh::Stop;
 
 /// How long shutdown waits for the owner of the identity to close it.
 pub const GRACE: Duration = Duration::from_secs(1);
