@@ -220,33 +220,55 @@ impl LiveIdentity {
     }
 }
 
-/// A stop flag a sleeping thread can be woken from.
+/// A stop flag a sleeping thread can be woken from, and the request to refresh now
+/// (SIGUSR1), which wakes it too.
 #[derive(Default)]
 pub struct Stop {
-    stopped: Mutex<bool>,
+    flags: Mutex<Flags>,
     wake: Condvar,
+}
+
+#[derive(Default)]
+struct Flags {
+    stopped: bool,
+    refresh_now: bool,
 }
 
 impl Stop {
     /// Asks the thread to stop.
     pub fn stop(&self) {
-        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.flags().stopped = true;
         self.wake.notify_all();
     }
 
     /// Whether the thread was asked to stop.
     pub fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
+        self.flags().stopped
     }
 
-    /// Sleeps up to `d`; true if asked to stop.
+    /// Asks the thread to refresh every slot now.
+    pub fn refresh_now(&self) {
+        self.flags().refresh_now = true;
+        self.wake.notify_all();
+    }
+
+    /// Whether a refresh was asked for since the last call (which answers it).
+    pub fn take_refresh_request(&self) -> bool {
+        std::mem::take(&mut self.flags().refresh_now)
+    }
+
+    /// Sleeps up to `d`, less if asked to stop or to refresh; true if asked to stop.
     pub fn wait(&self, d: Duration) -> bool {
-        let guard = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self.flags();
         let (guard, _) = self
             .wake
-            .wait_timeout_while(guard, d, |stopped| !*stopped)
+            .wait_timeout_while(guard, d, |f| !f.stopped && !f.refresh_now)
             .unwrap_or_else(PoisonError::into_inner);
-        *guard
+        guard.stopped
+    }
+
+    fn flags(&self) -> std::sync::MutexGuard<'_, Flags> {
+        self.flags.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -395,7 +417,8 @@ impl<O: Outlet> Refresher<O> {
                 .map(|t| t.next_due(self.timing))
                 .min()
                 .unwrap_or(now);
-            if next > now {
+            let asked = stop.take_refresh_request();
+            if next > now && !asked {
                 if self
                     .clock
                     .sleep(Duration::from_secs(next.unix() - now.unix()), stop)
@@ -414,7 +437,7 @@ impl<O: Outlet> Refresher<O> {
                 if stop.is_stopped() {
                     break;
                 }
-                if timer.next_due(self.timing) <= now {
+                if asked || timer.next_due(self.timing) <= now {
                     self.refresh(slot, timer, stop);
                 }
             }

@@ -20,12 +20,22 @@ use crate::refresh::Stop;
 /// How long shutdown waits for the owner of the identity to close it.
 pub const GRACE: Duration = Duration::from_secs(1);
 
-/// The signals that stop a long-running mode.
+/// The signals that stop a long-running mode, and SIGUSR1, which asks it to refresh now.
 pub struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
     quit: Signal,
+    usr1: Signal,
+}
+
+/// What a signal asks of a long-running mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// Stop (the signal's name).
+    Stop(&'static str),
+    /// Refresh every credential now and look for a rotated certificate (SIGUSR1).
+    RefreshNow,
 }
 
 impl Signals {
@@ -37,16 +47,18 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
             quit: signal(SignalKind::quit())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 
-    /// Waits for the first of the signals; returns its name.
-    pub async fn recv(&mut self) -> &'static str {
+    /// Waits for the next signal.
+    pub async fn recv(&mut self) -> Asked {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-            _ = self.hup.recv() => "SIGHUP",
-            _ = self.quit.recv() => "SIGQUIT",
+            _ = self.term.recv() => Asked::Stop("SIGTERM"),
+            _ = self.int.recv() => Asked::Stop("SIGINT"),
+            _ = self.hup.recv() => Asked::Stop("SIGHUP"),
+            _ = self.quit.recv() => Asked::Stop("SIGQUIT"),
+            _ = self.usr1.recv() => Asked::RefreshNow,
         }
     }
 }
@@ -76,6 +88,11 @@ impl Worker {
     /// Tells the thread to stop, without waiting.
     pub fn stop(&self) {
         self.stop.stop();
+    }
+
+    /// Wakes the thread to refresh now.
+    pub fn refresh_now(&self) {
+        self.stop.refresh_now();
     }
 
     /// Stops the thread and waits until `deadline` at most; true if it finished (and so

@@ -32,7 +32,7 @@ use crate::refresh::{
     self, LiveIdentity, Outlet, Refresher, Stop, SystemClock, Timer, log, one_line,
 };
 use crate::rolesanywhere::Client;
-use crate::shutdown::{GRACE, Signals, Worker};
+use crate::shutdown::{Asked, GRACE, Signals, Worker};
 use crate::time::UtcTime;
 
 /// The keys of a profile that `update` owns (configparser lower-cases option names): the
@@ -98,7 +98,15 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
     drop(creds);
     let worker = Worker::spawn("refresh", move |stop| refresher.run(stop))
         .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start a thread: {e}")))?;
-    let signal = rt.block_on(signals.recv());
+    let signal = loop {
+        match rt.block_on(signals.recv()) {
+            Asked::Stop(name) => break name,
+            Asked::RefreshNow => {
+                log("update", "SIGUSR1: refreshing now");
+                worker.refresh_now();
+            }
+        }
+    };
     log("update", &format!("{signal}: stopping"));
     if worker.stop_by(Instant::now() + GRACE) {
         log("update", "stopped; the identity is closed");

@@ -34,7 +34,7 @@ use crate::error::{Error, ErrorClass};
 use crate::refresh::{self, LiveIdentity, Outlet, Refresher, Stop, SystemClock, Timer, log};
 use crate::rolesanywhere::Client;
 use crate::secret::Secret;
-use crate::shutdown::{self, Signals, Worker};
+use crate::shutdown::{self, Asked, Signals, Worker};
 use crate::time::UtcTime;
 use conns::Connections;
 use state::{Mode, Shared};
@@ -290,9 +290,14 @@ pub fn run(config: ServeConfig) -> Result<(), Error> {
             }
         ),
     };
-    let served = serve(listener, &shared, usize::from(threads), &announce, &|| {
-        refresher.stop();
-    });
+    let served = serve(
+        listener,
+        &shared,
+        usize::from(threads),
+        &announce,
+        &|| refresher.refresh_now(),
+        &|| refresher.stop(),
+    );
     // The refresher was told to stop at the signal; it may be inside a call to a stalled
     // TPM or token, which must not keep the process alive.
     let deadline = Instant::now() + shutdown::GRACE;
@@ -309,12 +314,13 @@ pub fn run(config: ServeConfig) -> Result<(), Error> {
 
 /// Answers requests on a runtime of `threads` workers (work-stealing keeps them evenly
 /// loaded whatever the kernel's accept order) until a stopping signal, on which
-/// `on_signal` runs before the connections are dropped.
+/// `on_signal` runs before the connections are dropped; `on_refresh` runs at each SIGUSR1.
 fn serve(
     listener: std::net::TcpListener,
     shared: &Arc<Shared>,
     threads: usize,
     announce: &str,
+    on_refresh: &dyn Fn(),
     on_signal: &dyn Fn(),
 ) -> Result<(), Error> {
     let fail = |what: &str, e: std::io::Error| {
@@ -326,7 +332,12 @@ fn serve(
         .enable_all()
         .build()
         .map_err(|e| fail("start the runtime", e))?;
-    let result = rt.block_on(accept_loop(listener, Arc::clone(shared), announce));
+    let result = rt.block_on(accept_loop(
+        listener,
+        Arc::clone(shared),
+        announce,
+        on_refresh,
+    ));
     on_signal();
     // Connections still open are dropped with the runtime.
     rt.shutdown_timeout(Duration::from_millis(200));
@@ -339,6 +350,7 @@ async fn accept_loop(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     announce: &str,
+    on_refresh: &dyn Fn(),
 ) -> std::io::Result<()> {
     let mut signals = Signals::install()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -349,7 +361,13 @@ async fn accept_loop(
     let mut last_error_log: Option<Instant> = None;
     loop {
         tokio::select! {
-            name = signals.recv() => { log("serve", &format!("{name}: shutting down")); break; }
+            asked = signals.recv() => match asked {
+                Asked::Stop(name) => { log("serve", &format!("{name}: shutting down")); break; }
+                Asked::RefreshNow => {
+                    log("serve", "SIGUSR1: refreshing every role now");
+                    on_refresh();
+                }
+            },
             _ = sweep.tick() => { connections.sweep(Instant::now()); }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {

@@ -143,6 +143,15 @@ struct Serving {
 }
 
 impl Serving {
+    /// Sends SIGUSR1: refresh now.
+    fn refresh_now(&self) {
+        let ok = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
     fn start(cmd: &mut Command) -> Serving {
         let mut child = cmd
             .stdout(Stdio::null())
@@ -198,17 +207,8 @@ impl Drop for Serving {
 fn serve_keeps_serving_and_refreshing_after_its_stderr_reader_is_gone() {
     let w = World::new(&[]);
     let leaf = w.leaf("serve-closed-stderr", KeyKind::P256);
-    // Refreshes every few seconds, each logged.
-    let extra = [
-        "--session-duration",
-        "900",
-        "--refresh-before",
-        "897",
-        "--retry-interval",
-        "1",
-    ];
     let mut cmd = ra_signer(w.dir.path());
-    cmd.args(serve_args(&w, &leaf, &extra));
+    cmd.args(serve_args(&w, &leaf, &[]));
     let mut serving = Serving::start(&mut cmd);
     // The reader thread has returned: its end of the pipe is closed.
     serving.reader.take().expect("reader").join().expect("join");
@@ -216,12 +216,19 @@ fn serve_keeps_serving_and_refreshing_after_its_stderr_reader_is_gone() {
     // log line (after publishing) would never make the second.
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(40);
+    let mut asked = Instant::now() - Duration::from_secs(1);
     while seen.len() < 3 {
+        if asked.elapsed() > Duration::from_millis(500) {
+            // Nothing of the log can be read: ask again until the answer changes.
+            serving.refresh_now();
+            asked = Instant::now();
+        }
         let (status, v) = imds_credentials(&serving.url(), role_name());
         assert_eq!(status, 200, "{v}");
         let key = v["AccessKeyId"].as_str().expect("key").to_owned();
         if !seen.contains(&key) {
             seen.push(key);
+            asked = Instant::now() - Duration::from_secs(1);
         }
         assert!(
             serving.child.try_wait().expect("wait").is_none(),
@@ -233,7 +240,7 @@ fn serve_keeps_serving_and_refreshing_after_its_stderr_reader_is_gone() {
             seen.len() - 1,
             serving.lines.lock()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert!(serving.child.try_wait().expect("wait").is_none());
 }

@@ -89,6 +89,48 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGUSR1 (refresh now) and waits for a new stderr line containing `needle`.
+    pub fn refresh_now(&mut self, needle: &str) -> String {
+        let seen = self.lines.lock().expect("lines").len();
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-USR1", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        self.wait_for_after(seen, needle, Duration::from_secs(30))
+    }
+
+    /// Waits for a stderr line after the first `seen` containing `needle`.
+    pub fn wait_for_after(&mut self, seen: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .skip(seen)
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "ra-signer exited ({status}) before \"{needle}\":\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new \"{needle}\" within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// How many stderr lines contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
         self.lines
@@ -530,88 +572,43 @@ fn start_up_fails_fast_with_the_classified_exit_code() {
     );
 }
 
-/// Refreshes every ~5 s (900 s credentials, refreshed 897 s before expiry).
-const FAST_REFRESH: [&str; 6] = [
-    "--session-duration",
-    "900",
-    "--refresh-before",
-    "897",
-    "--retry-interval",
-    "1",
-];
-
+/// The schedule, retries and backoff of a refresh are tested on a test clock in
+/// `refresh.rs`; here, refreshes are asked for with SIGUSR1, and the test checks what
+/// `serve` makes of them.
 #[test]
-fn faults_during_refresh_keep_the_last_good_credentials_and_bound_the_calls() {
+fn a_failed_refresh_keeps_the_last_good_credentials_and_a_good_one_replaces_them() {
     let w = World::new(&[]);
     let leaf = w.leaf("serve-faults", KeyKind::P256);
-    let mut extra = FAST_REFRESH.to_vec();
-    extra.extend(["--request-timeout", "1", "--max-attempts", "3", "--debug"]);
-    // Every kind of fault before the first refresh: a timeout (the delay applies to the
-    // first request), 5xx and throttling (retried within a refresh), garbage and an empty
-    // credential set (not retried), a dropped connection.
+    let extra = ["--request-timeout", "1", "--max-attempts", "3", "--debug"];
     let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &extra), &[]);
-    w.emulator.set_faults(&[
-        "delay=1500:1",
-        "status=503:2",
-        "throttle:1",
-        "garbage:1",
-        "close:1",
-        "empty-set:1",
-    ]);
     let (status, first) = imds_credentials(&d.url(), role_name());
     assert_eq!(status, 200);
-    let original = first["AccessKeyId"].as_str().expect("key").to_owned();
-    // Until a refresh succeeds, every answer is the original credentials.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let refreshed = loop {
-        let (status, v) = imds_credentials(&d.url(), role_name());
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["Code"], "Success");
-        let key = v["AccessKeyId"].as_str().expect("key").to_owned();
-        if key != original {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "no refresh:\n{}", d.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stats = w.emulator.stats();
-    let emulator_log = std::fs::read_to_string(&w.emulator.log).unwrap_or_default();
-    // 1 initial; refresh 1: timeout, 503, throttle; 2: garbage; 3: close, empty-set; 4: ok.
-    assert!(
-        stats["requests"].as_u64().expect("n") <= 8,
-        "CreateSession calls stay bounded: {stats}\n{emulator_log}"
-    );
-    for fault in ["status=503", "throttle", "garbage", "close", "empty-set"] {
-        assert!(
-            emulator_log.contains(&format!("\"fault\":\"{fault}\"")),
-            "{fault} was not hit: {emulator_log}"
-        );
-    }
-    assert!(
-        d.stderr().contains("no answer within 1 s"),
-        "{}",
-        d.stderr()
-    );
-    assert!(d.count("failed") >= 2, "{}", d.stderr());
-    d.wait_for("refreshed the credentials of role", Duration::from_secs(5));
-
-    // Faults for good: still the refreshed credentials, and few calls.
+    // A service failing for good: each refresh tries 3 times, then keeps what it has.
     w.emulator.set_faults(&["status=500"]);
     let before = w.emulator.stats()["requests"].as_u64().expect("n");
-    let watch_from = Instant::now();
-    while watch_from.elapsed() < Duration::from_secs(12) {
-        let (status, v) = imds_credentials(&d.url(), role_name());
-        assert_eq!(status, 200);
-        assert_eq!(v["AccessKeyId"], refreshed["AccessKeyId"]);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let calls = w.emulator.stats()["requests"].as_u64().expect("n") - before;
-    // Refresh due ≤5 s in, then retries after ≥1, ≥2, ≥4 s: at most 4 cycles of 3 attempts.
+    let failed = d.refresh_now("refresh 1 of role");
     assert!(
-        (1..=12).contains(&calls),
-        "{calls} CreateSession calls in 12 s of failures:\n{}",
-        d.stderr()
+        failed.contains("HTTP 500") && failed.contains("hint:"),
+        "{failed}"
     );
+    assert!(
+        failed.contains("the current credentials stay in service until"),
+        "{failed}"
+    );
+    for _ in 0..3 {
+        let (status, v) = imds_credentials(&d.url(), role_name());
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["AccessKeyId"], first["AccessKeyId"]);
+    }
+    d.refresh_now("refresh 2 of role");
+    let calls = w.emulator.stats()["requests"].as_u64().expect("n") - before;
+    assert_eq!(calls, 6, "two refreshes of 3 attempts:\n{}", d.stderr());
+    // The service is back: the next refresh replaces the credentials.
+    w.emulator.set_faults(&[]);
+    d.refresh_now("refreshed the credentials of role");
+    let (status, refreshed) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    assert_ne!(refreshed["AccessKeyId"], first["AccessKeyId"]);
 
     // No secret or session token ever reaches the log, --debug included.
     let log = d.stderr();
@@ -626,6 +623,7 @@ fn faults_during_refresh_keep_the_last_good_credentials_and_bound_the_calls() {
         log.contains("canonical request"),
         "--debug shows the request"
     );
+    assert!(log.contains("SIGUSR1: refreshing every role now"), "{log}");
 }
 
 /// The serials (decimal) of the certificates the emulator issued credentials to, in order.
@@ -643,7 +641,7 @@ fn issued_serials(emulator: &Emulator) -> Vec<String> {
 fn a_rotated_certificate_is_picked_up_at_the_next_refresh() {
     let w = World::new(&[]);
     let old = w.leaf("rotating", KeyKind::P256);
-    let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &old, &FAST_REFRESH), &[]);
+    let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &old, &[]), &[]);
     // Issue a new key and certificate (another serial) and swap them in place.
     let new_dir = w.dir.path().join("next");
     std::fs::create_dir(&new_dir).expect("mkdir");
@@ -654,8 +652,8 @@ fn a_rotated_certificate_is_picked_up_at_the_next_refresh() {
     let new = w.ca.leaf(&new_dir, "rotating", KeyKind::Rsa2048, &opts);
     std::fs::copy(&new.key_path, &old.key_path).expect("key");
     std::fs::copy(&new.cert_path, &old.cert_path).expect("cert");
-    d.wait_for("re-opened the identity", Duration::from_secs(30));
-    d.wait_for("refreshed the credentials", Duration::from_secs(30));
+    d.refresh_now("refreshed the credentials");
+    d.wait_for("re-opened the identity", Duration::from_secs(1));
     let issued_serials = issued_serials(&w.emulator);
     assert_eq!(
         issued_serials.first().map(String::as_str),
@@ -745,7 +743,6 @@ fn a_token_key_logs_in_once_for_every_refresh_and_out_at_shutdown() {
     );
     args.push(spy.display().to_string());
     args.extend(emulator.session_args());
-    args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
     let pin_file = dir.path().join("pin");
     std::fs::write(&pin_file, "1234\n").expect("pin");
     args.extend(["--pkcs11-pin-file".into(), pin_file.display().to_string()]);
@@ -761,10 +758,8 @@ fn a_token_key_logs_in_once_for_every_refresh_and_out_at_shutdown() {
     let (status, first) = imds_credentials(&d.url(), role_name());
     assert_eq!(status, 200);
     // Two refreshes, each a signature in the token.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while d.count("refreshed the credentials") < 2 {
-        assert!(Instant::now() < deadline, "{}", d.stderr());
-        std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..2 {
+        d.refresh_now("refreshed the credentials");
     }
     let (_, now) = imds_credentials(&d.url(), role_name());
     assert_ne!(now["AccessKeyId"], first["AccessKeyId"]);
@@ -878,20 +873,15 @@ fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
         tpm.tcti.clone(),
     ];
     args.extend(emulator.session_args());
-    args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
     let mut d = Daemon::start(dir.path(), &args, &[]);
     let (status, _) = imds_credentials(&d.url(), role_name());
     assert_eq!(status, 200);
-    d.wait_for("refreshed the credentials", Duration::from_secs(30));
+    d.refresh_now("refreshed the credentials");
     // Rotate to another TPM key and its certificate.
     std::fs::copy(files.join("ossl-p384.key"), &key).expect("key");
     std::fs::copy(files.join("ossl-p384.pem"), &cert).expect("cert");
-    d.wait_for("re-opened the identity", Duration::from_secs(30));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while d.count("refreshed the credentials") < 2 {
-        assert!(Instant::now() < deadline, "{}", d.stderr());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.refresh_now("refreshed the credentials");
+    d.wait_for("re-opened the identity", Duration::from_secs(1));
     let serial = |p: &Path| {
         ra_signer::cert::Cert::first_from_file(p)
             .expect("cert")
@@ -986,12 +976,11 @@ fn every_stopping_signal_ends_serve_gracefully() {
 fn no_refresh_starts_after_shutdown_began() {
     let w = World::new(&[]);
     let leaf = w.leaf("serve-stop-retries", KeyKind::P256);
-    let mut extra = FAST_REFRESH.to_vec();
-    extra.extend(["--max-attempts", "10", "--request-timeout", "2"]);
+    let extra = ["--max-attempts", "10", "--request-timeout", "2"];
     let mut d = Daemon::start(w.dir.path(), &serve_args(&w, &leaf, &extra), &[]);
     w.emulator.set_faults(&["status=503"]);
     // The refresher is between two attempts of a refresh, in a backoff wait.
-    d.wait_for("attempt 2 of 10 failed", Duration::from_secs(30));
+    d.refresh_now("attempt 2 of 10 failed");
     let before = w.emulator.stats()["requests"].as_u64().expect("n");
     let (status, took) = d.signal("TERM", Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
@@ -1136,9 +1125,10 @@ fn a_stopped_tpm_does_not_hold_up_shutdown() {
         tpm.tcti.clone(),
     ];
     args.extend(emulator.session_args());
-    args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
-    let mut d = Daemon::start(dir.path(), &args, &[]);
-    d.wait_for("refreshed the credentials", Duration::from_secs(30));
+    let timeout = Path::new("2");
+    let mut d = Daemon::start(dir.path(), &args, &[("RA_SIGNER_TPM_TIMEOUT", timeout)]);
+    let (status, good) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
     let pid = swtpm_pid(&tpm);
     let kill = |sig: &str| {
         let ok = Command::new("kill")
@@ -1147,27 +1137,40 @@ fn a_stopped_tpm_does_not_hold_up_shutdown() {
             .expect("kill");
         assert!(ok.success());
     };
+    // A refresh while the TPM is stopped gives up after the TPM timeout; the last good
+    // credentials are served all along.
     kill("-STOP");
-    let (status, good) = imds_credentials(&d.url(), role_name());
-    assert_eq!(status, 200);
-    // A refresh is due within 5 s and then hangs in the TPM; answers keep coming meanwhile.
-    let refreshed = d.count("refreshed the credentials");
-    let stalled = Instant::now();
-    while stalled.elapsed() < Duration::from_secs(7) {
-        let (status, v) = imds_credentials(&d.url(), role_name());
+    let answers = std::thread::scope(|scope| {
+        let url = d.url();
+        let poller = scope.spawn(move || {
+            let mut answers = Vec::new();
+            for _ in 0..8 {
+                answers.push(imds_credentials(&url, role_name()));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            answers
+        });
+        let failed = d.refresh_now("refresh 1 of role");
+        assert!(failed.contains("did not answer within 2 s"), "{failed}");
+        poller.join().expect("poller")
+    });
+    for (status, v) in answers {
         assert_eq!(status, 200, "{v}");
         assert_eq!(
             v["AccessKeyId"], good["AccessKeyId"],
             "the last good credentials"
         );
-        std::thread::sleep(Duration::from_millis(250));
     }
-    assert_eq!(
-        d.count("refreshed the credentials"),
-        refreshed,
-        "a refresh got through a stopped TPM:\n{}",
-        d.stderr()
-    );
+    // The TPM resumes: the same serve signs again.
+    kill("-CONT");
+    d.refresh_now("refreshed the credentials");
+    let (status, fresh) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    assert_ne!(fresh["AccessKeyId"], good["AccessKeyId"]);
+    // Stopped again, in the middle of a refresh: SIGTERM still ends serve at once.
+    kill("-STOP");
+    d.refresh_now("SIGUSR1: refreshing every role now");
+    std::thread::sleep(Duration::from_millis(200));
     let (status, took) = d.signal("TERM", Duration::from_secs(10));
     kill("-CONT");
     assert_eq!(status.code(), Some(0), "{status}\n{}", d.stderr());

@@ -194,22 +194,7 @@ fn the_refresh_loop_rewrites_the_profile_and_survives_faults() {
     let w = World::new(&[]);
     let leaf = w.leaf("update-loop", KeyKind::P256);
     let file: PathBuf = w.dir.path().join("loop/credentials");
-    let args = update_args(
-        &w,
-        &leaf,
-        &[
-            "--profile",
-            "loop",
-            "--session-duration",
-            "900",
-            "--refresh-before",
-            "897",
-            "--retry-interval",
-            "1",
-            "--max-attempts",
-            "1",
-        ],
-    );
+    let args = update_args(&w, &leaf, &["--profile", "loop", "--max-attempts", "1"]);
     let mut d = Daemon::start(
         w.dir.path(),
         &args,
@@ -219,9 +204,14 @@ fn the_refresh_loop_rewrites_the_profile_and_survives_faults() {
     let first = access_key(&file, "loop").expect("written");
     // The next two refreshes fail; the file keeps the first credentials meanwhile.
     w.emulator.set_faults(&["status=503:1", "throttle:1"]);
-    d.wait_for("refresh 2 failed", Duration::from_secs(30));
+    d.refresh_now("refresh 1 failed");
+    let failed = d.refresh_now("refresh 2 failed");
+    assert!(
+        failed.contains("the file keeps the current credentials"),
+        "{failed}"
+    );
     assert_eq!(access_key(&file, "loop").as_deref(), Some(first.as_str()));
-    d.wait_for("refreshed profile [loop]", Duration::from_secs(30));
+    d.refresh_now("refreshed profile [loop]");
     let second = access_key(&file, "loop").expect("rewritten");
     assert_ne!(first, second);
     assert_eq!(w.emulator.stats()["faulted"], 2);
@@ -378,20 +368,7 @@ fn a_stop_during_retries_ends_update_at_once() {
     let w = World::new(&[]);
     let leaf = w.leaf("update-stop-retries", KeyKind::P256);
     let file: PathBuf = w.dir.path().join("retries/credentials");
-    let args = update_args(
-        &w,
-        &leaf,
-        &[
-            "--profile",
-            "retry",
-            "--session-duration",
-            "900",
-            "--refresh-before",
-            "897",
-            "--max-attempts",
-            "10",
-        ],
-    );
+    let args = update_args(&w, &leaf, &["--profile", "retry", "--max-attempts", "10"]);
     let mut d = Daemon::start(
         w.dir.path(),
         &args,
@@ -400,7 +377,7 @@ fn a_stop_during_retries_ends_update_at_once() {
     d.wait_for("wrote profile [retry]", Duration::from_secs(30));
     let written = std::fs::read(&file).expect("written");
     w.emulator.set_faults(&["status=503"]);
-    d.wait_for("attempt 2 of 10 failed", Duration::from_secs(30));
+    d.refresh_now("attempt 2 of 10 failed");
     let before = w.emulator.stats()["requests"].as_u64().expect("n");
     let (status, took) = d.signal("TERM", Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
