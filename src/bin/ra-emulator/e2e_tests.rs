@@ -572,31 +572,26 @@ fn http(addr: &str, head: &str, headers: &HeaderMap, body: &str) -> String {
 
 #[test]
 fn serves_over_http_counts_faults_and_never_logs_secrets() {
-    use clap::Parser;
+    use crate::arn::{Kind, parse};
     let dir = tempfile::tempdir().expect("tempdir");
     let ready = dir.path().join("ready");
     let log = dir.path().join("log.jsonl");
-    let config = crate::cli::Args::try_parse_from([
-        "ra-emulator",
-        "--trust-anchor-ca",
-        "unused.pem",
-        "--trust-anchor-arn",
-        TA,
-        "--profile-arn",
-        PROFILE,
-        "--role-arn",
-        ROLE,
-        "--plain-http",
-        "--exit-after",
-        "60",
-        "--ready-file",
-        ready.to_str().expect("utf8"),
-        "--log",
-        log.to_str().expect("utf8"),
-    ])
-    .expect("args")
-    .into_config()
-    .expect("config");
+    let config = crate::config::Config {
+        anchor_files: vec!["unused.pem".into()],
+        trust_anchor: parse(TA, Kind::TrustAnchor).expect("arn"),
+        profile: parse(PROFILE, Kind::Profile).expect("arn"),
+        roles: vec![parse(ROLE, Kind::Role).expect("arn")],
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        tls: false,
+        tls_ca_out: None,
+        ready_file: Some(ready.clone()),
+        max_duration: 3600,
+        deny_role_session_name: false,
+        clock_skew: 300,
+        exit_after: Some(std::time::Duration::from_secs(60)),
+        log: Some(log.clone()),
+        faults: vec![],
+    };
     let p = pki();
     let logger = crate::server::Logger::open(Some(&log)).expect("log");
     let state = crate::server::State::new(policy(vec![p.root.cert.clone()]), Vec::new(), logger);

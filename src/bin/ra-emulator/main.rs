@@ -17,6 +17,7 @@
 mod arn;
 mod cli;
 mod clock;
+mod config;
 mod faults;
 mod pki;
 mod response;

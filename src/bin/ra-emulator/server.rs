@@ -23,8 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::cli::Config;
 use crate::clock;
+use crate::config::Config;
 use crate::faults::{self, Faults, Kind};
 use crate::response::{self, Body};
 use crate::verify::{self, Policy};
