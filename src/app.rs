@@ -12,6 +12,7 @@ use crate::config::{
     CertificateSource, ConfigError, CredentialProcessConfig, PrivateKeySource, SessionConfig,
 };
 use crate::error::{Error, ErrorClass};
+use crate::pkcs11_uri::TokenUri;
 use crate::refresh::{Stop, SystemClock, create_session};
 use crate::rolesanywhere::{Client, CreateSessionError};
 use crate::signer::{self, Digest, Identity, Signer};
@@ -464,18 +465,18 @@ fn token_certificate_data((cert, uri): &(Cert, String)) -> serde_json::Value {
 
 #[cfg(feature = "pkcs11")]
 fn token_certificates(
-    uri: &str,
+    uri: &TokenUri,
     config: &crate::config::IdentityConfig,
     debug: bool,
 ) -> Result<Vec<(Cert, String)>, Error> {
     if debug {
         crate::diag!(
             "ra-signer: debug: listing the certificates matching {}",
-            signer::pkcs11::uri::redact_pin_value(uri)
+            crate::display::redact_pin_value(uri.as_str())
         );
     }
     Ok(
-        signer::pkcs11::list_certificates(uri, &config.pkcs11, true)?
+        signer::pkcs11::list_certificates(uri.uri(), &config.pkcs11, true)?
             .into_iter()
             .map(|t| (t.cert, t.uri))
             .collect(),
@@ -484,7 +485,7 @@ fn token_certificates(
 
 #[cfg(not(feature = "pkcs11"))]
 fn token_certificates(
-    _: &str,
+    _: &TokenUri,
     _: &crate::config::IdentityConfig,
     _: bool,
 ) -> Result<Vec<(Cert, String)>, Error> {

@@ -105,7 +105,7 @@ pub fn key(
     };
     let key_source = match &identity.private_key {
         PrivateKeySource::File(p) => format!("file:{}", p.display()),
-        PrivateKeySource::Pkcs11(uri) => uri.clone(),
+        PrivateKeySource::Pkcs11(uri) => uri.as_str().to_owned(),
         PrivateKeySource::TpmHandle(h) => format!("handle:{h:#010x}"),
         PrivateKeySource::MatchingTokenCertificate => "the certificate's".to_owned(),
     };
@@ -162,7 +162,7 @@ fn certificate_fingerprint(identity: &IdentityConfig) -> Option<String> {
     match (&identity.certificate, &identity.private_key) {
         (Some(CertificateSource::File(p)), _) => file(p),
         (Some(CertificateSource::Pkcs11(uri)), _) | (None, PrivateKeySource::Pkcs11(uri)) => {
-            Some(format!("token:{uri}|{module}"))
+            Some(format!("token:{}|{module}", uri.as_str()))
         }
         (None, PrivateKeySource::File(p)) => file(p),
         (None, PrivateKeySource::TpmHandle(_) | PrivateKeySource::MatchingTokenCertificate) => None,

@@ -15,6 +15,7 @@ use crate::config::{
 };
 use crate::endpoint;
 use crate::env;
+use crate::pkcs11_uri::TokenUri;
 use crate::secret::{Secret, SecretSource};
 
 /// ra-signer: AWS IAM Roles Anywhere credentials from keys that stay in hardware.
@@ -379,10 +380,13 @@ impl IdentityArgs {
     /// Validates the flags into an [`IdentityConfig`].
     pub fn to_config(&self) -> Result<IdentityConfig, ConfigError> {
         self.refuse_os_store_flags()?;
-        let certificate = self.certificate.as_deref().map(|c| match as_pkcs11_uri(c) {
-            Some(uri) => CertificateSource::Pkcs11(uri.to_owned()),
-            None => CertificateSource::File(PathBuf::from(c)),
-        });
+        let certificate = match self.certificate.as_deref() {
+            Some(c) => Some(match as_pkcs11_uri(c) {
+                Some(uri) => CertificateSource::Pkcs11(token_uri(uri)?),
+                None => CertificateSource::File(PathBuf::from(c)),
+            }),
+            None => None,
+        };
         let private_key = match (&self.pkcs11_uri, self.private_key.as_deref()) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(
@@ -390,7 +394,7 @@ impl IdentityArgs {
                 ));
             }
             (Some(uri), None) => match as_pkcs11_uri(uri) {
-                Some(uri) => PrivateKeySource::Pkcs11(uri.to_owned()),
+                Some(uri) => PrivateKeySource::Pkcs11(token_uri(uri)?),
                 None => {
                     return Err(ConfigError::new(
                         "--pkcs11-uri must be a PKCS#11 URI, starting with \"pkcs11:\"".into(),
@@ -398,7 +402,7 @@ impl IdentityArgs {
                 }
             },
             (None, Some(k)) => match (as_pkcs11_uri(k), parse_tpm_handle(k.trim())) {
-                (Some(uri), _) => PrivateKeySource::Pkcs11(uri.to_owned()),
+                (Some(uri), _) => PrivateKeySource::Pkcs11(token_uri(uri)?),
                 (None, Some(handle)) => PrivateKeySource::TpmHandle(handle?),
                 (None, None) => PrivateKeySource::File(PathBuf::from(k)),
             },
@@ -578,6 +582,16 @@ impl CredentialProcessArgs {
             cache_min_validity: self.cache.then_some(self.cache_min_validity),
         })
     }
+}
+
+/// Parses a `pkcs11:` URI, once, for every later use.
+fn token_uri(text: &str) -> Result<TokenUri, ConfigError> {
+    TokenUri::parse(text).map_err(|e| {
+        ConfigError::new(e.to_string()).with_hint(
+            "write it as pkcs11:token=LABEL;object=LABEL (percent-encode special characters); \
+             `p11tool --list-all` prints the URI of every object",
+        )
+    })
 }
 
 /// The role name IMDS serves a role ARN under: the last segment of its path.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::pkcs11_uri::TokenUri;
 use crate::secret::SecretSource;
 
 /// A bad configuration value: what is wrong and, when there is more to say than the
@@ -311,7 +312,7 @@ pub enum CertificateSource {
     /// A PEM or DER file (possibly holding the key too).
     File(PathBuf),
     /// A certificate object on a PKCS#11 token.
-    Pkcs11(String),
+    Pkcs11(TokenUri),
 }
 
 /// Where the private key lives.
@@ -320,7 +321,7 @@ pub enum PrivateKeySource {
     /// A key file (PEM, DER, PKCS#12, or a TSS2 key file).
     File(PathBuf),
     /// A private key object on a PKCS#11 token.
-    Pkcs11(String),
+    Pkcs11(TokenUri),
     /// The private key on the certificate's token whose public key is the certificate's
     /// (`--certificate pkcs11:URI` without `--private-key`, as the Go helper takes it).
     MatchingTokenCertificate,

@@ -26,6 +26,7 @@ pub mod error;
 pub mod input;
 pub mod keygen;
 pub mod outfile;
+pub mod pkcs11_uri;
 pub mod proxy;
 pub mod refresh;
 pub mod rolesanywhere;

@@ -22,6 +22,7 @@ use crate::config::{
 };
 use crate::credentials::Credentials;
 use crate::error::Error;
+use crate::pkcs11_uri::TokenUri;
 use crate::rolesanywhere::{Client, CreateSessionError};
 use crate::signer::{self, Identity};
 use crate::time::UtcTime;
@@ -114,11 +115,11 @@ pub fn fingerprint(config: &IdentityConfig) -> [u8; 32] {
 }
 
 #[cfg(feature = "pkcs11")]
-fn token_certificates(ctx: &mut ring::digest::Context, uri: &str, config: &IdentityConfig) {
+fn token_certificates(ctx: &mut ring::digest::Context, uri: &TokenUri, config: &IdentityConfig) {
     // Certificates are public objects: listing them needs no login, and the module is
     // loaded once per process, so the identity's own session is not disturbed.
     ctx.update(b"token");
-    match signer::pkcs11::list_certificates(uri, &config.pkcs11, false) {
+    match signer::pkcs11::list_certificates(uri.uri(), &config.pkcs11, false) {
         Ok(certs) => {
             for c in certs {
                 ctx.update(c.cert.der());
@@ -129,7 +130,7 @@ fn token_certificates(ctx: &mut ring::digest::Context, uri: &str, config: &Ident
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn token_certificates(ctx: &mut ring::digest::Context, _: &str, _: &IdentityConfig) {
+fn token_certificates(ctx: &mut ring::digest::Context, _: &TokenUri, _: &IdentityConfig) {
     ctx.update(b"token");
 }
 

@@ -9,7 +9,7 @@
 pub mod objects;
 pub mod session;
 pub mod signer;
-pub mod uri;
+pub use crate::pkcs11_uri as uri;
 
 use std::fmt;
 
@@ -357,11 +357,10 @@ pub struct TokenCertificate {
 /// token that wants a login shows none: such a token may keep them private (CKA_PRIVATE), and
 /// is looked at again logged in, when a PIN is at hand.
 pub fn list_certificates(
-    uri: &str,
+    uri: &Pkcs11Uri,
     settings: &Pkcs11Settings,
     login_if_hidden: bool,
 ) -> Result<Vec<TokenCertificate>, Pkcs11Error> {
-    let uri = Pkcs11Uri::parse(uri)?;
     if let Some(t) = uri.object_type
         && t != uri::ObjectType::Cert
         && t != uri::ObjectType::Private
@@ -371,17 +370,17 @@ pub fn list_certificates(
             t.as_str()
         )));
     }
-    let module = session::load(&session::module_path(&uri, settings)?)?;
-    let tokens = session::matching_tokens(&module, &uri)?;
+    let module = session::load(&session::module_path(uri, settings)?)?;
+    let tokens = session::matching_tokens(&module, uri)?;
     if tokens.is_empty() {
-        return Err(session::select_token(&module, &uri)
+        return Err(session::select_token(&module, uri)
             .err()
             .unwrap_or_else(|| Pkcs11Error::Unsupported("no token".into())));
     }
     let mut out = Vec::new();
     for token in &tokens {
         let s = session::open_session(&module, token, false)?;
-        let mut found = matching_certificates(&s, token, &uri)?;
+        let mut found = matching_certificates(&s, token, uri)?;
         if found.is_empty() && login_if_hidden && token.info.login_required() {
             // A PIN given by the user, never a prompt: a mistyped label must not ask for one.
             let unprompted = Pkcs11Settings {
@@ -393,10 +392,10 @@ pub fn list_certificates(
                     .collect(),
                 ..settings.clone()
             };
-            match session::user_pin(&uri, &unprompted, &token.desc) {
+            match session::user_pin(uri, &unprompted, &token.desc) {
                 Ok(pin) => {
                     session::login(&module, &s, token, &mut || Ok(pin.clone()))?;
-                    found = matching_certificates(&s, token, &uri)?;
+                    found = matching_certificates(&s, token, uri)?;
                 }
                 Err(Pkcs11Error::Pin(SecretError::NoneGiven { .. })) => crate::diag!(
                     "ra-signer: note: {} shows no matching certificate without a login; it may keep \
@@ -436,11 +435,11 @@ fn matching_certificates(
 /// Opens the identity described by `config` where the key or certificate is on a token.
 pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
     let cert_uri = match &config.certificate {
-        Some(CertificateSource::Pkcs11(u)) => Some(Pkcs11Uri::parse(u)?),
+        Some(CertificateSource::Pkcs11(u)) => Some(u.uri().clone()),
         _ => None,
     };
     let key_uri = match &config.private_key {
-        PrivateKeySource::Pkcs11(u) => Pkcs11Uri::parse(u)?,
+        PrivateKeySource::Pkcs11(u) => u.uri().clone(),
         // The key is the certificate's own, on its token: search that token's keys.
         PrivateKeySource::MatchingTokenCertificate => match &cert_uri {
             Some(cu) => cu.token_only(),

@@ -357,7 +357,7 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
         Some(CertificateSource::Pkcs11(uri)) => {
             return Err(TpmError::CertificateSource(format!(
                 "the PKCS#11 object {}",
-                crate::display::redact_pin_value(uri)
+                crate::display::redact_pin_value(uri.as_str())
             )));
         }
         None => {
@@ -379,7 +379,7 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
         PrivateKeySource::Pkcs11(uri) => {
             return Err(TpmError::Keygen(format!(
                 "{} is a PKCS#11 key, not a TPM key",
-                crate::display::redact_pin_value(uri)
+                crate::display::redact_pin_value(uri.as_str())
             )));
         }
         PrivateKeySource::MatchingTokenCertificate => {

@@ -105,6 +105,48 @@ pub struct Pkcs11Uri {
     pub module_path: Option<PathBuf>,
 }
 
+/// A `pkcs11:` URI as it was given, parsed once where flags are lowered: the parsed form
+/// for the backend, the text for fingerprints and (through [`redact_pin_value`]) messages.
+#[derive(Clone)]
+pub struct TokenUri {
+    parsed: Box<Pkcs11Uri>,
+    text: String,
+}
+
+impl TokenUri {
+    /// Parses `text`.
+    pub fn parse(text: &str) -> Result<TokenUri, UriError> {
+        Ok(TokenUri {
+            parsed: Box::new(Pkcs11Uri::parse(text)?),
+            text: text.to_owned(),
+        })
+    }
+
+    /// The parsed URI.
+    pub fn uri(&self) -> &Pkcs11Uri {
+        &self.parsed
+    }
+
+    /// The URI as given, `pin-value` included: never show it without [`redact_pin_value`].
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for TokenUri {
+    fn eq(&self, other: &TokenUri) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for TokenUri {}
+
+impl fmt::Debug for TokenUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenUri({})", redact_pin_value(&self.text))
+    }
+}
+
 const PATH_ATTRS: &[&str] = &[
     "token",
     "manufacturer",
