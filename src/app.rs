@@ -45,9 +45,9 @@ pub fn run(command: Command) -> Result<(), Error> {
             crate::update::run(args.to_config()?)
         }
         Command::Keygen(args) => crate::keygen::run(&args),
-        Command::Version => {
-            crate::diag::result(|out| writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION")))
-        }
+        Command::Version => Ok(crate::diag::result(|out| {
+            writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION"))
+        })?),
     }
 }
 
@@ -98,7 +98,9 @@ fn credential_process(config: CredentialProcessConfig) -> Result<(), Error> {
         }
     };
     let json = credentials.to_process_json();
-    crate::diag::result(|out| writeln!(out, "{}", json.as_str()))
+    Ok(crate::diag::result(|out| {
+        writeln!(out, "{}", json.as_str())
+    })?)
 }
 
 /// Turns a CreateSession failure into a sentence, a hint and a class.
@@ -250,11 +252,11 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
         .map_err(|e| Error::new(ErrorClass::Identity, format!("signing failed: {e}")))?;
     let hex = crate::cert::hex_lower(&signature);
     // As the Go helper prints them: no line ending.
-    crate::diag::result(|out| match args.format {
+    Ok(crate::diag::result(|out| match args.format {
         SignFormat::Text => write!(out, "{hex}"),
         SignFormat::Json => write!(out, "{}", serde_json::Value::from(hex)),
         SignFormat::Bin => out.write_all(&signature),
-    })
+    })?)
 }
 
 /// The JSON of `read-certificate-data` for one certificate. `keyType` is "RSA", "EC" or the
@@ -324,7 +326,9 @@ fn read_certificate_data(args: &ReadCertificateDataArgs) -> Result<(), Error> {
             }
         }
     };
-    crate::diag::result(|out| writeln!(out, "{}", text.trim_end()))
+    Ok(crate::diag::result(|out| {
+        writeln!(out, "{}", text.trim_end())
+    })?)
 }
 
 /// Flags that name a key or a key's secret mean nothing to a command that reads

@@ -82,3 +82,14 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<crate::diag::StdoutError> for Error {
+    fn from(e: crate::diag::StdoutError) -> Self {
+        let error = Error::new(ErrorClass::Other, e.to_string());
+        if e.0.kind() == std::io::ErrorKind::BrokenPipe {
+            error.with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
+        } else {
+            error
+        }
+    }
+}
