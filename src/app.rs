@@ -27,7 +27,7 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::ReadCertificateData(args) => read_certificate_data(&args),
         Command::Serve(args) => crate::serve::run(&args),
         Command::Update(args) => crate::update::run(&args),
-        Command::Keygen(args) => crate::keygen::run(&args),
+        Command::Keygen(args) => crate::keygen::run(&args.to_config()?),
         Command::Version => {
             crate::diag::result(|out| writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION")))
         }

@@ -32,5 +32,6 @@ pub mod secret;
 pub mod serve;
 pub mod signer;
 pub mod sigv4x509;
+pub mod subject;
 pub mod time;
 pub mod update;
