@@ -291,3 +291,75 @@ fn write_output(path: &Path, contents: &[u8], replace: bool) -> Result<(), Keyge
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classified(e: KeygenError) -> (u8, String, Option<String>) {
+        let e = Error::from(e);
+        (e.class.exit_code(), e.message, e.hint)
+    }
+
+    #[test]
+    fn every_failure_has_its_class_and_hint() {
+        let path = || PathBuf::from("out.csr");
+        let (code, message, _) = classified(KeygenError::Exists { path: path() });
+        assert_eq!(code, 2);
+        assert_eq!(
+            message,
+            "out.csr exists: not replacing it (--force replaces it)"
+        );
+        let write = KeygenError::Write {
+            path: path(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(classified(write).0, 1);
+        assert_eq!(classified(KeygenError::NoCertificate { path: path() }).0, 2);
+        let sign = KeygenError::SignCsr {
+            key: "key pkcs11:object=k".into(),
+            source: SignError::new("C_Sign failed").with_hint("check the token"),
+        };
+        assert_eq!(
+            classified(sign),
+            (
+                3,
+                "cannot sign the CSR with key pkcs11:object=k: C_Sign failed".into(),
+                Some("check the token".into())
+            )
+        );
+        let (code, _, hint) = classified(KeygenError::NoTpmSupport);
+        assert_eq!(code, 2);
+        assert!(hint.is_some_and(|h| h.contains("--features tpm")));
+        assert_eq!(classified(KeygenError::NoPkcs11Support).0, 2);
+    }
+
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn token_refusals_have_their_class_and_hint() {
+        use crate::signer::pkcs11::ProvisionError as P;
+        let exists = P::KeyExists {
+            label: "k".into(),
+            id: "%01".into(),
+            token: "token \"t\"".into(),
+        };
+        let (code, message, hint) = classified(exists.into());
+        assert_eq!(code, 2);
+        assert!(message.contains("already exists"), "{message}");
+        assert!(hint.is_some_and(|h| h.contains("choose another object=")));
+        let (code, _, hint) = classified(P::NoLabel.into());
+        assert_eq!(code, 2);
+        assert!(hint.is_some_and(|h| h.contains("object=")));
+        let unprotected = P::Unprotected {
+            token: "token \"t\"".into(),
+            sensitive: false,
+            extractable: true,
+        };
+        assert_eq!(classified(unprotected.into()).0, 3);
+        let ambiguous = P::AmbiguousKey {
+            count: 2,
+            uri: "pkcs11:token=t".into(),
+        };
+        assert_eq!(classified(ambiguous.into()).0, 2);
+    }
+}
