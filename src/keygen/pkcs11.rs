@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use super::{KeygenError, request_pem};
+use super::error::KeygenError;
 use crate::cert::{Cert, KeyType};
 use crate::config::{KeygenKeyType, TokenKeygen};
+use crate::signer::csr;
 use crate::signer::pkcs11::{self, Pkcs11Uri, StoredCertificates};
 use crate::subject::Subject;
 
@@ -27,7 +28,8 @@ pub(super) fn generate(
     subject: &Subject,
 ) -> Result<TokenKey, KeygenError> {
     let key = pkcs11::generate_key_pair(token, key_type, always_authenticate)?;
-    let csr_pem = request_pem(subject, key.signer.as_ref(), &key.uri.to_string())?;
+    let csr_pem = csr::request_pem(subject, key.signer.as_ref())
+        .map_err(|e| KeygenError::csr(&key.uri.to_string(), e))?;
     Ok(TokenKey {
         key_type: key.signer.key_type(),
         uri: key.uri,

@@ -1,12 +1,12 @@
 //! `keygen --tpm`: the passwords resolved, the key created inside the TPM through the
 //! backend's keygen API, and its CSR signed there.
 
-use super::{KeygenError, request_pem};
+use super::error::KeygenError;
 use crate::cert::KeyType;
 use crate::config::{TpmKeygen, TpmParent};
 use crate::secret::{self, Secret, SecretError, SecretSource};
-use crate::signer::Signer;
 use crate::signer::tpm::{self, NewKey, Tcti, TpmError};
+use crate::signer::{Signer, csr};
 use crate::subject::Subject;
 
 /// A key made inside the TPM, and its CSR.
@@ -45,7 +45,8 @@ pub(super) fn generate(config: &TpmKeygen, subject: &Subject) -> Result<TpmKey, 
             owner_password,
         },
     )?;
-    let csr_pem = request_pem(subject, &created.signer, created.signer.description())?;
+    let csr_pem = csr::request_pem(subject, &created.signer)
+        .map_err(|e| KeygenError::csr(created.signer.description(), e))?;
     Ok(TpmKey {
         key_type: created.signer.key_type(),
         private_key_arg: created.private_key_arg,
