@@ -586,7 +586,8 @@ pub struct KeygenArgs {
 
 impl KeygenArgs {
     /// Checks the flags into a [`KeygenConfig`]: every check of a keygen flag is made here,
-    /// once (the URI's own syntax excepted: the PKCS#11 backend parses it).
+    /// once, but for what the PKCS#11 backend asks of the URI when it parses it (its syntax,
+    /// and an `object=` label for a new key) until the URI is parsed at this boundary.
     pub fn to_config(&self) -> Result<KeygenConfig, ConfigError> {
         let job = if self.tpm {
             self.tpm_job()?

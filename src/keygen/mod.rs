@@ -10,7 +10,7 @@
 //! ra-signer keygen --tpm --key-type p256 --out host1.tss2.pem --subject 'CN=host1' --csr-out host1.csr
 //! ```
 //!
-//! The flags arrive checked ([`KeygenConfig`]); [`pkcs11`] and [`tpm`] make the key through
+//! The flags arrive checked ([`KeygenConfig`]); `pkcs11.rs` and `tpm.rs` make the key through
 //! their backend's keygen API and sign the CSR with it ([`crate::signer::csr`]); this module
 //! writes the files and says what was done. Every failure is a [`KeygenError`], classified
 //! once (`error.rs`).
