@@ -90,7 +90,12 @@ pub fn generate_key_pair(
         Some(id) if !id.is_empty() => id.clone(),
         _ => random_id()?,
     };
-    let (module, found, s, pin) = log_in(&uri, token)?;
+    let LoggedIn {
+        module,
+        token: found,
+        session: s,
+        pin,
+    } = log_in(&uri, token)?;
     refuse_shadowing(&s, &found, &label, &id)?;
 
     let (mechanism, key_specific) = key_pair_mechanism(key_type);
@@ -171,7 +176,11 @@ pub fn store_certificates(
     certs: &[Cert],
 ) -> Result<StoredCertificates, ProvisionError> {
     let uri = Pkcs11Uri::parse(&token.uri).map_err(Pkcs11Error::from)?;
-    let (_, found, s, _) = log_in(&uri, token)?;
+    let LoggedIn {
+        token: found,
+        session: s,
+        ..
+    } = log_in(&uri, token)?;
     let handles = objects::private_keys(&s, &uri, &found.desc)?;
     let key = match handles.as_slice() {
         [h] => objects::key_info(&s, *h, &found.desc)?,
@@ -229,19 +238,28 @@ pub fn store_certificates(
     })
 }
 
-/// The module, the one token the URI selects, a read-write session on it, logged in, and
-/// the PIN it took (for the context-specific login of an always-authenticate key).
-fn log_in(
-    uri: &Pkcs11Uri,
-    token: &TokenKeygen,
-) -> Result<(Module, FoundToken, Session, Option<Secret>), Pkcs11Error> {
+/// A read-write session, logged in, on the one token a URI selects.
+struct LoggedIn {
+    module: Module,
+    token: FoundToken,
+    session: Session,
+    /// The PIN the login took, for the context-specific login of an always-authenticate key.
+    pin: Option<Secret>,
+}
+
+fn log_in(uri: &Pkcs11Uri, token: &TokenKeygen) -> Result<LoggedIn, Pkcs11Error> {
     let module = session::load(&session::module_path(uri, &token.pkcs11)?)?;
     let found = session::select_token(&module, uri)?;
     let s = session::open_session(&module, &found, true)?;
     let pin = session::login(&module, &s, &found, &mut || {
         session::user_pin(uri, &token.pkcs11, &found.desc)
     })?;
-    Ok((module, found, s, pin))
+    Ok(LoggedIn {
+        module,
+        token: found,
+        session: s,
+        pin,
+    })
 }
 
 fn random_id() -> Result<Vec<u8>, ProvisionError> {
