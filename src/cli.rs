@@ -9,14 +9,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     Arn, ArnKind, CertificateSource, ClientOptions, ConfigError, CredentialProcessConfig,
-    IdentityConfig, Pkcs11Settings, PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol,
-    ServedRole, SessionConfig, SessionDuration, SessionRequest, TpmSettings, UpdateConfig,
-    as_pkcs11_uri, parse_tpm_handle,
+    CsrRequest, IdentityConfig, KeygenConfig, KeygenJob, KeygenKeyType, Pkcs11Settings,
+    PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol, ServedRole, SessionConfig,
+    SessionDuration, SessionRequest, TokenKeygen, TpmKeyTarget, TpmKeyType, TpmKeygen, TpmParent,
+    TpmSettings, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
 use crate::pkcs11_uri::TokenUri;
 use crate::secret::{Secret, SecretSource};
+use crate::subject::Subject;
 
 /// ra-signer: AWS IAM Roles Anywhere credentials from keys that stay in hardware.
 #[derive(Debug, Parser)]
@@ -49,7 +51,7 @@ pub enum Command {
     Update(UpdateArgs),
     /// Generate a key pair inside a token or TPM (non-extractable) and write a PKCS#10 CSR
     /// for it; for tokens, store the issued certificate beside the key.
-    Keygen(crate::keygen::KeygenArgs),
+    Keygen(KeygenArgs),
     /// Print the version.
     Version,
 }
@@ -727,10 +729,252 @@ pub fn credentials_path() -> Result<PathBuf, ConfigError> {
         })
 }
 
+/// The key types `keygen` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    /// RSA, 2048 bits.
+    Rsa2048,
+    /// RSA, 3072 bits.
+    Rsa3072,
+    /// ECDSA on NIST P-256.
+    P256,
+    /// ECDSA on NIST P-384.
+    P384,
+}
+
+/// Flags of `ra-signer keygen`.
+#[derive(Debug, Clone, Args)]
+pub struct KeygenArgs {
+    /// The token and the key's label and id: pkcs11:token=LABEL;object=KEY-LABEL;id=%01.
+    /// Without id=, a random 8-byte id is chosen. module-path= and pin-source= are honoured.
+    #[arg(
+        long,
+        value_name = "URI",
+        required_unless_present = "tpm",
+        conflicts_with = "tpm"
+    )]
+    pub pkcs11_uri: Option<String>,
+
+    /// Generate the key inside the TPM instead (with --out or --persistent).
+    #[arg(long, conflicts_with_all = ["import_cert", "always_auth", "pkcs11_lib", "pkcs11_pin_file"])]
+    pub tpm: bool,
+
+    /// With --tpm: write the new key as a TSS2 PRIVATE KEY file.
+    #[arg(
+        long,
+        value_name = "KEY_FILE",
+        requires = "tpm",
+        conflicts_with = "persistent"
+    )]
+    pub out: Option<PathBuf>,
+
+    /// With --tpm: make the new key persistent at this handle (needs the owner hierarchy;
+    /// its password from $RA_SIGNER_TPM_OWNER_PASSWORD).
+    #[arg(long, value_name = "handle:0x81xxxxxx", requires = "tpm")]
+    pub persistent: Option<String>,
+
+    /// With --tpm: the parent, owner (the standard ECC storage primary), endorsement, or a
+    /// persistent storage key handle:0x81xxxxxx (its password from
+    /// $RA_SIGNER_TPM_PARENT_PASSWORD).
+    #[arg(
+        long,
+        value_name = "owner|endorsement|handle:0x81xxxxxx",
+        default_value = "owner"
+    )]
+    pub parent: String,
+
+    /// With --tpm: the TCTI, device:PATH (a TPM device or a swtpm UNIX socket),
+    /// swtpm:host=H,port=P or tabrmd (else $TPM2TOOLS_TCTI, $TSS2_TCTI, $TPM_DEVICE,
+    /// device:/dev/tpmrm0).
+    #[arg(long, value_name = "TCTI", requires = "tpm")]
+    pub tpm_tcti: Option<String>,
+
+    /// With --tpm: a file whose first line becomes the new key's password (else
+    /// $RA_SIGNER_TPM_KEY_PASSWORD; none if neither is set).
+    #[arg(long, value_name = "FILE", requires = "tpm")]
+    pub tpm_key_password_file: Option<PathBuf>,
+
+    /// With --tpm: replace existing output files.
+    #[arg(long, requires = "tpm")]
+    pub force: bool,
+
+    /// The key to generate.
+    #[arg(long, value_enum, default_value = "p256")]
+    pub key_type: KeyTypeArg,
+
+    /// The CSR's subject: RFC 4514 ("CN=host1,O=Example\, Inc.", most specific first) or
+    /// OpenSSL ("/O=Example/CN=host1"). Attributes: CN, O, OU, C, ST, L, STREET, DC, UID,
+    /// serialNumber, emailAddress, or a dotted OID.
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+
+    /// Say on stderr what is generated where (never a secret).
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Where to write the PEM CSR (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub csr_out: Option<PathBuf>,
+
+    /// Instead of generating: store this certificate (PEM or DER; a PEM bundle's further
+    /// certificates are stored as the chain) beside the existing key the URI names.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["subject", "csr_out"])]
+    pub import_cert: Option<PathBuf>,
+
+    /// Mark the new key CKA_ALWAYS_AUTHENTICATE (a PIN for every signature).
+    #[arg(long)]
+    pub always_auth: bool,
+
+    /// The PKCS#11 module (default: the URI's module-path, else p11-kit's proxy).
+    #[arg(long, value_name = "PATH")]
+    pub pkcs11_lib: Option<PathBuf>,
+
+    /// A file holding the user PIN (else RA_SIGNER_PKCS11_PIN, else a prompt on a terminal).
+    #[arg(long, value_name = "FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl KeygenArgs {
+    /// Checks the flags into a [`KeygenConfig`]: every check of a keygen flag is made here,
+    /// once, but for what the PKCS#11 backend asks of the URI when it parses it (its syntax,
+    /// and an `object=` label for a new key) until the URI is parsed at this boundary.
+    pub fn to_config(&self) -> Result<KeygenConfig, ConfigError> {
+        let job = if self.tpm {
+            self.tpm_job()?
+        } else {
+            self.token_job()?
+        };
+        Ok(KeygenConfig {
+            job,
+            debug: self.debug,
+        })
+    }
+
+    fn token_job(&self) -> Result<KeygenJob, ConfigError> {
+        let mut pin_sources = Vec::new();
+        if let Some(f) = &self.pkcs11_pin_file {
+            pin_sources.push(SecretSource::File(f.clone()));
+        }
+        pin_sources.extend([SecretSource::Env(env::PKCS11_PIN), SecretSource::Prompt]);
+        let token = TokenKeygen {
+            // clap requires --pkcs11-uri unless --tpm.
+            uri: self.pkcs11_uri.clone().unwrap_or_default(),
+            pkcs11: Pkcs11Settings {
+                module: self.pkcs11_lib.clone(),
+                pin_sources,
+                reuse_pin: false,
+                context_pin_sources: Vec::new(),
+            },
+        };
+        if let Some(certificate) = &self.import_cert {
+            return Ok(KeygenJob::TokenCertificate {
+                token,
+                certificate: certificate.clone(),
+            });
+        }
+        let subject = self.subject("keygen needs --subject for the CSR, e.g. --subject \"CN=host1,O=Example\" (or --import-cert to store a certificate)")?;
+        Ok(KeygenJob::TokenKey {
+            token,
+            key_type: match self.key_type {
+                KeyTypeArg::Rsa2048 => KeygenKeyType::Rsa2048,
+                KeyTypeArg::Rsa3072 => KeygenKeyType::Rsa3072,
+                KeyTypeArg::P256 => KeygenKeyType::P256,
+                KeyTypeArg::P384 => KeygenKeyType::P384,
+            },
+            always_authenticate: self.always_auth,
+            csr: CsrRequest {
+                subject,
+                out: self.csr_out.clone(),
+                // --force is a TPM flag: a token's CSR file was always replaced.
+                replace: true,
+            },
+        })
+    }
+
+    fn tpm_job(&self) -> Result<KeygenJob, ConfigError> {
+        let key_type = match self.key_type {
+            KeyTypeArg::Rsa2048 => TpmKeyType::Rsa2048,
+            KeyTypeArg::P256 => TpmKeyType::P256,
+            KeyTypeArg::P384 => TpmKeyType::P384,
+            KeyTypeArg::Rsa3072 => {
+                return Err(ConfigError::new(
+                    "keygen --tpm makes rsa2048, p256 or p384 keys (TPMs commonly lack RSA-3072)"
+                        .into(),
+                ));
+            }
+        };
+        let subject = self.subject(
+            "keygen --tpm needs --subject for the CSR, e.g. --subject 'CN=host1,O=Example'",
+        )?;
+        let target = match (&self.out, &self.persistent) {
+            (Some(path), None) => TpmKeyTarget::File(path.clone()),
+            (None, Some(handle)) => TpmKeyTarget::Persistent(persistent_handle(handle)?),
+            _ => {
+                return Err(ConfigError::new(
+                    "give either --out KEY_FILE or --persistent handle:0x81xxxxxx".into(),
+                ));
+            }
+        };
+        let parent = match self.parent.as_str() {
+            "owner" | "o" => TpmParent::Owner,
+            "endorsement" | "e" => TpmParent::Endorsement,
+            other => TpmParent::Persistent(persistent_handle(other)?),
+        };
+        let mut key_password_sources = Vec::new();
+        if let Some(path) = &self.tpm_key_password_file {
+            key_password_sources.push(SecretSource::File(path.clone()));
+        }
+        key_password_sources.push(SecretSource::Env(env::TPM_KEY_PASSWORD));
+        Ok(KeygenJob::TpmKey {
+            tpm: TpmKeygen {
+                tcti: self.tpm_tcti.clone(),
+                key_type,
+                target,
+                parent,
+                key_password_sources,
+                owner_password_sources: vec![SecretSource::Env(env::TPM_OWNER_PASSWORD)],
+                replace: self.force,
+            },
+            csr: CsrRequest {
+                subject,
+                out: self.csr_out.clone(),
+                replace: self.force,
+            },
+        })
+    }
+
+    /// `--subject`, parsed; `missing` says what to do without one.
+    fn subject(&self, missing: &str) -> Result<Subject, ConfigError> {
+        let text = self
+            .subject
+            .as_deref()
+            .ok_or_else(|| ConfigError::new(missing.to_owned()))?;
+        Subject::parse(text).map_err(|e| ConfigError::new(e.to_string()).with_hint(SUBJECT_HINT))
+    }
+}
+
+/// What to write instead of a malformed subject.
+const SUBJECT_HINT: &str = "write e.g. --subject \"CN=host1,O=Example\" (RFC 4514, most specific \
+     first; escape , + \" \\ ; < > with a backslash) or \"/O=Example/CN=host1\"";
+
+/// A persistent TPM handle, `handle:0x81000101` or without the `handle:`.
+fn persistent_handle(text: &str) -> Result<u32, ConfigError> {
+    let with_prefix = if text.starts_with("handle:") {
+        text.to_owned()
+    } else {
+        format!("handle:{text}")
+    };
+    parse_tpm_handle(&with_prefix)
+        .unwrap_or_else(|| Err(ConfigError::new(format!("\"{text}\" is not a TPM handle"))))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use clap::{CommandFactory, Parser};
+
     use super::*;
-    use clap::Parser;
 
     #[derive(Parser)]
     struct ServeCli {
@@ -757,7 +1001,6 @@ mod tests {
 
     #[test]
     fn flags_and_defaults() {
-        use clap::CommandFactory;
         ServeCli::command().debug_assert();
         let a = parse(&["--role-arn", "arn:aws:iam::123456789012:role/A"]).expect("parse");
         assert_eq!((a.port, a.hop_limit, a.refresh_before), (9911, 64, 300));
@@ -820,5 +1063,196 @@ mod tests {
         for bad in ["", " x", "a]b", "a\nb", "DEFAULT"] {
             assert!(check_profile(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn keygen(args: &[&str]) -> Result<KeygenArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["ra-signer", "keygen"].iter().chain(args))?;
+        match cli.command {
+            Command::Keygen(args) => Ok(args),
+            other => panic!("not keygen: {other:?}"),
+        }
+    }
+
+    fn keygen_config(args: &[&str]) -> Result<KeygenConfig, ConfigError> {
+        keygen(args).expect("parses").to_config()
+    }
+
+    #[test]
+    fn keygen_tpm_flags_are_lowered_once() {
+        Cli::command().debug_assert();
+        let config = keygen_config(&[
+            "--tpm",
+            "--key-type",
+            "rsa2048",
+            "--persistent",
+            "handle:0x81000105",
+            "--parent",
+            "handle:0x81000001",
+            "--subject",
+            "CN=a",
+            "--tpm-tcti",
+            "swtpm:port=1",
+        ])
+        .expect("config");
+        let KeygenJob::TpmKey { tpm, csr } = config.job else {
+            panic!("not a TPM job: {:?}", config.job);
+        };
+        assert_eq!(tpm.key_type, TpmKeyType::Rsa2048);
+        assert_eq!(tpm.target, TpmKeyTarget::Persistent(0x8100_0105));
+        assert_eq!(tpm.parent, TpmParent::Persistent(0x8100_0001));
+        assert_eq!(tpm.tcti.as_deref(), Some("swtpm:port=1"));
+        assert!(csr.out.is_none());
+        assert!(!csr.replace && !tpm.replace);
+        assert!(
+            keygen(&[
+                "--tpm",
+                "--out",
+                "k",
+                "--persistent",
+                "handle:0x81000105",
+                "--subject",
+                "CN=a"
+            ])
+            .is_err()
+        );
+        let neither = keygen_config(&["--tpm", "--subject", "CN=a"]).expect_err("no target");
+        assert!(
+            neither.message.contains("--out KEY_FILE or --persistent"),
+            "{neither}"
+        );
+        for (parent, want) in [
+            ("owner", TpmParent::Owner),
+            ("o", TpmParent::Owner),
+            ("endorsement", TpmParent::Endorsement),
+            ("e", TpmParent::Endorsement),
+            ("81000001", TpmParent::Persistent(0x8100_0001)),
+        ] {
+            let config = keygen_config(&[
+                "--tpm",
+                "--out",
+                "k",
+                "--subject",
+                "CN=a",
+                "--parent",
+                parent,
+            ])
+            .expect(parent);
+            let KeygenJob::TpmKey { tpm, .. } = config.job else {
+                panic!("not a TPM job");
+            };
+            assert_eq!(tpm.parent, want, "{parent}");
+        }
+    }
+
+    #[test]
+    fn keygen_flags_are_refused_in_the_lowering() {
+        for (args, says) in [
+            (
+                &[
+                    "--tpm",
+                    "--out",
+                    "k",
+                    "--key-type",
+                    "rsa3072",
+                    "--subject",
+                    "CN=a",
+                ][..],
+                "rsa2048, p256 or p384",
+            ),
+            (&["--tpm", "--out", "k"][..], "keygen --tpm needs --subject"),
+            (
+                &["--tpm", "--out", "k", "--subject", "CN=a;b"][..],
+                r"must be escaped as \;",
+            ),
+            (
+                &[
+                    "--tpm",
+                    "--persistent",
+                    "handle:0x40000001",
+                    "--subject",
+                    "CN=a",
+                ][..],
+                "not a persistent TPM handle",
+            ),
+            (
+                &[
+                    "--tpm",
+                    "--out",
+                    "k",
+                    "--subject",
+                    "CN=a",
+                    "--parent",
+                    "platform",
+                ][..],
+                "not a persistent TPM handle",
+            ),
+            (
+                &["--pkcs11-uri", "pkcs11:token=t;object=k"][..],
+                "keygen needs --subject",
+            ),
+            (
+                &[
+                    "--pkcs11-uri",
+                    "pkcs11:token=t;object=k",
+                    "--subject",
+                    "FOO=bar",
+                ][..],
+                "unknown attribute",
+            ),
+        ] {
+            let err = keygen_config(args).expect_err(says);
+            assert!(err.message.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn keygen_token_flags_are_lowered_once() {
+        let config = keygen_config(&[
+            "--pkcs11-uri",
+            "pkcs11:token=t;object=k;id=%01",
+            "--key-type",
+            "rsa3072",
+            "--always-auth",
+            "--subject",
+            "CN=a,O=b",
+            "--pkcs11-pin-file",
+            "pin",
+            "--debug",
+        ])
+        .expect("config");
+        assert!(config.debug);
+        let KeygenJob::TokenKey {
+            token,
+            key_type,
+            always_authenticate,
+            csr,
+        } = config.job
+        else {
+            panic!("not a token key: {:?}", config.job);
+        };
+        assert_eq!(token.uri, "pkcs11:token=t;object=k;id=%01");
+        assert!(matches!(
+            token.pkcs11.pin_sources.as_slice(),
+            [
+                SecretSource::File(_),
+                SecretSource::Env(_),
+                SecretSource::Prompt
+            ]
+        ));
+        assert_eq!(key_type, KeygenKeyType::Rsa3072);
+        assert!(always_authenticate);
+        assert_eq!(csr.subject.rdns().len(), 2);
+        assert!(csr.replace, "a token's CSR file was always replaced");
+        let config = keygen_config(&[
+            "--pkcs11-uri",
+            "pkcs11:token=t;object=k",
+            "--import-cert",
+            "cert.pem",
+        ])
+        .expect("config");
+        assert!(matches!(
+            config.job,
+            KeygenJob::TokenCertificate { certificate, .. } if certificate == Path::new("cert.pem")
+        ));
     }
 }

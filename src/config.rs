@@ -532,6 +532,134 @@ pub struct UpdateConfig {
     pub timing: RefreshTiming,
 }
 
+// ---------------------------------------------------------------------------------------
+// keygen
+
+/// The key types `keygen` makes on a PKCS#11 token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeygenKeyType {
+    /// RSA, 2048 bits.
+    Rsa2048,
+    /// RSA, 3072 bits.
+    Rsa3072,
+    /// ECDSA on NIST P-256.
+    P256,
+    /// ECDSA on NIST P-384.
+    P384,
+}
+
+/// The key types `keygen --tpm` makes (not RSA-3072, which TPMs commonly lack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TpmKeyType {
+    /// RSA 2048-bit (RSASSA-PKCS1-v1_5 signatures).
+    Rsa2048,
+    /// ECDSA on NIST P-256.
+    P256,
+    /// ECDSA on NIST P-384.
+    P384,
+}
+
+/// `ra-signer keygen`, checked: one job, and whether to say on stderr what it does.
+#[derive(Debug, Clone)]
+pub struct KeygenConfig {
+    /// What to make or store, where.
+    pub job: KeygenJob,
+    /// `--debug`: say on stderr what is generated where (never a secret).
+    pub debug: bool,
+}
+
+/// What `keygen` does.
+#[derive(Debug, Clone)]
+pub enum KeygenJob {
+    /// Generate a key pair on a token and write a CSR signed by it.
+    TokenKey {
+        /// The token, the new key's label and id, and how to log in.
+        token: TokenKeygen,
+        /// The key.
+        key_type: KeygenKeyType,
+        /// `--always-auth`: mark the key CKA_ALWAYS_AUTHENTICATE.
+        always_authenticate: bool,
+        /// The CSR.
+        csr: CsrRequest,
+    },
+    /// Store an issued certificate (a PEM bundle's further certificates as its chain) beside
+    /// the existing key on a token.
+    TokenCertificate {
+        /// The token, the key, and how to log in.
+        token: TokenKeygen,
+        /// The certificate file (PEM or DER).
+        certificate: PathBuf,
+    },
+    /// Create a key inside a TPM and write a CSR signed by it.
+    TpmKey {
+        /// The TPM, the key and where it goes.
+        tpm: TpmKeygen,
+        /// The CSR.
+        csr: CsrRequest,
+    },
+}
+
+/// The token `keygen` works on.
+#[derive(Debug, Clone)]
+pub struct TokenKeygen {
+    /// `--pkcs11-uri`: the token, and the key's `object=` label and `id=`.
+    pub uri: String,
+    /// The module and where the user PIN comes from.
+    pub pkcs11: Pkcs11Settings,
+}
+
+/// The certificate signing request `keygen` writes.
+#[derive(Debug, Clone)]
+pub struct CsrRequest {
+    /// `--subject`, parsed.
+    pub subject: crate::subject::Subject,
+    /// `--csr-out`: where the PEM CSR goes (`None`: standard output).
+    pub out: Option<PathBuf>,
+    /// Whether an existing file at `out` is replaced.
+    pub replace: bool,
+}
+
+/// Where `keygen --tpm` puts the new key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TpmKeyTarget {
+    /// `--out`: a TSS2 key file (the key wrapped by its parent; useless on another TPM).
+    File(PathBuf),
+    /// `--persistent`: a persistent handle (`0x81xxxxxx`), made with the owner hierarchy's
+    /// authorization.
+    Persistent(u32),
+}
+
+/// The parent of a new TPM key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TpmParent {
+    /// The standard ECC storage primary under the owner hierarchy.
+    Owner,
+    /// The standard ECC storage primary under the endorsement hierarchy.
+    Endorsement,
+    /// A persistent storage key (`handle:0x81xxxxxx`).
+    Persistent(u32),
+}
+
+/// `keygen --tpm`, checked.
+#[derive(Debug, Clone)]
+pub struct TpmKeygen {
+    /// `--tpm-tcti`, when given.
+    pub tcti: Option<String>,
+    /// The key.
+    pub key_type: TpmKeyType,
+    /// Where the key goes.
+    pub target: TpmKeyTarget,
+    /// `--parent`.
+    pub parent: TpmParent,
+    /// Where the new key's password comes from (none given: the key has no password).
+    pub key_password_sources: Vec<SecretSource>,
+    /// Where the owner hierarchy's password comes from (`--persistent`; none given: the
+    /// parent password when the parent is the owner hierarchy).
+    pub owner_password_sources: Vec<SecretSource>,
+    /// `--force`: replace existing output files.
+    pub replace: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

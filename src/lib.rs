@@ -35,5 +35,6 @@ pub mod serve;
 pub mod shutdown;
 pub mod signer;
 pub mod sigv4x509;
+pub mod subject;
 pub mod time;
 pub mod update;

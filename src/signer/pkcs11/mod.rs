@@ -4,11 +4,13 @@
 //! certificates (public objects) before logging in, logs the user in once, finds the private
 //! key, reads only its public attributes, pairs it with its certificate by public key (no
 //! test signature), and returns an [`Identity`] whose signer calls `C_Sign` once per
-//! signature. [`list_certificates`] serves `read-certificate-data --pkcs11-uri`.
+//! signature. [`list_certificates`] serves `read-certificate-data --pkcs11-uri`;
+//! [`generate_key_pair`] and [`store_certificates`] serve `keygen`.
 
-pub mod objects;
-pub mod session;
-pub mod signer;
+mod objects;
+mod provision;
+mod session;
+mod signer;
 pub use crate::pkcs11_uri as uri;
 
 use std::fmt;
@@ -22,6 +24,9 @@ use crate::secret::{Secret, SecretError};
 use crate::signer::{Identity, KeyMismatch};
 
 use objects::{TokenCert, TokenKey};
+pub use provision::{
+    GeneratedKey, ProvisionError, StoredCertificates, generate_key_pair, store_certificates,
+};
 use session::{FoundToken, Module};
 use signer::{Mechanisms, TokenSigner};
 pub use uri::{Pkcs11Uri, UriError};

@@ -111,13 +111,6 @@ impl std::fmt::Debug for TssKey {
     }
 }
 
-/// Whether `bytes` look like a PEM TSS2 key file.
-pub fn is_tss2_pem(bytes: &[u8]) -> bool {
-    bytes
-        .windows(32)
-        .any(|w| w == b"-----BEGIN TSS2 PRIVATE KEY-----")
-}
-
 /// Whether `handle` is a hierarchy a TSS2 key may name as its parent.
 pub fn is_hierarchy(handle: u32) -> bool {
     matches!(
@@ -373,7 +366,10 @@ A4BW
         assert_eq!((original[15], der[15]), (0x01, 0xff));
         assert_eq!(TssKey::from_der(&der).expect("round trip"), key);
         let pem = key.to_pem().expect("pem");
-        assert!(is_tss2_pem(pem.as_bytes()));
+        assert!(
+            pem.starts_with("-----BEGIN TSS2 PRIVATE KEY-----\n"),
+            "{pem}"
+        );
         assert_eq!(
             TssKey::from_bytes(pem.as_bytes()).expect("pem round trip"),
             key

@@ -10,15 +10,15 @@
 //! [`PARENT_PASSWORD_ENV`], [`PARENT_PASSWORD_FILE_ENV`], and tpm2-openssl's
 //! `TPM2OPENSSL_PARENT_AUTH`.
 
-pub mod context;
-pub mod keyfile;
-pub mod keygen;
+mod context;
+mod create;
+mod keyfile;
 mod relay;
 mod signer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::path::{Path, PathBuf};
 
@@ -28,9 +28,9 @@ use crate::error::{Error, ErrorClass};
 use crate::secret::{self, Secret, SecretError, SecretSource};
 use crate::signer::{Identity, KeyMismatch};
 
-pub use context::{Rc, Tcti, TpmContext, Worker, release_all};
-pub use keyfile::{KeyFileError, TssKey};
-pub use keygen::{TpmKeyType, TpmKeygenArgs, keygen, run_keygen};
+pub use context::{Rc, Tcti, release_all};
+pub use create::{CreatedKey, NewKey, create_key};
+pub use keyfile::{KeyFileError, TssKey, is_hierarchy, parent_name};
 pub use signer::TpmSigner;
 
 /// Environment variable holding the password of the key's parent: the persistent parent
@@ -175,9 +175,6 @@ pub enum TpmError {
     /// A keygen argument or output problem.
     #[error("{0}")]
     Keygen(String),
-    /// keygen's `--subject` is malformed.
-    #[error(transparent)]
-    Subject(#[from] crate::signer::csr::SubjectError),
 }
 
 impl TpmError {
@@ -233,7 +230,6 @@ impl TpmError {
                     .to_owned()
             }
             TpmError::Tpm { hint, .. } => return hint.clone(),
-            TpmError::Subject(_) => crate::signer::csr::SUBJECT_HINT.to_owned(),
             TpmError::CannotSign { .. } | TpmError::Unsupported { .. } => {
                 "use an unrestricted RSA (RSASSA) or ECC P-256/P-384 signing key".to_owned()
             }
@@ -245,9 +241,7 @@ impl TpmError {
 impl From<TpmError> for Error {
     fn from(e: TpmError) -> Self {
         let class = match &e {
-            TpmError::Keygen(_) | TpmError::Subject(_) | TpmError::BadTcti { .. } => {
-                ErrorClass::Usage
-            }
+            TpmError::Keygen(_) | TpmError::BadTcti { .. } => ErrorClass::Usage,
             _ => ErrorClass::Identity,
         };
         let hint = e.hint();

@@ -2,8 +2,7 @@
 //! writes back (`to_der`) to the same key.
 
 use proptest::test_runner::{TestCaseError, TestCaseResult};
-use ra_signer::signer::tpm::TssKey;
-use ra_signer::signer::tpm::keyfile::{is_hierarchy, parent_name};
+use ra_signer::signer::tpm::{TssKey, is_hierarchy, parent_name};
 
 use super::{check_message, corpus, fuzz, inputs};
 
