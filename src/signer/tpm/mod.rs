@@ -16,9 +16,10 @@ pub mod keygen;
 mod relay;
 mod signer;
 #[cfg(test)]
-mod tests;
+#[path = "../../../tests/it/common/swtpm.rs"]
+mod swtpm;
 #[cfg(test)]
-mod testutil;
+mod tests;
 
 use std::path::{Path, PathBuf};
 
