@@ -153,32 +153,6 @@ tpm_stop() {
     rm -f "$1/swtpm.pid"
 }
 
-# tpm_restart DIR [LIFETIME_SECONDS]: stops the TCP swtpm of DIR and starts a new one on the
-# same ports with the same state, as a TPM whose host was power-cycled: every transient
-# object, session and connection is gone, persistent keys remain.
-tpm_restart() {
-    local dir=$1 lifetime=${2:-600} port
-    port=$(sed -n 's/^export SWTPM_PORT=//p' "$dir/env")
-    [ -n "$port" ] || { echo "swtpm-lib: no TCP swtpm in $dir" >&2; return 1; }
-    tpm_stop "$dir"
-    local i
-    for i in $(seq 1 250); do
-        _tpm_port_free "$port" && _tpm_port_free $((port + 1)) && break
-        sleep 0.02
-    done
-    _tpm_spawn_tcp "$dir" "$port" "$lifetime"
-    for i in $(seq 1 250); do
-        if [ -s "$dir/swtpm.pid" ] && ! _tpm_port_free $((port + 1)); then
-            sed -i "s/^export SWTPM_PID=.*/export SWTPM_PID=$(cat "$dir/swtpm.pid")/" "$dir/env"
-            return 0
-        fi
-        kill -0 $! 2>/dev/null || break
-        sleep 0.02
-    done
-    echo "swtpm-lib: could not restart swtpm on port $port (see $dir/swtpm.out)" >&2
-    return 1
-}
-
 # _tpm_clean: flushes what tpm2-tools leave behind without a resource manager (transient
 # objects, loaded and saved sessions), or swtpm runs out of slots (0x902, 0x903).
 _tpm_clean() {

@@ -360,6 +360,8 @@ pub fn create_session(
     let mut attempt = 1;
     loop {
         match client.create_session(identity, request, clock.now()) {
+            // A stop that came during the attempt: no retry, and nothing said of one.
+            Err(e) if stop.is_stopped() => return Err(e),
             Err(e) if e.is_retryable() && attempt < max_attempts => {
                 let delay = backoff(attempt);
                 crate::diag!(

@@ -72,7 +72,7 @@ mod tests {
     use super::*;
     use crate::config::{CsrRequest, KeygenConfig, KeygenJob, TpmKeyTarget, TpmKeyType};
     use crate::signer::Digest;
-    use crate::signer::tpm::testutil::{Swtpm, serial};
+    use crate::signer::tpm::swtpm::{Swtpm, serial};
     use crate::signer::tpm::{KeyLocation, Passwords, TpmSigner, read_key_file};
 
     fn config(
@@ -82,7 +82,7 @@ mod tests {
         pw: Option<&str>,
     ) -> TpmKeygen {
         TpmKeygen {
-            tcti: Some(tpm.tcti_text()),
+            tcti: Some(tpm.tcti()),
             key_type,
             target,
             parent: TpmParent::Owner,
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn keygen_key_files_work_here_and_with_openssl() {
         let _serial = serial();
-        let tpm = Swtpm::start();
+        let tpm = Swtpm::fresh();
         for (key_type, pw) in [
             (TpmKeyType::P256, None),
             (TpmKeyType::P384, Some("kpw")),
@@ -163,7 +163,7 @@ mod tests {
             let parsed = read_key_file(&key).expect("our key file parses");
             assert_eq!(parsed.empty_auth, Some(pw.is_none()));
             let signer = TpmSigner::open(
-                tpm.tcti(),
+                Tcti::explicit(&tpm.tcti()),
                 KeyLocation::File {
                     path: key.clone(),
                     key: parsed,
@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn keygen_persistent_keys() {
         let _serial = serial();
-        let tpm = Swtpm::start();
+        let tpm = Swtpm::fresh();
         let target = TpmKeyTarget::Persistent(0x8100_0201);
         let made = generate(
             &config(&tpm, TpmKeyType::P256, target.clone(), None),
@@ -234,7 +234,7 @@ mod tests {
             ],
         );
         let signer = TpmSigner::open(
-            tpm.tcti(),
+            Tcti::explicit(&tpm.tcti()),
             KeyLocation::Persistent(0x8100_0201),
             passwords(None),
         )

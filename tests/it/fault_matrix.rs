@@ -148,7 +148,7 @@ impl Key {
         #[cfg(feature = "tpm")]
         if let Key::Tpm(t) = self {
             match hardware {
-                Hardware::TpmStopped => kill("-STOP", &t.tpm.pid()),
+                Hardware::TpmStopped => t.tpm.pause(),
                 Hardware::TpmRestarted => t.tpm.restart(),
                 Hardware::Steady => {}
             }
@@ -159,19 +159,10 @@ impl Key {
     fn hardware_recovers(&self, hardware: Hardware) {
         #[cfg(feature = "tpm")]
         if let (Key::Tpm(t), Hardware::TpmStopped) = (self, hardware) {
-            kill("-CONT", &t.tpm.pid());
+            t.tpm.resume();
         }
         let _ = hardware;
     }
-}
-
-#[cfg(feature = "tpm")]
-fn kill(signal: &str, pid: &str) {
-    let ok = Command::new("kill")
-        .args([signal, pid])
-        .status()
-        .expect("kill");
-    assert!(ok.success(), "kill {signal} {pid}");
 }
 
 /// Every line is one `ra-signer:` line: an endpoint cannot forge a line or move the cursor.

@@ -781,77 +781,11 @@ fn a_token_key_logs_in_once_for_every_refresh_and_out_at_shutdown() {
     );
 }
 
-/// A swtpm provisioned by `softhsm/swtpm-provision.sh` in `dir`, stopped on drop.
-#[cfg(feature = "tpm")]
-struct ProvisionedTpm {
-    dir: std::path::PathBuf,
-    tcti: String,
-}
-
-#[cfg(feature = "tpm")]
-impl ProvisionedTpm {
-    fn start(dir: &Path) -> ProvisionedTpm {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = dir.join("tpm");
-        std::fs::create_dir_all(dir.join("state")).expect("state dir");
-        let out = Command::new("bash")
-            .arg(repo.join("softhsm/swtpm-start.sh"))
-            .arg(&dir)
-            .arg("600")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run swtpm-start.sh");
-        assert_exit(&out, 0);
-        let tcti = stdout(&out)
-            .lines()
-            .find_map(|l| l.strip_prefix("export TPM2TOOLS_TCTI="))
-            .expect("TCTI")
-            .trim()
-            .to_owned();
-        let tpm = ProvisionedTpm { dir, tcti };
-        let out = Command::new("bash")
-            .arg(repo.join("softhsm/swtpm-provision.sh"))
-            .arg(tpm.files())
-            .env("TPM2TOOLS_TCTI", &tpm.tcti)
-            .env("TPM2OPENSSL_TCTI", &tpm.tcti)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run swtpm-provision.sh");
-        assert_exit(&out, 0);
-        tpm
-    }
-
-    fn files(&self) -> std::path::PathBuf {
-        self.dir.join("files")
-    }
-
-    /// The transient object handles loaded in the TPM now.
-    fn transient_handles(&self) -> String {
-        let out = Command::new("tpm2_getcap")
-            .arg("handles-transient")
-            .env("TPM2TOOLS_TCTI", &self.tcti)
-            .output()
-            .expect("tpm2_getcap");
-        assert_exit(&out, 0);
-        stdout(&out)
-    }
-}
-
-#[cfg(feature = "tpm")]
-impl Drop for ProvisionedTpm {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/swtpm-stop.sh"))
-            .arg(&self.dir)
-            .status();
-    }
-}
-
 #[cfg(feature = "tpm")]
 #[test]
 fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
     let dir = tempdir();
-    let tpm = ProvisionedTpm::start(dir.path());
+    let tpm = crate::common::swtpm::Swtpm::provisioned();
     let files = tpm.files();
     let emulator = Emulator::start(dir.path(), &[&files.join("ca/root.pem")], &[]);
     // The daemon's certificate and key paths; rotated below by copying other files over them.
@@ -870,7 +804,7 @@ fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
         "--intermediates".into(),
         files.join("ca/int.pem").display().to_string(),
         "--tpm-tcti".into(),
-        tpm.tcti.clone(),
+        tpm.tcti(),
     ];
     args.extend(emulator.session_args());
     let mut d = Daemon::start(dir.path(), &args, &[]);
@@ -895,11 +829,7 @@ fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
     let status = d.terminate(Duration::from_secs(10));
     assert!(status.success(), "{}", d.stderr());
     // Nothing left loaded in the TPM.
-    let handles = tpm.transient_handles();
-    assert!(
-        !handles.contains("0x80"),
-        "transient objects left: {handles}"
-    );
+    assert_eq!(tpm.transient_handles(), 0, "transient objects left");
 }
 
 impl Daemon {
@@ -1095,20 +1025,11 @@ fn an_idle_connection_flood_does_not_keep_a_client_out() {
     assert!(!d.stderr().contains("accept failed"), "{}", d.stderr());
 }
 
-/// The pid of the swtpm serving `tpm`.
-#[cfg(feature = "tpm")]
-fn swtpm_pid(tpm: &ProvisionedTpm) -> String {
-    std::fs::read_to_string(tpm.dir.join("swtpm.pid"))
-        .expect("swtpm.pid")
-        .trim()
-        .to_owned()
-}
-
 #[cfg(feature = "tpm")]
 #[test]
 fn a_stopped_tpm_does_not_hold_up_shutdown() {
     let dir = tempdir();
-    let tpm = ProvisionedTpm::start(dir.path());
+    let tpm = crate::common::swtpm::Swtpm::provisioned();
     let files = tpm.files();
     let emulator = Emulator::start(dir.path(), &[&files.join("ca/root.pem")], &[]);
     let mut args: Vec<String> = vec![
@@ -1122,24 +1043,16 @@ fn a_stopped_tpm_does_not_hold_up_shutdown() {
         "--intermediates".into(),
         files.join("ca/int.pem").display().to_string(),
         "--tpm-tcti".into(),
-        tpm.tcti.clone(),
+        tpm.tcti(),
     ];
     args.extend(emulator.session_args());
     let timeout = Path::new("2");
     let mut d = Daemon::start(dir.path(), &args, &[("RA_SIGNER_TPM_TIMEOUT", timeout)]);
     let (status, good) = imds_credentials(&d.url(), role_name());
     assert_eq!(status, 200);
-    let pid = swtpm_pid(&tpm);
-    let kill = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    };
     // A refresh while the TPM is stopped gives up after the TPM timeout; the last good
     // credentials are served all along.
-    kill("-STOP");
+    tpm.pause();
     let answers = std::thread::scope(|scope| {
         let url = d.url();
         let poller = scope.spawn(move || {
@@ -1162,17 +1075,17 @@ fn a_stopped_tpm_does_not_hold_up_shutdown() {
         );
     }
     // The TPM resumes: the same serve signs again.
-    kill("-CONT");
+    tpm.resume();
     d.refresh_now("refreshed the credentials");
     let (status, fresh) = imds_credentials(&d.url(), role_name());
     assert_eq!(status, 200);
     assert_ne!(fresh["AccessKeyId"], good["AccessKeyId"]);
     // Stopped again, in the middle of a refresh: SIGTERM still ends serve at once.
-    kill("-STOP");
+    tpm.pause();
     d.refresh_now("SIGUSR1: refreshing every role now");
     std::thread::sleep(Duration::from_millis(200));
     let (status, took) = d.signal("TERM", Duration::from_secs(10));
-    kill("-CONT");
+    tpm.resume();
     assert_eq!(status.code(), Some(0), "{status}\n{}", d.stderr());
     assert!(took < Duration::from_secs(3), "{took:?}\n{}", d.stderr());
     assert!(

@@ -2,183 +2,12 @@
 //! made by tpm2-openssl and tpm2-tools through `softhsm/swtpm-provision.sh`) and the real
 //! `ra-emulator`, and boto3 through `credential_process`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::common::swtpm::{Launch, Swtpm, fixture};
 use crate::common::*;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A private swtpm started by `softhsm/swtpm-start.sh`, stopped on drop (and by itself
-/// after ten minutes): on loopback TCP, or on a UNIX socket.
-pub struct Swtpm {
-    dir: tempfile::TempDir,
-    /// The TCP port, or 0 for a UNIX-socket swtpm.
-    port: u16,
-}
-
-impl Swtpm {
-    /// Starts a swtpm on TCP whose state is a copy of `state` (or fresh).
-    pub fn start(state: Option<&Path>) -> Swtpm {
-        Swtpm::start_with(state, false, false)
-    }
-
-    /// Starts a swtpm whose state is a copy of `state` (or fresh), on the UNIX socket
-    /// DIR/tpm.sock when `unix`, logging every command when `logged`.
-    fn start_with(state: Option<&Path>, unix: bool, logged: bool) -> Swtpm {
-        let dir = tempdir();
-        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
-        if let Some(state) = state {
-            std::fs::copy(
-                state.join("tpm2-00.permall"),
-                dir.path().join("state/tpm2-00.permall"),
-            )
-            .expect("copy state");
-        }
-        let mut cmd = Command::new("bash");
-        cmd.arg(repo().join("softhsm/swtpm-start.sh"));
-        if unix {
-            cmd.arg("--unix");
-        }
-        cmd.arg(dir.path())
-            .arg("600")
-            .arg(if logged { "20" } else { "" });
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .expect("run swtpm-start.sh");
-        assert_exit(&out, 0);
-        let env = stdout(&out);
-        let port = if unix {
-            let socket = env
-                .lines()
-                .find_map(|l| l.strip_prefix("export TPM_DEVICE="))
-                .expect("TPM_DEVICE");
-            assert_eq!(Path::new(socket.trim()), dir.path().join("tpm.sock"));
-            0
-        } else {
-            env.lines()
-                .find_map(|l| l.strip_prefix("export SWTPM_PORT="))
-                .and_then(|p| p.trim().parse().ok())
-                .expect("SWTPM_PORT")
-        };
-        Swtpm { dir, port }
-    }
-
-    /// The swtpm's process id, for SIGSTOP/SIGCONT.
-    pub fn pid(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("swtpm.pid"))
-            .expect("swtpm.pid")
-            .trim()
-            .to_owned()
-    }
-
-    /// Restarts this TCP swtpm on the same ports and state (`softhsm/swtpm-restart.sh`):
-    /// a power cycle, every transient object and connection gone.
-    pub fn restart(&self) {
-        let out = Command::new("bash")
-            .arg(repo().join("softhsm/swtpm-restart.sh"))
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run swtpm-restart.sh");
-        assert_exit(&out, 0);
-    }
-
-    pub fn tcti(&self) -> String {
-        assert_ne!(self.port, 0, "a UNIX-socket swtpm has no TCP TCTI");
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-
-    /// The UNIX socket of a swtpm started with `unix`.
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("tpm.sock")
-    }
-
-    /// The TPM command codes swtpm logged so far (started with `logged`), leaving out those
-    /// it answered TPM_RC_RETRY (libtss2 resends them by itself).
-    fn commands(&self) -> Vec<u32> {
-        let log = std::fs::read_to_string(self.dir.path().join("swtpm.log")).unwrap_or_default();
-        let word = |line: Option<&str>| -> Option<u32> {
-            let b: Vec<u8> = line?
-                .split_whitespace()
-                .filter_map(|h| u8::from_str_radix(h, 16).ok())
-                .collect();
-            (b.len() >= 10).then(|| u32::from_be_bytes([b[6], b[7], b[8], b[9]]))
-        };
-        let mut out = Vec::new();
-        let mut lines = log.lines();
-        let mut pending = None;
-        while let Some(line) = lines.next() {
-            if line.contains("SWTPM_IO_Read:") {
-                pending = word(lines.next());
-            } else if line.contains("SWTPM_IO_Write:")
-                && let (Some(cmd), Some(rc)) = (pending.take(), word(lines.next()))
-                && rc != 0x922
-            {
-                out.push(cmd);
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("softhsm/swtpm-stop.sh"))
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-/// The provisioned TPM state and files, made once per test binary.
-pub struct Fixture {
-    pub state: PathBuf,
-    pub files: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-pub fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = tempdir();
-        let tpm = Swtpm::start(None);
-        let files = dir.path().join("files");
-        let out = Command::new("bash")
-            .arg(repo().join("softhsm/swtpm-provision.sh"))
-            .arg(&files)
-            .env("TPM2TOOLS_TCTI", tpm.tcti())
-            .env("TPM2OPENSSL_TCTI", tpm.tcti())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run swtpm-provision.sh");
-        assert_exit(&out, 0);
-        let state = dir.path().join("state");
-        std::fs::create_dir_all(&state).expect("state");
-        let permall = tpm.dir.path().join("state/tpm2-00.permall");
-        drop_keep_state(tpm, &permall, &state);
-        Fixture {
-            state,
-            files,
-            _dir: dir,
-        }
-    })
-}
-
-/// Stops `tpm` and copies its state out.
-fn drop_keep_state(tpm: Swtpm, permall: &Path, into: &Path) {
-    let _ = Command::new("bash")
-        .arg(repo().join("softhsm/swtpm-stop.sh"))
-        .arg(tpm.dir.path())
-        .status();
-    std::fs::copy(permall, into.join("tpm2-00.permall")).expect("copy state");
-    drop(tpm);
-}
 
 /// A provisioned swtpm and an emulator trusting the fixture's root CA.
 pub struct TpmWorld {
@@ -189,7 +18,7 @@ pub struct TpmWorld {
 
 impl TpmWorld {
     pub fn new() -> TpmWorld {
-        TpmWorld::with(Swtpm::start(Some(&fixture().state)))
+        TpmWorld::with(Swtpm::provisioned())
     }
 
     fn with(tpm: Swtpm) -> TpmWorld {
@@ -550,7 +379,7 @@ fn boto3_gets_credentials_from_a_tpm_key() {
 
 #[test]
 fn keygen_tpm_key_file_csr_certificate_and_credentials() {
-    let tpm = Swtpm::start(None);
+    let tpm = Swtpm::fresh();
     let dir = tempdir();
     let d = |name: &str| dir.path().join(name);
     let key = d("host.tss2.pem");
@@ -661,7 +490,7 @@ fn keygen_tpm_key_file_csr_certificate_and_credentials() {
 /// `--tpm-tcti device:SOCKET`, and `update --once`.
 #[test]
 fn tpm_device_names_a_unix_socket_swtpm() {
-    let w = TpmWorld::with(Swtpm::start_with(Some(&fixture().state), true, false));
+    let w = TpmWorld::with(Launch::provisioned().unix_socket().start());
     let socket = w.tpm.socket().display().to_string();
     let cases: Vec<Case<'_>> = vec![
         ("ossl-p256", "ossl-p256", vec![], vec![]),
@@ -725,7 +554,8 @@ fn tpm_device_names_a_unix_socket_swtpm() {
 fn a_unix_socket_tpm_gets_the_same_commands_as_tcp() {
     let mut seen = Vec::new();
     for unix in [false, true] {
-        let w = TpmWorld::with(Swtpm::start_with(Some(&fixture().state), unix, true));
+        let launch = Launch::provisioned().log_commands();
+        let w = TpmWorld::with(if unix { launch.unix_socket() } else { launch }.start());
         let mut cmd = w.command("ossl-p256", "ossl-p256", !unix, &[]);
         if unix {
             cmd.env("TPM_DEVICE", w.tpm.socket());
@@ -826,7 +656,7 @@ fn a_wrong_key_password_gets_the_password_hint() {
 /// attributes; the TPM is a UNIX-socket swtpm named by `TPM_DEVICE`.
 #[test]
 fn keygen_tpm_writes_the_subject_as_given() {
-    let tpm = Swtpm::start_with(None, true, false);
+    let tpm = Launch::fresh().unix_socket().start();
     let dir = tempdir();
     for (n, (kind, subject, expected)) in SUBJECT_CASES.iter().enumerate() {
         let csr = dir.path().join(format!("subject-{n}.csr"));
@@ -853,32 +683,6 @@ fn keygen_tpm_writes_the_subject_as_given() {
     );
 }
 
-impl Swtpm {
-    /// Sends `signal` (`-STOP`, `-CONT`) to the swtpm process.
-    fn signal(&self, signal: &str) {
-        let pid = std::fs::read_to_string(self.dir.path().join("swtpm.pid")).expect("swtpm.pid");
-        let status = Command::new("kill")
-            .args([signal, pid.trim()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-
-    /// The transient objects loaded now (tpm2-tools).
-    fn transient_handles(&self) -> usize {
-        let out = Command::new("tpm2_getcap")
-            .arg("handles-transient")
-            .env("TPM2TOOLS_TCTI", self.tcti())
-            .output()
-            .expect("tpm2_getcap");
-        assert_exit(&out, 0);
-        stdout(&out)
-            .lines()
-            .filter(|l| l.trim_start().starts_with('-'))
-            .count()
-    }
-}
-
 /// Waits for `child` at most `limit`, killing it if it runs longer.
 fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
@@ -898,7 +702,7 @@ fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::proces
 #[test]
 fn a_stopped_tpm_fails_within_the_timeout_and_the_next_run_works() {
     let w = TpmWorld::new();
-    w.tpm.signal("-STOP");
+    w.tpm.pause();
     let start = Instant::now();
     let out = w.run(
         "ossl-p256",
@@ -907,7 +711,7 @@ fn a_stopped_tpm_fails_within_the_timeout_and_the_next_run_works() {
         &[("RA_SIGNER_TPM_TIMEOUT", "2")],
     );
     let took = start.elapsed();
-    w.tpm.signal("-CONT");
+    w.tpm.resume();
     assert_exit(&out, 3);
     assert!(stdout(&out).is_empty());
     let err = stderr(&out);

@@ -16,9 +16,10 @@ mod keyfile;
 mod relay;
 mod signer;
 #[cfg(test)]
-mod tests;
+#[path = "../../../tests/it/common/swtpm.rs"]
+pub(crate) mod swtpm;
 #[cfg(test)]
-pub(crate) mod testutil;
+mod tests;
 
 use std::path::{Path, PathBuf};
 

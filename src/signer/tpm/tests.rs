@@ -4,11 +4,16 @@
 
 use std::path::PathBuf;
 
-use super::testutil::{Swtpm, command_name, fixture, serial};
+use super::swtpm::{Launch, Swtpm, command_name, fixture, serial};
 use super::*;
 use crate::cert::KeyType;
 use crate::config::TpmSettings;
 use crate::signer::{Digest, Signer};
+
+/// The TCTI of `tpm`, as `--tpm-tcti` gives it.
+fn tcti(tpm: &Swtpm) -> Tcti {
+    Tcti::explicit(&tpm.tcti())
+}
 
 fn file(name: &str) -> PathBuf {
     fixture().files.join(name)
@@ -37,7 +42,7 @@ fn identity(
     cert: &str,
 ) -> Result<Identity, TpmError> {
     let leaf = Cert::first_from_file(&file(&format!("{cert}.pem")))?;
-    let signer = TpmSigner::open(tpm.tcti(), location, pw)?;
+    let signer = TpmSigner::open(tcti(tpm), location, pw)?;
     let desc = signer.description().to_owned();
     Ok(Identity::new(leaf, Vec::new(), Box::new(signer), &desc)?)
 }
@@ -73,7 +78,7 @@ fn sign_and_verify(id: &Identity, digest: Digest) {
 #[test]
 fn every_key_type_under_each_parent_kind() {
     let _serial = serial();
-    let tpm = Swtpm::provisioned(false);
+    let tpm = Swtpm::provisioned();
     let cases: Vec<(&str, KeyLocation, Passwords, KeyType)> = vec![
         // tpm2-openssl keys under the owner hierarchy (the SRK made on the fly).
         (
@@ -172,7 +177,7 @@ fn every_key_type_under_each_parent_kind() {
 #[test]
 fn open_reads_the_config() {
     let _serial = serial();
-    let tpm = Swtpm::provisioned(false);
+    let tpm = Swtpm::provisioned();
     let config = IdentityConfig {
         certificate: Some(CertificateSource::File(file("ossl-p384.pem"))),
         private_key: PrivateKeySource::File(file("ossl-p384.key")),
@@ -180,7 +185,7 @@ fn open_reads_the_config() {
         key_password_sources: Vec::new(),
         pkcs11: Default::default(),
         tpm: TpmSettings {
-            tcti: Some(tpm.tcti_text()),
+            tcti: Some(tpm.tcti()),
             key_password_sources: vec![SecretSource::Prompt],
             no_key_password: false,
         },
@@ -195,7 +200,7 @@ fn open_reads_the_config() {
         certificate: Some(CertificateSource::File(file("handle-rsa-pw.pem"))),
         private_key: PrivateKeySource::TpmHandle(0x8100_0102),
         tpm: TpmSettings {
-            tcti: Some(tpm.tcti_text()),
+            tcti: Some(tpm.tcti()),
             key_password_sources: vec![SecretSource::Value(Secret::new("handlepw".into()))],
             no_key_password: false,
         },
@@ -225,10 +230,10 @@ fn open_reads_the_config() {
 fn a_stalled_tpm_times_out_and_the_key_is_loaded_again() {
     let _serial = serial();
     use std::time::{Duration, Instant};
-    let tpm = Swtpm::provisioned(false);
-    let tcti = tpm.tcti().with_timeout(Duration::from_secs(2));
+    let tpm = Swtpm::provisioned();
+    let bounded = tcti(&tpm).with_timeout(Duration::from_secs(2));
     let signer =
-        TpmSigner::open(tcti, key_file("ossl-p256"), passwords(None, None)).expect("opens");
+        TpmSigner::open(bounded, key_file("ossl-p256"), passwords(None, None)).expect("opens");
     let hash = Digest::Sha256.hash(b"message");
     signer.sign_digest(Digest::Sha256, &hash).expect("signs");
     tpm.pause();
@@ -261,8 +266,7 @@ fn a_stalled_tpm_times_out_and_the_key_is_loaded_again() {
     drop(signer);
     // Counted through a bounded context of our own: after the stalls, tpm2-tools' swtpm
     // TCTI was seen to wait for ever on swtpm's one-connection-at-a-time queue.
-    let mut worker = tpm
-        .tcti()
+    let mut worker = tcti(&tpm)
         .with_timeout(Duration::from_secs(10))
         .connect()
         .expect("connects");
@@ -287,7 +291,7 @@ fn a_stalled_tpm_times_out_and_the_key_is_loaded_again() {
 #[test]
 fn loads_once_signs_many_and_flushes_on_drop() {
     let _serial = serial();
-    let tpm = Swtpm::provisioned(true);
+    let tpm = Launch::provisioned().log_commands().start();
     let id = identity(
         &tpm,
         key_file("ossl-p256"),
@@ -313,7 +317,7 @@ fn loads_once_signs_many_and_flushes_on_drop() {
 #[test]
 fn tpm_commands_per_credential() {
     let _serial = serial();
-    let tpm = Swtpm::provisioned(true);
+    let tpm = Launch::provisioned().log_commands().start();
     let mut report = Vec::new();
     let cases: Vec<(&str, KeyLocation, &str)> = vec![
         (
@@ -374,7 +378,7 @@ fn tpm_commands_per_credential() {
 #[test]
 fn wrong_password_fails_once_and_is_not_retried() {
     let _serial = serial();
-    let tpm = Swtpm::provisioned(true);
+    let tpm = Launch::provisioned().log_commands().start();
     let id = identity(
         &tpm,
         KeyLocation::Persistent(0x8100_0102),
@@ -488,7 +492,7 @@ fn key_password_rules() {
 #[test]
 fn unusable_keys_say_why() {
     let _serial = serial();
-    let tpm = Swtpm::provisioned(false);
+    let tpm = Swtpm::provisioned();
     let err = identity(
         &tpm,
         key_file("decrypt-rsa"),
@@ -555,7 +559,7 @@ fn unusable_keys_say_why() {
 fn key_files_from_elsewhere_and_garbled_blobs() {
     let _serial = serial();
     // A fresh TPM has other seeds: the fixture's key files do not load there.
-    let other = Swtpm::start();
+    let other = Swtpm::fresh();
     let err = identity(
         &other,
         key_file("ossl-p256"),
@@ -587,7 +591,7 @@ fn key_files_from_elsewhere_and_garbled_blobs() {
     );
     drop(other);
 
-    let tpm = Swtpm::provisioned(false);
+    let tpm = Swtpm::provisioned();
     let KeyLocation::File { mut key, path } = key_file("ossl-p256") else {
         unreachable!()
     };
@@ -633,7 +637,7 @@ fn key_files_from_elsewhere_and_garbled_blobs() {
 #[test]
 fn survives_a_tpm_restart_between_signatures() {
     let _serial = serial();
-    let mut tpm = Swtpm::provisioned(false);
+    let tpm = Swtpm::provisioned();
     // swtpm serves one connection at a time: one identity open at once.
     for (location, cert) in [
         (key_file("ossl-rsa"), "ossl-rsa"),
@@ -653,7 +657,7 @@ fn survives_a_tpm_restart_between_signatures() {
 #[test]
 fn a_unix_socket_tpm_signs_and_survives_a_restart() {
     let _serial = serial();
-    let mut tpm = Swtpm::provisioned_unix();
+    let tpm = Launch::provisioned().unix_socket().start();
     for (location, cert) in [
         (key_file("ossl-p384"), "ossl-p384"),
         (KeyLocation::Persistent(0x8100_0101), "handle-p256"),
@@ -672,7 +676,7 @@ fn a_unix_socket_tpm_signs_and_survives_a_restart() {
 #[test]
 fn hierarchy_password() {
     let _serial = serial();
-    let tpm = Swtpm::start();
+    let tpm = Swtpm::fresh();
     tpm.run("tpm2_changeauth", &["-c", "owner", "ownerpw"]);
     let key = tpm.dir().join("k.key");
     let key_arg = key.to_str().expect("utf-8 path");
@@ -704,7 +708,7 @@ fn hierarchy_password() {
         path: key.clone(),
         key: read_key_file(&key).expect("key file"),
     };
-    let err = TpmSigner::open(tpm.tcti(), location(), passwords(None, None))
+    let err = TpmSigner::open(tcti(&tpm), location(), passwords(None, None))
         .expect_err("hierarchy password needed");
     assert!(
         matches!(
@@ -717,7 +721,7 @@ fn hierarchy_password() {
         "{err}"
     );
     let signer =
-        TpmSigner::open(tpm.tcti(), location(), passwords(None, Some("ownerpw"))).expect("opens");
+        TpmSigner::open(tcti(&tpm), location(), passwords(None, Some("ownerpw"))).expect("opens");
     let message = b"hello";
     let signature = signer.sign(Digest::Sha256, message).expect("signs");
     ring::signature::UnparsedPublicKey::new(

@@ -1,8 +1,12 @@
 //! Test harness shared by every integration test: a throwaway PKI (keys from the real
 //! `openssl` CLI, certificates issued with rcgen), the real `ra-emulator` started per test,
-//! and the real `ra-signer` binary run as a child process with a scrubbed environment.
+//! and the real `ra-signer` binary run as a child process with a scrubbed environment;
+//! [`swtpm`] has the swtpm instances.
 
 #![allow(dead_code)]
+
+#[cfg(feature = "tpm")]
+pub mod swtpm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

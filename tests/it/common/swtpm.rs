@@ -1,6 +1,11 @@
-//! Test fixtures: a private swtpm per test (temp state dir, free loopback ports, killed on
-//! drop, and stopped by `timeout` should the test process die first), started from a state
-//! provisioned once per test binary by `softhsm/swtpm-provision.sh`.
+//! The one swtpm test harness: a private swtpm per test (temp state dir, free loopback ports,
+//! stopped on drop, and by `timeout` should the test process die first), fresh or started
+//! from a state provisioned once per test binary by `softhsm/swtpm-provision.sh`.
+//!
+//! Two test crates include this file: tests/it (`common::swtpm`) and the library's unit
+//! tests (`signer::tpm` has it under `#[path]`), so it needs nothing but std and tempfile.
+// Each of the two crates uses a part of it.
+#![allow(dead_code)]
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -8,12 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Tcti;
-
-/// One TPM test at a time in this process. libtss2 opens its swtpm socket without
-/// `CLOEXEC`, so a swtpm (or tool) that another test spawns meanwhile inherits the
-/// connection and keeps it open after its test closed it; swtpm serves one connection at a
-/// time, and the next test's connection then waits for ever.
+/// One TPM test at a time in this process, for tests that talk to a TPM from the test
+/// process itself (the library's). libtss2 opens its swtpm socket without `CLOEXEC`, so a
+/// swtpm (or tool) that another test spawns meanwhile inherits the connection and keeps it
+/// open after its test closed it; swtpm serves one connection at a time, and the next
+/// test's connection then waits for ever. Tests that only run child processes need no lock.
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
@@ -22,13 +26,85 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// The longest a test swtpm lives, whatever happens to the test process.
 const LIFETIME_SECS: &str = "900";
 
-/// A running swtpm.
+/// What a [`Swtpm`] starts with; [`Launch::start`] starts it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Launch {
+    provisioned: bool,
+    unix: bool,
+    logged: bool,
+}
+
+impl Launch {
+    /// A fresh TPM: new seeds, nothing persistent.
+    pub fn fresh() -> Launch {
+        Launch::default()
+    }
+
+    /// A copy of the provisioned [`fixture`] state: the SRKs at 0x81000001 and 0x81000002,
+    /// the persistent keys at 0x81000101..0x81000103, and the fixture's key files load.
+    pub fn provisioned() -> Launch {
+        Launch {
+            provisioned: true,
+            ..Launch::default()
+        }
+    }
+
+    /// On the UNIX socket DIR/tpm.sock instead of loopback TCP (tpm2-tools, which need
+    /// TCP, cannot reach it).
+    pub fn unix_socket(self) -> Launch {
+        Launch { unix: true, ..self }
+    }
+
+    /// Logs every TPM command (read with [`Swtpm::commands`]).
+    pub fn log_commands(self) -> Launch {
+        Launch {
+            logged: true,
+            ..self
+        }
+    }
+
+    /// Starts the swtpm.
+    pub fn start(self) -> Swtpm {
+        let dir = tempfile::Builder::new()
+            .prefix("ra-signer-swtpm-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+        if self.provisioned {
+            std::fs::copy(
+                fixture().state.join("tpm2-00.permall"),
+                dir.path().join("state/tpm2-00.permall"),
+            )
+            .expect("copy TPM state");
+        }
+        let mut tpm = Swtpm {
+            dir,
+            port: 0,
+            launch: self,
+            child: Mutex::new(None),
+        };
+        if self.unix {
+            assert!(tpm.spawn(), "swtpm did not start on a UNIX socket");
+            return tpm;
+        }
+        for _ in 0..5 {
+            tpm.port = free_port_pair();
+            if tpm.spawn() {
+                return tpm;
+            }
+        }
+        panic!("swtpm did not start");
+    }
+}
+
+/// A running swtpm, stopped on drop.
 pub struct Swtpm {
     dir: tempfile::TempDir,
-    /// The TCP port; 0 when it serves the UNIX socket DIR/tpm.sock instead.
+    /// The TCP port (the control port is the next one); 0 on a UNIX socket.
     port: u16,
-    child: Option<Child>,
-    logged: bool,
+    launch: Launch,
+    /// `timeout` running swtpm; behind a lock so that a shared `Swtpm` can restart.
+    child: Mutex<Option<Child>>,
 }
 
 /// Keys and certificates provisioned once, and the TPM state they belong to.
@@ -60,73 +136,38 @@ fn free_port_pair() -> u16 {
 }
 
 impl Swtpm {
-    /// A fresh TPM (new seeds, nothing persistent).
-    pub fn start() -> Swtpm {
-        Self::start_with(None, false)
+    /// [`Launch::fresh`] on TCP.
+    pub fn fresh() -> Swtpm {
+        Launch::fresh().start()
     }
 
-    /// A TPM with the provisioned fixture's state; `logged` logs every command.
-    pub fn provisioned(logged: bool) -> Swtpm {
-        Self::start_with(Some(&fixture().state), logged)
+    /// [`Launch::provisioned`] on TCP.
+    pub fn provisioned() -> Swtpm {
+        Launch::provisioned().start()
     }
 
-    /// A TPM with the provisioned fixture's state on the UNIX socket DIR/tpm.sock (the
-    /// tools, which need TCP, cannot reach it).
-    pub fn provisioned_unix() -> Swtpm {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
-        std::fs::copy(
-            fixture().state.join("tpm2-00.permall"),
-            dir.path().join("state/tpm2-00.permall"),
-        )
-        .expect("copy TPM state");
-        let mut tpm = Swtpm {
-            dir,
-            port: 0,
-            child: None,
-            logged: false,
-        };
-        assert!(tpm.spawn(), "swtpm did not start on a UNIX socket");
-        tpm
-    }
-
-    fn socket(&self) -> PathBuf {
+    /// The UNIX socket of a [`Launch::unix_socket`] swtpm.
+    pub fn socket(&self) -> PathBuf {
+        assert!(self.launch.unix, "a TCP swtpm has no socket file");
         self.dir.path().join("tpm.sock")
     }
 
-    fn start_with(state: Option<&Path>, logged: bool) -> Swtpm {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
-        if let Some(state) = state {
-            std::fs::copy(
-                state.join("tpm2-00.permall"),
-                dir.path().join("state/tpm2-00.permall"),
-            )
-            .expect("copy TPM state");
-        }
-        let mut tpm = Swtpm {
-            dir,
-            port: 0,
-            child: None,
-            logged,
-        };
-        for _ in 0..5 {
-            tpm.port = free_port_pair();
-            if tpm.spawn() {
-                return tpm;
-            }
-        }
-        panic!("swtpm did not start");
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn spawn(&mut self) -> bool {
+    /// Runs swtpm on this state and waits until it listens; false if it did not (its
+    /// ports taken meanwhile).
+    fn spawn(&self) -> bool {
         let d = self.dir.path();
         let mut cmd = Command::new("timeout");
         cmd.args(["--signal=TERM", LIFETIME_SECS, "swtpm", "socket", "--tpm2"]);
-        if self.port == 0 {
+        if self.launch.unix {
             let _ = std::fs::remove_file(self.socket());
-            cmd.arg("--server")
-                .arg(format!("type=unixio,path={}", self.socket().display()));
+            cmd.arg("--server").arg(format!(
+                "type=unixio,path={},mode=0600",
+                self.socket().display()
+            ));
         } else {
             cmd.arg("--server")
                 .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", self.port))
@@ -136,10 +177,14 @@ impl Swtpm {
                     self.port + 1
                 ));
         }
+        let pid_file = d.join("swtpm.pid");
+        let _ = std::fs::remove_file(&pid_file);
         cmd.arg("--tpmstate")
             .arg(format!("dir={}", d.join("state").display()))
-            .args(["--flags", "not-need-init,startup-clear"]);
-        if self.logged {
+            .args(["--flags", "not-need-init,startup-clear"])
+            .arg("--pid")
+            .arg(format!("file={}", pid_file.display()));
+        if self.launch.logged {
             cmd.arg("--log")
                 .arg(format!("file={},level=20", d.join("swtpm.log").display()));
         }
@@ -151,20 +196,22 @@ impl Swtpm {
         else {
             panic!("cannot run swtpm (apt-get install swtpm swtpm-tools)");
         };
-        self.child = Some(child);
+        *self.child() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             // A UNIX-socket swtpm serves one client: probing would take its slot, so wait
             // for the socket file instead.
-            let up = if self.port == 0 {
+            let listening = if self.launch.unix {
                 self.socket().exists()
             } else {
                 TcpStream::connect(("127.0.0.1", self.port + 1)).is_ok()
             };
-            if up {
+            // swtpm writes its pid file once it listens; the listener could otherwise be
+            // another test's that won the race for the port.
+            if listening && self.read_pid().is_some() {
                 return true;
             }
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+            if let Some(Ok(Some(_))) = self.child().as_mut().map(|c| c.try_wait()) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -173,9 +220,17 @@ impl Swtpm {
         false
     }
 
+    fn read_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("swtpm.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Stops the simulator (its state stays).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn stop(&self) {
+        if let Some(mut child) = self.child().take() {
             // TERM to `timeout` reaches swtpm too; SIGKILL would orphan it.
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let _ = child.wait();
@@ -195,20 +250,17 @@ impl Swtpm {
 
     /// Sends a signal to swtpm itself (the child is the `timeout` that runs it).
     fn signal(&self, signal: &str) {
-        let parent = self.child.as_ref().expect("running").id();
-        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-            .expect("children of timeout");
-        let pid = children.split_whitespace().next().expect("swtpm pid");
+        let pid = self.read_pid().expect("swtpm.pid").to_string();
         let status = Command::new("kill")
-            .args([signal, pid])
+            .args([signal, &pid])
             .status()
             .expect("kill");
         assert!(status.success(), "kill {signal} {pid}");
     }
 
-    /// Stops and starts it again on the same ports and state (a TPM reset: transient
-    /// objects are gone, persistent ones stay).
-    pub fn restart(&mut self) {
+    /// Stops and starts it again on the same ports (or socket) and state: a power cycle,
+    /// every transient object, session and connection gone, persistent objects kept.
+    pub fn restart(&self) {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.spawn() {
@@ -217,25 +269,26 @@ impl Swtpm {
         }
     }
 
-    /// The TCTI string.
-    pub fn tcti_text(&self) -> String {
-        if self.port == 0 {
+    /// The TCTI string: `swtpm:host=127.0.0.1,port=PORT`, or `device:SOCKET`.
+    pub fn tcti(&self) -> String {
+        if self.launch.unix {
             format!("device:{}", self.socket().display())
         } else {
             format!("swtpm:host=127.0.0.1,port={}", self.port)
         }
     }
 
-    /// The TCTI.
-    pub fn tcti(&self) -> Tcti {
-        Tcti::explicit(&self.tcti_text())
+    /// The key files and certificates that belong to this TPM's state.
+    pub fn files(&self) -> &'static Path {
+        assert!(self.launch.provisioned, "a fresh TPM has no key files");
+        &fixture().files
     }
 
     /// A command (tpm2-tools, openssl) pointed at this TPM.
     pub fn tool(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env("TPM2TOOLS_TCTI", self.tcti_text())
-            .env("TPM2OPENSSL_TCTI", self.tcti_text())
+        cmd.env("TPM2TOOLS_TCTI", self.tcti())
+            .env("TPM2OPENSSL_TCTI", self.tcti())
             .env_remove("TPM2OPENSSL_PARENT_AUTH");
         cmd
     }
@@ -261,7 +314,8 @@ impl Swtpm {
         self.dir.path()
     }
 
-    /// Every command the TPM received so far with its response code (needs `logged`).
+    /// Every command the TPM received so far with its response code (needs
+    /// [`Launch::log_commands`]).
     pub fn command_log(&self) -> Vec<(u32, u32)> {
         let log = std::fs::read_to_string(self.dir.path().join("swtpm.log")).unwrap_or_default();
         let mut out = Vec::new();
@@ -296,7 +350,7 @@ impl Swtpm {
             .collect()
     }
 
-    /// The transient objects loaded now.
+    /// The transient objects loaded now (tpm2-tools, so TCP only).
     pub fn transient_handles(&self) -> usize {
         self.run("tpm2_getcap", &["handles-transient"])
             .lines()
@@ -338,7 +392,7 @@ pub fn fixture() -> &'static Fixture {
         remove_stale_fixtures();
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("fixture dir");
-        let tpm = Swtpm::start();
+        let tpm = Swtpm::fresh();
         let files = root.join("files");
         let out = tpm
             .tool("bash")
@@ -352,7 +406,6 @@ pub fn fixture() -> &'static Fixture {
             "swtpm-provision.sh failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut tpm = tpm;
         tpm.stop();
         let state = root.join("state");
         std::fs::create_dir_all(&state).expect("state copy");
