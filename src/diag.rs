@@ -10,8 +10,6 @@
 use std::fmt;
 use std::io::Write;
 
-use crate::error::{Error, ErrorClass};
-
 /// Writes one diagnostic line on stderr, ignoring any failure: a closed or full stderr must
 /// not stop a command, and least of all `serve`.
 pub fn line(args: fmt::Arguments<'_>) {
@@ -29,20 +27,18 @@ macro_rules! diag {
     };
 }
 
+/// The result could not be written on stdout: it was not delivered.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the result to stdout: {0}")]
+pub struct StdoutError(#[source] pub std::io::Error);
+
 /// Writes a command's result on stdout and flushes it. A stdout whose reader has gone
 /// (EPIPE), or that cannot be written, is an error (exit 1): the result was not delivered.
-pub fn result(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
-    let failed = |e: std::io::Error| {
-        let error = Error::new(
-            ErrorClass::Other,
-            format!("cannot write the result to stdout: {e}"),
-        );
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            error.with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
-        } else {
-            error
-        }
-    };
+pub fn result(
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), StdoutError> {
     let mut out = std::io::stdout().lock();
-    write(&mut out).and_then(|()| out.flush()).map_err(failed)
+    write(&mut out)
+        .and_then(|()| out.flush())
+        .map_err(StdoutError)
 }

@@ -380,10 +380,7 @@ mod imp {
                     ErrorClass::Identity,
                     format!("cannot sign the CSR with {key_uri}: {failure}"),
                 );
-                match failure.hint() {
-                    Some(hint) => err.with_hint(hint),
-                    None => err,
-                }
+                err.with_optional_hint(crate::error::sign_hint(failure))
             }
             _ => Error::new(ErrorClass::Other, e.to_string()),
         })?;
@@ -453,7 +450,7 @@ mod imp {
         token: &FoundToken,
         path: &std::path::Path,
     ) -> Result<(), Error> {
-        let certs = Cert::all_from_file(path).map_err(crate::signer::cert_error)?;
+        let certs = Cert::all_from_file(path).map_err(crate::error::cert_error)?;
         let key = {
             let handles = objects::private_keys(s, uri, &token.desc)?;
             match handles.as_slice() {

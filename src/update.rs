@@ -78,7 +78,9 @@ pub fn credentials_path() -> Result<PathBuf, Error> {
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
     };
-    if let Some(p) = std::env::var_os(crate::env::AWS_SHARED_CREDENTIALS_FILE).filter(|p| !p.is_empty()) {
+    if let Some(p) =
+        std::env::var_os(crate::env::AWS_SHARED_CREDENTIALS_FILE).filter(|p| !p.is_empty())
+    {
         let text = p.to_string_lossy();
         if let (Some(rest), Some(home)) = (text.strip_prefix("~/"), home()) {
             return Ok(home.join(rest));
@@ -134,10 +136,10 @@ pub fn run(args: &UpdateArgs) -> Result<(), Error> {
         .identity()
         .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
     let client =
-        Client::new(options).map_err(|e| crate::app::session_error(e, identity, &request))?;
+        Client::new(options).map_err(|e| crate::error::session_error(e, identity, &request))?;
     let creds = client
         .create_session(identity, &request)
-        .map_err(|e| crate::app::session_error(e, identity, &request))?;
+        .map_err(|e| crate::error::session_error(e, identity, &request))?;
     write_profile(&path, &args.profile, &creds).map_err(|e| write_error(&path, &e))?;
     log(
         "update",
@@ -230,7 +232,7 @@ impl RefreshJob {
             let result = match self.live.identity() {
                 Some(identity) => client
                     .create_session_pausing(identity, request, &|d| !stop.wait(d))
-                    .map_err(|e| one_line(&crate::app::session_error(e, identity, request)))
+                    .map_err(|e| one_line(&crate::error::session_error(e, identity, request)))
                     .and_then(|creds| {
                         write_profile(path, profile, &creds)
                             .map_err(|e| one_line(&write_error(path, &e)))

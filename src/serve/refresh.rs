@@ -177,7 +177,7 @@ impl LiveIdentity {
                     } else {
                         "no identity to sign with until it opens"
                     },
-                    one_line(&e)
+                    one_line(&Error::from(e))
                 ),
             ),
         }
@@ -308,7 +308,7 @@ impl Refresher {
             Some(identity) => self
                 .client
                 .create_session_pausing(identity, request, &|d| !stop.wait(d))
-                .map_err(|e| one_line(&crate::app::session_error(e, identity, request))),
+                .map_err(|e| one_line(&crate::error::session_error(e, identity, request))),
             None => Err("no identity is open (see the re-open error above)".to_owned()),
         };
         if result.is_err() && stop.is_stopped() {

@@ -61,13 +61,6 @@ pub struct SubjectError {
     why: String,
 }
 
-impl From<SubjectError> for crate::error::Error {
-    fn from(e: SubjectError) -> Self {
-        crate::error::Error::new(crate::error::ErrorClass::Usage, e.to_string())
-            .with_hint(SUBJECT_HINT)
-    }
-}
-
 /// What to write instead of a malformed subject.
 pub const SUBJECT_HINT: &str = "write e.g. --subject \"CN=host1,O=Example\" (RFC 4514, most specific \
      first; escape , + \" \\ ; < > with a backslash) or \"/O=Example/CN=host1\"";

@@ -386,8 +386,8 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .signer()
         .sign(Digest::Sha256, b"x")
         .expect_err("wrong password");
-    assert!(err.message().contains("TPM_RC_AUTH_FAIL"), "{err}");
-    let hint = err.hint().expect("a password hint");
+    assert!(err.to_string().contains("TPM_RC_AUTH_FAIL"), "{err}");
+    let hint = crate::error::sign_hint(&err).expect("a password hint");
     assert!(hint.contains("RA_SIGNER_TPM_KEY_PASSWORD"), "{hint}");
     let sent = tpm.commands().len();
     let again = id
@@ -395,10 +395,14 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .sign(Digest::Sha256, b"x")
         .expect_err("still refused");
     assert!(
-        again.message().contains("not asking the TPM again"),
+        again.to_string().contains("not asking the TPM again"),
         "{again}"
     );
-    assert_eq!(again.hint(), Some(hint), "the refusal keeps its hint");
+    assert_eq!(
+        crate::error::sign_hint(&again),
+        Some(hint),
+        "the refusal keeps its hint"
+    );
     assert_eq!(tpm.commands().len(), sent, "the password was sent again");
     drop(id);
     let vars = tpm.run("tpm2_getcap", &["properties-variable"]);
@@ -424,7 +428,7 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .signer()
         .sign(Digest::Sha256, b"x")
         .expect_err("wrong password");
-    let hint = err.hint().expect("a hint");
+    let hint = crate::error::sign_hint(&err).expect("a hint");
     assert!(hint.contains("--no-tpm-key-password"), "{hint}");
 
     // A key password missing: the hint says how to give one.
@@ -439,7 +443,7 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .signer()
         .sign(Digest::Sha256, b"x")
         .expect_err("no password");
-    let hint = err.hint().expect("a hint");
+    let hint = crate::error::sign_hint(&err).expect("a hint");
     assert!(hint.contains("--tpm-key-password-file"), "{hint}");
 }
 
