@@ -357,13 +357,16 @@ impl From<SubjectError> for Error {
 
 impl From<crate::diag::StdoutError> for Error {
     fn from(e: crate::diag::StdoutError) -> Self {
-        let error = Error::new(ErrorClass::Other, e.to_string());
-        let error = if e.0.kind() == std::io::ErrorKind::BrokenPipe {
-            error.with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
-        } else {
-            error
-        };
-        error.with_source(e)
+        classify_stdout(&e).with_source(e)
+    }
+}
+
+fn classify_stdout(e: &crate::diag::StdoutError) -> Error {
+    let error = Error::new(ErrorClass::Other, e.to_string());
+    if e.0.kind() == std::io::ErrorKind::BrokenPipe {
+        error.with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
+    } else {
+        error
     }
 }
 
@@ -568,6 +571,9 @@ impl From<TpmError> for Error {
 
 #[cfg(feature = "tpm")]
 fn classify_tpm(e: &TpmError) -> Error {
+    if let TpmError::Stdout(out) = e {
+        return classify_stdout(out);
+    }
     let class = match e {
         TpmError::Keygen(_) | TpmError::Subject(_) | TpmError::BadTcti { .. } => ErrorClass::Usage,
         _ => ErrorClass::Identity,

@@ -176,7 +176,7 @@ fn run_tpm(args: &KeygenArgs) -> Result<(), Error> {
         )
         .with_hint("e.g. --subject 'CN=host1,O=Example'")
     })?;
-    run_keygen(&TpmKeygenArgs {
+    Ok(run_keygen(&TpmKeygenArgs {
         key_type,
         out: args.out.clone(),
         persistent: args.persistent.clone(),
@@ -186,7 +186,7 @@ fn run_tpm(args: &KeygenArgs) -> Result<(), Error> {
         tpm_tcti: args.tpm_tcti.clone(),
         tpm_key_password_file: args.tpm_key_password_file.clone(),
         force: args.force,
-    })
+    })?)
 }
 
 #[cfg(not(feature = "tpm"))]

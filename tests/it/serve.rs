@@ -531,7 +531,7 @@ fn start_up_fails_fast_with_the_classified_exit_code() {
 }
 
 /// Refreshes every ~5 s (900 s credentials, refreshed 897 s before expiry).
-const FAST_REFRESH: [&str; 6] = [
+pub(crate) const FAST_REFRESH: [&str; 6] = [
     "--session-duration",
     "900",
     "--refresh-before",
@@ -687,7 +687,9 @@ fn sigterm_shuts_down_gracefully() {
 
 /// A SoftHSM2 token made by `softhsm/make-token.sh` in `dir`: (softhsm2.conf, module, root CA).
 #[cfg(feature = "pkcs11")]
-fn softhsm_token(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn softhsm_token(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let fixture = dir.join("token");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/make-token.sh");
     let out = Command::new("bash")

@@ -200,7 +200,7 @@ fn parse_persistent(text: &str) -> Result<u32, TpmError> {
 
 /// Runs `keygen --tpm`: creates the key, writes the key file or makes it persistent, writes
 /// the CSR, and says what to do next on stdout.
-pub fn run_keygen(args: &TpmKeygenArgs) -> Result<(), crate::error::Error> {
+pub fn run_keygen(args: &TpmKeygenArgs) -> Result<(), TpmError> {
     let request = args.to_request()?;
     let outcome = keygen(&request)?;
     let csr_place = match &request.csr {

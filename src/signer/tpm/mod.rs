@@ -198,6 +198,9 @@ pub enum TpmError {
     /// A keygen argument or output problem.
     #[error("{0}")]
     Keygen(String),
+    /// keygen could not write the CSR on stdout.
+    #[error(transparent)]
+    Stdout(#[from] crate::diag::StdoutError),
     /// keygen's `--subject` is malformed.
     #[error(transparent)]
     Subject(#[from] crate::signer::csr::SubjectError),

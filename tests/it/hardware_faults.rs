@@ -1,0 +1,98 @@
+//! Hardware that fails under a running `serve`: the failure reaches the log with the
+//! hardware's own code and what to do, and the last good credentials keep being served.
+
+#![cfg(feature = "pkcs11")]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::serve::{Daemon, FAST_REFRESH, imds_credentials, role_name, softhsm_token};
+
+/// The directory of the SoftHSM2 token labelled `label` under the token store `tokens`.
+fn token_dir(tokens: &Path, label: &str) -> PathBuf {
+    let mut padded = label.as_bytes().to_vec();
+    padded.resize(32, b' ');
+    std::fs::read_dir(tokens)
+        .expect("token store")
+        .map(|e| e.expect("entry").path())
+        .find(|dir| {
+            std::fs::read(dir.join("token.object"))
+                .is_ok_and(|b| b.windows(padded.len()).any(|w| w == padded.as_slice()))
+        })
+        .unwrap_or_else(|| panic!("no token {label} in {}", tokens.display()))
+}
+
+fn serve_on_token(dir: &Path) -> (Daemon, Emulator, PathBuf) {
+    let (conf, _module, root) = softhsm_token(dir);
+    let emulator = Emulator::start(dir, &[&root], &[]);
+    let pin_file = dir.join("pin");
+    std::fs::write(&pin_file, "1234\n").expect("pin");
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--port".into(),
+        "0".into(),
+        "--pkcs11-uri".into(),
+        "pkcs11:token=ra-test;object=p256".into(),
+        "--pkcs11-pin-file".into(),
+        pin_file.display().to_string(),
+    ];
+    args.extend(emulator.session_args());
+    args.extend(FAST_REFRESH.iter().map(|s| s.to_string()));
+    let d = Daemon::start(dir, &args, &[("SOFTHSM2_CONF", conf.as_path())]);
+    (
+        d,
+        emulator,
+        conf.parent().expect("fixture dir").join("tokens"),
+    )
+}
+
+/// What SoftHSM2 does when its token goes away under a running process (the token's
+/// directory moved out of the store; `softhsm2-util --delete-token` removes it the same
+/// way): it re-reads the store, and `C_Sign` on the session opened before answers
+/// `CKR_OBJECT_HANDLE_INVALID`, the key being gone; `C_GetTokenInfo` for a re-open answers
+/// `CKR_GENERAL_ERROR`. Putting the directory back does not revive the slot in a process
+/// that has it initialised. (`chmod 000` on the directory does nothing to a root process.)
+#[test]
+fn a_token_that_disappears_during_serve_is_logged_with_its_ckr_name_and_hint() {
+    let dir = tempdir();
+    let (mut d, _emulator, tokens) = serve_on_token(dir.path());
+    let (status, _) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200);
+    let token = token_dir(&tokens, "ra-test");
+    std::fs::rename(&token, dir.path().join("away")).expect("move the token away");
+
+    let failed = d.wait_for("refresh 1 of role", Duration::from_secs(30));
+    assert!(
+        failed.contains(
+            "signing failed: C_Sign failed with CKR_OBJECT_HANDLE_INVALID for key object=p256"
+        ),
+        "{failed}"
+    );
+    assert!(failed.contains("(hint: check the token: "), "{failed}");
+    assert!(
+        failed.contains("the current credentials stay in service until"),
+        "{failed}"
+    );
+    let (status, kept) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200, "{}", d.stderr());
+
+    // Later refreshes fail the same way, and the same credentials keep being served.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.count("refresh 2 of role") == 0 {
+        assert!(Instant::now() < deadline, "{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, still) = imds_credentials(&d.url(), role_name());
+    assert_eq!(status, 200, "{}", d.stderr());
+    assert_eq!(still["AccessKeyId"], kept["AccessKeyId"]);
+    assert_eq!(still["Expiration"], kept["Expiration"]);
+    let reopen = d.wait_for("cannot re-open the identity", Duration::from_secs(10));
+    assert!(
+        reopen.contains("still signing with the previous one")
+            && reopen.contains("failed with CKR_GENERAL_ERROR"),
+        "{reopen}"
+    );
+    let status = d.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{}", d.stderr());
+}
