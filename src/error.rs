@@ -584,3 +584,322 @@ fn classify_tpm(e: &TpmError) -> Error {
     };
     Error::new(class, e.to_string()).with_optional_hint(hint)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The class and hint a signing failure gets (`SIGN_HINT` when the cause says no more).
+    fn classified(e: SignError) -> (String, ErrorClass, String) {
+        let message = e.to_string();
+        let err = Error::from(e);
+        assert_eq!(err.message, message, "the message is the typed error's");
+        (message, err.class, err.hint.unwrap_or_default())
+    }
+
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn pkcs11_signing_failures_keep_their_ckr_name_and_say_what_to_do() {
+        use cryptoki::context::Function;
+        use cryptoki::error::RvError;
+        let on = |function, rv| {
+            classified(SignError::Pkcs11 {
+                function,
+                rv,
+                key: "key object=p256".into(),
+            })
+        };
+        let cases: &[(Function, RvError, &str, &str)] = &[
+            (
+                Function::Sign,
+                RvError::DeviceRemoved,
+                "C_Sign failed with CKR_DEVICE_REMOVED for key object=p256 (the token was removed)",
+                "re-insert the token",
+            ),
+            (
+                Function::SignInit,
+                RvError::TokenNotPresent,
+                "C_SignInit failed with CKR_TOKEN_NOT_PRESENT",
+                "re-insert the token",
+            ),
+            (
+                Function::Sign,
+                RvError::ObjectHandleInvalid,
+                "C_Sign failed with CKR_OBJECT_HANDLE_INVALID",
+                "check the token",
+            ),
+            (
+                Function::Sign,
+                RvError::SessionHandleInvalid,
+                "CKR_SESSION_HANDLE_INVALID",
+                "check the token",
+            ),
+            (
+                Function::Sign,
+                RvError::DeviceError,
+                "CKR_DEVICE_ERROR",
+                "check the token",
+            ),
+            (
+                Function::Login,
+                RvError::PinIncorrect,
+                "C_Login (context-specific) failed with CKR_PIN_INCORRECT",
+                "check the context-specific PIN",
+            ),
+            (
+                Function::Login,
+                RvError::PinLocked,
+                "CKR_PIN_LOCKED for key object=p256 (the PIN is locked)",
+                "security officer must unlock it",
+            ),
+            (
+                Function::SignInit,
+                RvError::UserNotLoggedIn,
+                "CKR_USER_NOT_LOGGED_IN",
+                "CKA_ALWAYS_AUTHENTICATE",
+            ),
+            (
+                Function::SignFinal,
+                RvError::FunctionFailed,
+                "C_SignFinal failed with CKR_FUNCTION_FAILED",
+                SIGN_HINT,
+            ),
+        ];
+        for (function, rv, message, hint) in cases {
+            let (got, class, got_hint) = on(*function, *rv);
+            assert!(got.contains(message), "{got}");
+            assert_eq!(class, ErrorClass::Identity, "{got}");
+            assert!(got_hint.contains(hint), "{got}: {got_hint}");
+        }
+        let (message, class, hint) = classified(SignError::Pkcs11Library {
+            function: Function::Sign,
+            key: "key object=p256".into(),
+            source: cryptoki::error::Error::NullFunctionPointer,
+        });
+        assert!(message.starts_with("C_Sign failed with "), "{message}");
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains("the module misbehaved"), "{hint}");
+    }
+
+    #[cfg(feature = "tpm")]
+    #[test]
+    fn tpm_signing_failures_keep_their_response_code_and_say_what_to_do() {
+        use crate::signer::tpm::Rc;
+        let tpm = |raw| {
+            classified(SignError::Tpm {
+                call: "TPM2_Sign",
+                key: "TPM key handle:0x81000101".into(),
+                rc: Rc::from_raw(raw).code(),
+            })
+        };
+        let (message, class, hint) = tpm(0x902);
+        assert_eq!(
+            message,
+            "TPM2_Sign failed for TPM key handle:0x81000101: TPM_RC_OBJECT_MEMORY (0x902)"
+        );
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains("tpm2_flushcontext"), "{hint}");
+        let (message, _, hint) = tpm(0xa000a);
+        assert!(
+            message.contains("TSS2_TCTI_RC_IO_ERROR (0xa000a)"),
+            "{message}"
+        );
+        assert!(hint.contains("check the TPM"), "{hint}");
+        let (message, _, hint) = tpm(0x101);
+        assert!(message.contains("TPM_RC_FAILURE (0x101)"), "{message}");
+        assert_eq!(hint, SIGN_HINT);
+
+        let (message, class, hint) = classified(SignError::TpmLockout {
+            rc: Rc::from_raw(0x921).code(),
+        });
+        assert!(message.contains("TPM_RC_LOCKOUT (0x921)"), "{message}");
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains("tpm2_dictionarylockout"), "{hint}");
+
+        let (message, class, hint) = classified(SignError::TpmTimeout {
+            call: "signing",
+            tcti: "swtpm:port=2321".into(),
+            origin: "--tpm-tcti",
+            secs: 2,
+        });
+        assert!(
+            message.contains("did not answer within 2 s while signing"),
+            "{message}"
+        );
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains(crate::env::TPM_TIMEOUT), "{hint}");
+
+        let (message, class, hint) =
+            classified(SignError::TpmKey(Box::new(TpmError::WrongPassword {
+                what: "the password",
+                key: "TPM key handle:0x81000102".into(),
+                rc: Rc::from_raw(0x98e),
+                hint: "check the key password".into(),
+            })));
+        assert!(message.contains("TPM_RC_AUTH_FAIL (0x98e)"), "{message}");
+        assert_eq!(class, ErrorClass::Identity);
+        assert_eq!(hint, "check the key password");
+        let (_, _, hint) = classified(SignError::TpmKey(Box::new(TpmError::Released)));
+        assert_eq!(hint, SIGN_HINT);
+    }
+
+    #[cfg(feature = "tpm")]
+    #[test]
+    fn tpm_errors_from_a_tpm_sign_keep_the_typed_code() {
+        use crate::signer::tpm::Rc;
+        let from = |e: TpmError| SignError::from(e);
+        let sign = from(TpmError::Tpm {
+            call: "TPM2_Sign",
+            key: "k".into(),
+            rc: Rc::from_raw(0x921),
+            hint: None,
+        });
+        assert!(
+            matches!(
+                sign,
+                SignError::Tpm {
+                    call: "TPM2_Sign",
+                    ..
+                }
+            ),
+            "{sign:?}"
+        );
+        let lockout = from(TpmError::Lockout {
+            rc: Rc::from_raw(0x921),
+        });
+        assert!(
+            matches!(lockout, SignError::TpmLockout { .. }),
+            "{lockout:?}"
+        );
+        // A hint only the backend knows (where the key came from) keeps the whole error.
+        let load = from(TpmError::Tpm {
+            call: "TPM2_Load",
+            key: "k".into(),
+            rc: Rc::from_raw(0x1df),
+            hint: Some("the key was not made under this parent".into()),
+        });
+        assert!(matches!(load, SignError::TpmKey(_)), "{load:?}");
+        assert_eq!(
+            sign_hint(&load).as_deref(),
+            Some("the key was not made under this parent")
+        );
+    }
+
+    #[test]
+    fn file_and_token_signing_failures_are_identity_errors() {
+        let cases = [
+            (
+                SignError::NoMechanism {
+                    key: "key object=k".into(),
+                    why: "no SHA-384 mechanism".into(),
+                },
+                "hash-and-sign mechanism",
+            ),
+            (
+                SignError::MalformedSignature {
+                    key: "key object=k".into(),
+                    len: 3,
+                },
+                "check the token",
+            ),
+            (SignError::RsaInconsistent, "the key file is damaged"),
+            (
+                SignError::Ecdsa {
+                    curve: "P-256",
+                    detail: "bad".into(),
+                },
+                SIGN_HINT,
+            ),
+            (SignError::OddEcdsaLength, SIGN_HINT),
+            (
+                SignError::MlDsa {
+                    key_type: crate::cert::KeyType::MlDsa65,
+                },
+                SIGN_HINT,
+            ),
+        ];
+        for (e, hint) in cases {
+            let (message, class, got) = classified(e);
+            assert_eq!(class, ErrorClass::Identity, "{message}");
+            assert!(got.contains(hint), "{message}: {got}");
+        }
+    }
+
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn pkcs11_open_errors_are_classified() {
+        use crate::signer::pkcs11::Pkcs11Uri;
+        let uri = Pkcs11Error::from(Pkcs11Uri::parse("nope").expect_err("bad"));
+        assert_eq!(Error::from(uri).class, ErrorClass::Usage);
+        let absent = Pkcs11Error::TokenAbsent {
+            uri: "pkcs11:token=x".into(),
+            module: "m.so".into(),
+            available: vec!["token \"a\"".into()],
+        };
+        let e = Error::from(OpenError::from(absent));
+        assert_eq!(e.class, ErrorClass::Identity);
+        assert!(
+            e.message.contains("no token matching pkcs11:token=x"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("token \"a\""), "{}", e.message);
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("insert the token")
+        );
+    }
+
+    #[test]
+    fn the_chain_adds_what_the_message_does_not_say() {
+        let quoted = std::io::Error::other("permission denied");
+        let err = Error::new(
+            ErrorClass::Identity,
+            "cannot read key.pem: permission denied",
+        )
+        .with_hint("check the path")
+        .with_source(quoted);
+        assert_eq!(
+            err.chain(),
+            "error: cannot read key.pem: permission denied\nhint: check the path"
+        );
+        let err = Error::from(SignError::MlDsa {
+            key_type: crate::cert::KeyType::MlDsa44,
+        });
+        assert_eq!(
+            err.to_string(),
+            format!("error: ML-DSA-44 signing failed\nhint: {SIGN_HINT}")
+        );
+        let outer = Error::new(ErrorClass::Other, "refresh failed")
+            .with_source(std::io::Error::other("the disk is full"));
+        assert_eq!(outer.to_string(), "error: refresh failed");
+        assert_eq!(
+            outer.chain(),
+            "error: refresh failed\n  caused by: the disk is full"
+        );
+    }
+
+    #[test]
+    fn one_retry_predicate() {
+        let service = |status, code: &str| CreateSessionError::Service {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+        };
+        assert!(is_retryable(&service(500, "InternalError")));
+        assert!(is_retryable(&service(429, "TooManyRequests")));
+        assert!(is_retryable(&service(400, "ThrottlingException")));
+        assert!(!is_retryable(&service(403, "AccessDeniedException")));
+        let transport = |tls| CreateSessionError::Transport {
+            endpoint: "e".into(),
+            detail: "d".into(),
+            tls,
+        };
+        assert!(is_retryable(&transport(false)));
+        assert!(!is_retryable(&transport(true)));
+        assert!(!is_retryable(&CreateSessionError::Setup("x".into())));
+    }
+}
