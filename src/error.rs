@@ -105,21 +105,30 @@ impl Error {
         ExitCode::from(self.class.exit_code())
     }
 
-    /// The message, every cause under it that says something the line above did not (a
-    /// cause that a message already quotes is left out), and the hint: what `--debug`
-    /// prints.
-    pub fn chain(&self) -> String {
-        let mut out = format!("error: {}", self.message);
+    /// The causes under the message that say something the line above them did not (a
+    /// cause that a message already quotes, or a transparent wrapper, is left out).
+    pub fn causes(&self) -> Vec<String> {
+        let mut causes = Vec::new();
         let mut above = self.message.clone();
         let mut cause = std::error::Error::source(self);
         while let Some(e) = cause {
             let text = e.to_string();
             if !above.contains(&text) {
-                out.push_str("\n  caused by: ");
-                out.push_str(&text);
+                causes.push(text.clone());
             }
             above = text;
             cause = e.source();
+        }
+        causes
+    }
+
+    /// The message, each of its [`causes`](Error::causes), and the hint: what `--debug`
+    /// prints.
+    pub fn chain(&self) -> String {
+        let mut out = format!("error: {}", self.message);
+        for cause in self.causes() {
+            out.push_str("\n  caused by: ");
+            out.push_str(&cause);
         }
         if let Some(hint) = &self.hint {
             out.push_str("\nhint: ");

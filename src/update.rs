@@ -30,7 +30,7 @@ use crate::credentials::Credentials;
 use crate::credentials_file::{self, Refused};
 use crate::error::{Error, ErrorClass};
 use crate::rolesanywhere::Client;
-use crate::serve::refresh::{LiveIdentity, Stop, log, one_line, retry_delay};
+use crate::serve::refresh::{LiveIdentity, Stop, log, log_text, one_line, retry_delay};
 use crate::serve::shutdown::{GRACE, Signals, Worker};
 use crate::time::UtcTime;
 
@@ -232,7 +232,10 @@ impl RefreshJob {
             let result = match self.live.identity() {
                 Some(identity) => client
                     .create_session_pausing(identity, request, &|d| !stop.wait(d))
-                    .map_err(|e| one_line(&crate::error::session_error(e, identity, request)))
+                    .map_err(|e| {
+                        let e = crate::error::session_error(e, identity, request);
+                        log_text(&e, client.debug())
+                    })
                     .and_then(|creds| {
                         write_profile(path, profile, &creds)
                             .map_err(|e| one_line(&write_error(path, &e)))

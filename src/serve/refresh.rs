@@ -32,6 +32,23 @@ pub fn one_line(e: &Error) -> String {
     }
 }
 
+/// An error on one log line; under `--debug` with its whole cause chain.
+pub fn log_text(e: &Error, debug: bool) -> String {
+    let causes = if debug { e.causes() } else { Vec::new() };
+    if causes.is_empty() {
+        return one_line(e);
+    }
+    let causes = format!(
+        "{} (caused by: {})",
+        e.message,
+        causes.join("; caused by: ")
+    );
+    match &e.hint {
+        Some(h) => format!("{causes} (hint: {h})"),
+        None => causes,
+    }
+}
+
 /// Seconds to wait after the `failures`-th consecutive failed refresh: at least
 /// `min_interval`, doubling per failure up to 300 s (never below `min_interval`), with
 /// jitter over the upper half so that many daemons do not retry in step.
@@ -308,7 +325,10 @@ impl Refresher {
             Some(identity) => self
                 .client
                 .create_session_pausing(identity, request, &|d| !stop.wait(d))
-                .map_err(|e| one_line(&crate::error::session_error(e, identity, request))),
+                .map_err(|e| {
+                    let e = crate::error::session_error(e, identity, request);
+                    log_text(&e, self.client.debug())
+                }),
             None => Err("no identity is open (see the re-open error above)".to_owned()),
         };
         if result.is_err() && stop.is_stopped() {
