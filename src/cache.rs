@@ -43,9 +43,7 @@ pub fn lock(key: &CacheKey) -> Option<std::fs::File> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = match std::env::var_os(crate::env::XDG_RUNTIME_DIR).filter(|d| !d.is_empty()) {
         Some(runtime) => std::path::PathBuf::from(runtime).join("ra-signer"),
-        None => {
-            std::path::PathBuf::from(std::env::var_os(crate::env::HOME)?).join(".cache/ra-signer")
-        }
+        None => std::path::PathBuf::from(std::env::var_os(crate::env::HOME)?).join(".cache/ra-signer"),
     };
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -29,8 +29,7 @@ pub const ENV_ENDPOINT_URL_SERVICE: &str = crate::env::AWS_ENDPOINT_URL_ROLESANY
 /// The endpoint URL variable for every service.
 pub const ENV_ENDPOINT_URL: &str = crate::env::AWS_ENDPOINT_URL;
 /// Turns off the endpoint URLs of the environment and the config file.
-pub const ENV_IGNORE_CONFIGURED_ENDPOINT_URLS: &str =
-    crate::env::AWS_IGNORE_CONFIGURED_ENDPOINT_URLS;
+pub const ENV_IGNORE_CONFIGURED_ENDPOINT_URLS: &str = crate::env::AWS_IGNORE_CONFIGURED_ENDPOINT_URLS;
 /// Chooses the FIPS endpoint.
 pub const ENV_USE_FIPS_ENDPOINT: &str = crate::env::AWS_USE_FIPS_ENDPOINT;
 /// Chooses the dual-stack (IPv4 and IPv6) endpoint.

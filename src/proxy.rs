@@ -20,7 +20,9 @@ pub fn configured_for(target: &url::Url) -> Option<url::Url> {
     } else {
         &crate::env::HTTP_PROXY
     };
-    let value = names.iter().find_map(|n| crate::env::non_blank(n))?;
+    let value = names
+        .iter()
+        .find_map(|n| crate::env::non_blank(n))?;
     let value = value.trim();
     let with_scheme = if value.contains("://") {
         value.to_owned()

@@ -96,7 +96,7 @@ fn service_message(status: u16, code: &str, message: &str, request_id: &Option<S
 
 impl CreateSessionError {
     /// Whether another attempt may succeed (throttling, 5xx, transport trouble): the same
-    /// test as `crate::error::is_retryable`, which classifies; this copy serves the retry
+    /// test as `error::is_retryable`, which classifies; this copy serves the retry
     /// loop below only because calling up into `error` (which imports this module) would
     /// close an import circle. The loop's move to the shared refresh module removes it.
     pub fn is_retryable(&self) -> bool {

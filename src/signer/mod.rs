@@ -91,7 +91,7 @@ impl Algorithm {
 
 /// Why a signature could not be made, typed to the hardware: the PKCS#11 function and its
 /// `CKR_*` return value, the TPM command and its response code, as cryptoki's own
-/// `Error::Pkcs11(RvError, Function)` keeps them. `crate::error` says what each means.
+/// `Error::Pkcs11(RvError, Function)` keeps them. The top-level error module says what each means.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// A PKCS#11 call returned an error code.
