@@ -8,24 +8,12 @@ use crate::cli::{
     CertificateDataFormat, Command, DigestArg, IdentityArgs, ReadCertificateDataArgs, SignFormat,
     SignStringArgs,
 };
-use crate::config::{
-    CertificateSource, ConfigError, CredentialProcessConfig, PrivateKeySource, SessionConfig,
-};
+use crate::config::{CertificateSource, CredentialProcessConfig, PrivateKeySource, SessionConfig};
 use crate::error::{Error, ErrorClass};
 use crate::pkcs11_uri::TokenUri;
 use crate::refresh::{Stop, SystemClock, create_session};
-use crate::rolesanywhere::{Client, CreateSessionError};
-use crate::signer::{self, Digest, Identity, Signer};
-
-impl From<ConfigError> for Error {
-    fn from(e: ConfigError) -> Self {
-        let error = Error::new(ErrorClass::Usage, e.message);
-        match e.hint {
-            Some(hint) => error.with_hint(hint),
-            None => error,
-        }
-    }
-}
+use crate::rolesanywhere::Client;
+use crate::signer::{self, Digest, Signer};
 
 /// Runs one command.
 pub fn run(command: Command) -> Result<(), Error> {
@@ -87,10 +75,11 @@ fn credential_process(config: CredentialProcessConfig) -> Result<(), Error> {
         Some(c) => c,
         None => {
             let identity = signer::open(&identity_config)?;
-            let client = Client::new(client).map_err(|e| session_error(e, &identity, &request))?;
+            let client = Client::new(client)
+                .map_err(|e| crate::error::session_error(e, &identity, &request))?;
             let credentials =
                 create_session(&client, &identity, &request, &SystemClock, &Stop::default())
-                    .map_err(|e| session_error(e, &identity, &request))?;
+                    .map_err(|e| crate::error::session_error(e, &identity, &request))?;
             if let Some(key) = &cache_key {
                 crate::cache::store(key, &credentials);
             }
@@ -101,99 +90,6 @@ fn credential_process(config: CredentialProcessConfig) -> Result<(), Error> {
     Ok(crate::diag::result(|out| {
         writeln!(out, "{}", json.as_str())
     })?)
-}
-
-/// Turns a CreateSession failure into a sentence, a hint and a class.
-pub fn session_error(
-    e: CreateSessionError,
-    identity: &Identity,
-    request: &crate::config::SessionRequest,
-) -> Error {
-    let message = e.to_string();
-    match &e {
-        CreateSessionError::Setup(_) => Error::new(ErrorClass::Usage, message),
-        CreateSessionError::Sign(failure) => Error::new(ErrorClass::Identity, message).with_hint(
-            failure.hint().unwrap_or(
-                "the key refused to sign: check the token or TPM and that the key may sign",
-            ),
-        ),
-        CreateSessionError::Transport { tls: true, .. } => Error::new(ErrorClass::Network, message)
-            .with_hint("the endpoint's TLS certificate is not trusted: for a private CA pass --ca-bundle FILE (or $AWS_CA_BUNDLE)"),
-        CreateSessionError::Transport { .. } => Error::new(ErrorClass::Network, message)
-            .with_hint("check --endpoint/--region, the network, and HTTPS_PROXY/NO_PROXY"),
-        CreateSessionError::BadResponse { .. } => Error::new(ErrorClass::Network, message)
-            .with_hint("the endpoint is not answering like IAM Roles Anywhere: check --endpoint"),
-        CreateSessionError::Service { status, code, message: aws, .. } => {
-            let class = if *status >= 500 || *status == 429 || code.contains("Throttl") {
-                ErrorClass::Network
-            } else {
-                ErrorClass::Rejected
-            };
-            let hint = service_hint(*status, code, aws, identity, request);
-            let err = Error::new(class, message);
-            match hint {
-                Some(h) => err.with_hint(h),
-                None => err,
-            }
-        }
-    }
-}
-
-fn service_hint(
-    status: u16,
-    code: &str,
-    message: &str,
-    identity: &Identity,
-    request: &crate::config::SessionRequest,
-) -> Option<String> {
-    let leaf = identity.leaf();
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("untrusted signing certificate") {
-        let sent = if identity.chain().is_empty() {
-            "no intermediate certificates were sent".to_owned()
-        } else {
-            format!(
-                "{} intermediate(s) were sent: {}",
-                identity.chain().len(),
-                identity
-                    .chain()
-                    .iter()
-                    .map(|c| format!("\"{}\"", c.subject()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        return Some(format!(
-            "no chain leads from trust anchor {} to the certificate \"{}\", issued by \"{}\"; {sent}. The trust anchor must hold the root CA, and any intermediate CA must be passed with --intermediates",
-            request.trust_anchor_arn,
-            leaf.subject(),
-            leaf.issuer()
-        ));
-    }
-    if lower.contains("invalid signature") || lower.contains("signature") {
-        return Some("the service could not verify the signature: check this machine's clock (X-Amz-Date), the region (--region), and run with --debug to see the canonical request and string to sign".into());
-    }
-    if lower.contains("rolesessionname") {
-        return Some("the profile does not accept role session names: drop --role-session-name or enable acceptRoleSessionName on the profile".into());
-    }
-    if code.contains("ResourceNotFound") || status == 404 {
-        return Some(format!(
-            "check the trust anchor and profile ARNs, and that they exist in {}",
-            request.default_region()
-        ));
-    }
-    if code.contains("Validation") {
-        return Some(
-            "check --session-duration against the profile's durationSeconds, and the ARNs".into(),
-        );
-    }
-    if code.contains("AccessDenied") {
-        return Some("check that the profile lists the role, that the role trusts rolesanywhere.amazonaws.com, and its conditions on the certificate".into());
-    }
-    if status >= 500 || status == 429 || code.contains("Throttl") {
-        return Some("the service is failing or throttling (about 10 CreateSession calls a second are allowed): retry later, or share credentials with `serve`".into());
-    }
-    None
 }
 
 /// The fixed test string of the Go helper's `sign-string`. Its suffix, SHA256("IAM RA" ‖
@@ -247,9 +143,11 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
             signer.key_type()
         );
     }
-    let signature = signer
-        .sign(digest, &test_string(signer))
-        .map_err(|e| Error::new(ErrorClass::Identity, format!("signing failed: {e}")))?;
+    let signature = signer.sign(digest, &test_string(signer)).map_err(|e| {
+        let mut err = Error::from(e);
+        err.message = format!("signing failed: {}", err.message);
+        err
+    })?;
     let hex = crate::cert::hex_lower(&signature);
     // As the Go helper prints them: no line ending.
     Ok(crate::diag::result(|out| match args.format {
@@ -392,7 +290,7 @@ fn file_certificate(
             let what = format!("the password of PKCS#12 file {}", path.display());
             let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
             let mut loaded = signer::file::load(path, &mut ask).map_err(|e| match e {
-                signer::file::FileKeyError::Read { .. } => signer::cert_error(cert_err),
+                signer::file::FileKeyError::Read { .. } => crate::error::cert_error(cert_err),
                 other => Error::from(other),
             })?;
             // The loader puts the key's own certificate first.
@@ -404,7 +302,7 @@ fn file_certificate(
             }
             Ok(loaded.certificates.swap_remove(0))
         }
-        Err(e) => Err(signer::cert_error(e)),
+        Err(e) => Err(crate::error::cert_error(e)),
     }
 }
 
@@ -497,6 +395,19 @@ fn token_certificates(
         ErrorClass::Usage,
         "this ra-signer was built without PKCS#11 support",
     ))
+}
+
+/// Whether `command` runs with `--debug`, under which a failure prints its whole cause
+/// chain ([`Error::chain`]).
+pub fn debug_requested(command: &Command) -> bool {
+    match command {
+        Command::CredentialProcess(a) => a.session.options.debug,
+        Command::Serve(a) => a.session.options.debug,
+        Command::Update(a) => a.session.options.debug,
+        Command::SignString(a) => a.debug,
+        Command::ReadCertificateData(a) => a.debug,
+        Command::Keygen(_) | Command::Version => false,
+    }
 }
 
 /// Whether `command` may hold TPM objects, which a signal must let it flush before the

@@ -1,8 +1,27 @@
-//! The top-level error: every failure is classified once, here, into a message, an
-//! optional hint (what to do), and an exit code.
+//! The top-level error: every layer's typed error is classified once, here, into a
+//! message, an optional hint (what to do), an exit code, and whether another attempt may
+//! succeed. The typed error stays as the [`Error`]'s source, so `--debug` can print the
+//! whole cause chain ([`Error::chain`]).
+//!
+//! This module sits above the backends (it knows all their errors) and below the commands;
+//! no backend imports it.
 
 use std::fmt;
 use std::process::ExitCode;
+
+use crate::cert::CertError;
+use crate::config::{ConfigError, SessionRequest};
+use crate::rolesanywhere::CreateSessionError;
+use crate::secret::SecretError;
+use crate::signer::file::FileKeyError;
+#[cfg(feature = "pkcs11")]
+use crate::signer::pkcs11::Pkcs11Error;
+#[cfg(feature = "tpm")]
+use crate::signer::tpm::TpmError;
+use crate::signer::{Identity, OpenError, SignError, ValidityError};
+
+/// A cause kept under an [`Error`].
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The classes of failure, each with its own exit code (documented in `docs/exit-codes.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +57,8 @@ impl ErrorClass {
     }
 }
 
-/// A failure ready to show a person: one sentence, an optional hint, a class.
+/// A failure ready to show a person: one sentence, an optional hint, a class, and the
+/// typed error it came from.
 #[derive(Debug)]
 pub struct Error {
     /// What went wrong.
@@ -47,6 +67,7 @@ pub struct Error {
     pub hint: Option<String>,
     /// Which exit code.
     pub class: ErrorClass,
+    source: Option<Source>,
 }
 
 impl Error {
@@ -56,6 +77,7 @@ impl Error {
             message: message.into(),
             hint: None,
             class,
+            source: None,
         }
     }
 
@@ -65,9 +87,53 @@ impl Error {
         self
     }
 
+    /// Adds a hint when there is one.
+    pub fn with_optional_hint(mut self, hint: Option<impl Into<String>>) -> Self {
+        self.hint = hint.map(Into::into);
+        self
+    }
+
+    /// Keeps the typed error this one was made from.
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
     /// The exit code.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.class.exit_code())
+    }
+
+    /// The causes under the message that say something the line above them did not (a
+    /// cause that a message already quotes, or a transparent wrapper, is left out).
+    pub fn causes(&self) -> Vec<String> {
+        let mut causes = Vec::new();
+        let mut above = self.message.clone();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !above.contains(&text) {
+                causes.push(text.clone());
+            }
+            above = text;
+            cause = e.source();
+        }
+        causes
+    }
+
+    /// The message, each of its [`causes`](Error::causes), and the hint: what `--debug`
+    /// prints.
+    pub fn chain(&self) -> String {
+        let mut out = format!("error: {}", self.message);
+        for cause in self.causes() {
+            out.push_str("\n  caused by: ");
+            out.push_str(&cause);
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str("\nhint: ");
+            out.push_str(hint);
+        }
+        out
     }
 }
 
@@ -81,15 +147,756 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Whether another CreateSession attempt may succeed: throttling, a 5xx, transport trouble
+/// other than an untrusted certificate. The one retry predicate.
+pub fn is_retryable(e: &CreateSessionError) -> bool {
+    match e {
+        CreateSessionError::Service { status, code, .. } => is_transient_refusal(*status, code),
+        CreateSessionError::Transport { tls, .. } => !tls,
+        CreateSessionError::BadResponse { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// The service is failing or throttling rather than refusing this request.
+fn is_transient_refusal(status: u16, code: &str) -> bool {
+    status >= 500 || status == 429 || code.contains("Throttl")
+}
+
+/// The hint of a signature that failed without a more precise one.
+pub const SIGN_HINT: &str =
+    "the key refused to sign: check the token or TPM and that the key may sign";
+
+/// What to do about a failed signature, when its cause says more than [`SIGN_HINT`].
+pub fn sign_hint(e: &SignError) -> Option<String> {
+    let hint: &str = match e {
+        #[cfg(feature = "pkcs11")]
+        SignError::Pkcs11 { rv, .. } => return pkcs11_sign_hint(*rv).map(str::to_owned),
+        #[cfg(feature = "pkcs11")]
+        SignError::Pkcs11Library { .. } => {
+            "the module misbehaved; check it with `pkcs11-tool --module … -L`"
+        }
+        SignError::NoMechanism { .. } => {
+            "use a key without CKA_ALWAYS_AUTHENTICATE, or a token that offers the \
+             hash-and-sign mechanism (see docs/pkcs11.md)"
+        }
+        SignError::MalformedSignature { .. } => {
+            "check the token: its module returned something that is not a signature"
+        }
+        #[cfg(feature = "tpm")]
+        SignError::Tpm { rc, .. } => {
+            let rc = crate::signer::tpm::Rc::from(*rc);
+            if rc.is_out_of_memory() {
+                crate::signer::tpm::OUT_OF_MEMORY_HINT
+            } else if rc.is_connection_lost() {
+                "check the TPM: the connection to it broke (a restarted simulator or resource \
+                 manager); the next signature connects again"
+            } else {
+                return None;
+            }
+        }
+        #[cfg(feature = "tpm")]
+        SignError::TpmLockout { .. } => crate::signer::tpm::LOCKOUT_HINT,
+        #[cfg(feature = "tpm")]
+        SignError::TpmTimeout { .. } => return Some(crate::signer::tpm::timeout_hint()),
+        #[cfg(feature = "tpm")]
+        SignError::TpmKey(e) => return e.hint(),
+        SignError::RsaInconsistent => "the key file is damaged: restore it or issue a new key",
+        SignError::Ecdsa { .. } | SignError::OddEcdsaLength | SignError::MlDsa { .. } => {
+            return None;
+        }
+    };
+    Some(hint.to_owned())
+}
+
+/// What a `CKR_*` at signing time asks of the person at the token.
+#[cfg(feature = "pkcs11")]
+fn pkcs11_sign_hint(rv: cryptoki::error::RvError) -> Option<&'static str> {
+    use cryptoki::error::RvError as R;
+    Some(match rv {
+        R::TokenNotPresent | R::DeviceRemoved | R::SlotIdInvalid => {
+            "re-insert the token: it was removed while ra-signer was using it"
+        }
+        R::SessionHandleInvalid
+        | R::SessionClosed
+        | R::DeviceError
+        | R::DeviceMemory
+        | R::GeneralError
+        | R::TokenNotRecognized
+        | R::KeyHandleInvalid
+        | R::ObjectHandleInvalid
+        | R::CryptokiNotInitialized => {
+            "check the token: it was reset, reinitialised or failed under ra-signer \
+             (`pkcs11-tool --list-slots` shows whether it is there)"
+        }
+        R::PinIncorrect => {
+            "check the context-specific PIN (--pkcs11-context-pin-file, \
+             RA_SIGNER_PKCS11_CONTEXT_PIN, or --reuse-pin for the user PIN)"
+        }
+        R::PinLocked => {
+            "the token's security officer must unlock it (e.g. `pkcs11-tool --login --login-type so --init-pin`)"
+        }
+        R::UserNotLoggedIn => {
+            "the key asks for its PIN at each signature (CKA_ALWAYS_AUTHENTICATE): give it \
+             with --pkcs11-context-pin-file or --reuse-pin"
+        }
+        _ => return None,
+    })
+}
+
+impl From<SignError> for Error {
+    fn from(e: SignError) -> Self {
+        let hint = sign_hint(&e).unwrap_or_else(|| SIGN_HINT.to_owned());
+        Error::new(ErrorClass::Identity, e.to_string())
+            .with_hint(hint)
+            .with_source(e)
+    }
+}
+
+/// Turns a CreateSession failure into a sentence, a hint and a class. The identity and the
+/// request make the hints precise (which chain was sent, which trust anchor).
+pub fn session_error(
+    e: CreateSessionError,
+    identity: &Identity,
+    request: &SessionRequest,
+) -> Error {
+    let message = e.to_string();
+    let err = match &e {
+        CreateSessionError::Setup(_) => Error::new(ErrorClass::Usage, message),
+        CreateSessionError::Sign(failure) => Error::new(ErrorClass::Identity, message)
+            .with_hint(sign_hint(failure).unwrap_or_else(|| SIGN_HINT.to_owned())),
+        CreateSessionError::Transport { tls: true, .. } => Error::new(ErrorClass::Network, message)
+            .with_hint("the endpoint's TLS certificate is not trusted: for a private CA pass --ca-bundle FILE (or $AWS_CA_BUNDLE)"),
+        CreateSessionError::Transport { .. } => Error::new(ErrorClass::Network, message)
+            .with_hint("check --endpoint/--region, the network, and HTTPS_PROXY/NO_PROXY"),
+        CreateSessionError::BadResponse { .. } => Error::new(ErrorClass::Network, message)
+            .with_hint("the endpoint is not answering like IAM Roles Anywhere: check --endpoint"),
+        CreateSessionError::Service { status, code, message: aws, .. } => {
+            let class = if is_retryable(&e) {
+                ErrorClass::Network
+            } else {
+                ErrorClass::Rejected
+            };
+            Error::new(class, message)
+                .with_optional_hint(service_hint(*status, code, aws, identity, request))
+        }
+    };
+    err.with_source(e)
+}
+
+fn service_hint(
+    status: u16,
+    code: &str,
+    message: &str,
+    identity: &Identity,
+    request: &SessionRequest,
+) -> Option<String> {
+    let leaf = identity.leaf();
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("untrusted signing certificate") {
+        let sent = if identity.chain().is_empty() {
+            "no intermediate certificates were sent".to_owned()
+        } else {
+            format!(
+                "{} intermediate(s) were sent: {}",
+                identity.chain().len(),
+                identity
+                    .chain()
+                    .iter()
+                    .map(|c| format!("\"{}\"", c.subject()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        return Some(format!(
+            "no chain leads from trust anchor {} to the certificate \"{}\", issued by \"{}\"; {sent}. The trust anchor must hold the root CA, and any intermediate CA must be passed with --intermediates",
+            request.trust_anchor_arn,
+            leaf.subject(),
+            leaf.issuer()
+        ));
+    }
+    if lower.contains("invalid signature") || lower.contains("signature") {
+        return Some("the service could not verify the signature: check this machine's clock (X-Amz-Date), the region (--region), and run with --debug to see the canonical request and string to sign".into());
+    }
+    if lower.contains("rolesessionname") {
+        return Some("the profile does not accept role session names: drop --role-session-name or enable acceptRoleSessionName on the profile".into());
+    }
+    if code.contains("ResourceNotFound") || status == 404 {
+        return Some(format!(
+            "check the trust anchor and profile ARNs, and that they exist in {}",
+            request.default_region()
+        ));
+    }
+    if code.contains("Validation") {
+        return Some(
+            "check --session-duration against the profile's durationSeconds, and the ARNs".into(),
+        );
+    }
+    if code.contains("AccessDenied") {
+        return Some("check that the profile lists the role, that the role trusts rolesanywhere.amazonaws.com, and its conditions on the certificate".into());
+    }
+    if is_transient_refusal(status, code) {
+        return Some("the service is failing or throttling (about 10 CreateSession calls a second are allowed): retry later, or share credentials with `serve`".into());
+    }
+    None
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::new(ErrorClass::Usage, e.message).with_optional_hint(e.hint)
+    }
+}
 
 impl From<crate::diag::StdoutError> for Error {
     fn from(e: crate::diag::StdoutError) -> Self {
-        let error = Error::new(ErrorClass::Other, e.to_string());
-        if e.0.kind() == std::io::ErrorKind::BrokenPipe {
-            error.with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
-        } else {
-            error
+        classify_stdout(&e).with_source(e)
+    }
+}
+
+fn classify_stdout(e: &crate::diag::StdoutError) -> Error {
+    let error = Error::new(ErrorClass::Other, e.to_string());
+    if e.0.kind() == std::io::ErrorKind::BrokenPipe {
+        error.with_hint("stdout was closed before ra-signer could write: run it with stdout open to a reader (a pipe, a file or a terminal)")
+    } else {
+        error
+    }
+}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        classify_open(&e).with_source(e)
+    }
+}
+
+fn classify_open(e: &OpenError) -> Error {
+    let message = e.to_string();
+    let id = |hint: &str| Error::new(ErrorClass::Identity, message.clone()).with_hint(hint);
+    match e {
+        #[cfg(feature = "pkcs11")]
+        OpenError::Pkcs11(p) => classify_pkcs11(p),
+        #[cfg(feature = "tpm")]
+        OpenError::Tpm(t) => classify_tpm(t),
+        OpenError::FileKey(f) => classify_file_key(f),
+        OpenError::Cert(c) => classify_cert(c),
+        OpenError::NoCertificate { .. } => id("pass the certificate with --certificate FILE"),
+        OpenError::KeyMismatch(_) => id(
+            "pass the key that belongs to this certificate (compare `openssl x509 -pubkey` with `openssl pkey -pubout`)",
+        ),
+        OpenError::Validity(v) => classify_validity(v),
+        OpenError::NoPkcs11Support => Error::new(ErrorClass::Usage, message)
+            .with_hint("rebuild with `cargo build --release --features pkcs11`"),
+        OpenError::NoTpmSupport => Error::new(ErrorClass::Usage, message)
+            .with_hint("rebuild with `cargo build --release --features tpm` (needs libtss2-dev)"),
+    }
+}
+
+impl From<ValidityError> for Error {
+    fn from(e: ValidityError) -> Self {
+        classify_validity(&e).with_source(e)
+    }
+}
+
+fn classify_validity(e: &ValidityError) -> Error {
+    let hint = match e {
+        ValidityError::Expired { .. } => "renew the certificate with your CA",
+        ValidityError::NotYetValid { .. } => "check this machine's clock",
+    };
+    Error::new(ErrorClass::Identity, e.to_string()).with_hint(hint)
+}
+
+/// What to do about an input that could not be read: a file, or an `env:NAME` variable.
+pub fn read_hint(origin: &str) -> String {
+    match crate::input::env_name(std::path::Path::new(origin)) {
+        Some(name) => format!(
+            "set the environment variable {name} to the PEM text or the base64 of the DER \
+             (a file whose name starts with env: is reached as ./env:…)"
+        ),
+        None => "check the path and that this user may read it".to_owned(),
+    }
+}
+
+impl From<CertError> for Error {
+    fn from(e: CertError) -> Self {
+        classify_cert(&e).with_source(e)
+    }
+}
+
+/// Classifies a certificate problem.
+pub fn cert_error(e: CertError) -> Error {
+    Error::from(e)
+}
+
+fn classify_cert(e: &CertError) -> Error {
+    let hint = match e {
+        CertError::Read { path, .. } => read_hint(path),
+        CertError::NoCertificate { .. } | CertError::Malformed { .. } => {
+            "pass a PEM (-----BEGIN CERTIFICATE-----) or DER X.509 certificate".to_owned()
         }
+    };
+    Error::new(ErrorClass::Identity, e.to_string()).with_hint(hint)
+}
+
+impl From<FileKeyError> for Error {
+    fn from(e: FileKeyError) -> Self {
+        classify_file_key(&e).with_source(e)
+    }
+}
+
+fn classify_file_key(e: &FileKeyError) -> Error {
+    let hint = match e {
+        FileKeyError::Read { path, .. } => Some(read_hint(path)),
+        FileKeyError::Password(SecretError::NoneGiven { .. }) => Some(format!(
+            "give it with --pkcs8-password-file FILE or ${}",
+            crate::env::PKCS8_PASSWORD
+        )),
+        _ => None,
+    };
+    Error::new(ErrorClass::Identity, e.to_string()).with_optional_hint(hint)
+}
+
+#[cfg(feature = "pkcs11")]
+impl From<Pkcs11Error> for Error {
+    fn from(e: Pkcs11Error) -> Self {
+        classify_pkcs11(&e).with_source(e)
+    }
+}
+
+#[cfg(feature = "pkcs11")]
+fn classify_pkcs11(e: &Pkcs11Error) -> Error {
+    use Pkcs11Error as P;
+    use cryptoki::error::RvError;
+    {
+        // The file backend's failures read the same whichever backend met them.
+        if let P::KeyFile(f) = e {
+            return classify_file_key(f);
+        }
+        let message = e.to_string();
+        let id = |hint: &str| Error::new(ErrorClass::Identity, message.clone()).with_hint(hint);
+        match e {
+            P::Uri(_) => Error::new(ErrorClass::Usage, message).with_hint(
+                "write it as pkcs11:token=LABEL;object=LABEL (percent-encode special characters); \
+                 `p11tool --list-all` prints the URI of every object",
+            ),
+            P::ModuleNotFound { .. } | P::ModuleLoad { .. } => id(
+                "pass the module with --pkcs11-lib PATH or module-path= in the URI \
+                 (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)",
+            ),
+            P::TokenAbsent { .. } => id(
+                "insert the token, or fix token=/serial=/slot-id= in the URI \
+                 (`p11tool --list-tokens` shows them)",
+            ),
+            P::AmbiguousToken { .. } => {
+                id("add serial= (or slot-id=) to the URI to pick one token")
+            }
+            P::NoObject {
+                what: "certificate",
+                ..
+            } => id(
+                "store the certificate on the token next to the key (ra-signer keygen --import-cert), \
+                 or pass it with --certificate FILE",
+            ),
+            P::NoObject { .. } => {
+                id("fix object= or id= in the URI; the keys present are listed above")
+            }
+            P::NoKeyForCertificate { .. } => id(
+                "store the key on the same token as its certificate, or name it with --private-key pkcs11:URI",
+            ),
+            P::AmbiguousObjects { .. } => id("use one of the URIs listed above"),
+            P::Pin(SecretError::NoneGiven { .. }) => id(
+                "give the PIN with --pkcs11-pin-file FILE, RA_SIGNER_PKCS11_PIN, or pin-source=file:… \
+                 in the URI (no terminal to ask on)",
+            ),
+            P::Pin(SecretError::Empty { .. } | SecretError::EmptyFirstLine { .. }) => id(
+                "put the PIN on the first line of the PIN file (no blank line before it); \
+                 nothing was sent to the token",
+            ),
+            P::Pin(_) => id("check the PIN file's path and permissions"),
+            P::ContextPin(SecretError::NoneGiven { .. }) => id(
+                "the key asks for its PIN again at each signature (CKA_ALWAYS_AUTHENTICATE): pass \
+                 --reuse-pin to answer with the user PIN, or give it with \
+                 --pkcs11-context-pin-file FILE or RA_SIGNER_PKCS11_CONTEXT_PIN (no terminal to ask on)",
+            ),
+            P::ContextPin(_) => id("check the context PIN file's path and permissions"),
+            P::PinIncorrect { .. } => id(
+                "check the PIN; ra-signer tried it once and will not retry, so the token's \
+                 retry counter is not run down",
+            ),
+            P::PinLocked { .. } => id(
+                "the token's security officer must unlock it (e.g. `pkcs11-tool --login --login-type so --init-pin`)",
+            ),
+            P::PinExpired { .. } => id("change the PIN (e.g. `pkcs11-tool --login --change-pin`)"),
+            P::UnsupportedKey { .. } => id("use an RSA, P-256 or P-384 key"),
+            P::NoMechanism { .. } => id(
+                "use a key without CKA_ALWAYS_AUTHENTICATE, or a token that offers the \
+                 hash-and-sign mechanism (see docs/pkcs11.md)",
+            ),
+            P::KeyMismatch(_) => id(
+                "pass the certificate issued for this key, or the key the certificate was issued for \
+                 (compare `p11tool --export-pubkey` with `openssl x509 -pubkey`)",
+            ),
+            P::Cert(c) => id(&match c {
+                CertError::Read { path, .. } => read_hint(path),
+                _ => "pass a PEM or DER X.509 certificate".to_owned(),
+            }),
+            P::KeyFile(_) => Error::new(ErrorClass::Identity, message),
+            P::Unsupported(_) => Error::new(ErrorClass::Usage, message),
+            P::Call { rv, .. } => match rv {
+                RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::SlotIdInvalid => {
+                    id("insert the token and try again")
+                }
+                RvError::UserNotLoggedIn => id("the token wants a login: give the PIN"),
+                _ => id("the token or its module failed; `pkcs11-tool --test` may say more"),
+            },
+            P::Library { .. } => {
+                id("the module misbehaved; check it with `pkcs11-tool --module … -L`")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tpm")]
+impl From<TpmError> for Error {
+    fn from(e: TpmError) -> Self {
+        classify_tpm(&e).with_source(e)
+    }
+}
+
+#[cfg(feature = "tpm")]
+fn classify_tpm(e: &TpmError) -> Error {
+    let class = match e {
+        TpmError::Keygen(_) | TpmError::BadTcti { .. } => ErrorClass::Usage,
+        _ => ErrorClass::Identity,
+    };
+    let hint = match e {
+        TpmError::CsrSign(failure) => sign_hint(failure),
+        other => other.hint(),
+    };
+    Error::new(class, e.to_string()).with_optional_hint(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The class and hint a signing failure gets (`SIGN_HINT` when the cause says no more).
+    fn classified(e: SignError) -> (String, ErrorClass, String) {
+        let message = e.to_string();
+        let err = Error::from(e);
+        assert_eq!(err.message, message, "the message is the typed error's");
+        (message, err.class, err.hint.unwrap_or_default())
+    }
+
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn pkcs11_signing_failures_keep_their_ckr_name_and_say_what_to_do() {
+        use cryptoki::context::Function;
+        use cryptoki::error::RvError;
+        let on = |function, rv| {
+            classified(SignError::Pkcs11 {
+                function,
+                rv,
+                key: "key object=p256".into(),
+            })
+        };
+        let cases: &[(Function, RvError, &str, &str)] = &[
+            (
+                Function::Sign,
+                RvError::DeviceRemoved,
+                "C_Sign failed with CKR_DEVICE_REMOVED for key object=p256 (the token was removed)",
+                "re-insert the token",
+            ),
+            (
+                Function::SignInit,
+                RvError::TokenNotPresent,
+                "C_SignInit failed with CKR_TOKEN_NOT_PRESENT",
+                "re-insert the token",
+            ),
+            (
+                Function::Sign,
+                RvError::ObjectHandleInvalid,
+                "C_Sign failed with CKR_OBJECT_HANDLE_INVALID",
+                "check the token",
+            ),
+            (
+                Function::Sign,
+                RvError::SessionHandleInvalid,
+                "CKR_SESSION_HANDLE_INVALID",
+                "check the token",
+            ),
+            (
+                Function::Sign,
+                RvError::DeviceError,
+                "CKR_DEVICE_ERROR",
+                "check the token",
+            ),
+            (
+                Function::Login,
+                RvError::PinIncorrect,
+                "C_Login (context-specific) failed with CKR_PIN_INCORRECT",
+                "check the context-specific PIN",
+            ),
+            (
+                Function::Login,
+                RvError::PinLocked,
+                "CKR_PIN_LOCKED for key object=p256 (the PIN is locked)",
+                "security officer must unlock it",
+            ),
+            (
+                Function::SignInit,
+                RvError::UserNotLoggedIn,
+                "CKR_USER_NOT_LOGGED_IN",
+                "CKA_ALWAYS_AUTHENTICATE",
+            ),
+            (
+                Function::SignFinal,
+                RvError::FunctionFailed,
+                "C_SignFinal failed with CKR_FUNCTION_FAILED",
+                SIGN_HINT,
+            ),
+        ];
+        for (function, rv, message, hint) in cases {
+            let (got, class, got_hint) = on(*function, *rv);
+            assert!(got.contains(message), "{got}");
+            assert_eq!(class, ErrorClass::Identity, "{got}");
+            assert!(got_hint.contains(hint), "{got}: {got_hint}");
+        }
+        let (message, class, hint) = classified(SignError::Pkcs11Library {
+            function: Function::Sign,
+            key: "key object=p256".into(),
+            source: cryptoki::error::Error::NullFunctionPointer,
+        });
+        assert!(message.starts_with("C_Sign failed with "), "{message}");
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains("the module misbehaved"), "{hint}");
+    }
+
+    #[cfg(feature = "tpm")]
+    #[test]
+    fn tpm_signing_failures_keep_their_response_code_and_say_what_to_do() {
+        use crate::signer::tpm::Rc;
+        let tpm = |raw| {
+            classified(SignError::Tpm {
+                call: "TPM2_Sign",
+                key: "TPM key handle:0x81000101".into(),
+                rc: Rc::from_raw(raw).code(),
+            })
+        };
+        let (message, class, hint) = tpm(0x902);
+        assert_eq!(
+            message,
+            "TPM2_Sign failed for TPM key handle:0x81000101: TPM_RC_OBJECT_MEMORY (0x902)"
+        );
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains("tpm2_flushcontext"), "{hint}");
+        let (message, _, hint) = tpm(0xa000a);
+        assert!(
+            message.contains("TSS2_TCTI_RC_IO_ERROR (0xa000a)"),
+            "{message}"
+        );
+        assert!(hint.contains("check the TPM"), "{hint}");
+        let (message, _, hint) = tpm(0x101);
+        assert!(message.contains("TPM_RC_FAILURE (0x101)"), "{message}");
+        assert_eq!(hint, SIGN_HINT);
+
+        let (message, class, hint) = classified(SignError::TpmLockout {
+            rc: Rc::from_raw(0x921).code(),
+        });
+        assert!(message.contains("TPM_RC_LOCKOUT (0x921)"), "{message}");
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains("tpm2_dictionarylockout"), "{hint}");
+
+        let (message, class, hint) = classified(SignError::TpmTimeout {
+            call: "signing",
+            tcti: "swtpm:port=2321".into(),
+            origin: "--tpm-tcti",
+            secs: 2,
+        });
+        assert!(
+            message.contains("did not answer within 2 s while signing"),
+            "{message}"
+        );
+        assert_eq!(class, ErrorClass::Identity);
+        assert!(hint.contains(crate::env::TPM_TIMEOUT), "{hint}");
+
+        let (message, class, hint) =
+            classified(SignError::TpmKey(Box::new(TpmError::WrongPassword {
+                what: "the password",
+                key: "TPM key handle:0x81000102".into(),
+                rc: Rc::from_raw(0x98e),
+                hint: "check the key password".into(),
+            })));
+        assert!(message.contains("TPM_RC_AUTH_FAIL (0x98e)"), "{message}");
+        assert_eq!(class, ErrorClass::Identity);
+        assert_eq!(hint, "check the key password");
+        let (_, _, hint) = classified(SignError::TpmKey(Box::new(TpmError::Released)));
+        assert_eq!(hint, SIGN_HINT);
+    }
+
+    #[cfg(feature = "tpm")]
+    #[test]
+    fn tpm_errors_from_a_tpm_sign_keep_the_typed_code() {
+        use crate::signer::tpm::Rc;
+        let from = |e: TpmError| SignError::from(e);
+        let sign = from(TpmError::Tpm {
+            call: "TPM2_Sign",
+            key: "k".into(),
+            rc: Rc::from_raw(0x921),
+            hint: None,
+        });
+        assert!(
+            matches!(
+                sign,
+                SignError::Tpm {
+                    call: "TPM2_Sign",
+                    ..
+                }
+            ),
+            "{sign:?}"
+        );
+        let lockout = from(TpmError::Lockout {
+            rc: Rc::from_raw(0x921),
+        });
+        assert!(
+            matches!(lockout, SignError::TpmLockout { .. }),
+            "{lockout:?}"
+        );
+        // A hint only the backend knows (where the key came from) keeps the whole error.
+        let load = from(TpmError::Tpm {
+            call: "TPM2_Load",
+            key: "k".into(),
+            rc: Rc::from_raw(0x1df),
+            hint: Some("the key was not made under this parent".into()),
+        });
+        assert!(matches!(load, SignError::TpmKey(_)), "{load:?}");
+        assert_eq!(
+            sign_hint(&load).as_deref(),
+            Some("the key was not made under this parent")
+        );
+    }
+
+    #[test]
+    fn file_and_token_signing_failures_are_identity_errors() {
+        let cases = [
+            (
+                SignError::NoMechanism {
+                    key: "key object=k".into(),
+                    why: "no SHA-384 mechanism".into(),
+                },
+                "hash-and-sign mechanism",
+            ),
+            (
+                SignError::MalformedSignature {
+                    key: "key object=k".into(),
+                    len: 3,
+                },
+                "check the token",
+            ),
+            (SignError::RsaInconsistent, "the key file is damaged"),
+            (
+                SignError::Ecdsa {
+                    curve: "P-256",
+                    detail: "bad".into(),
+                },
+                SIGN_HINT,
+            ),
+            (SignError::OddEcdsaLength, SIGN_HINT),
+            (
+                SignError::MlDsa {
+                    key_type: crate::cert::KeyType::MlDsa65,
+                },
+                SIGN_HINT,
+            ),
+        ];
+        for (e, hint) in cases {
+            let (message, class, got) = classified(e);
+            assert_eq!(class, ErrorClass::Identity, "{message}");
+            assert!(got.contains(hint), "{message}: {got}");
+        }
+    }
+
+    #[cfg(feature = "pkcs11")]
+    #[test]
+    fn pkcs11_open_errors_are_classified() {
+        use crate::signer::pkcs11::Pkcs11Uri;
+        let uri = Pkcs11Error::from(Pkcs11Uri::parse("nope").expect_err("bad"));
+        assert_eq!(Error::from(uri).class, ErrorClass::Usage);
+        let absent = Pkcs11Error::TokenAbsent {
+            uri: "pkcs11:token=x".into(),
+            module: "m.so".into(),
+            available: vec!["token \"a\"".into()],
+        };
+        let e = Error::from(OpenError::from(absent));
+        assert_eq!(e.class, ErrorClass::Identity);
+        assert!(
+            e.message.contains("no token matching pkcs11:token=x"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("token \"a\""), "{}", e.message);
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("insert the token")
+        );
+    }
+
+    #[test]
+    fn the_chain_adds_what_the_message_does_not_say() {
+        let quoted = std::io::Error::other("permission denied");
+        let err = Error::new(
+            ErrorClass::Identity,
+            "cannot read key.pem: permission denied",
+        )
+        .with_hint("check the path")
+        .with_source(quoted);
+        assert_eq!(
+            err.chain(),
+            "error: cannot read key.pem: permission denied\nhint: check the path"
+        );
+        let err = Error::from(SignError::MlDsa {
+            key_type: crate::cert::KeyType::MlDsa44,
+        });
+        assert_eq!(
+            err.to_string(),
+            format!("error: ML-DSA-44 signing failed\nhint: {SIGN_HINT}")
+        );
+        let outer = Error::new(ErrorClass::Other, "refresh failed")
+            .with_source(std::io::Error::other("the disk is full"));
+        assert_eq!(outer.to_string(), "error: refresh failed");
+        assert_eq!(
+            outer.chain(),
+            "error: refresh failed\n  caused by: the disk is full"
+        );
+    }
+
+    #[test]
+    fn one_retry_predicate() {
+        let service = |status, code: &str| CreateSessionError::Service {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+        };
+        assert!(is_retryable(&service(500, "InternalError")));
+        assert!(is_retryable(&service(429, "TooManyRequests")));
+        assert!(is_retryable(&service(400, "ThrottlingException")));
+        assert!(!is_retryable(&service(403, "AccessDeniedException")));
+        let transport = |tls| CreateSessionError::Transport {
+            endpoint: "e".into(),
+            detail: "d".into(),
+            tls,
+        };
+        assert!(is_retryable(&transport(false)));
+        assert!(!is_retryable(&transport(true)));
+        assert!(!is_retryable(&CreateSessionError::Setup("x".into())));
     }
 }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     if ra_signer::app::may_use_tpm(&cli.command) {
         exit_on_signals();
     }
+    let debug = ra_signer::app::debug_requested(&cli.command);
     let result = ra_signer::app::run(cli.command);
     if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
         // The signal thread ends the process once the TPM is released; an error caused by
@@ -38,7 +39,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            ra_signer::diag!("ra-signer: {e}");
+            if debug {
+                ra_signer::diag!("ra-signer: {}", e.chain());
+            } else {
+                ra_signer::diag!("ra-signer: {e}");
+            }
             e.exit_code()
         }
     }

@@ -64,6 +64,23 @@ pub fn one_line(e: &Error) -> String {
     }
 }
 
+/// An error on one log line; under `--debug` with its whole cause chain.
+pub fn log_text(e: &Error, debug: bool) -> String {
+    let causes = if debug { e.causes() } else { Vec::new() };
+    if causes.is_empty() {
+        return one_line(e);
+    }
+    let text = format!(
+        "{} (caused by: {})",
+        e.message,
+        causes.join("; caused by: ")
+    );
+    match &e.hint {
+        Some(h) => format!("{text} (hint: {h})"),
+        None => text,
+    }
+}
+
 /// Seconds to wait after the `failures`-th consecutive failed refresh: at least
 /// `min_interval`, doubling per failure up to 300 s (never below `min_interval`), with
 /// jitter over the upper half so that many daemons do not retry in step.
@@ -209,7 +226,7 @@ impl LiveIdentity {
                     } else {
                         "no identity to sign with until it opens"
                     },
-                    one_line(&e)
+                    one_line(&Error::from(e))
                 ),
             ),
         }
@@ -452,8 +469,12 @@ impl<O: Outlet> Refresher<O> {
         let request = &self.requests[slot];
         let result = match self.live.identity() {
             Some(identity) => {
-                create_session(&self.client, identity, request, self.clock.as_ref(), stop)
-                    .map_err(|e| one_line(&crate::app::session_error(e, identity, request)))
+                create_session(&self.client, identity, request, self.clock.as_ref(), stop).map_err(
+                    |e| {
+                        let e = crate::error::session_error(e, identity, request);
+                        log_text(&e, self.client.options().debug)
+                    },
+                )
             }
             None => Err("no identity is open (see the re-open error above)".to_owned()),
         };

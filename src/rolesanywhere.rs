@@ -73,7 +73,10 @@ fn service_message(status: u16, code: &str, message: &str, request_id: &Option<S
 }
 
 impl CreateSessionError {
-    /// Whether another attempt may succeed (throttling, 5xx, transport trouble).
+    /// Whether another attempt may succeed (throttling, 5xx, transport trouble): the same
+    /// test as `error::is_retryable`, which classifies; this copy serves the retry
+    /// loop below only because calling up into `error` (which imports this module) would
+    /// close an import circle. The loop's move to the shared refresh module removes it.
     pub fn is_retryable(&self) -> bool {
         match self {
             CreateSessionError::Service { status, code, .. } => {
@@ -150,6 +153,11 @@ impl Client {
             host,
             options,
         })
+    }
+
+    /// Whether `--debug` is on.
+    pub fn debug(&self) -> bool {
+        self.options.debug
     }
 
     /// The endpoint URL.

@@ -60,10 +60,10 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
         .identity()
         .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
     let client =
-        Client::new(client).map_err(|e| crate::app::session_error(e, identity, &request))?;
+        Client::new(client).map_err(|e| crate::error::session_error(e, identity, &request))?;
     let creds =
         refresh::create_session(&client, identity, &request, &SystemClock, &Stop::default())
-            .map_err(|e| crate::app::session_error(e, identity, &request))?;
+            .map_err(|e| crate::error::session_error(e, identity, &request))?;
     write_profile(&path, &profile, &creds).map_err(|e| write_error(&path, &e))?;
     log(
         "update",

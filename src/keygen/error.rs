@@ -84,15 +84,10 @@ impl From<KeygenError> for Error {
             }
             #[cfg(feature = "tpm")]
             KeygenError::Tpm(e) => Error::from(e),
-            KeygenError::Certificate(e) => crate::signer::cert_error(e),
+            KeygenError::Certificate(e) => crate::error::cert_error(e),
             KeygenError::NoCertificate { .. } | KeygenError::Exists { .. } => usage(),
-            KeygenError::SignCsr { source, .. } => {
-                let error = Error::new(ErrorClass::Identity, message);
-                match source.hint() {
-                    Some(hint) => error.with_hint(hint),
-                    None => error,
-                }
-            }
+            KeygenError::SignCsr { source, .. } => Error::new(ErrorClass::Identity, message)
+                .with_optional_hint(crate::error::sign_hint(&source)),
             KeygenError::Csr(_) | KeygenError::Write { .. } => {
                 Error::new(ErrorClass::Other, message)
             }
@@ -142,18 +137,21 @@ mod tests {
         };
         assert_eq!(classified(write).0, 1);
         assert_eq!(classified(KeygenError::NoCertificate { path: path() }).0, 2);
+        let failure = || SignError::MalformedSignature {
+            key: "key pkcs11:object=k".into(),
+            len: 3,
+        };
         let sign = KeygenError::SignCsr {
             key: "key pkcs11:object=k".into(),
-            source: SignError::new("C_Sign failed").with_hint("check the token"),
+            source: failure(),
         };
-        assert_eq!(
-            classified(sign),
-            (
-                3,
-                "cannot sign the CSR with key pkcs11:object=k: C_Sign failed".into(),
-                Some("check the token".into())
-            )
+        let (code, message, hint) = classified(sign);
+        assert_eq!(code, 3);
+        assert!(
+            message.starts_with("cannot sign the CSR with key pkcs11:object=k: "),
+            "{message}"
         );
+        assert_eq!(hint, crate::error::sign_hint(&failure()));
         let (code, _, hint) = classified(KeygenError::NoTpmSupport);
         assert_eq!(code, 2);
         assert!(hint.is_some_and(|h| h.contains("--features tpm")));

@@ -242,13 +242,13 @@ pub fn run(config: ServeConfig) -> Result<(), Error> {
         .identity()
         .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
     let client =
-        Client::new(options).map_err(|e| crate::app::session_error(e, identity, &requests[0]))?;
+        Client::new(options).map_err(|e| crate::error::session_error(e, identity, &requests[0]))?;
     let shared = Arc::new(Shared::new(slots, mode));
     let mut initial = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         let creds =
             refresh::create_session(&client, identity, request, &SystemClock, &Stop::default())
-                .map_err(|e| crate::app::session_error(e, identity, request))?;
+                .map_err(|e| crate::error::session_error(e, identity, request))?;
         let now = UtcTime::now();
         shared.roles[i].publish(&creds, now);
         initial.push(creds.expiration);

@@ -89,39 +89,113 @@ impl Algorithm {
     }
 }
 
-/// Why a signature could not be made, and what to do about it when the backend knows
-/// better than the generic advice (a refused TPM key password names the password sources).
+/// Why a signature could not be made, typed to the hardware: the PKCS#11 function and its
+/// `CKR_*` return value, the TPM command and its response code, as cryptoki's own
+/// `Error::Pkcs11(RvError, Function)` keeps them. The top-level error module says what each means.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct SignError {
-    message: String,
-    hint: Option<String>,
-}
-
-impl SignError {
-    /// A failure without a backend-specific hint.
-    pub fn new(message: impl Into<String>) -> SignError {
-        SignError {
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    /// Adds what to do about it.
-    pub fn with_hint(mut self, hint: impl Into<String>) -> SignError {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// What to do about it, when the backend knows.
-    pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
-    }
+pub enum SignError {
+    /// A PKCS#11 call returned an error code.
+    #[cfg(feature = "pkcs11")]
+    #[error(
+        "{} failed with {} for {key}{}",
+        pkcs11::call_name(*function),
+        pkcs11::ckr_name(rv),
+        pkcs11::sign_failure_note(*rv)
+    )]
+    Pkcs11 {
+        /// The function (`C_Sign`; `C_Login` is the context-specific login).
+        function: cryptoki::context::Function,
+        /// The return value.
+        rv: cryptoki::error::RvError,
+        /// The key (object and id).
+        key: String,
+    },
+    /// cryptoki failed before the token answered (a function the module lacks).
+    #[cfg(feature = "pkcs11")]
+    #[error("{} failed with {source} for {key}", pkcs11::call_name(*function))]
+    Pkcs11Library {
+        /// The function.
+        function: cryptoki::context::Function,
+        /// The key.
+        key: String,
+        /// cryptoki's error.
+        source: cryptoki::error::Error,
+    },
+    /// The token offers no mechanism for this key and digest.
+    #[error("cannot sign with {key}: {why}")]
+    NoMechanism {
+        /// The key.
+        key: String,
+        /// What is missing.
+        why: String,
+    },
+    /// The token answered with something that is not an ECDSA signature.
+    #[error("{key} returned a malformed ECDSA signature ({len} bytes)")]
+    MalformedSignature {
+        /// The key.
+        key: String,
+        /// The length of what came back.
+        len: usize,
+    },
+    /// A TPM command failed with a response code.
+    #[cfg(feature = "tpm")]
+    #[error("{call} failed for {key}: {}", tpm::Rc::from(*rc))]
+    Tpm {
+        /// The command (`TPM2_Sign`).
+        call: &'static str,
+        /// The key.
+        key: String,
+        /// The TPM's (or the TSS's) answer.
+        rc: tss_esapi::constants::response_code::Tss2ResponseCode,
+    },
+    /// The TPM is in dictionary-attack lockout.
+    #[cfg(feature = "tpm")]
+    #[error(
+        "the TPM is in dictionary-attack lockout and refuses passwords ({})",
+        tpm::Rc::from(*rc)
+    )]
+    TpmLockout {
+        /// The TPM's answer.
+        rc: tss_esapi::constants::response_code::Tss2ResponseCode,
+    },
+    /// The TPM did not answer in time.
+    #[cfg(feature = "tpm")]
+    #[error("the TPM at \"{tcti}\" (from {origin}) did not answer within {secs} s while {call}")]
+    TpmTimeout {
+        /// What was being done ("signing").
+        call: &'static str,
+        /// The TCTI string.
+        tcti: String,
+        /// Where it came from.
+        origin: &'static str,
+        /// The limit.
+        secs: u64,
+    },
+    /// The TPM key could not be used at signing time for another reason: its password was
+    /// refused, it could not be loaded again, the TPM was released.
+    #[cfg(feature = "tpm")]
+    #[error(transparent)]
+    TpmKey(Box<tpm::TpmError>),
+    /// A file key's RSA components do not agree (`ring` checks each signature it makes).
+    #[error("RSA signing with the file key failed: its RSA components are inconsistent")]
+    RsaInconsistent,
+    /// A file key's ECDSA signing failed.
+    #[error("ECDSA {curve} signing failed: {detail}")]
+    Ecdsa {
+        /// "P-256" or "P-384".
+        curve: &'static str,
+        /// The library's complaint.
+        detail: String,
+    },
+    /// An ECDSA signature came out with an odd length.
+    #[error("ECDSA signature has an odd length")]
+    OddEcdsaLength,
+    /// A file ML-DSA key did not sign.
+    #[error("{key_type} signing failed")]
+    MlDsa {
+        /// The parameter set.
+        key_type: KeyType,
+    },
 }
 
 /// A private key that signs, wherever it lives. Implementations hash the message
@@ -226,8 +300,70 @@ impl Identity {
     }
 }
 
+/// Why an identity could not be opened, from whichever backend.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The PKCS#11 backend failed.
+    #[cfg(feature = "pkcs11")]
+    #[error(transparent)]
+    Pkcs11(#[from] pkcs11::Pkcs11Error),
+    /// The TPM backend failed.
+    #[cfg(feature = "tpm")]
+    #[error(transparent)]
+    Tpm(#[from] tpm::TpmError),
+    /// The key file could not be used.
+    #[error(transparent)]
+    FileKey(#[from] file::FileKeyError),
+    /// A certificate or intermediates file could not be used.
+    #[error(transparent)]
+    Cert(#[from] crate::cert::CertError),
+    /// Neither `--certificate` nor the key's own file holds a certificate.
+    #[error("no certificate found in {origin}")]
+    NoCertificate {
+        /// The file looked in.
+        origin: String,
+    },
+    /// The file key is not the certificate's.
+    #[error(transparent)]
+    KeyMismatch(#[from] KeyMismatch),
+    /// The certificate is expired or not yet valid.
+    #[error(transparent)]
+    Validity(#[from] ValidityError),
+    /// The identity is on a token and this build has no PKCS#11.
+    #[error("this ra-signer was built without PKCS#11 support")]
+    NoPkcs11Support,
+    /// The key is in a TPM and this build has no TPM support.
+    #[error("the key is a TPM 2.0 key, and this ra-signer was built without TPM support")]
+    NoTpmSupport,
+}
+
+/// A leaf certificate used outside its validity period.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidityError {
+    /// Past `notAfter`.
+    #[error("the certificate \"{subject}\" (serial {serial}) expired on {at}")]
+    Expired {
+        /// The subject.
+        subject: String,
+        /// The serial, decimal.
+        serial: String,
+        /// `notAfter`, RFC 3339.
+        at: String,
+    },
+    /// Before `notBefore`.
+    #[error("the certificate \"{subject}\" (serial {serial}) is not valid before {at}")]
+    NotYetValid {
+        /// The subject.
+        subject: String,
+        /// The serial, decimal.
+        serial: String,
+        /// `notBefore`, RFC 3339.
+        at: String,
+    },
+}
+
 /// Opens the identity `config` describes: the only place that matches on the backend.
-pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
     use crate::config::{CertificateSource, PrivateKeySource};
     let on_token = matches!(config.private_key, PrivateKeySource::Pkcs11(_))
         || matches!(config.certificate, Some(CertificateSource::Pkcs11(_)));
@@ -264,35 +400,27 @@ pub fn is_tss2_key_file(path: &std::path::Path) -> bool {
 }
 
 #[cfg(feature = "pkcs11")]
-fn open_pkcs11(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+fn open_pkcs11(config: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
     let identity = pkcs11::open(config)?;
     check_validity(identity.leaf(), crate::time::UtcTime::now())?;
     Ok(identity)
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn open_pkcs11(_: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
-    Err(crate::error::Error::new(
-        crate::error::ErrorClass::Usage,
-        "this ra-signer was built without PKCS#11 support",
-    )
-    .with_hint("rebuild with `cargo build --release --features pkcs11`"))
+fn open_pkcs11(_: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+    Err(OpenError::NoPkcs11Support)
 }
 
 #[cfg(feature = "tpm")]
-fn open_tpm(config: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
+fn open_tpm(config: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
     let identity = tpm::open(config)?;
     check_validity(identity.leaf(), crate::time::UtcTime::now())?;
     Ok(identity)
 }
 
 #[cfg(not(feature = "tpm"))]
-fn open_tpm(_: &crate::config::IdentityConfig) -> Result<Identity, crate::error::Error> {
-    Err(crate::error::Error::new(
-        crate::error::ErrorClass::Usage,
-        "the key is a TPM 2.0 key, and this ra-signer was built without TPM support",
-    )
-    .with_hint("rebuild with `cargo build --release --features tpm` (needs libtss2-dev)"))
+fn open_tpm(_: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+    Err(OpenError::NoTpmSupport)
 }
 
 /// Picks, from `candidates`, the certificates on the issuer path of `leaf`, in path order,
@@ -317,32 +445,21 @@ pub fn chain_for(leaf: &Cert, candidates: &[Cert]) -> Vec<Cert> {
 }
 
 /// Refuses a leaf certificate that is expired or not yet valid at `now`.
-pub fn check_validity(leaf: &Cert, now: crate::time::UtcTime) -> Result<(), crate::error::Error> {
-    use crate::error::{Error, ErrorClass};
+pub fn check_validity(leaf: &Cert, now: crate::time::UtcTime) -> Result<(), ValidityError> {
     use crate::time::UtcTime;
     if now.unix() > leaf.not_after() {
-        return Err(Error::new(
-            ErrorClass::Identity,
-            format!(
-                "the certificate \"{}\" (serial {}) expired on {}",
-                leaf.subject(),
-                leaf.serial_decimal(),
-                UtcTime::from_unix(leaf.not_after()).rfc3339()
-            ),
-        )
-        .with_hint("renew the certificate with your CA"));
+        return Err(ValidityError::Expired {
+            subject: leaf.subject(),
+            serial: leaf.serial_decimal(),
+            at: UtcTime::from_unix(leaf.not_after()).rfc3339(),
+        });
     }
     if now.unix() < leaf.not_before() {
-        return Err(Error::new(
-            ErrorClass::Identity,
-            format!(
-                "the certificate \"{}\" (serial {}) is not valid before {}",
-                leaf.subject(),
-                leaf.serial_decimal(),
-                UtcTime::from_unix(leaf.not_before()).rfc3339()
-            ),
-        )
-        .with_hint("check this machine's clock"));
+        return Err(ValidityError::NotYetValid {
+            subject: leaf.subject(),
+            serial: leaf.serial_decimal(),
+            at: UtcTime::from_unix(leaf.not_before()).rfc3339(),
+        });
     }
     Ok(())
 }
@@ -351,9 +468,8 @@ pub fn check_validity(leaf: &Cert, now: crate::time::UtcTime) -> Result<(), crat
 fn open_file(
     path: &std::path::Path,
     config: &crate::config::IdentityConfig,
-) -> Result<Identity, crate::error::Error> {
+) -> Result<Identity, OpenError> {
     use crate::config::CertificateSource;
-    use crate::error::{Error, ErrorClass};
 
     let what = format!("the password of key file {}", path.display());
     let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
@@ -368,7 +484,7 @@ fn open_file(
 
     let mut certs = match &config.certificate {
         Some(CertificateSource::File(cert_path)) if cert_path != path => {
-            Cert::all_from_file(cert_path).map_err(cert_error)?
+            Cert::all_from_file(cert_path)?
         }
         _ => loaded.certificates.clone(),
     };
@@ -377,11 +493,7 @@ fn open_file(
             Some(CertificateSource::File(p)) => p.display().to_string(),
             _ => path.display().to_string(),
         };
-        return Err(Error::new(
-            ErrorClass::Identity,
-            format!("no certificate found in {origin}"),
-        )
-        .with_hint("pass the certificate with --certificate FILE"));
+        return Err(OpenError::NoCertificate { origin });
     }
     // The leaf is the certificate whose key is ours; the first one when none is.
     let leaf_index = certs
@@ -390,57 +502,10 @@ fn open_file(
         .unwrap_or(0);
     let leaf = certs.remove(leaf_index);
     let chain = match &config.intermediates {
-        Some(p) => Cert::all_from_file(p).map_err(cert_error)?,
+        Some(p) => Cert::all_from_file(p)?,
         None => chain_for(&leaf, &certs),
     };
-    let identity = Identity::new(leaf, chain, loaded.signer, &key_desc).map_err(|e| {
-        Error::new(ErrorClass::Identity, e.to_string())
-            .with_hint("pass the key that belongs to this certificate (compare `openssl x509 -pubkey` with `openssl pkey -pubout`)")
-    })?;
+    let identity = Identity::new(leaf, chain, loaded.signer, &key_desc)?;
     check_validity(identity.leaf(), crate::time::UtcTime::now())?;
     Ok(identity)
-}
-
-/// What to do about an input that could not be read: a file, or an `env:NAME` variable.
-pub fn read_hint(origin: &str) -> String {
-    match crate::input::env_name(std::path::Path::new(origin)) {
-        Some(name) => format!(
-            "set the environment variable {name} to the PEM text or the base64 of the DER \
-             (a file whose name starts with env: is reached as ./env:…)"
-        ),
-        None => "check the path and that this user may read it".to_owned(),
-    }
-}
-
-/// Classifies a certificate problem.
-pub fn cert_error(e: crate::cert::CertError) -> crate::error::Error {
-    use crate::cert::CertError;
-    use crate::error::{Error, ErrorClass};
-    let hint = match &e {
-        CertError::Read { path, .. } => read_hint(path),
-        CertError::NoCertificate { .. } | CertError::Malformed { .. } => {
-            "pass a PEM (-----BEGIN CERTIFICATE-----) or DER X.509 certificate".to_owned()
-        }
-    };
-    Error::new(ErrorClass::Identity, e.to_string()).with_hint(hint)
-}
-
-impl From<file::FileKeyError> for crate::error::Error {
-    fn from(e: file::FileKeyError) -> Self {
-        use crate::error::{Error, ErrorClass};
-        use file::FileKeyError as F;
-        let hint = match &e {
-            F::Read { path, .. } => Some(read_hint(path)),
-            F::Password(crate::secret::SecretError::NoneGiven { .. }) => Some(format!(
-                "give it with --pkcs8-password-file FILE or ${}",
-                crate::env::PKCS8_PASSWORD
-            )),
-            _ => None,
-        };
-        let err = Error::new(ErrorClass::Identity, e.to_string());
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
-    }
 }

@@ -11,6 +11,7 @@ mod endpoint;
 mod fault_matrix;
 mod file_keys;
 mod fuzz;
+mod hardware_faults;
 mod hostile;
 mod mldsa;
 mod pkcs11;

@@ -685,7 +685,9 @@ fn sigterm_shuts_down_gracefully() {
 
 /// A SoftHSM2 token made by `softhsm/make-token.sh` in `dir`: (softhsm2.conf, module, root CA).
 #[cfg(feature = "pkcs11")]
-fn softhsm_token(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn softhsm_token(
+    dir: &Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let fixture = dir.join("token");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm/make-token.sh");
     let out = Command::new("bash")

@@ -78,25 +78,25 @@ impl Signer for FileKey {
                 // ring checks n, e, p and q at load but not dP, dQ and qInv; it verifies each
                 // signature it makes, so a damaged CRT component fails here. Checking at load
                 // would cost a second private-key operation on every run.
-                .map_err(|_| {
-                    SignError::new(
-                        "RSA signing with the file key failed: its RSA components are inconsistent"
-                            .to_owned(),
-                    )
-                    .with_hint("the key file is damaged: restore it or issue a new key")
-                })?;
+                .map_err(|_| SignError::RsaInconsistent)?;
                 Ok(signature)
             }
             Inner::P256(key) => {
                 let signature: p256::ecdsa::Signature = key
                     .sign_prehash(&digest.hash(message))
-                    .map_err(|e| SignError::new(format!("ECDSA P-256 signing failed: {e}")))?;
+                    .map_err(|e| SignError::Ecdsa {
+                        curve: "P-256",
+                        detail: e.to_string(),
+                    })?;
                 raw_to_der(&signature.to_bytes())
             }
             Inner::P384(key) => {
                 let signature: p384::ecdsa::Signature = key
                     .sign_prehash(&digest.hash(message))
-                    .map_err(|e| SignError::new(format!("ECDSA P-384 signing failed: {e}")))?;
+                    .map_err(|e| SignError::Ecdsa {
+                        curve: "P-384",
+                        detail: e.to_string(),
+                    })?;
                 raw_to_der(&signature.to_bytes())
             }
             // Pure ML-DSA hashes internally (SHAKE256); SigV4-X509 asks for no digest.
@@ -106,8 +106,7 @@ impl Signer for FileKey {
 }
 
 fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>, SignError> {
-    ecdsa_raw_to_der(raw)
-        .ok_or_else(|| SignError::new("ECDSA signature has an odd length".to_owned()))
+    ecdsa_raw_to_der(raw).ok_or(SignError::OddEcdsaLength)
 }
 
 /// Builds the key from PKCS#8 `PrivateKeyInfo` DER (v1 or v2).

@@ -61,7 +61,9 @@ impl MlDsaKey {
             MlDsaKey::P65(k) => sign_with(k, message),
             MlDsaKey::P87(k) => sign_with(k, message),
         };
-        signed.ok_or_else(|| SignError::new(format!("{} signing failed", self.key_type())))
+        signed.ok_or_else(|| SignError::MlDsa {
+            key_type: self.key_type(),
+        })
     }
 }
 

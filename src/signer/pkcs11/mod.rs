@@ -15,11 +15,11 @@ pub use crate::pkcs11_uri as uri;
 
 use std::fmt;
 
+use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
 
 use crate::cert::{Cert, CertError};
 use crate::config::{CertificateSource, IdentityConfig, Pkcs11Settings, PrivateKeySource};
-use crate::error::{Error, ErrorClass};
 use crate::secret::{Secret, SecretError};
 use crate::signer::{Identity, KeyMismatch};
 
@@ -256,95 +256,27 @@ pub fn ckr_name(rv: &RvError) -> String {
     out
 }
 
-impl From<Pkcs11Error> for Error {
-    fn from(e: Pkcs11Error) -> Self {
-        use Pkcs11Error as P;
-        let e = match e {
-            // The file backend classifies its own failures.
-            P::KeyFile(f) => return Error::from(f),
-            other => other,
-        };
-        let message = e.to_string();
-        let id = |hint: &str| Error::new(ErrorClass::Identity, message.clone()).with_hint(hint);
-        match &e {
-            P::Uri(_) => Error::new(ErrorClass::Usage, message).with_hint(
-                "write it as pkcs11:token=LABEL;object=LABEL (percent-encode special characters); \
-                 `p11tool --list-all` prints the URI of every object",
-            ),
-            P::ModuleNotFound { .. } | P::ModuleLoad { .. } => id(
-                "pass the module with --pkcs11-lib PATH or module-path= in the URI \
-                 (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)",
-            ),
-            P::TokenAbsent { .. } => id(
-                "insert the token, or fix token=/serial=/slot-id= in the URI \
-                 (`p11tool --list-tokens` shows them)",
-            ),
-            P::AmbiguousToken { .. } => {
-                id("add serial= (or slot-id=) to the URI to pick one token")
-            }
-            P::NoObject {
-                what: "certificate",
-                ..
-            } => id(
-                "store the certificate on the token next to the key (ra-signer keygen --import-cert), \
-                 or pass it with --certificate FILE",
-            ),
-            P::NoObject { .. } => {
-                id("fix object= or id= in the URI; the keys present are listed above")
-            }
-            P::NoKeyForCertificate { .. } => id(
-                "store the key on the same token as its certificate, or name it with --private-key pkcs11:URI",
-            ),
-            P::AmbiguousObjects { .. } => id("use one of the URIs listed above"),
-            P::Pin(SecretError::NoneGiven { .. }) => id(
-                "give the PIN with --pkcs11-pin-file FILE, RA_SIGNER_PKCS11_PIN, or pin-source=file:… \
-                 in the URI (no terminal to ask on)",
-            ),
-            P::Pin(SecretError::Empty { .. } | SecretError::EmptyFirstLine { .. }) => id(
-                "put the PIN on the first line of the PIN file (no blank line before it); \
-                 nothing was sent to the token",
-            ),
-            P::Pin(_) => id("check the PIN file's path and permissions"),
-            P::ContextPin(SecretError::NoneGiven { .. }) => id(
-                "the key asks for its PIN again at each signature (CKA_ALWAYS_AUTHENTICATE): pass \
-                 --reuse-pin to answer with the user PIN, or give it with \
-                 --pkcs11-context-pin-file FILE or RA_SIGNER_PKCS11_CONTEXT_PIN (no terminal to ask on)",
-            ),
-            P::ContextPin(_) => id("check the context PIN file's path and permissions"),
-            P::PinIncorrect { .. } => id(
-                "check the PIN; ra-signer tried it once and will not retry, so the token's \
-                 retry counter is not run down",
-            ),
-            P::PinLocked { .. } => id(
-                "the token's security officer must unlock it (e.g. `pkcs11-tool --login --login-type so --init-pin`)",
-            ),
-            P::PinExpired { .. } => id("change the PIN (e.g. `pkcs11-tool --login --change-pin`)"),
-            P::UnsupportedKey { .. } => id("use an RSA, P-256 or P-384 key"),
-            P::NoMechanism { .. } => id(
-                "use a key without CKA_ALWAYS_AUTHENTICATE, or a token that offers the \
-                 hash-and-sign mechanism (see docs/pkcs11.md)",
-            ),
-            P::KeyMismatch(_) => id(
-                "pass the certificate issued for this key, or the key the certificate was issued for \
-                 (compare `p11tool --export-pubkey` with `openssl x509 -pubkey`)",
-            ),
-            P::Cert(c) => id(&match c {
-                CertError::Read { path, .. } => crate::signer::read_hint(path),
-                _ => "pass a PEM or DER X.509 certificate".to_owned(),
-            }),
-            P::KeyFile(_) => Error::new(ErrorClass::Identity, message),
-            P::Unsupported(_) => Error::new(ErrorClass::Usage, message),
-            P::Call { rv, .. } => match rv {
-                RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::SlotIdInvalid => {
-                    id("insert the token and try again")
-                }
-                RvError::UserNotLoggedIn => id("the token wants a login: give the PIN"),
-                _ => id("the token or its module failed; `pkcs11-tool --test` may say more"),
-            },
-            P::Library { .. } => {
-                id("the module misbehaved; check it with `pkcs11-tool --module … -L`")
-            }
+/// The C name of a cryptoki function: `Function::SignInit` → `C_SignInit`. A signer's only
+/// login is the context-specific one of a `CKA_ALWAYS_AUTHENTICATE` key, and says so.
+pub fn call_name(function: Function) -> String {
+    match function {
+        Function::Login => "C_Login (context-specific)".to_owned(),
+        other => format!("C_{other:?}"),
+    }
+}
+
+/// What a signing failure's return value means, in the message itself.
+pub fn sign_failure_note(rv: RvError) -> &'static str {
+    match rv {
+        RvError::PinIncorrect => {
+            " (the context-specific PIN was refused; ra-signer does not retry it)"
         }
+        RvError::PinLocked => " (the PIN is locked)",
+        RvError::UserNotLoggedIn => {
+            " (the token wants a login for this key: is it CKA_ALWAYS_AUTHENTICATE?)"
+        }
+        RvError::TokenNotPresent | RvError::DeviceRemoved => " (the token was removed)",
+        _ => "",
     }
 }
 
@@ -816,24 +748,5 @@ mod tests {
             ckr_name(&RvError::VendorDefined(0x8000_0001)),
             "CKR_VENDOR_DEFINED(0x80000001)"
         );
-    }
-
-    #[test]
-    fn errors_are_classified() {
-        let uri = Pkcs11Error::from(Pkcs11Uri::parse("nope").expect_err("bad"));
-        assert_eq!(Error::from(uri).class, ErrorClass::Usage);
-        let absent = Pkcs11Error::TokenAbsent {
-            uri: "pkcs11:token=x".into(),
-            module: "m.so".into(),
-            available: vec!["token \"a\"".into()],
-        };
-        let e = Error::from(absent);
-        assert_eq!(e.class, ErrorClass::Identity);
-        assert!(
-            e.message.contains("no token matching pkcs11:token=x"),
-            "{}",
-            e.message
-        );
-        assert!(e.message.contains("token \"a\""), "{}", e.message);
     }
 }

@@ -9,7 +9,8 @@
 
 use std::sync::Mutex;
 
-use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::context::Function;
+use cryptoki::error::Error as CkError;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::{Session, UserType};
@@ -166,28 +167,19 @@ impl TokenSigner {
         }
     }
 
-    fn fail(&self, what: &str, e: CkError) -> SignError {
-        let code = match &e {
-            CkError::Pkcs11(rv, _) => super::ckr_name(rv),
-            other => other.to_string(),
-        };
-        let extra = match &e {
-            CkError::Pkcs11(RvError::PinIncorrect, _) => {
-                " (the context-specific PIN was refused; ra-signer does not retry it)"
-            }
-            CkError::Pkcs11(RvError::PinLocked, _) => " (the PIN is locked)",
-            CkError::Pkcs11(RvError::UserNotLoggedIn, _) => {
-                " (the token wants a login for this key: is it CKA_ALWAYS_AUTHENTICATE?)"
-            }
-            CkError::Pkcs11(RvError::TokenNotPresent | RvError::DeviceRemoved, _) => {
-                " (the token was removed)"
-            }
-            _ => "",
-        };
-        SignError::new(format!(
-            "{what} failed with {code} for {}{extra}",
-            self.desc
-        ))
+    fn fail(&self, function: Function, e: CkError) -> SignError {
+        match e {
+            CkError::Pkcs11(rv, _) => SignError::Pkcs11 {
+                function,
+                rv,
+                key: self.desc.clone(),
+            },
+            source => SignError::Pkcs11Library {
+                function,
+                key: self.desc.clone(),
+                source,
+            },
+        }
     }
 }
 
@@ -201,28 +193,33 @@ impl Signer for TokenSigner {
     }
 
     fn sign(&self, digest: Digest, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let plan = plan(self.key_type, &self.mechanisms, self.always_auth, digest)
-            .map_err(|e| SignError::new(format!("cannot sign with {}: {e}", self.desc)))?;
+        let plan =
+            plan(self.key_type, &self.mechanisms, self.always_auth, digest).map_err(|why| {
+                SignError::NoMechanism {
+                    key: self.desc.clone(),
+                    why,
+                }
+            })?;
         // A panic while holding the lock leaves the session usable: C_Sign ends any operation.
         let session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let raw = match &plan {
             Plan::HashAndSign(d) => session
                 .sign(&hash_and_sign(self.key_type, *d), self.key, message)
-                .map_err(|e| self.fail("C_Sign", e))?,
+                .map_err(|e| self.fail(Function::Sign, e))?,
             Plan::RsaDigestInfo => {
                 let mut data = digest.digest_info_prefix().to_vec();
                 data.extend_from_slice(&digest.hash(message));
                 session
                     .sign(&Mechanism::RsaPkcs, self.key, &data)
-                    .map_err(|e| self.fail("C_Sign", e))?
+                    .map_err(|e| self.fail(Function::Sign, e))?
             }
             Plan::EcdsaHash => session
                 .sign(&Mechanism::Ecdsa, self.key, &digest.hash(message))
-                .map_err(|e| self.fail("C_Sign", e))?,
+                .map_err(|e| self.fail(Function::Sign, e))?,
             Plan::MultiPart(d) => {
                 session
                     .sign_init(&hash_and_sign(self.key_type, *d), self.key)
-                    .map_err(|e| self.fail("C_SignInit", e))?;
+                    .map_err(|e| self.fail(Function::SignInit, e))?;
                 let pin = self
                     .context_pin
                     .as_ref()
@@ -230,25 +227,22 @@ impl Signer for TokenSigner {
                 if let Err(e) = session.login(UserType::ContextSpecific, pin.as_ref()) {
                     // End the operation so the session stays usable; the PIN is not retried.
                     let _ = session.sign_final();
-                    return Err(self.fail("C_Login (context-specific)", e));
+                    return Err(self.fail(Function::Login, e));
                 }
                 session
                     .sign_update(message)
-                    .map_err(|e| self.fail("C_SignUpdate", e))?;
+                    .map_err(|e| self.fail(Function::SignUpdate, e))?;
                 session
                     .sign_final()
-                    .map_err(|e| self.fail("C_SignFinal", e))?
+                    .map_err(|e| self.fail(Function::SignFinal, e))?
             }
         };
         if self.key_type == KeyType::Rsa {
             return Ok(raw);
         }
-        ecdsa_raw_to_der(&raw).ok_or_else(|| {
-            SignError::new(format!(
-                "{} returned a malformed ECDSA signature ({} bytes)",
-                self.desc,
-                raw.len()
-            ))
+        ecdsa_raw_to_der(&raw).ok_or_else(|| SignError::MalformedSignature {
+            key: self.desc.clone(),
+            len: raw.len(),
         })
     }
 }

@@ -559,145 +559,159 @@ pub fn timeout() -> Duration {
     }
 }
 
-/// The raw TSS2 return code of an error (layer bits included), when it came from the
-/// TSS rather than from the Rust wrapper.
-pub fn raw_rc(error: &tss_esapi::Error) -> Option<u32> {
-    let text = match error {
-        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatZero(rc)) => rc.to_string(),
-        tss_esapi::Error::Tss2Error(Tss2ResponseCode::FormatOne(rc)) => rc.to_string(),
-        _ => return None,
-    };
-    // Displayed as "Response code value: 0x98e".
-    let hex = text.rsplit("0x").next()?;
-    u32::from_str_radix(hex.trim(), 16).ok()
+/// A TSS2 return code as tss-esapi types it, with what the backend asks of it and its name.
+///
+/// tss-esapi's [`Tss2ResponseCode::kind`] names TPM codes but ignores the layer bits (a
+/// TCTI `IO_ERROR`, 0xa000a, would read as a TPM code), and it has no names for the TCTI
+/// and ESAPI layers: those two things are what this type adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rc(Tss2ResponseCode);
+
+impl From<Tss2ResponseCode> for Rc {
+    fn from(code: Tss2ResponseCode) -> Self {
+        Rc(code)
+    }
 }
 
-/// A TSS2 return code, shown with its name where known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rc(pub u32);
-
 impl Rc {
-    /// The TSS layer (0 for the TPM itself, 7 ESAPI, 10 TCTI, …).
-    pub fn layer(self) -> u32 {
-        (self.0 >> 16) & 0xff
+    /// The return code of an error that came from the TSS rather than from the Rust wrapper.
+    pub fn of(error: &tss_esapi::Error) -> Option<Rc> {
+        match error {
+            tss_esapi::Error::Tss2Error(code) => Some(Rc(*code)),
+            tss_esapi::Error::WrapperError(_) => None,
+        }
     }
 
-    /// The TPM's error without its handle/session/parameter number, for format-one codes
-    /// (`TPM_RC_AUTH_FAIL` = 0x08E, …), or the whole code for format-zero ones.
-    pub fn base(self) -> u32 {
-        let rc = self.0 & 0xffff;
-        if rc & 0x80 != 0 {
-            0x80 | (rc & 0x3f)
+    /// A raw TSS2 return code, layer bits included.
+    pub fn from_raw(raw: u32) -> Rc {
+        Rc(Tss2ResponseCode::from(raw))
+    }
+
+    /// The typed code.
+    pub fn code(self) -> Tss2ResponseCode {
+        self.0
+    }
+
+    /// The raw value, layer bits included.
+    pub fn raw(self) -> u32 {
+        match self.0 {
+            Tss2ResponseCode::Success => 0,
+            Tss2ResponseCode::FormatZero(rc) => rc.0,
+            Tss2ResponseCode::FormatOne(rc) => rc.0,
+        }
+    }
+
+    /// The TSS layer (0 for the TPM itself, 7 ESAPI, 10 TCTI, …).
+    pub fn layer(self) -> u32 {
+        (self.raw() >> 16) & 0xff
+    }
+
+    /// What the TPM says, for codes from the TPM itself (layer 0) only.
+    fn tpm_kind(self) -> Option<Tss2ResponseCodeKind> {
+        if self.layer() == 0 {
+            self.0.kind()
         } else {
-            rc
+            None
         }
     }
 
     /// A wrong password (`TPM_RC_AUTH_FAIL` or `TPM_RC_BAD_AUTH`).
     pub fn is_auth_failure(self) -> bool {
-        self.layer() == 0 && matches!(self.base(), 0x08E | 0x0A2)
+        matches!(
+            self.tpm_kind(),
+            Some(Tss2ResponseCodeKind::AuthFail | Tss2ResponseCodeKind::BadAuth)
+        )
     }
 
     /// Dictionary-attack lockout.
     pub fn is_lockout(self) -> bool {
-        self.layer() == 0 && self.0 & 0xffff == 0x921
+        self.tpm_kind() == Some(Tss2ResponseCodeKind::Lockout)
     }
 
     /// The connection to the TPM broke (a restarted simulator, a vanished device).
     pub fn is_connection_lost(self) -> bool {
         // Any TCTI error (TSS2_TCTI_RC_IO_ERROR …), or ESAPI's NO_CONNECTION (8), IO_ERROR
         // (10), INSUFFICIENT_RESPONSE (19).
-        self.layer() == 0x0a || (self.layer() == 7 && matches!(self.0 & 0xffff, 8 | 10 | 19))
+        self.layer() == 0x0a || (self.layer() == 7 && matches!(self.raw() & 0xffff, 8 | 10 | 19))
     }
 
-    /// The loaded key is gone (the TPM was reset, or someone flushed it).
+    /// The loaded key is gone (the TPM was reset, or someone flushed it): the first
+    /// handle references nothing loaded, or names no object, or the TPM wants a startup.
     pub fn is_object_gone(self) -> bool {
-        self.layer() == 0
-            && (matches!(self.0 & 0xffff, 0x910 | 0x100)
-                || (self.base() == 0x08B && (self.0 >> 8) & 0xf == 1 && self.0 & 0x40 == 0))
+        match (self.tpm_kind(), self.0) {
+            (Some(Tss2ResponseCodeKind::ReferenceH0 | Tss2ResponseCodeKind::Initialize), _) => true,
+            // tss-esapi keeps the handle number private: bit 6 clear is "a handle", bits
+            // 8-11 its number.
+            (Some(Tss2ResponseCodeKind::Handle), Tss2ResponseCode::FormatOne(rc)) => {
+                rc.0 & 0x40 == 0 && (rc.0 >> 8) & 0xf == 1
+            }
+            _ => false,
+        }
+    }
+
+    /// No object at the handle (`TPM_RC_HANDLE`), whichever handle it was.
+    pub fn is_bad_handle(self) -> bool {
+        self.tpm_kind() == Some(Tss2ResponseCodeKind::Handle)
     }
 
     /// The TPM has no room for another object or session (`TPM_RC_OBJECT_MEMORY`,
-    /// `TPM_RC_SESSION_MEMORY`, `TPM_RC_MEMORY`), as tss-esapi decodes it.
+    /// `TPM_RC_SESSION_MEMORY`, `TPM_RC_MEMORY`).
     pub fn is_out_of_memory(self) -> bool {
-        self.layer() == 0
-            && matches!(
-                Tss2ResponseCode::from(self.0).kind(),
-                Some(
-                    Tss2ResponseCodeKind::ObjectMemory
-                        | Tss2ResponseCodeKind::SessionMemory
-                        | Tss2ResponseCodeKind::Memory
-                )
+        matches!(
+            self.tpm_kind(),
+            Some(
+                Tss2ResponseCodeKind::ObjectMemory
+                    | Tss2ResponseCodeKind::SessionMemory
+                    | Tss2ResponseCodeKind::Memory
             )
+        )
     }
 
-    fn name(self) -> Option<&'static str> {
+    /// The specification's name: `TPM_RC_*` from tss-esapi's kind, `TSS2_TCTI_RC_*` for
+    /// the TCTI layer, which tss-esapi does not name.
+    pub fn name(self) -> Option<String> {
         if self.layer() == 0x0a {
-            return Some(match self.0 & 0xffff {
-                0x0a => "TSS2_TCTI_RC_IO_ERROR",
-                0x08 => "TSS2_TCTI_RC_NO_CONNECTION",
-                0x09 => "TSS2_TCTI_RC_TRY_AGAIN",
-                _ => "a TCTI error",
-            });
+            return Some(
+                match self.raw() & 0xffff {
+                    0x0a => "TSS2_TCTI_RC_IO_ERROR",
+                    0x08 => "TSS2_TCTI_RC_NO_CONNECTION",
+                    0x09 => "TSS2_TCTI_RC_TRY_AGAIN",
+                    _ => "a TCTI error",
+                }
+                .to_owned(),
+            );
         }
-        if self.layer() != 0 {
-            return None;
+        let kind = match self.tpm_kind()? {
+            Tss2ResponseCodeKind::TpmVendorSpecific => return None,
+            // The specification writes it in one word.
+            Tss2ResponseCodeKind::CpHash => return Some("TPM_RC_CPHASH".to_owned()),
+            kind => kind,
+        };
+        // `AuthFail` → `TPM_RC_AUTH_FAIL`, `ReferenceH0` → `TPM_RC_REFERENCE_H0`.
+        let mut name = String::from("TPM_RC");
+        for c in format!("{kind:?}").chars() {
+            if c.is_ascii_uppercase() {
+                name.push('_');
+            }
+            name.push(c.to_ascii_uppercase());
         }
-        let raw = self.0 & 0xffff;
-        Some(match raw {
-            0x100 => "TPM_RC_INITIALIZE",
-            0x101 => "TPM_RC_FAILURE",
-            0x921 => "TPM_RC_LOCKOUT",
-            0x902 => "TPM_RC_OBJECT_MEMORY",
-            0x903 => "TPM_RC_SESSION_MEMORY",
-            0x904 => "TPM_RC_MEMORY",
-            0x910 => "TPM_RC_REFERENCE_H0",
-            0x922 => "TPM_RC_RETRY",
-            0x908 => "TPM_RC_YIELDED",
-            0x90a => "TPM_RC_TESTING",
-            0x126 => "TPM_RC_POLICY",
-            0x149 => "TPM_RC_NV_AUTHORIZATION",
-            0x14c => "TPM_RC_NV_DEFINED",
-            0x152 => "TPM_RC_PARENT",
-            _ => match self.base() {
-                0x081 => "TPM_RC_ASYMMETRIC",
-                0x082 => "TPM_RC_ATTRIBUTES",
-                0x083 => "TPM_RC_HASH",
-                0x084 => "TPM_RC_VALUE",
-                0x085 => "TPM_RC_HIERARCHY",
-                0x087 => "TPM_RC_KEY_SIZE",
-                0x08A => "TPM_RC_TYPE",
-                0x08B => "TPM_RC_HANDLE",
-                0x08E => "TPM_RC_AUTH_FAIL",
-                0x092 => "TPM_RC_SCHEME",
-                0x095 => "TPM_RC_SIZE",
-                0x096 => "TPM_RC_SYMMETRIC",
-                0x097 => "TPM_RC_TAG",
-                0x09A => "TPM_RC_INSUFFICIENT",
-                0x09B => "TPM_RC_SIGNATURE",
-                0x09C => "TPM_RC_KEY",
-                0x09F => "TPM_RC_INTEGRITY",
-                0x0A2 => "TPM_RC_BAD_AUTH",
-                0x0A6 => "TPM_RC_CURVE",
-                _ => return None,
-            },
-        })
+        Some(name)
     }
 }
 
 impl std::fmt::Display for Rc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.name() {
-            Some(name) => write!(f, "{name} ({:#x})", self.0),
-            None => write!(f, "TSS2 return code {:#x}", self.0),
+            Some(name) => write!(f, "{name} ({:#x})", self.raw()),
+            None => write!(f, "TSS2 return code {:#x}", self.raw()),
         }
     }
 }
 
 /// A one-line description of a tss-esapi error, with the raw return code.
 pub fn describe_error(error: &tss_esapi::Error) -> String {
-    match raw_rc(error) {
-        Some(rc) => Rc(rc).to_string(),
+    match Rc::of(error) {
+        Some(rc) => rc.to_string(),
         None => error.to_string(),
     }
 }
@@ -782,23 +796,29 @@ mod tests {
 
     #[test]
     fn return_codes() {
-        assert!(Rc(0x98e).is_auth_failure());
-        assert!(Rc(0x9a2).is_auth_failure());
-        assert!(!Rc(0x98b).is_auth_failure());
-        assert!(Rc(0x921).is_lockout());
-        assert!(Rc(0xa000a).is_connection_lost());
-        assert!(Rc(0x18b).is_object_gone());
-        assert!(Rc(0x910).is_object_gone());
-        assert!(!Rc(0x28b).is_object_gone());
+        assert!(Rc::from_raw(0x98e).is_auth_failure());
+        assert!(Rc::from_raw(0x9a2).is_auth_failure());
+        assert!(!Rc::from_raw(0x98b).is_auth_failure());
+        assert!(Rc::from_raw(0x921).is_lockout());
+        assert!(Rc::from_raw(0xa000a).is_connection_lost());
+        assert!(Rc::from_raw(0x18b).is_object_gone());
+        assert!(Rc::from_raw(0x910).is_object_gone());
+        assert!(!Rc::from_raw(0x28b).is_object_gone());
         for rc in [0x902, 0x903, 0x904] {
-            assert!(Rc(rc).is_out_of_memory(), "{rc:#x}");
+            assert!(Rc::from_raw(rc).is_out_of_memory(), "{rc:#x}");
         }
         // The same numbers from another layer, and the warnings around them, are not.
         for rc in [0x901, 0x905, 0x70902, 0xa0902, 0x102] {
-            assert!(!Rc(rc).is_out_of_memory(), "{rc:#x}");
+            assert!(!Rc::from_raw(rc).is_out_of_memory(), "{rc:#x}");
         }
-        assert_eq!(Rc(0x902).to_string(), "TPM_RC_OBJECT_MEMORY (0x902)");
-        assert_eq!(Rc(0x98e).to_string(), "TPM_RC_AUTH_FAIL (0x98e)");
-        assert_eq!(Rc(0xa000a).to_string(), "TSS2_TCTI_RC_IO_ERROR (0xa000a)");
+        assert_eq!(
+            Rc::from_raw(0x902).to_string(),
+            "TPM_RC_OBJECT_MEMORY (0x902)"
+        );
+        assert_eq!(Rc::from_raw(0x98e).to_string(), "TPM_RC_AUTH_FAIL (0x98e)");
+        assert_eq!(
+            Rc::from_raw(0xa000a).to_string(),
+            "TSS2_TCTI_RC_IO_ERROR (0xa000a)"
+        );
     }
 }

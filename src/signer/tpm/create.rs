@@ -3,6 +3,7 @@
 //! Nothing here writes a file or prints: the command does.
 
 use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::constants::response_code::Tss2ResponseCodeKind;
 use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::dynamic_handles::Persistent;
@@ -17,9 +18,9 @@ use tss_esapi::structures::{
 };
 use tss_esapi::traits::Marshall;
 
-use super::context::{Rc, Tcti, TpmContext, describe_error, raw_rc};
+use super::context::{Rc, Tcti, TpmContext, describe_error};
 use super::keyfile::{self, TssKey};
-use super::signer::{parent_handle, release_parent};
+use super::signer::{parent_handle, release_parent, tpm_err};
 use super::{KeyLocation, OWNER_PASSWORD_ENV, Passwords, TpmError, TpmSigner};
 use crate::config::{TpmKeyTarget, TpmKeyType, TpmParent};
 use crate::secret::Secret;
@@ -211,12 +212,7 @@ fn create_on(
         ctx.track(key);
     }
     release_parent(ctx, parent, flush_parent);
-    let mut key = loaded.map_err(|e| TpmError::Tpm {
-        call: "TPM2_Load",
-        key: desc.to_owned(),
-        rc: describe_error(&e),
-        hint: None,
-    })?;
+    let mut key = loaded.map_err(|e| tpm_err("TPM2_Load", desc, &e))?;
     if let Some(handle) = job.persistent {
         let persistent = PersistentTpmHandle::new(handle)
             .map_err(|_| TpmError::Keygen(format!("{handle:#x} is not persistent")))?;
@@ -248,39 +244,33 @@ fn create_on(
 }
 
 fn create_error(e: &tss_esapi::Error, parent: u32) -> TpmError {
-    match raw_rc(e).map(Rc) {
+    match Rc::of(e) {
         Some(rc) if rc.is_auth_failure() => TpmError::WrongPassword {
             what: "the parent password",
             key: keyfile::parent_name(parent),
             rc,
             hint: "set it in RA_SIGNER_TPM_PARENT_PASSWORD".to_owned(),
         },
-        _ => TpmError::Tpm {
-            call: "TPM2_Create",
-            key: "the new key".to_owned(),
-            rc: describe_error(e),
-            hint: None,
-        },
+        _ => tpm_err("TPM2_Create", "the new key", e),
     }
 }
 
 fn evict_error(e: &tss_esapi::Error, handle: u32) -> TpmError {
-    match raw_rc(e).map(Rc) {
+    match Rc::of(e) {
         Some(rc) if rc.is_auth_failure() => TpmError::WrongPassword {
             what: "the owner hierarchy password",
             key: "the owner hierarchy".to_owned(),
             rc,
             hint: format!("set it in {OWNER_PASSWORD_ENV}"),
         },
-        Some(rc) if rc.layer() == 0 && rc.0 & 0xffff == 0x14c => TpmError::Keygen(format!(
-            "persistent handle {handle:#010x} is already in use: pick another, or free it with \
-             `tpm2_evictcontrol -C o -c {handle:#010x}`"
-        )),
-        _ => TpmError::Tpm {
-            call: "TPM2_EvictControl",
-            key: format!("handle {handle:#010x}"),
-            rc: describe_error(e),
-            hint: None,
-        },
+        Some(rc)
+            if rc.code().kind() == Some(Tss2ResponseCodeKind::NvDefined) && rc.layer() == 0 =>
+        {
+            TpmError::Keygen(format!(
+                "persistent handle {handle:#010x} is already in use: pick another, or free it with \
+                 `tpm2_evictcontrol -C o -c {handle:#010x}`"
+            ))
+        }
+        _ => tpm_err("TPM2_EvictControl", &format!("handle {handle:#010x}"), e),
     }
 }

@@ -25,11 +25,10 @@ use std::path::{Path, PathBuf};
 
 use crate::cert::{Cert, CertError};
 use crate::config::{CertificateSource, IdentityConfig, PrivateKeySource};
-use crate::error::{Error, ErrorClass};
 use crate::secret::{self, Secret, SecretError, SecretSource};
 use crate::signer::{Identity, KeyMismatch};
 
-pub use context::{Rc, Tcti, release_all};
+pub use context::{OUT_OF_MEMORY_HINT, Rc, Tcti, release_all};
 pub use create::{CreatedKey, NewKey, create_key};
 pub use keyfile::{KeyFileError, TssKey, is_hierarchy, parent_name};
 pub use signer::TpmSigner;
@@ -166,16 +165,54 @@ pub enum TpmError {
         /// The object.
         key: String,
         /// The TPM's (or the TSS's) answer.
-        rc: String,
+        rc: Rc,
         /// What to try, when known.
         hint: Option<String>,
     },
+    /// tss-esapi refused a call before it reached the TPM (a value out of range).
+    #[error("{call} failed for {key}: {source}")]
+    Wrapper {
+        /// The command ("TPM2_Sign").
+        call: &'static str,
+        /// The object.
+        key: String,
+        /// tss-esapi's refusal.
+        source: tss_esapi::Error,
+    },
+    /// The TPM refused this key's password (or is in lockout) earlier in this process, so
+    /// it is not asked again: each refusal moves the dictionary-attack counter.
+    #[error("TPM2_Sign failed for {key}: not asking the TPM again after: {why}")]
+    RefusedBefore {
+        /// The object.
+        key: String,
+        /// The first refusal.
+        why: String,
+        /// What to try, from the first refusal.
+        hint: Option<String>,
+    },
+    /// The new key could not sign its certificate request.
+    #[error("TPM2_Sign failed for the new key (signing the CSR): {0}")]
+    CsrSign(#[source] crate::signer::SignError),
     /// The key does not belong with the certificate.
     #[error(transparent)]
     Mismatch(#[from] KeyMismatch),
     /// A keygen argument or output problem.
     #[error("{0}")]
     Keygen(String),
+}
+
+/// What to do when the TPM is in dictionary-attack lockout.
+pub const LOCKOUT_HINT: &str = "wait for the lockout to expire, or clear it with the lockout \
+     password (tpm2_dictionarylockout --clear-lockout); check the password before trying again";
+
+/// What to do when the TPM did not answer in time.
+pub fn timeout_hint() -> String {
+    format!(
+        "another process may hold the TPM (swtpm serves one client at a time; a kernel \
+         resource manager, device:/dev/tpmrm0, or tabrmd shares it), or the TPM is \
+         stopped; {}=SECONDS changes the limit",
+        context::TIMEOUT_ENV
+    )
 }
 
 impl TpmError {
@@ -186,12 +223,7 @@ impl TpmError {
                          simulator";
         Some(match self {
             TpmError::Unreachable { .. } | TpmError::BadTcti { .. } => tcti_hint.to_owned(),
-            TpmError::Timeout { .. } => format!(
-                "another process may hold the TPM (swtpm serves one client at a time; a kernel \
-                 resource manager, device:/dev/tpmrm0, or tabrmd shares it), or the TPM is \
-                 stopped; {}=SECONDS changes the limit",
-                context::TIMEOUT_ENV
-            ),
+            TpmError::Timeout { .. } => timeout_hint(),
             TpmError::CertificateSource(_) => {
                 "export the certificate to a PEM file and pass --certificate cert.pem".to_owned()
             }
@@ -206,11 +238,7 @@ impl TpmError {
                     .to_owned(),
             },
             TpmError::WrongPassword { hint, .. } => hint.clone(),
-            TpmError::Lockout { .. } => {
-                "wait for the lockout to expire, or clear it with the lockout password \
-                 (tpm2_dictionarylockout --clear-lockout); check the password before trying again"
-                    .to_owned()
-            }
+            TpmError::Lockout { .. } => LOCKOUT_HINT.to_owned(),
             TpmError::NoObject { .. } => {
                 "list persistent objects with `tpm2_getcap handles-persistent`".to_owned()
             }
@@ -230,27 +258,14 @@ impl TpmError {
                  with `tpm2_readpublic`)"
                     .to_owned()
             }
-            TpmError::Tpm { hint, .. } => return hint.clone(),
+            TpmError::Tpm { hint, .. } | TpmError::RefusedBefore { hint, .. } => {
+                return hint.clone();
+            }
             TpmError::CannotSign { .. } | TpmError::Unsupported { .. } => {
                 "use an unrestricted RSA (RSASSA) or ECC P-256/P-384 signing key".to_owned()
             }
             _ => return None,
         })
-    }
-}
-
-impl From<TpmError> for Error {
-    fn from(e: TpmError) -> Self {
-        let class = match &e {
-            TpmError::Keygen(_) | TpmError::BadTcti { .. } => ErrorClass::Usage,
-            _ => ErrorClass::Identity,
-        };
-        let hint = e.hint();
-        let err = Error::new(class, e.to_string());
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use tss_esapi::structures::{
 use tss_esapi::traits::UnMarshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
-use super::context::{OUT_OF_MEMORY_HINT, Rc, Tcti, TpmContext, Worker, describe_error, raw_rc};
+use super::context::{OUT_OF_MEMORY_HINT, Rc, Tcti, TpmContext, Worker, describe_error};
 use super::keyfile::{self, TssKey};
 use super::{KeyLocation, Passwords, TpmError};
 use crate::cert::KeyType;
@@ -151,19 +151,14 @@ impl TpmSigner {
                 hash_scheme: HashScheme::new(hash_alg),
             },
         };
-        let tpm_digest = TpmDigest::try_from(hash).map_err(|e| TpmError::Tpm {
-            call: "TPM2_Sign",
-            key: self.desc.clone(),
-            rc: describe_error(&e),
-            hint: None,
-        })?;
+        let tpm_digest =
+            TpmDigest::try_from(hash).map_err(|e| tpm_err("TPM2_Sign", &self.desc, &e))?;
 
         let mut inner = self.lock();
         if let Some((why, hint)) = &inner.refused {
-            return Err(TpmError::Tpm {
-                call: "TPM2_Sign",
+            return Err(TpmError::RefusedBefore {
                 key: self.desc.clone(),
-                rc: format!("not asking the TPM again after: {why}"),
+                why: why.clone(),
                 hint: hint.clone(),
             });
         }
@@ -202,7 +197,7 @@ impl TpmSigner {
             match result {
                 Ok(signature) => return self.encode(signature),
                 Err(e) => {
-                    let rc = raw_rc(&e).map(Rc);
+                    let rc = Rc::of(&e);
                     let stale = rc.is_some_and(|rc| rc.is_connection_lost() || rc.is_object_gone());
                     if stale && !reloaded {
                         // The TPM was reset or the simulator restarted: load the key again,
@@ -225,13 +220,8 @@ impl TpmSigner {
     }
 
     fn sign_error(&self, inner: &Inner, e: &tss_esapi::Error) -> TpmError {
-        let Some(rc) = raw_rc(e).map(Rc) else {
-            return TpmError::Tpm {
-                call: "TPM2_Sign",
-                key: self.desc.clone(),
-                rc: e.to_string(),
-                hint: None,
-            };
+        let Some(rc) = Rc::of(e) else {
+            return tpm_err("TPM2_Sign", &self.desc, e);
         };
         if rc.is_lockout() {
             return TpmError::Lockout { rc };
@@ -272,7 +262,7 @@ impl TpmSigner {
         TpmError::Tpm {
             call: "TPM2_Sign",
             key: self.desc.clone(),
-            rc: rc.to_string(),
+            rc,
             hint: None,
         }
     }
@@ -303,13 +293,50 @@ impl Signer for TpmSigner {
 
     fn sign(&self, digest: Digest, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let hash = digest.hash(message);
-        self.sign_digest(digest, &hash).map_err(|e| {
-            let failure = SignError::new(e.to_string());
-            match e.hint() {
-                Some(hint) => failure.with_hint(hint),
-                None => failure,
-            }
-        })
+        self.sign_digest(digest, &hash).map_err(SignError::from)
+    }
+}
+
+impl From<TpmError> for SignError {
+    /// Keeps the response code typed where the TPM gave one; the rest (a refused password,
+    /// a key that would not load again) keeps the backend's whole error.
+    fn from(e: TpmError) -> Self {
+        match e {
+            // A hint of the backend's own (where the key came from) stays with the error.
+            TpmError::Tpm {
+                call,
+                key,
+                rc,
+                hint: None,
+            } => SignError::Tpm {
+                call,
+                key,
+                rc: rc.code(),
+            },
+            TpmError::Tpm {
+                call,
+                key,
+                rc,
+                hint: Some(_),
+            } if rc.is_out_of_memory() => SignError::Tpm {
+                call,
+                key,
+                rc: rc.code(),
+            },
+            TpmError::Lockout { rc } => SignError::TpmLockout { rc: rc.code() },
+            TpmError::Timeout {
+                call,
+                tcti,
+                origin,
+                secs,
+            } => SignError::TpmTimeout {
+                call,
+                tcti,
+                origin,
+                secs,
+            },
+            other => SignError::TpmKey(Box::new(other)),
+        }
     }
 }
 
@@ -507,16 +534,9 @@ pub(crate) fn persistent_object(
         .map(TpmHandle::Persistent)
         .map_err(|_| TpmError::NoObject { handle, role })?;
     ctx.execute_without_session(|c| c.tr_from_tpm_public(tpm_handle))
-        .map_err(|e| match raw_rc(&e).map(Rc) {
-            Some(rc) if rc.layer() == 0 && rc.base() == 0x08B => {
-                TpmError::NoObject { handle, role }
-            }
-            _ => TpmError::Tpm {
-                call: "TPM2_ReadPublic",
-                key: desc.to_owned(),
-                rc: describe_error(&e),
-                hint: None,
-            },
+        .map_err(|e| match Rc::of(&e) {
+            Some(rc) if rc.is_bad_handle() => TpmError::NoObject { handle, role },
+            _ => tpm_err("TPM2_ReadPublic", desc, &e),
         })
 }
 
@@ -544,7 +564,7 @@ pub(crate) fn parent_handle(
                 ctx.track(primary.key_handle);
                 Ok((primary.key_handle, true))
             }
-            Err(e) => Err(match raw_rc(&e).map(Rc) {
+            Err(e) => Err(match Rc::of(&e) {
                 Some(rc) if rc.is_auth_failure() => TpmError::WrongPassword {
                     what: "the hierarchy password",
                     key: keyfile::parent_name(parent),
@@ -581,14 +601,13 @@ pub(crate) fn release_parent(ctx: &mut TpmContext, handle: KeyHandle, flush: boo
     }
 }
 
-fn tpm_err(call: &'static str, desc: &str, e: &tss_esapi::Error) -> TpmError {
-    match raw_rc(e) {
-        Some(rc) => tpm_rc_err(call, desc, Rc(rc)),
-        None => TpmError::Tpm {
+pub(crate) fn tpm_err(call: &'static str, desc: &str, e: &tss_esapi::Error) -> TpmError {
+    match Rc::of(e) {
+        Some(rc) => tpm_rc_err(call, desc, rc),
+        None => TpmError::Wrapper {
             call,
             key: desc.to_owned(),
-            rc: e.to_string(),
-            hint: None,
+            source: *e,
         },
     }
 }
@@ -598,7 +617,7 @@ pub(crate) fn tpm_rc_err(call: &'static str, desc: &str, rc: Rc) -> TpmError {
     TpmError::Tpm {
         call,
         key: desc.to_owned(),
-        rc: rc.to_string(),
+        rc,
         hint: rc.is_out_of_memory().then(|| OUT_OF_MEMORY_HINT.to_owned()),
     }
 }
@@ -663,7 +682,7 @@ fn load_on(
 
 fn load_error(e: &tss_esapi::Error, file: &TssKey, desc: &str) -> TpmError {
     let parent = keyfile::parent_name(file.parent);
-    match raw_rc(e).map(Rc) {
+    match Rc::of(e) {
         Some(rc) if rc.is_auth_failure() => TpmError::WrongPassword {
             what: "the parent password",
             key: parent.clone(),
@@ -678,7 +697,7 @@ fn load_error(e: &tss_esapi::Error, file: &TssKey, desc: &str) -> TpmError {
         Some(rc) => TpmError::Tpm {
             call: "TPM2_Load",
             key: desc.to_owned(),
-            rc: rc.to_string(),
+            rc,
             hint: Some(format!(
                 "the key was not made under {parent} of this TPM: it belongs to another TPM, \
                  its parent was made from another template, or the TPM was cleared since"

@@ -8,7 +8,15 @@ use super::swtpm::{Launch, Swtpm, command_name, fixture, serial};
 use super::*;
 use crate::cert::KeyType;
 use crate::config::TpmSettings;
-use crate::signer::{Digest, Signer};
+use crate::signer::{Digest, SignError, Signer};
+
+/// The hint of a signing failure that kept the TPM backend's error (a refused password).
+fn key_hint(e: &SignError) -> Option<String> {
+    match e {
+        SignError::TpmKey(e) => e.hint(),
+        _ => None,
+    }
+}
 
 /// The TCTI of `tpm`, as `--tpm-tcti` gives it.
 fn tcti(tpm: &Swtpm) -> Tcti {
@@ -390,8 +398,8 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .signer()
         .sign(Digest::Sha256, b"x")
         .expect_err("wrong password");
-    assert!(err.message().contains("TPM_RC_AUTH_FAIL"), "{err}");
-    let hint = err.hint().expect("a password hint");
+    assert!(err.to_string().contains("TPM_RC_AUTH_FAIL"), "{err}");
+    let hint = key_hint(&err).expect("a password hint");
     assert!(hint.contains("RA_SIGNER_TPM_KEY_PASSWORD"), "{hint}");
     let sent = tpm.commands().len();
     let again = id
@@ -399,10 +407,10 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .sign(Digest::Sha256, b"x")
         .expect_err("still refused");
     assert!(
-        again.message().contains("not asking the TPM again"),
+        again.to_string().contains("not asking the TPM again"),
         "{again}"
     );
-    assert_eq!(again.hint(), Some(hint), "the refusal keeps its hint");
+    assert_eq!(key_hint(&again), Some(hint), "the refusal keeps its hint");
     assert_eq!(tpm.commands().len(), sent, "the password was sent again");
     drop(id);
     let vars = tpm.run("tpm2_getcap", &["properties-variable"]);
@@ -428,7 +436,7 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .signer()
         .sign(Digest::Sha256, b"x")
         .expect_err("wrong password");
-    let hint = err.hint().expect("a hint");
+    let hint = key_hint(&err).expect("a hint");
     assert!(hint.contains("--no-tpm-key-password"), "{hint}");
 
     // A key password missing: the hint says how to give one.
@@ -443,7 +451,7 @@ fn wrong_password_fails_once_and_is_not_retried() {
         .signer()
         .sign(Digest::Sha256, b"x")
         .expect_err("no password");
-    let hint = err.hint().expect("a hint");
+    let hint = key_hint(&err).expect("a hint");
     assert!(hint.contains("--tpm-key-password-file"), "{hint}");
 }
 
