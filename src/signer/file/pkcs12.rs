@@ -60,86 +60,86 @@ const MAX_NESTING: usize = 4;
 
 /// `PFX ::= SEQUENCE { version INTEGER {v3(3)}, authSafe ContentInfo, macData MacData OPTIONAL }`
 #[derive(Sequence)]
-pub(super) struct Pfx<'a> {
-    pub(super) version: u8,
-    pub(super) auth_safe: ContentInfo<'a>,
-    pub(super) mac_data: Option<MacData<'a>>,
+struct Pfx<'a> {
+    version: u8,
+    auth_safe: ContentInfo<'a>,
+    mac_data: Option<MacData<'a>>,
 }
 
 /// `ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT ANY OPTIONAL }` (CMS).
 #[derive(Sequence)]
-pub(super) struct ContentInfo<'a> {
-    pub(super) content_type: ObjectIdentifier,
+struct ContentInfo<'a> {
+    content_type: ObjectIdentifier,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
-    pub(super) content: Option<AnyRef<'a>>,
+    content: Option<AnyRef<'a>>,
 }
 
 /// `MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations INTEGER DEFAULT 1 }`
 #[derive(Sequence)]
-pub(super) struct MacData<'a> {
-    pub(super) mac: DigestInfo<'a>,
-    pub(super) mac_salt: &'a OctetStringRef,
-    #[asn1(default = "one")]
-    pub(super) iterations: u32,
+struct MacData<'a> {
+    mac: DigestInfo<'a>,
+    mac_salt: &'a OctetStringRef,
+    #[asn1(default = "default_mac_iterations")]
+    iterations: u32,
 }
 
-fn one() -> u32 {
+fn default_mac_iterations() -> u32 {
     1
 }
 
 /// `DigestInfo ::= SEQUENCE { digestAlgorithm AlgorithmIdentifier, digest OCTET STRING }`
 #[derive(Sequence)]
-pub(super) struct DigestInfo<'a> {
-    pub(super) algorithm: AlgorithmIdentifierRef<'a>,
-    pub(super) digest: &'a OctetStringRef,
+struct DigestInfo<'a> {
+    algorithm: AlgorithmIdentifierRef<'a>,
+    digest: &'a OctetStringRef,
 }
 
 /// `EncryptedData ::= SEQUENCE { version INTEGER (0), encryptedContentInfo }` (CMS).
 #[derive(Sequence)]
-pub(super) struct EncryptedData<'a> {
-    pub(super) version: u8,
-    pub(super) content_info: EncryptedContentInfo<'a>,
+struct EncryptedData<'a> {
+    version: u8,
+    content_info: EncryptedContentInfo<'a>,
 }
 
 /// `EncryptedContentInfo ::= SEQUENCE { contentType OID, contentEncryptionAlgorithm
 /// AlgorithmIdentifier, encryptedContent [0] IMPLICIT OCTET STRING OPTIONAL }` (CMS).
 #[derive(Sequence)]
-pub(super) struct EncryptedContentInfo<'a> {
-    pub(super) content_type: ObjectIdentifier,
-    pub(super) algorithm: AlgorithmIdentifierRef<'a>,
+struct EncryptedContentInfo<'a> {
+    content_type: ObjectIdentifier,
+    algorithm: AlgorithmIdentifierRef<'a>,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
-    pub(super) encrypted_content: Option<&'a OctetStringRef>,
+    encrypted_content: Option<&'a OctetStringRef>,
 }
 
 /// `SafeBag ::= SEQUENCE { bagId OID, bagValue [0] EXPLICIT ANY, bagAttributes SET OPTIONAL }`
 #[derive(Sequence)]
-pub(super) struct SafeBag<'a> {
-    pub(super) bag_id: ObjectIdentifier,
+struct SafeBag<'a> {
+    bag_id: ObjectIdentifier,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
-    pub(super) bag_value: AnyRef<'a>,
-    pub(super) bag_attributes: Option<AnyRef<'a>>,
+    bag_value: AnyRef<'a>,
+    bag_attributes: Option<AnyRef<'a>>,
 }
 
 /// `CertBag ::= SEQUENCE { certId OID, certValue [0] EXPLICIT ANY }`
 #[derive(Sequence)]
-pub(super) struct CertBag<'a> {
-    pub(super) cert_id: ObjectIdentifier,
+struct CertBag<'a> {
+    cert_id: ObjectIdentifier,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
-    pub(super) cert_value: AnyRef<'a>,
+    cert_value: AnyRef<'a>,
 }
 
 /// `EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData OCTET STRING }`
 #[derive(Sequence)]
-pub(super) struct EncryptedPrivateKeyInfo<'a> {
-    pub(super) algorithm: AlgorithmIdentifierRef<'a>,
-    pub(super) encrypted_data: &'a OctetStringRef,
+struct EncryptedPrivateKeyInfo<'a> {
+    algorithm: AlgorithmIdentifierRef<'a>,
+    encrypted_data: &'a OctetStringRef,
 }
 
 /// `pkcs-12PbeParams ::= SEQUENCE { salt OCTET STRING, iterations INTEGER }`
 #[derive(Sequence)]
-pub(super) struct PbeParams<'a> {
-    pub(super) salt: &'a OctetStringRef,
-    pub(super) iterations: u32,
+struct PbeParams<'a> {
+    salt: &'a OctetStringRef,
+    iterations: u32,
 }
 
 /// Reads the one key of a PKCS#12 file and its certificates, the key's own certificate first.
@@ -316,8 +316,8 @@ fn open(
     })
 }
 
-/// Whether `password` decrypts at least one encrypted part, each part tried on its own; what
-/// is decrypted here is only counted, never used.
+/// Whether `password` decrypts at least one encrypted part, each part tried on its own (all
+/// within one decryption budget); what is decrypted here is only counted, never used.
 fn decrypts_any_part(safes: &[ContentInfo<'_>], password: &Password) -> bool {
     let mut reader = Reader::new(password);
     safes.iter().any(|safe| {
@@ -445,6 +445,9 @@ impl Contents {
 /// Walks the bags with one password, counting what it decrypts.
 struct Reader<'p> {
     password: &'p Password,
+    /// Decryptions tried, failed ones included: each costs a key derivation.
+    attempts: usize,
+    /// Decryptions that succeeded.
     decrypted: usize,
     contents: Contents,
 }
@@ -453,6 +456,7 @@ impl<'p> Reader<'p> {
     fn new(password: &'p Password) -> Self {
         Reader {
             password,
+            attempts: 0,
             decrypted: 0,
             contents: Contents {
                 keys: Vec::new(),
@@ -555,11 +559,12 @@ impl<'p> Reader<'p> {
         algorithm: &AlgorithmIdentifierRef<'_>,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
-        if self.decrypted >= MAX_DECRYPTIONS {
+        if self.attempts >= MAX_DECRYPTIONS {
             return Err(Failure::Malformed(format!(
                 "more than {MAX_DECRYPTIONS} encrypted parts"
             )));
         }
+        self.attempts += 1;
         let mut buffer = Zeroizing::new(ciphertext.to_vec());
         let plain_len = match algorithm.oid {
             OID_PBES2 => self.pbes2(algorithm, &mut buffer)?,
@@ -573,7 +578,7 @@ impl<'p> Reader<'p> {
                 )));
             }
         };
-        // CBC decrypts in place: the plaintext is the start of the buffer, and the rest
+        // Decryption is in place: the plaintext is the start of the buffer, and the rest
         // (padding) is zeroized with it.
         buffer.truncate(plain_len);
         self.decrypted += 1;
@@ -778,19 +783,27 @@ pub(super) mod testing {
         password: &str,
         mac_iterations: u32,
     ) -> Vec<u8> {
+        pfx_of_parts(&[safe_contents], password, mac_iterations)
+    }
+
+    /// [`pfx`] with one `data` part per element of `parts`.
+    fn pfx_of_parts(parts: &[&[u8]], password: &str, mac_iterations: u32) -> Vec<u8> {
         let data = |bytes: &[u8]| {
             OctetString::new(bytes)
                 .expect("octets")
                 .to_der()
                 .expect("DER")
         };
-        let part = data(safe_contents);
-        let auth_safe = vec![ContentInfo {
-            content_type: OID_DATA,
-            content: Some(AnyRef::from_der(&part).expect("any")),
-        }]
-        .to_der()
-        .expect("DER");
+        let parts: Vec<Vec<u8>> = parts.iter().map(|part| data(part)).collect();
+        let auth_safe = parts
+            .iter()
+            .map(|part| ContentInfo {
+                content_type: OID_DATA,
+                content: Some(AnyRef::from_der(part).expect("any")),
+            })
+            .collect::<Vec<_>>()
+            .to_der()
+            .expect("DER");
         let salt = [7u8; 8];
         let digest = if mac_iterations <= MAX_KDF_ITERATIONS {
             let key = kdf::<sha2::Sha256>(
@@ -855,5 +868,48 @@ pub(super) mod testing {
     /// The BMPString form of `password` the key derivation takes.
     pub(in super::super) fn bmp(password: &str) -> Vec<u8> {
         Password::new(password).bmp.to_vec()
+    }
+
+    /// Failed decryptions count against the budget too: a wrong password costs at most
+    /// `MAX_DECRYPTIONS` key derivations however many encrypted parts a file holds.
+    #[test]
+    fn the_decryption_budget_counts_failures() {
+        // An EncryptedPrivateKeyInfo under PKCS#12 3DES with garbage for ciphertext.
+        let params = PbeParams {
+            salt: OctetStringRef::new(&[1; 8]).expect("salt"),
+            iterations: 2048,
+        }
+        .to_der()
+        .expect("DER");
+        let shrouded = EncryptedPrivateKeyInfo {
+            algorithm: AlgorithmIdentifierRef {
+                oid: OID_PBE_SHA1_3DES,
+                parameters: Some(AnyRef::from_der(&params).expect("any")),
+            },
+            encrypted_data: OctetStringRef::new(&[0x5a; 64]).expect("octets"),
+        }
+        .to_der()
+        .expect("DER");
+        let part = safe_contents(&[Bag::shrouded_key(&shrouded)]);
+        let parts = vec![part.as_slice(); 50];
+        let der = pfx_of_parts(&parts, "right", 1);
+        let pfx = Pfx::from_der(&der).expect("PFX");
+        let safes = Vec::<ContentInfo<'_>>::from_der(data_octets(&pfx.auth_safe).expect("data"))
+            .expect("AuthenticatedSafe");
+        let password = Password::new("wrong");
+        let mut reader = Reader::new(&password);
+        let failures = safes
+            .iter()
+            .filter(|safe| reader.content_info(safe).is_err())
+            .count();
+        assert_eq!(
+            (failures, reader.attempts, reader.decrypted),
+            (50, MAX_DECRYPTIONS, 0)
+        );
+        assert!(!decrypts_any_part(&safes, &password));
+
+        let mut ask = || Ok(Secret::new("wrong".to_owned()));
+        let err = load(&der, "many.p12", &mut ask).expect_err("refused");
+        assert!(matches!(err, FileKeyError::WrongPassword { .. }), "{err:?}");
     }
 }
