@@ -96,13 +96,8 @@ fn parse_status_line(line: &[u8]) -> Option<(u16, String)> {
 
 /// Percent-decodes a URL's user or password (a literal `+` stays a `+`, unlike in a form).
 fn percent_decode(s: &str) -> Zeroizing<String> {
-    let query = Zeroizing::new(format!("x={}", s.replace('+', "%2B")));
-    Zeroizing::new(
-        url::form_urlencoded::parse(query.as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default(),
-    )
+    let bytes = Zeroizing::new(percent_encoding::percent_decode_str(s).collect::<Vec<u8>>());
+    Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -136,6 +131,11 @@ mod tests {
     fn userinfo_is_percent_decoded_with_plus_kept() {
         assert_eq!(percent_decode("p%40ss+w%3Ard").as_str(), "p@ss+w:rd");
         assert_eq!(percent_decode("plain").as_str(), "plain");
+        // A '%' without two hex digits stays, and bytes that are not UTF-8 become U+FFFD,
+        // as url's form decoder (used before) did.
+        assert_eq!(percent_decode("100%").as_str(), "100%");
+        assert_eq!(percent_decode("%zz%4").as_str(), "%zz%4");
+        assert_eq!(percent_decode("caf%E9").as_str(), "caf\u{FFFD}");
     }
 
     #[test]

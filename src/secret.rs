@@ -5,21 +5,26 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-/// A secret string, zeroized when dropped and never printed.
+/// A secret string, zeroized when dropped and never printed: `secrecy`'s `SecretString` (the
+/// type cryptoki takes PINs as) under the name and `Debug` the rest of ra-signer uses.
 #[derive(Clone)]
-pub struct Secret(Zeroizing<String>);
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a string.
     pub fn new(value: String) -> Self {
-        Secret(Zeroizing::new(value))
+        // `SecretString::from(String)` shrinks the string in place, which may move it and
+        // free the old bytes unzeroized: copy to an exact-size box and zeroize the original.
+        let value = Zeroizing::new(value);
+        Secret(SecretString::new(Box::from(value.as_str())))
     }
 
     /// The secret, for the one call that needs it.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 

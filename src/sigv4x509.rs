@@ -7,6 +7,7 @@
 use std::fmt;
 
 use base64::Engine;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::cert::hex_lower;
 use crate::config::Region;
@@ -33,17 +34,16 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
+/// What SigV4 percent-encodes: every byte but the RFC 3986 unreserved `A-Za-z0-9-_.~`.
+const SIGV4_ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes per RFC 3986: everything except `A-Za-z0-9-_.~`, uppercase hex.
 pub fn uri_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SIGV4_ENCODED).to_string()
 }
 
 /// The canonical query string: `name=value` pairs, encoded, sorted by name then value.
@@ -305,6 +305,37 @@ mod tests {
     fn uri_encoding_is_rfc3986() {
         assert_eq!(uri_encode("a-Z_0.~ /:+=@,"), "a-Z_0.~%20%2F%3A%2B%3D%40%2C");
         assert_eq!(canonical_query(&[("b", "2"), ("a", "1 1")]), "a=1%201&b=2");
+    }
+
+    /// The hand-written encoder `uri_encode` replaced, kept as the oracle.
+    fn uri_encode_by_hand(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2048,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn uri_encode_is_the_hand_written_encoder(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            text in proptest::prelude::any::<String>(),
+        ) {
+            let lossy = String::from_utf8_lossy(&bytes);
+            proptest::prop_assert_eq!(uri_encode(&lossy), uri_encode_by_hand(&lossy));
+            proptest::prop_assert_eq!(uri_encode(&text), uri_encode_by_hand(&text));
+        }
     }
 
     #[test]

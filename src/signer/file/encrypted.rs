@@ -87,7 +87,7 @@ fn scheme_oid(der: &[u8]) -> Option<String> {
 }
 
 /// Names the legacy schemes OpenSSL can still write (`openssl pkcs8 -topk8 -v1 ...`).
-fn scheme_name(oid: &str) -> String {
+pub(super) fn scheme_name(oid: &str) -> String {
     match oid {
         "1.2.840.113549.1.5.1" => "PBES1 pbeWithMD2AndDES-CBC".to_owned(),
         "1.2.840.113549.1.5.3" => "PBES1 pbeWithMD5AndDES-CBC".to_owned(),
@@ -106,7 +106,7 @@ fn scheme_name(oid: &str) -> String {
 }
 
 /// Refuses key-derivation costs that would hang or exhaust memory.
-fn check_cost(params: &pbes2::Parameters) -> Result<(), String> {
+pub(super) fn check_cost(params: &pbes2::Parameters) -> Result<(), String> {
     match &params.kdf {
         pbes2::Kdf::Pbkdf2(p) if p.iteration_count > MAX_PBKDF2_ITERATIONS => Err(format!(
             "PBKDF2 with {} iterations (at most {MAX_PBKDF2_ITERATIONS} accepted)",

@@ -624,29 +624,238 @@ fn pkcs12_legacy() {
     pkcs12_case("rsa2048", true);
 }
 
+/// `leaf.pem` as encrypted PKCS#8 DER (PBES2, AES-256-CBC) under `PASSWORD`.
+fn shrouded_leaf(fx: &Fx) -> Vec<u8> {
+    let passout = format!("pass:{PASSWORD}");
+    fx.openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        "leaf.pem",
+        "-outform",
+        "DER",
+        "-passout",
+        &passout,
+        "-out",
+        "leaf.p8",
+    ]);
+    fx.read("leaf.p8")
+}
+
 #[test]
 fn pkcs12_puts_the_leaf_first() {
-    use p12_keystore::{KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    use super::pkcs12::testing::{Bag, pfx, safe_contents};
     let fx = Fx::new();
     let (ca, leaf) = fx.ca_and_leaf("p384");
-    fx.openssl(&[
-        "pkcs8", "-topk8", "-nocrypt", "-in", "leaf.pem", "-outform", "DER", "-out", "leaf.p8",
-    ]);
-    let key = PrivateKey::from_der(&fx.read("leaf.p8")).expect("PKCS#8 for p12-keystore");
-    let certs = [&ca, &leaf].map(|c| {
-        p12_keystore::Certificate::from_der(c.der()).expect("certificate for p12-keystore")
-    });
-    let mut store = KeyStore::new();
-    store.add_entry(
-        "leaf",
-        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(b"id".as_slice(), key, certs)),
-    );
-    let p12 = store.writer(PASSWORD).write().expect("write PKCS#12");
-    let path = fx.write("ca-first.p12", &p12);
+    let bags = [
+        Bag::certificate(ca.der()),
+        Bag::certificate(leaf.der()),
+        Bag::shrouded_key(&shrouded_leaf(&fx)),
+    ];
+    let path = fx.write("ca-first.p12", &pfx(&safe_contents(&bags), PASSWORD, 2048));
     let loaded = load_encrypted(&path);
     let ders: Vec<&[u8]> = loaded.certificates.iter().map(Cert::der).collect();
     assert_eq!(ders, [leaf.der(), ca.der()]);
     assert_signs(loaded.signer.as_ref(), &leaf);
+}
+
+/// `openssl pkcs12 -export` of leaf.pem, leaf.crt and ca.crt under `PASSWORD` ("p256").
+fn openssl_pkcs12(fx: &Fx) -> (Cert, Vec<u8>) {
+    let (_, leaf) = fx.ca_and_leaf("p256");
+    let passout = format!("pass:{PASSWORD}");
+    fx.openssl(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "leaf.pem",
+        "-in",
+        "leaf.crt",
+        "-certfile",
+        "ca.crt",
+        "-passout",
+        &passout,
+        "-out",
+        "id.p12",
+    ]);
+    (leaf, fx.read("id.p12"))
+}
+
+#[test]
+fn pkcs12_altered_file_is_told_from_a_wrong_password() {
+    let fx = Fx::new();
+    let (_, original) = openssl_pkcs12(&fx);
+    let (mac_at, certificates_at) = super::pkcs12::testing::offsets(&original);
+    for (name, at) in [("mac", mac_at), ("certificates", certificates_at + 3)] {
+        let mut altered = original.clone();
+        altered[at] ^= 0x01;
+        let path = fx.write(&format!("altered-{name}.p12"), &altered);
+        let (result, calls) = load_counting(&path, Some(PASSWORD));
+        let err = result.expect_err("an altered file is refused");
+        assert_eq!(calls, 1, "{name}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} holds a malformed PKCS#12: its integrity check (MAC) fails although the \
+                 password decrypts it: the file was altered or damaged",
+                path.display()
+            ),
+            "{name}"
+        );
+        let err = load_err(&path, Some("not the password"));
+        assert!(
+            matches!(err, FileKeyError::WrongPassword { .. }),
+            "{name}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn pkcs12_truncated_is_malformed_and_asks_nothing() {
+    let fx = Fx::new();
+    let (_, der) = openssl_pkcs12(&fx);
+    for len in (0..der.len()).step_by(17).chain(der.len() - 40..der.len()) {
+        let mut ask = || -> Result<Secret, SecretError> { panic!("asked at {len} bytes") };
+        let err = super::pkcs12::load(&der[..len], "cut.p12", &mut ask)
+            .expect_err("a truncated file is refused");
+        assert!(
+            matches!(
+                err,
+                FileKeyError::Malformed {
+                    format: "PKCS#12",
+                    ..
+                }
+            ),
+            "{len}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn pkcs12_hostile_shapes_are_bounded() {
+    use super::pkcs12::testing::{Bag, pfx, safe_contents};
+    let fx = Fx::new();
+    let (_, leaf) = fx.ca_and_leaf("p256");
+    let key = shrouded_leaf(&fx);
+    let open = |name: &str, der: &[u8]| load_counting(&fx.write(name, der), Some(PASSWORD));
+    let detail = |result: Result<LoadedKey, FileKeyError>| match result {
+        Err(FileKeyError::Malformed { detail, .. }) => detail,
+        other => panic!("expected a malformed PKCS#12, got {other:?}"),
+    };
+
+    // Nesting within the bound is read through.
+    let nested = Bag::nested(vec![Bag::nested(vec![
+        Bag::certificate(leaf.der()),
+        Bag::shrouded_key(&key),
+    ])]);
+    let (loaded, _) = open(
+        "nested.p12",
+        &pfx(&safe_contents(&[nested]), PASSWORD, 2048),
+    );
+    let loaded = loaded.expect("two levels of nesting load");
+    assert_signs(loaded.signer.as_ref(), &leaf);
+
+    // Deeper nesting is refused without recursing into it.
+    let mut deep = Bag::shrouded_key(&key);
+    for _ in 0..200 {
+        deep = Bag::nested(vec![deep]);
+    }
+    let (result, _) = open("deep.p12", &pfx(&safe_contents(&[deep]), PASSWORD, 2048));
+    assert_eq!(detail(result), "SafeContents nested more than 4 deep");
+
+    // Every encrypted part costs a key derivation: their number is bounded.
+    let many: Vec<Bag> = (0..9).map(|_| Bag::shrouded_key(&key)).collect();
+    let (result, _) = open("many.p12", &pfx(&safe_contents(&many), PASSWORD, 2048));
+    assert_eq!(detail(result), "more than 8 encrypted parts");
+
+    // A length far beyond the file is refused by the parser, nothing allocated for it.
+    let huge = [0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x30, 0x00];
+    let (result, _) = open("huge.p12", &pfx(&huge, PASSWORD, 2048));
+    assert!(detail(result).starts_with("SafeContents: "));
+
+    // A MAC demanding billions of iterations is refused before the password is asked.
+    let bags = safe_contents(&[Bag::shrouded_key(&key)]);
+    let (result, calls) = open("slow.p12", &pfx(&bags, PASSWORD, 2_000_000_000));
+    let err = result.expect_err("refused");
+    assert_eq!(calls, 0);
+    assert!(
+        matches!(err, FileKeyError::UnsupportedEncryption { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("2000000000 iterations"), "{err}");
+}
+
+#[test]
+fn pkcs12_without_encryption_or_mac_does_not_ask() {
+    let fx = Fx::new();
+    let (_, leaf) = fx.ca_and_leaf("rsa2048");
+    fx.openssl(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "leaf.pem",
+        "-in",
+        "leaf.crt",
+        "-keypbe",
+        "NONE",
+        "-certpbe",
+        "NONE",
+        "-nomac",
+        "-passout",
+        "pass:",
+        "-out",
+        "plain.p12",
+    ]);
+    let loaded = load_plain(&fx.path("plain.p12"));
+    assert_eq!(loaded.certificates.len(), 1);
+    assert_signs(loaded.signer.as_ref(), &leaf);
+}
+
+/// The key derivation of RFC 7292 appendix B agrees with OpenSSL's PKCS12KDF.
+#[test]
+fn pkcs12_kdf_matches_openssl() {
+    use super::pkcs12::{KdfPurpose, kdf, testing::bmp};
+    let fx = Fx::new();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02X}")).collect::<String>();
+    let salt = [0x0a, 0x58, 0xcf, 0x64, 0x53, 0x0d, 0x82, 0x3f];
+    for (password, purpose, id, len, iterations) in [
+        ("smeg", KdfPurpose::Key, "1", 24, 1),
+        ("queeg", KdfPurpose::Iv, "2", 8, 1000),
+        ("", KdfPurpose::Mac, "3", 20, 2048),
+        (
+            "pässwörd with more than sixty-four bytes of BMP text",
+            KdfPurpose::Key,
+            "1",
+            45,
+            3,
+        ),
+    ] {
+        let ours = kdf::<sha1::Sha1>(&bmp(password), &salt, purpose, iterations, len);
+        let output = Command::new("openssl")
+            .args(["kdf", "-keylen", &len.to_string(), "-kdfopt", "digest:SHA1"])
+            .args(["-kdfopt", &format!("hexpass:{}", hex(&bmp(password)))])
+            .args(["-kdfopt", &format!("hexsalt:{}", hex(&salt))])
+            .args([
+                "-kdfopt",
+                &format!("iter:{iterations}"),
+                "-kdfopt",
+                &format!("id:{id}"),
+            ])
+            .arg("PKCS12KDF")
+            .current_dir(fx.dir.path())
+            .output()
+            .expect("openssl kdf");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let theirs = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .replace(':', "");
+        assert_eq!(hex(&ours), theirs, "{password:?} id {id}");
+    }
 }
 
 #[test]
