@@ -11,8 +11,8 @@ use crate::config::{
     Arn, ArnKind, CertificateSource, ClientOptions, ConfigError, CredentialProcessConfig,
     CsrRequest, IdentityConfig, KeygenConfig, KeygenJob, KeygenKeyType, Pkcs11Settings,
     PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol, ServedRole, SessionConfig,
-    SessionDuration, SessionRequest, TokenKeygen, TpmKeyTarget, TpmKeyType, TpmKeygen, TpmParent,
-    TpmSettings, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
+    SessionDuration, SessionRequest, TokenKeygen, TpmConnection, TpmKeyTarget, TpmKeyType,
+    TpmKeygen, TpmParent, TpmSettings, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
@@ -468,7 +468,8 @@ impl IdentityArgs {
                 context_pin_sources,
             },
             tpm: TpmSettings {
-                tcti: self.tpm_tcti.clone(),
+                connection: TpmConnection::resolve(self.tpm_tcti.as_deref(), env::non_blank),
+                parent_password_sources: parent_password_sources(),
                 key_password_sources: tpm_password_sources,
                 no_key_password: self.no_tpm_key_password,
             },
@@ -584,6 +585,17 @@ impl CredentialProcessArgs {
             cache_min_validity: self.cache.then_some(self.cache_min_validity),
         })
     }
+}
+
+/// Where a TPM key's parent password comes from: `RA_SIGNER_TPM_PARENT_PASSWORD`, the file
+/// `RA_SIGNER_TPM_PARENT_PASSWORD_FILE` names, then the tpm2-openssl provider's variable.
+fn parent_password_sources() -> Vec<SecretSource> {
+    let mut sources = vec![SecretSource::Env(env::TPM_PARENT_PASSWORD)];
+    if let Some(path) = std::env::var_os(env::TPM_PARENT_PASSWORD_FILE) {
+        sources.push(SecretSource::File(PathBuf::from(path)));
+    }
+    sources.push(SecretSource::Env(env::OPENSSL_PARENT_AUTH));
+    sources
 }
 
 /// Parses a `pkcs11:` URI, once, for every later use.
@@ -927,7 +939,8 @@ impl KeygenArgs {
         key_password_sources.push(SecretSource::Env(env::TPM_KEY_PASSWORD));
         Ok(KeygenJob::TpmKey {
             tpm: TpmKeygen {
-                tcti: self.tpm_tcti.clone(),
+                connection: TpmConnection::resolve(self.tpm_tcti.as_deref(), env::non_blank),
+                parent_password_sources: parent_password_sources(),
                 key_type,
                 target,
                 parent,
@@ -1100,7 +1113,10 @@ mod tests {
         assert_eq!(tpm.key_type, TpmKeyType::Rsa2048);
         assert_eq!(tpm.target, TpmKeyTarget::Persistent(0x8100_0105));
         assert_eq!(tpm.parent, TpmParent::Persistent(0x8100_0001));
-        assert_eq!(tpm.tcti.as_deref(), Some("swtpm:port=1"));
+        assert_eq!(
+            (tpm.connection.tcti.as_str(), tpm.connection.origin),
+            ("swtpm:port=1", "--tpm-tcti")
+        );
         assert!(csr.out.is_none());
         assert!(!csr.replace && !tpm.replace);
         assert!(

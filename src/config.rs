@@ -343,11 +343,84 @@ pub struct Pkcs11Settings {
     pub context_pin_sources: Vec<SecretSource>,
 }
 
+/// Which TPM, and how long one command to it may take: chosen where flags are lowered,
+/// from `--tpm-tcti`, then `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a device path or a
+/// UNIX socket, as `device:PATH`), then `device:/dev/tpmrm0`; the limit from
+/// `RA_SIGNER_TPM_TIMEOUT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmConnection {
+    /// The TCTI string.
+    pub tcti: String,
+    /// Where it came from, for messages.
+    pub origin: &'static str,
+    /// How long one TPM operation may take (0: for ever).
+    pub timeout: Duration,
+}
+
+impl TpmConnection {
+    /// The TCTI when nothing names one.
+    pub const DEFAULT_TCTI: &'static str = "device:/dev/tpmrm0";
+    /// The limit on one TPM operation by default: RSA key generation on a discrete TPM takes
+    /// tens of seconds.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The TPM `flag` names, else the one `env` names (a lookup of a variable by name).
+    pub fn resolve(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> TpmConnection {
+        let timeout = env(crate::env::TPM_TIMEOUT)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Self::DEFAULT_TIMEOUT, Duration::from_secs);
+        let pick = |tcti: String, origin: &'static str| TpmConnection {
+            tcti,
+            origin,
+            timeout,
+        };
+        if let Some(flag) = flag {
+            return pick(flag.trim().to_owned(), "--tpm-tcti");
+        }
+        for name in [crate::env::TPM2TOOLS_TCTI, crate::env::TSS2_TCTI] {
+            if let Some(value) = env(name) {
+                return pick(value.trim().to_owned(), name);
+            }
+        }
+        if let Some(device) = env(crate::env::TPM_DEVICE) {
+            let device = device.trim();
+            let text = if device.contains(':') {
+                device.to_owned()
+            } else {
+                format!("device:{device}")
+            };
+            return pick(text, crate::env::TPM_DEVICE);
+        }
+        pick(Self::DEFAULT_TCTI.to_owned(), "the default")
+    }
+
+    /// A TCTI given as `--tpm-tcti` would give it, with the default limit.
+    pub fn explicit(tcti: &str) -> TpmConnection {
+        TpmConnection {
+            tcti: tcti.to_owned(),
+            origin: "--tpm-tcti",
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Default for TpmConnection {
+    fn default() -> Self {
+        TpmConnection {
+            tcti: Self::DEFAULT_TCTI.to_owned(),
+            origin: "the default",
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// Settings of the TPM backend.
 #[derive(Debug, Clone, Default)]
 pub struct TpmSettings {
-    /// The TCTI string, when given.
-    pub tcti: Option<String>,
+    /// Which TPM.
+    pub connection: TpmConnection,
+    /// Where the parent's (or hierarchy's) password comes from.
+    pub parent_password_sources: Vec<SecretSource>,
     /// Where the key password comes from.
     pub key_password_sources: Vec<SecretSource>,
     /// `--no-tpm-key-password`: the key has no password; never ask.
@@ -643,8 +716,10 @@ pub enum TpmParent {
 /// `keygen --tpm`, checked.
 #[derive(Debug, Clone)]
 pub struct TpmKeygen {
-    /// `--tpm-tcti`, when given.
-    pub tcti: Option<String>,
+    /// Which TPM.
+    pub connection: TpmConnection,
+    /// Where the parent's (or hierarchy's) password comes from.
+    pub parent_password_sources: Vec<SecretSource>,
     /// The key.
     pub key_type: TpmKeyType,
     /// Where the key goes.
@@ -718,6 +793,47 @@ mod tests {
         let err = SessionRequest::new(ta, pr, ro, SessionDuration::default(), None)
             .expect_err("mismatch");
         assert!(err.message.contains("us-east-1") && err.message.contains("eu-west-1"));
+    }
+
+    #[test]
+    fn the_tpm_is_the_flags_then_the_environments() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let all: &[(&str, &str)] = &[
+            ("TPM2TOOLS_TCTI", "swtpm:port=1"),
+            ("TSS2_TCTI", "mssim:port=2"),
+            ("TPM_DEVICE", "/dev/tpm0"),
+            ("RA_SIGNER_TPM_TIMEOUT", " 7 "),
+        ];
+        let pick = |flag, vars| {
+            let c = TpmConnection::resolve(flag, env(vars));
+            (c.tcti, c.origin)
+        };
+        let t = |a: &str, b: &'static str| (a.to_owned(), b);
+        assert_eq!(
+            pick(Some("device:/dev/tpmrm1"), all),
+            t("device:/dev/tpmrm1", "--tpm-tcti")
+        );
+        assert_eq!(pick(None, all), t("swtpm:port=1", "TPM2TOOLS_TCTI"));
+        assert_eq!(pick(None, &all[1..]), t("mssim:port=2", "TSS2_TCTI"));
+        assert_eq!(pick(None, &all[2..]), t("device:/dev/tpm0", "TPM_DEVICE"));
+        assert_eq!(
+            pick(None, &[]),
+            t(TpmConnection::DEFAULT_TCTI, "the default")
+        );
+        let limit = |vars| TpmConnection::resolve(None, env(vars)).timeout;
+        assert_eq!(limit(all), Duration::from_secs(7));
+        assert_eq!(limit(&[("RA_SIGNER_TPM_TIMEOUT", "0")]), Duration::ZERO);
+        assert_eq!(
+            limit(&[("RA_SIGNER_TPM_TIMEOUT", "soon")]),
+            TpmConnection::DEFAULT_TIMEOUT
+        );
+        assert_eq!(limit(&[]), TpmConnection::DEFAULT_TIMEOUT);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub(super) struct TpmKey {
 /// Creates the key and has it sign the CSR for `subject`.
 pub(super) fn generate(config: &TpmKeygen, subject: &Subject) -> Result<TpmKey, KeygenError> {
     let key_password = optional_secret(&config.key_password_sources, "the new TPM key's password")?;
-    let parent_password = tpm::parent_password().map_err(TpmError::from)?;
+    let parent_password =
+        tpm::parent_password(&config.parent_password_sources).map_err(TpmError::from)?;
     let owner_password = match optional_secret(
         &config.owner_password_sources,
         "the owner hierarchy password",
@@ -35,7 +36,7 @@ pub(super) fn generate(config: &TpmKeygen, subject: &Subject) -> Result<TpmKey, 
         None => None,
     };
     let created = tpm::create_key(
-        Tcti::resolve(config.tcti.as_deref()),
+        Tcti::new(&config.connection),
         &NewKey {
             key_type: config.key_type,
             target: config.target.clone(),
@@ -82,7 +83,8 @@ mod tests {
         pw: Option<&str>,
     ) -> TpmKeygen {
         TpmKeygen {
-            tcti: Some(tpm.tcti()),
+            connection: crate::config::TpmConnection::explicit(&tpm.tcti()),
+            parent_password_sources: vec![],
             key_type,
             target,
             parent: TpmParent::Owner,

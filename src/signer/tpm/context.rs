@@ -20,16 +20,10 @@ use tss_esapi::tcti_ldr::TctiNameConf;
 
 use super::TpmError;
 use super::relay::Relay;
-use crate::env;
+use crate::config::TpmConnection;
 
-/// The TCTI used when neither the flag nor an environment variable names one.
-pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
-
-/// Environment variable: seconds one TPM command may take before ra-signer gives up
-/// (0: wait forever).
+/// The variable naming the seconds one TPM command may take (hints name it).
 pub const TIMEOUT_ENV: &str = crate::env::TPM_TIMEOUT;
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to do when the TPM has no room left ([`Rc::is_out_of_memory`]).
 pub const OUT_OF_MEMORY_HINT: &str = "the TPM has no room for another object: flush stale \
@@ -46,57 +40,18 @@ pub struct Tcti {
 }
 
 impl Tcti {
-    /// Picks the TCTI: `--tpm-tcti`, then `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a
-    /// device path or a UNIX socket, as `device:PATH`), then `device:/dev/tpmrm0`.
-    pub fn resolve(flag: Option<&str>) -> Tcti {
-        Self::resolve_with(flag, env::non_blank)
-    }
-
-    /// [`Tcti::resolve`] with the environment given as a function (for tests).
-    pub fn resolve_with(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Tcti {
-        if let Some(flag) = flag {
-            return Tcti {
-                text: flag.trim().to_owned(),
-                origin: "--tpm-tcti",
-                limit: timeout(),
-            };
-        }
-        for name in [env::TPM2TOOLS_TCTI, env::TSS2_TCTI] {
-            if let Some(value) = env(name) {
-                return Tcti {
-                    text: value.trim().to_owned(),
-                    origin: name,
-                    limit: timeout(),
-                };
-            }
-        }
-        if let Some(device) = env(env::TPM_DEVICE) {
-            let device = device.trim();
-            let text = if device.contains(':') {
-                device.to_owned()
-            } else {
-                format!("device:{device}")
-            };
-            return Tcti {
-                text,
-                origin: env::TPM_DEVICE,
-                limit: timeout(),
-            };
-        }
+    /// The TPM `connection` names.
+    pub fn new(connection: &TpmConnection) -> Tcti {
         Tcti {
-            text: DEFAULT_TCTI.to_owned(),
-            origin: "the default",
-            limit: timeout(),
+            text: connection.tcti.clone(),
+            origin: connection.origin,
+            limit: connection.timeout,
         }
     }
 
-    /// A TCTI given explicitly (tests, keygen).
+    /// A TCTI given as `--tpm-tcti` gives it, with the default limit (tests).
     pub fn explicit(text: &str) -> Tcti {
-        Tcti {
-            text: text.to_owned(),
-            origin: "--tpm-tcti",
-            limit: timeout(),
-        }
+        Tcti::new(&TpmConnection::explicit(text))
     }
 
     /// The same TCTI with another limit on each TPM operation (tests; 0: for ever).
@@ -286,7 +241,7 @@ impl Tcti {
                 return Err(self.unreachable("the TPM thread ended while connecting"));
             }
         }
-        let id = live::register(&jobs).ok_or(TpmError::Released)?;
+        let id = live::register(&jobs, limit).ok_or(TpmError::Released)?;
         Ok(Worker {
             jobs: Some(jobs),
             ended,
@@ -470,7 +425,7 @@ fn wait<T>(rx: &mpsc::Receiver<T>, limit: Duration) -> Result<T, mpsc::RecvTimeo
 /// process about to end on a signal: the objects of a TPM without a resource manager
 /// outlive the process, and a few left behind fill it.
 pub fn release_all() {
-    let workers = live::close();
+    let (workers, limit) = live::close();
     if workers.is_empty() {
         return;
     }
@@ -486,7 +441,6 @@ pub fn release_all() {
             acks.push(acked);
         }
     }
-    let limit = timeout();
     let deadline = std::time::Instant::now() + limit;
     for acked in acks {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -502,13 +456,14 @@ pub fn release_all() {
 /// The queues of the live workers, for [`release_all`].
 mod live {
     use std::sync::{Mutex, MutexGuard, mpsc};
+    use std::time::Duration;
 
     use super::Job;
 
     struct Live {
         next: u64,
         closed: bool,
-        workers: Vec<(u64, mpsc::Sender<Job>)>,
+        workers: Vec<(u64, mpsc::Sender<Job>, Duration)>,
     }
 
     static LIVE: Mutex<Live> = Mutex::new(Live {
@@ -522,40 +477,39 @@ mod live {
         LIVE.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a worker; `None` once [`close`] ran.
-    pub(super) fn register(jobs: &mpsc::Sender<Job>) -> Option<u64> {
+    /// Adds a worker whose commands may take `limit` each; `None` once [`close`] ran.
+    pub(super) fn register(jobs: &mpsc::Sender<Job>, limit: Duration) -> Option<u64> {
         let mut live = lock();
         if live.closed {
             return None;
         }
         live.next += 1;
         let id = live.next;
-        live.workers.push((id, jobs.clone()));
+        live.workers.push((id, jobs.clone(), limit));
         Some(id)
     }
 
     pub(super) fn unregister(id: u64) {
-        lock().workers.retain(|(i, _)| *i != id);
+        lock().workers.retain(|(i, _, _)| *i != id);
     }
 
-    /// Refuses new workers and hands out the queues of the live ones.
-    pub(super) fn close() -> Vec<mpsc::Sender<Job>> {
+    /// Refuses new workers and hands out the queues of the live ones, with the longest
+    /// limit among them (0, for ever, if any has it).
+    pub(super) fn close() -> (Vec<mpsc::Sender<Job>>, Duration) {
         let mut live = lock();
         live.closed = true;
-        live.workers.drain(..).map(|(_, jobs)| jobs).collect()
-    }
-}
-
-/// The limit on one TPM operation: [`TIMEOUT_ENV`], else 60 s (RSA key generation on a
-/// discrete TPM takes tens of seconds).
-pub fn timeout() -> Duration {
-    match std::env::var(TIMEOUT_ENV) {
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TIMEOUT),
-        Err(_) => DEFAULT_TIMEOUT,
+        let forever = live.workers.iter().any(|(_, _, limit)| limit.is_zero());
+        let longest = live
+            .workers
+            .iter()
+            .map(|(_, _, limit)| *limit)
+            .max()
+            .unwrap_or_default();
+        let limit = if forever { Duration::ZERO } else { longest };
+        (
+            live.workers.drain(..).map(|(_, jobs, _)| jobs).collect(),
+            limit,
+        )
     }
 }
 
@@ -719,32 +673,6 @@ pub fn describe_error(error: &tss_esapi::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tcti_precedence() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        let all: &[(&str, &str)] = &[
-            ("TPM2TOOLS_TCTI", "swtpm:port=1"),
-            ("TSS2_TCTI", "mssim:port=2"),
-            ("TPM_DEVICE", "/dev/tpm0"),
-        ];
-        let t = Tcti::resolve_with(Some("device:/dev/tpmrm1"), env(all));
-        assert_eq!((t.text(), t.origin()), ("device:/dev/tpmrm1", "--tpm-tcti"));
-        let t = Tcti::resolve_with(None, env(all));
-        assert_eq!((t.text(), t.origin()), ("swtpm:port=1", "TPM2TOOLS_TCTI"));
-        let t = Tcti::resolve_with(None, env(&all[1..]));
-        assert_eq!((t.text(), t.origin()), ("mssim:port=2", "TSS2_TCTI"));
-        let t = Tcti::resolve_with(None, env(&all[2..]));
-        assert_eq!((t.text(), t.origin()), ("device:/dev/tpm0", "TPM_DEVICE"));
-        let t = Tcti::resolve_with(None, env(&[]));
-        assert_eq!((t.text(), t.origin()), (DEFAULT_TCTI, "the default"));
-    }
 
     #[test]
     fn refuses_what_cannot_work() {

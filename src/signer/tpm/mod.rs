@@ -304,15 +304,9 @@ pub struct Passwords {
     pub parent: Option<Secret>,
 }
 
-/// Reads the parent password from [`PARENT_PASSWORD_ENV`], [`PARENT_PASSWORD_FILE_ENV`] or
-/// `TPM2OPENSSL_PARENT_AUTH`.
-pub fn parent_password() -> Result<Option<Secret>, SecretError> {
-    let mut sources = vec![SecretSource::Env(PARENT_PASSWORD_ENV)];
-    if let Some(path) = std::env::var_os(PARENT_PASSWORD_FILE_ENV) {
-        sources.push(SecretSource::File(PathBuf::from(path)));
-    }
-    sources.push(SecretSource::Env(OPENSSL_PARENT_AUTH_ENV));
-    match secret::resolve(&sources, "the TPM parent password") {
+/// Reads the parent password from `sources` (none given: the empty password).
+pub fn parent_password(sources: &[SecretSource]) -> Result<Option<Secret>, SecretError> {
+    match secret::resolve(sources, "the TPM parent password") {
         Ok(s) => Ok(Some(s)),
         Err(SecretError::NoneGiven { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -409,9 +403,9 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, TpmError> {
     let passwords = Passwords {
         key,
         key_origin,
-        parent: parent_password()?,
+        parent: parent_password(&config.tpm.parent_password_sources)?,
     };
-    let tcti = Tcti::resolve(config.tpm.tcti.as_deref());
+    let tcti = Tcti::new(&config.tpm.connection);
     let signer = TpmSigner::open(tcti, location, passwords)?;
     let desc = signer.description().to_owned();
     Ok(Identity::new(leaf, chain, Box::new(signer), &desc)?)

@@ -193,7 +193,8 @@ fn open_reads_the_config() {
         key_password_sources: Vec::new(),
         pkcs11: Default::default(),
         tpm: TpmSettings {
-            tcti: Some(tpm.tcti()),
+            connection: crate::config::TpmConnection::explicit(&tpm.tcti()),
+            parent_password_sources: vec![],
             key_password_sources: vec![SecretSource::Prompt],
             no_key_password: false,
         },
@@ -208,7 +209,8 @@ fn open_reads_the_config() {
         certificate: Some(CertificateSource::File(file("handle-rsa-pw.pem"))),
         private_key: PrivateKeySource::TpmHandle(0x8100_0102),
         tpm: TpmSettings {
-            tcti: Some(tpm.tcti()),
+            connection: crate::config::TpmConnection::explicit(&tpm.tcti()),
+            parent_password_sources: vec![],
             key_password_sources: vec![SecretSource::Value(Secret::new("handlepw".into()))],
             no_key_password: false,
         },
@@ -459,7 +461,8 @@ fn wrong_password_fails_once_and_is_not_retried() {
 fn key_password_rules() {
     let _serial = serial();
     let settings = |sources: Vec<SecretSource>, none: bool| TpmSettings {
-        tcti: None,
+        connection: Default::default(),
+        parent_password_sources: vec![],
         key_password_sources: sources,
         no_key_password: none,
     };
