@@ -870,7 +870,7 @@ impl KeygenArgs {
         pin_sources.extend([SecretSource::Env(env::PKCS11_PIN), SecretSource::Prompt]);
         let token = TokenKeygen {
             // clap requires --pkcs11-uri unless --tpm.
-            uri: self.pkcs11_uri.clone().unwrap_or_default(),
+            uri: token_uri(self.pkcs11_uri.as_deref().unwrap_or_default())?,
             pkcs11: Pkcs11Settings {
                 module: self.pkcs11_lib.clone(),
                 pin_sources,
@@ -883,6 +883,12 @@ impl KeygenArgs {
                 token,
                 certificate: certificate.clone(),
             });
+        }
+        if token.uri.uri().object.is_none() {
+            return Err(
+                ConfigError::new("the URI must name the new key with object=LABEL".into())
+                    .with_hint("e.g. --pkcs11-uri 'pkcs11:token=prod;object=ra-signer;id=%01'"),
+            );
         }
         let subject = self.subject("keygen needs --subject for the CSR, e.g. --subject \"CN=host1,O=Example\" (or --import-cert to store a certificate)")?;
         Ok(KeygenJob::TokenKey {
@@ -1246,7 +1252,7 @@ mod tests {
         else {
             panic!("not a token key: {:?}", config.job);
         };
-        assert_eq!(token.uri, "pkcs11:token=t;object=k;id=%01");
+        assert_eq!(token.uri.as_str(), "pkcs11:token=t;object=k;id=%01");
         assert!(matches!(
             token.pkcs11.pin_sources.as_slice(),
             [

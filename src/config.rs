@@ -676,7 +676,7 @@ pub enum KeygenJob {
 #[derive(Debug, Clone)]
 pub struct TokenKeygen {
     /// `--pkcs11-uri`: the token, and the key's `object=` label and `id=`.
-    pub uri: String,
+    pub uri: TokenUri,
     /// The module and where the user PIN comes from.
     pub pkcs11: Pkcs11Settings,
 }

@@ -84,7 +84,7 @@ pub fn generate_key_pair(
     key_type: KeygenKeyType,
     always_authenticate: bool,
 ) -> Result<GeneratedKey, ProvisionError> {
-    let uri = Pkcs11Uri::parse(&token.uri).map_err(Pkcs11Error::from)?;
+    let uri = token.uri.uri().clone();
     let label = uri.object.clone().ok_or(ProvisionError::NoLabel)?;
     let id = match &uri.id {
         Some(id) if !id.is_empty() => id.clone(),
@@ -175,7 +175,7 @@ pub fn store_certificates(
     token: &TokenKeygen,
     certs: &[Cert],
 ) -> Result<StoredCertificates, ProvisionError> {
-    let uri = Pkcs11Uri::parse(&token.uri).map_err(Pkcs11Error::from)?;
+    let uri = token.uri.uri().clone();
     let LoggedIn {
         token: found,
         session: s,
