@@ -34,12 +34,12 @@ use crate::secret::Secret;
 use crate::time::UtcTime;
 
 /// A cached answer must be at least this many seconds from expiry.
-pub const MIN_VALIDITY: u64 = 300;
+pub(crate) const MIN_VALIDITY: u64 = 300;
 
 /// Takes the exclusive lock of `key`'s entry, waiting for a run that is signing for it;
 /// released when the returned file is dropped (or the holder exits). `None` when no lock
 /// file can be made: the run then goes on unlocked.
-pub fn lock(key: &CacheKey) -> Option<std::fs::File> {
+pub(crate) fn lock(key: &CacheKey) -> Option<std::fs::File> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = match std::env::var_os(crate::env::XDG_RUNTIME_DIR).filter(|d| !d.is_empty()) {
         Some(runtime) => std::path::PathBuf::from(runtime).join("ra-signer"),
@@ -65,43 +65,33 @@ pub fn lock(key: &CacheKey) -> Option<std::fs::File> {
 }
 
 /// Prefix of the keyring key descriptions.
-pub const DESCRIPTION_PREFIX: &str = "ra-signer:";
+pub(crate) const DESCRIPTION_PREFIX: &str = "ra-signer:";
 
 /// Which cache entry a run uses, and how.
 #[derive(Debug, Clone)]
-pub struct CacheKey {
+pub(crate) struct CacheKey {
     description: String,
     min_validity: u64,
     debug: bool,
 }
 
-impl CacheKey {
-    /// The key's description in the keyring (`ra-signer:<sha-256 hex>`).
-    pub fn description(&self) -> &str {
-        &self.description
-    }
-}
-
 /// The cache key of a run, or `None` (with a note under `debug`) when the certificate
 /// cannot be read to fingerprint it; the run then goes uncached and reports any problem
 /// with the certificate as usual.
-pub fn key(
+pub(crate) fn key(
     request: &SessionRequest,
     options: &ClientOptions,
     identity: &IdentityConfig,
     min_validity: u64,
     debug: bool,
 ) -> Option<CacheKey> {
-    let certificate = match certificate_fingerprint(identity) {
-        Some(f) => f,
-        None => {
-            if debug {
-                crate::diag!(
-                    "ra-signer: debug: cache: cannot read the certificate to key the cache; not caching"
-                );
-            }
-            return None;
+    let Some(certificate) = certificate_fingerprint(identity) else {
+        if debug {
+            crate::diag!(
+                "ra-signer: debug: cache: cannot read the certificate to key the cache; not caching"
+            );
         }
+        return None;
     };
     let key_source = match &identity.private_key {
         PrivateKeySource::File(p) => format!("file:{}", p.display()),
@@ -171,7 +161,7 @@ fn certificate_fingerprint(identity: &IdentityConfig) -> Option<String> {
 
 /// Cached credentials for `key`, if some are at least the minimum validity from expiry.
 #[cfg(target_os = "linux")]
-pub fn lookup(key: &CacheKey) -> Option<Credentials> {
+pub(crate) fn lookup(key: &CacheKey) -> Option<Credentials> {
     use linux_keyutils::{KeyError, KeyRing, KeyRingIdentifier};
     let ring = match KeyRing::from_special_id(KeyRingIdentifier::User, true) {
         Ok(r) => r,
@@ -220,7 +210,7 @@ pub fn lookup(key: &CacheKey) -> Option<Credentials> {
 /// Keeps `creds` under `key` until they stop being usable. Failures are silent but for a
 /// note under `--debug`: the run has its credentials either way.
 #[cfg(target_os = "linux")]
-pub fn store(key: &CacheKey, creds: &Credentials) {
+pub(crate) fn store(key: &CacheKey, creds: &Credentials) {
     use linux_keyutils::{KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, Permission};
     let usable_for = creds
         .seconds_left(UtcTime::now())
@@ -379,11 +369,11 @@ mod tests {
             )
         };
         let base = key_for(role, 3600, None, "https://e", 300, false).expect("key");
-        assert!(base.description().starts_with(DESCRIPTION_PREFIX));
-        assert_eq!(base.description().len(), DESCRIPTION_PREFIX.len() + 64);
+        assert!(base.description.starts_with(DESCRIPTION_PREFIX));
+        assert_eq!(base.description.len(), DESCRIPTION_PREFIX.len() + 64);
         // How a run uses the entry does not change which entry it is.
         let same = key_for(role, 3600, None, "https://e", 0, true).expect("key");
-        assert_eq!(base.description(), same.description());
+        assert_eq!(base.description, same.description);
         let variants = [
             key_for(
                 "arn:aws:iam::123456789012:role/B",
@@ -398,11 +388,11 @@ mod tests {
             key_for(role, 3600, None, "https://f", 300, false),
         ];
         for v in variants {
-            assert_ne!(v.expect("key").description(), base.description());
+            assert_ne!(v.expect("key").description, base.description);
         }
         std::fs::write(&cert, "another certificate").expect("write");
         let rotated = key_for(role, 3600, None, "https://e", 300, false).expect("key");
-        assert_ne!(rotated.description(), base.description());
+        assert_ne!(rotated.description, base.description);
         std::fs::remove_file(&cert).expect("rm");
         assert!(key_for(role, 3600, None, "https://e", 300, false).is_none());
     }
@@ -452,7 +442,7 @@ mod tests {
             access_key_id: "ASIAX".into(),
             secret_access_key: Secret::new("s".into()),
             session_token: Secret::new("t".into()),
-            expiration: crate::time::UtcTime::from_unix(1_765_470_865),
+            expiration: UtcTime::from_unix(1_765_470_865),
         };
         #[cfg(target_os = "linux")]
         {

@@ -10,17 +10,17 @@
 use std::fmt::Write;
 
 /// How many characters of escaped remote text are kept; a longer one ends in "…".
-pub const MAX_REMOTE_CHARS: usize = 200;
+pub(crate) const MAX_REMOTE_CHARS: usize = 200;
 
 /// `text` with every control, format and bidi character written as an escape (`\n`, `\r`,
 /// `\t`, `\u{1b}`), cut to [`MAX_REMOTE_CHARS`] characters.
-pub fn remote(text: &str) -> String {
+pub(crate) fn remote(text: &str) -> String {
     remote_within(text, MAX_REMOTE_CHARS)
 }
 
 /// [`remote`] with another bound, for text that mixes ours with the peer's (a TLS error
 /// naming the names a server certificate presents).
-pub fn remote_within(text: &str, max_chars: usize) -> String {
+pub(crate) fn remote_within(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
     let mut kept = 0;
     for c in text.chars() {
@@ -37,7 +37,7 @@ pub fn remote_within(text: &str, max_chars: usize) -> String {
 }
 
 /// [`remote`] on bytes that may not be UTF-8 (invalid sequences become U+FFFD).
-pub fn remote_bytes(bytes: &[u8]) -> String {
+pub(crate) fn remote_bytes(bytes: &[u8]) -> String {
     remote(&String::from_utf8_lossy(bytes))
 }
 
@@ -124,7 +124,7 @@ pub fn redact_pin_value(text: &str) -> String {
 /// Whether an attribute (`name=value`, or a bare word) may carry a PIN: its name, decoded
 /// and lowercased, holds "pin" and is not `pin-source`. A bare word is judged whole, so that
 /// an encoded `pin-value%3D1234` counts.
-pub fn is_pin_like(part: &str) -> bool {
+pub(crate) fn is_pin_like(part: &str) -> bool {
     let name = match part.split_once('=') {
         Some((n, _)) => n,
         None => part,

@@ -17,16 +17,16 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 /// The variable name when `path` is `env:NAME`.
-pub fn env_name(path: &Path) -> Option<&str> {
+pub(crate) fn env_name(path: &Path) -> Option<&str> {
     path.to_str()?.strip_prefix("env:")
 }
 
 /// The most any one input file may hold. The largest real inputs are CA bundles (the
 /// Mozilla store is about 220 KiB as PEM) and PKCS#12 files with long chains.
-pub const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads a file input; the bytes are zeroized when dropped (keys pass through here).
-pub fn read(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn read(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
     let Some(name) = env_name(path) else {
         return read_file(path);
     };
@@ -66,7 +66,7 @@ fn is_stdin(path: &Path) -> bool {
 /// Reads a file, bounded: a regular file of at most [`MAX_INPUT_BYTES`], or standard input.
 /// The file is opened non-blocking and checked on the open descriptor, so a FIFO put in
 /// its place between a check and the open cannot block, and what is checked is what is read.
-pub fn read_file(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn read_file(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
     if is_stdin(path) {
         return read_bounded(io::stdin().lock(), 0);
     }

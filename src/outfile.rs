@@ -11,7 +11,7 @@ use std::path::Path;
 /// Writes `contents` to `path`. With `replace`, whatever is at `path` (a file, a symlink)
 /// is replaced; without it, an existing path (a dangling symlink included) is an
 /// `AlreadyExists` error and is left alone.
-pub fn write(path: &Path, contents: &[u8], replace: bool) -> io::Result<()> {
+pub(crate) fn write(path: &Path, contents: &[u8], replace: bool) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;

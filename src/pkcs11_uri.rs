@@ -333,7 +333,7 @@ impl Pkcs11Uri {
                 } else if let Some(rest) = v.strip_prefix("file:") {
                     rest.to_owned()
                 } else if v.starts_with('/') {
-                    v.clone()
+                    v
                 } else {
                     return Err(format!(
                         "pin-source \"{v}\" is not supported: use file:/absolute/path"

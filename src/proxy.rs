@@ -14,7 +14,7 @@ const MAX_STATUS_LINE: usize = 1024;
 
 /// The proxy reqwest uses for `target`, from the same variables it reads
 /// (`HTTPS_PROXY`/`https_proxy`, then `ALL_PROXY`/`all_proxy`, `HTTP_PROXY` for http).
-pub fn configured_for(target: &url::Url) -> Option<url::Url> {
+pub(crate) fn configured_for(target: &url::Url) -> Option<url::Url> {
     let names: &[&str] = if target.scheme() == "https" {
         &crate::env::HTTPS_PROXY
     } else {
@@ -32,7 +32,7 @@ pub fn configured_for(target: &url::Url) -> Option<url::Url> {
 
 /// `scheme://host:port` of a URL: what may be shown of it (no user, password, path or
 /// query).
-pub fn shown(url: &url::Url) -> String {
+pub(crate) fn shown(url: &url::Url) -> String {
     match (url.host_str(), url.port_or_known_default()) {
         (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
         (Some(host), None) => format!("{}://{host}", url.scheme()),
@@ -42,7 +42,11 @@ pub fn shown(url: &url::Url) -> String {
 
 /// The status line a plain-HTTP proxy answers `CONNECT target` with, as `(code, reason)`;
 /// `None` when it cannot be had (the proxy is unreachable, speaks TLS, or sends junk).
-pub fn tunnel_status(proxy: &url::Url, target: &str, timeout: Duration) -> Option<(u16, String)> {
+pub(crate) fn tunnel_status(
+    proxy: &url::Url,
+    target: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
     if proxy.scheme() != "http" {
         return None;
     }

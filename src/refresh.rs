@@ -119,7 +119,7 @@ pub fn fingerprint(config: &IdentityConfig) -> [u8; 32] {
     match &config.private_key {
         PrivateKeySource::File(p) => file(&mut ctx, b"key", p),
         PrivateKeySource::Pkcs11(uri) if config.certificate.is_none() => {
-            token_certificates(&mut ctx, uri, config)
+            token_certificates(&mut ctx, uri, config);
         }
         _ => {}
     }

@@ -506,7 +506,7 @@ mod danger {
     /// Accepts any server certificate (`--no-verify-ssl`), still checking that the
     /// handshake signatures are valid for the presented key.
     #[derive(Debug)]
-    pub struct AcceptAnyServerCert(pub Arc<CryptoProvider>);
+    pub(super) struct AcceptAnyServerCert(pub Arc<CryptoProvider>);
 
     impl ServerCertVerifier for AcceptAnyServerCert {
         fn verify_server_cert(

@@ -205,18 +205,15 @@ mod tests {
 
     #[test]
     fn every_secret_variable_is_captured() {
-        let mut named = vec![
+        let named = [
             crate::env::PKCS8_PASSWORD,
             crate::env::PKCS11_PIN,
             crate::env::PKCS11_CONTEXT_PIN,
             crate::env::TPM_KEY_PASSWORD,
+            crate::env::TPM_PARENT_PASSWORD,
+            crate::env::TPM_OWNER_PASSWORD,
+            crate::env::OPENSSL_PARENT_AUTH,
         ];
-        #[cfg(feature = "tpm")]
-        named.extend([
-            crate::signer::tpm::PARENT_PASSWORD_ENV,
-            crate::signer::tpm::OWNER_PASSWORD_ENV,
-            crate::signer::tpm::OPENSSL_PARENT_AUTH_ENV,
-        ]);
         for name in named {
             assert!(SECRET_ENV_VARS.contains(&name), "{name}");
         }

@@ -18,10 +18,10 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::refresh::Stop;
 
 /// How long shutdown waits for the owner of the identity to close it.
-pub const GRACE: Duration = Duration::from_secs(1);
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
 
 /// The signals that stop a long-running mode, and SIGUSR1, which asks it to refresh now.
-pub struct Signals {
+pub(crate) struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
@@ -31,7 +31,7 @@ pub struct Signals {
 
 /// What a signal asks of a long-running mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asked {
+pub(crate) enum Asked {
     /// Stop (the signal's name).
     Stop(&'static str),
     /// Refresh every credential now and look for a rotated certificate (SIGUSR1).
@@ -41,7 +41,7 @@ pub enum Asked {
 impl Signals {
     /// Installs the handlers (inside a tokio runtime); from here on these signals no
     /// longer end the process by themselves.
-    pub fn install() -> std::io::Result<Signals> {
+    pub(crate) fn install() -> std::io::Result<Signals> {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
@@ -52,7 +52,7 @@ impl Signals {
     }
 
     /// Waits for the next signal.
-    pub async fn recv(&mut self) -> Asked {
+    pub(crate) async fn recv(&mut self) -> Asked {
         tokio::select! {
             _ = self.term.recv() => Asked::Stop("SIGTERM"),
             _ = self.int.recv() => Asked::Stop("SIGINT"),
@@ -64,7 +64,7 @@ impl Signals {
 }
 
 /// A thread that owns the identity, with the flag that stops it.
-pub struct Worker {
+pub(crate) struct Worker {
     stop: Arc<Stop>,
     done: Receiver<()>,
     thread: JoinHandle<()>,
@@ -72,7 +72,10 @@ pub struct Worker {
 
 impl Worker {
     /// Starts `body` on a thread named `name`; `body` returns once its [`Stop`] is set.
-    pub fn spawn(name: &str, body: impl FnOnce(&Stop) + Send + 'static) -> std::io::Result<Worker> {
+    pub(crate) fn spawn(
+        name: &str,
+        body: impl FnOnce(&Stop) + Send + 'static,
+    ) -> std::io::Result<Worker> {
         let stop = Arc::new(Stop::default());
         let (tx, done) = channel();
         let flag = Arc::clone(&stop);
@@ -86,18 +89,18 @@ impl Worker {
     }
 
     /// Tells the thread to stop, without waiting.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.stop();
     }
 
     /// Wakes the thread to refresh now.
-    pub fn refresh_now(&self) {
+    pub(crate) fn refresh_now(&self) {
         self.stop.refresh_now();
     }
 
     /// Stops the thread and waits until `deadline` at most; true if it finished (and so
     /// dropped what it owned).
-    pub fn stop_by(self, deadline: Instant) -> bool {
+    pub(crate) fn stop_by(self, deadline: Instant) -> bool {
         self.stop.stop();
         let wait = deadline.saturating_duration_since(Instant::now());
         match self.done.recv_timeout(wait) {

@@ -15,11 +15,11 @@ use crate::signer::{Digest, Identity, SignError};
 use crate::time::UtcTime;
 
 /// The service name in the credential scope.
-pub const SERVICE: &str = "rolesanywhere";
+pub(crate) const SERVICE: &str = "rolesanywhere";
 
 /// The request to sign: everything that goes into the canonical request.
 #[derive(Debug, Clone)]
-pub struct RequestParts<'a> {
+pub(crate) struct RequestParts<'a> {
     /// HTTP method.
     pub method: &'a str,
     /// Path, already canonical (`/sessions`).
@@ -42,12 +42,12 @@ const SIGV4_ENCODED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Percent-encodes per RFC 3986: everything except `A-Za-z0-9-_.~`, uppercase hex.
-pub fn uri_encode(s: &str) -> String {
+pub(crate) fn uri_encode(s: &str) -> String {
     utf8_percent_encode(s, SIGV4_ENCODED).to_string()
 }
 
 /// The canonical query string: `name=value` pairs, encoded, sorted by name then value.
-pub fn canonical_query(params: &[(&str, &str)]) -> String {
+pub(crate) fn canonical_query(params: &[(&str, &str)]) -> String {
     let mut encoded: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| (uri_encode(k), uri_encode(v)))
@@ -62,14 +62,14 @@ pub fn canonical_query(params: &[(&str, &str)]) -> String {
 
 /// The headers the signer adds and signs, in canonical (sorted, lower-case) order.
 #[derive(Debug, Clone)]
-pub struct SignedHeaders {
+pub(crate) struct SignedHeaders {
     /// `(name, value)` pairs, names lower-case, sorted.
     pub headers: Vec<(&'static str, String)>,
 }
 
 impl SignedHeaders {
     /// The `SignedHeaders` list: names joined by `;`.
-    pub fn names(&self) -> String {
+    pub(crate) fn names(&self) -> String {
         self.headers
             .iter()
             .map(|(n, _)| *n)
@@ -80,7 +80,7 @@ impl SignedHeaders {
 
 /// The canonical request of SigV4.
 #[derive(Debug, Clone)]
-pub struct CanonicalRequest {
+pub(crate) struct CanonicalRequest {
     method: String,
     path: String,
     query: String,
@@ -103,13 +103,13 @@ impl fmt::Display for CanonicalRequest {
 }
 
 /// The credential scope: `YYYYMMDD/<region>/rolesanywhere/aws4_request`.
-pub fn credential_scope(time: UtcTime, region: &Region) -> String {
+pub(crate) fn credential_scope(time: UtcTime, region: &Region) -> String {
     format!("{}/{}/{SERVICE}/aws4_request", time.scope_date(), region)
 }
 
 /// The string to sign of SigV4-X509.
 #[derive(Debug, Clone)]
-pub struct StringToSign {
+pub(crate) struct StringToSign {
     algorithm: &'static str,
     amz_date: String,
     scope: String,
@@ -128,7 +128,7 @@ impl fmt::Display for StringToSign {
 
 /// A signed request: the headers to send, and the intermediate stages for `--debug`.
 #[derive(Debug, Clone)]
-pub struct SignedRequest {
+pub(crate) struct SignedRequest {
     /// Headers to add to the request, Authorization included.
     pub headers: Vec<(&'static str, String)>,
     /// The canonical request that was signed.
@@ -138,7 +138,7 @@ pub struct SignedRequest {
 }
 
 /// Builds the canonical request for `parts`, as signed by `identity` at `time`.
-pub fn canonical_request(
+pub(crate) fn canonical_request(
     parts: &RequestParts<'_>,
     identity: &Identity,
     time: UtcTime,
@@ -169,7 +169,7 @@ pub fn canonical_request(
 }
 
 /// Builds the string to sign from a canonical request.
-pub fn string_to_sign(
+pub(crate) fn string_to_sign(
     canonical: &CanonicalRequest,
     identity: &Identity,
     region: &Region,
@@ -184,7 +184,7 @@ pub fn string_to_sign(
 }
 
 /// The Authorization header value for a signature.
-pub fn authorization(
+pub(crate) fn authorization(
     identity: &Identity,
     canonical: &CanonicalRequest,
     sts: &StringToSign,
@@ -201,7 +201,7 @@ pub fn authorization(
 }
 
 /// Signs `parts` for `region` at `time`: one signature by the identity's key.
-pub fn sign(
+pub(crate) fn sign(
     parts: &RequestParts<'_>,
     identity: &Identity,
     region: &Region,

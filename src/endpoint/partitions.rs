@@ -4,10 +4,10 @@
 use super::{Partition, Rule};
 
 /// The botocore release this table was made from.
-pub const BOTOCORE_VERSION: &str = "1.44.8";
+pub(super) const BOTOCORE_VERSION: &str = "1.44.8";
 
 /// Every partition botocore ships, in botocore's order.
-pub const PARTITIONS: &[Partition] = &[
+pub(super) const PARTITIONS: &[Partition] = &[
     Partition {
         id: "aws",
         region_regex: "^(us|eu|ap|sa|ca|me|af|il|mx)\\-\\w+\\-\\d+$",
@@ -129,7 +129,7 @@ pub const PARTITIONS: &[Partition] = &[
 ];
 
 /// The rule set's outcome, indexed `[use_fips][use_dual_stack][supports_fips][supports_dual_stack]`.
-pub const RULES: [[[[Rule; 2]; 2]; 2]; 2] = [
+pub(super) const RULES: [[[[Rule; 2]; 2]; 2]; 2] = [
     [
         [
             [
@@ -183,7 +183,7 @@ pub const RULES: [[[[Rule; 2]; 2]; 2]; 2] = [
 ];
 
 /// Regions whose FIPS host botocore's endpoints.json lists for IAM Roles Anywhere.
-pub const LISTED_FIPS_REGIONS: &[&str] = &[
+pub(super) const LISTED_FIPS_REGIONS: &[&str] = &[
     "us-east-1",
     "us-east-2",
     "us-gov-east-1",

@@ -23,14 +23,14 @@ mod tpm;
 
 use std::path::Path;
 
-pub use error::KeygenError;
+pub(crate) use error::KeygenError;
 
 use crate::config::{CsrRequest, KeygenConfig, KeygenJob, KeygenKeyType, TokenKeygen, TpmKeygen};
 use crate::error::Error;
 
 /// Runs `ra-signer keygen`: the CSR goes to its file or standard output, what was made to
 /// stderr.
-pub fn run(config: &KeygenConfig) -> Result<(), Error> {
+pub(crate) fn run(config: &KeygenConfig) -> Result<(), Error> {
     if config.debug {
         say_what_is_done(&config.job);
     }

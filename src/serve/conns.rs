@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// At the cap, this fraction of it (1/N) is closed at once.
-pub const EVICT_SHARE: usize = 32;
+pub(crate) const EVICT_SHARE: usize = 32;
 
 /// How long a connection may stay idle when the server is near its cap.
-pub const IDLE_UNDER_PRESSURE: Duration = Duration::from_secs(1);
+pub(crate) const IDLE_UNDER_PRESSURE: Duration = Duration::from_secs(1);
 
 /// What a connection task holds: when it was last active, and how it is told to close.
-pub struct Ticket {
+pub(crate) struct Ticket {
     /// The connection's id in the table.
     pub id: u64,
     /// Notified when the connection is to close (evicted or idle under pressure).
@@ -40,7 +40,7 @@ pub struct Ticket {
 
 impl Ticket {
     /// Records a request on the connection.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.activity
             .store(millis_since(self.epoch, Instant::now()), Ordering::Relaxed);
     }
@@ -95,7 +95,7 @@ impl Table {
 }
 
 /// The table of open connections.
-pub struct Connections {
+pub(crate) struct Connections {
     cap: usize,
     per_peer_cap: usize,
     epoch: Instant,
@@ -108,7 +108,7 @@ fn millis_since(epoch: Instant, now: Instant) -> u64 {
 
 impl Connections {
     /// A table for at most `cap` connections.
-    pub fn new(cap: usize) -> Connections {
+    pub(crate) fn new(cap: usize) -> Connections {
         let cap = cap.max(2);
         Connections {
             cap,
@@ -123,17 +123,19 @@ impl Connections {
     }
 
     /// Connections open now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.table().open.len()
     }
 
     /// Whether no connection is open.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Admits a connection from `peer`, closing another to make room when needed.
-    pub fn admit(&self, peer: IpAddr) -> Ticket {
+    pub(crate) fn admit(&self, peer: IpAddr) -> Ticket {
         let peer = peer.to_canonical();
         let mut t = self.table();
         if !peer.is_loopback() && t.per_peer.get(&peer).copied().unwrap_or(0) >= self.per_peer_cap {
@@ -167,13 +169,13 @@ impl Connections {
     }
 
     /// Forgets a connection that ended.
-    pub fn leave(&self, id: u64) {
+    pub(crate) fn leave(&self, id: u64) {
         self.table().remove(id);
     }
 
     /// Above three quarters of the cap, closes the connections idle for longer than
     /// [`IDLE_UNDER_PRESSURE`] at `now`; returns how many.
-    pub fn sweep(&self, now: Instant) -> usize {
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
         let mut t = self.table();
         if t.open.len() * 4 <= self.cap * 3 {
             return 0;

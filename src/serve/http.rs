@@ -28,21 +28,21 @@ use super::tokens::{self, TokenTable, constant_time_eq};
 use crate::time::UtcTime;
 
 /// The IMDSv2 token request path.
-pub const TOKEN_PATH: &str = "/latest/api/token";
+pub(crate) const TOKEN_PATH: &str = "/latest/api/token";
 /// The IMDS credentials path (role names below it).
-pub const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials";
+pub(crate) const CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials";
 /// The TTL header of the token request and response.
-pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+pub(crate) const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 /// The token header of IMDSv2 GETs.
-pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+pub(crate) const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// The prefix of per-role ECS paths.
-pub const ECS_ROLE_PREFIX: &str = "/role/";
+pub(crate) const ECS_ROLE_PREFIX: &str = "/role/";
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain");
 
 /// The response type.
-pub type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Full<Bytes>>;
 
 fn respond(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Resp {
     let mut r = Response::new(Full::new(body));
@@ -63,7 +63,7 @@ fn not_allowed(allow: &'static str) -> Resp {
 }
 
 /// Answers one request at `now` (monotonic, for tokens) and `wall` (for expirations).
-pub fn handle<B>(shared: &Shared, req: &Request<B>, now: Instant, wall: UtcTime) -> Resp {
+pub(crate) fn handle<B>(shared: &Shared, req: &Request<B>, now: Instant, wall: UtcTime) -> Resp {
     if req.headers().contains_key("x-forwarded-for") {
         return text(StatusCode::FORBIDDEN, "Forbidden: X-Forwarded-For\n");
     }
@@ -203,8 +203,6 @@ mod tests {
     use crate::secret::Secret;
     use std::sync::Mutex;
 
-    const ROLE: &str = "arn:aws:iam::123456789012:role/path/Reader";
-
     fn creds(exp: u64) -> Credentials {
         Credentials {
             access_key_id: "ASIAEXAMPLE".into(),
@@ -216,13 +214,7 @@ mod tests {
 
     fn imds_state() -> Shared {
         let s = Shared::new(
-            vec![
-                ("Reader".into(), ROLE.into()),
-                (
-                    "Writer".into(),
-                    "arn:aws:iam::123456789012:role/Writer".into(),
-                ),
-            ],
+            vec!["Reader".into(), "Writer".into()],
             Mode::Imds(Mutex::new(TokenTable::default())),
         );
         s.roles[0].publish(&creds(2000), UtcTime::from_unix(100));
@@ -390,7 +382,7 @@ mod tests {
     #[test]
     fn ecs_rules() {
         let s = Shared::new(
-            vec![("Reader".into(), ROLE.into())],
+            vec!["Reader".into()],
             Mode::Ecs(Secret::new("sekrit-token".into())),
         );
         s.roles[0].publish(&creds(2000), UtcTime::from_unix(100));

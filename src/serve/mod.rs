@@ -10,10 +10,10 @@
 //! both and close the identity (token logout, TPM flush) if the hardware answers within
 //! [`crate::shutdown::GRACE`] ([`crate::shutdown`]).
 
-pub mod conns;
-pub mod http;
-pub mod state;
-pub mod tokens;
+pub(crate) mod conns;
+pub(crate) mod http;
+pub(crate) mod state;
+pub(crate) mod tokens;
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -132,7 +132,7 @@ fn ecs_token(path: &Path) -> Result<Secret, Error> {
 
 /// Binds the listener, with the TTL/hop limit set on the listening socket (so the SYN-ACK
 /// carries it too) and a backlog for bursts of clients.
-pub fn bind(addr: SocketAddr, hop_limit: u8) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr, hop_limit: u8) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -195,7 +195,7 @@ impl Outlet for Answers {
 }
 
 /// Runs `serve` until SIGTERM, SIGINT, SIGHUP or SIGQUIT.
-pub fn run(config: ServeConfig) -> Result<(), Error> {
+pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
     let ServeConfig {
         identity: identity_config,
         roles,
@@ -210,11 +210,8 @@ pub fn run(config: ServeConfig) -> Result<(), Error> {
         ServeProtocol::Ecs { token_file } => Mode::Ecs(ecs_token(token_file)?),
         ServeProtocol::Imds => Mode::Imds(Mutex::new(tokens::TokenTable::default())),
     };
-    let slots: Vec<(String, String)> = roles
-        .iter()
-        .map(|r| (r.name.clone(), r.request.role_arn.as_str().to_owned()))
-        .collect();
-    let requests: Vec<SessionRequest> = roles.into_iter().map(|r| r.request).collect();
+    let (names, requests): (Vec<String>, Vec<SessionRequest>) =
+        roles.into_iter().map(|r| (r.name, r.request)).unzip();
 
     // 1. The port, before any signature.
     let listener = bind(addr, hop_limit).map_err(|e| {
@@ -243,7 +240,7 @@ pub fn run(config: ServeConfig) -> Result<(), Error> {
         .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
     let client =
         Client::new(options).map_err(|e| crate::error::session_error(e, identity, &requests[0]))?;
-    let shared = Arc::new(Shared::new(slots, mode));
+    let shared = Arc::new(Shared::new(names, mode));
     let mut initial = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         let creds =

@@ -33,7 +33,7 @@ fn secret_json<T: serde::Serialize>(value: &T, secrets_len: usize) -> Bytes {
 }
 
 /// Credentials rendered for both endpoints.
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// The IMDS body: `{"Code":"Success","LastUpdated",…,"Expiration"}`.
     pub imds: Bytes,
     /// The ECS body: `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`.
@@ -69,7 +69,7 @@ struct EcsBody<'a> {
 
 impl Rendered {
     /// Renders `creds`, obtained at `updated`.
-    pub fn new(creds: &Credentials, updated: UtcTime) -> Rendered {
+    pub(crate) fn new(creds: &Credentials, updated: UtcTime) -> Rendered {
         let ecs = EcsBody {
             access_key_id: &creds.access_key_id,
             secret_access_key: creds.secret_access_key.expose(),
@@ -95,7 +95,7 @@ impl Rendered {
 
 /// One role's current state.
 #[derive(Default)]
-pub struct Published {
+pub(crate) struct Published {
     /// The last good credentials (kept until they expire, whatever refreshes do).
     pub creds: Option<Rendered>,
     /// Why the last refresh failed (cleared by a success).
@@ -104,38 +104,35 @@ pub struct Published {
 
 impl Published {
     /// The credentials if they are still valid at `now`.
-    pub fn valid(&self, now: UtcTime) -> Option<&Rendered> {
+    pub(crate) fn valid(&self, now: UtcTime) -> Option<&Rendered> {
         self.creds.as_ref().filter(|c| c.expiration > now)
     }
 }
 
 /// A role served by name.
-pub struct RoleSlot {
+pub(crate) struct RoleSlot {
     /// The role name: the last segment of the role ARN's path.
     pub name: String,
-    /// The role ARN.
-    pub arn: String,
     state: RwLock<Arc<Published>>,
 }
 
 impl RoleSlot {
     /// A role with nothing published yet.
-    pub fn new(name: String, arn: String) -> RoleSlot {
+    pub(crate) fn new(name: String) -> RoleSlot {
         RoleSlot {
             name,
-            arn,
             state: RwLock::new(Arc::new(Published::default())),
         }
     }
 
     /// The current snapshot.
-    pub fn current(&self) -> Arc<Published> {
+    pub(crate) fn current(&self) -> Arc<Published> {
         // A poisoned lock still holds a whole Arc: a panic cannot tear it.
         Arc::clone(&self.state.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Publishes new credentials (clearing any error).
-    pub fn publish(&self, creds: &Credentials, updated: UtcTime) {
+    pub(crate) fn publish(&self, creds: &Credentials, updated: UtcTime) {
         let next = Arc::new(Published {
             creds: Some(Rendered::new(creds, updated)),
             error: None,
@@ -144,7 +141,7 @@ impl RoleSlot {
     }
 
     /// Records a failed refresh, keeping the last good credentials.
-    pub fn fail(&self, reason: String) {
+    pub(crate) fn fail(&self, reason: String) {
         let mut guard = self.state.write().unwrap_or_else(PoisonError::into_inner);
         let creds = guard.creds.as_ref().map(|c| Rendered {
             imds: c.imds.clone(),
@@ -159,7 +156,7 @@ impl RoleSlot {
 }
 
 /// How clients authenticate.
-pub enum Mode {
+pub(crate) enum Mode {
     /// IMDSv2: session tokens from `PUT /latest/api/token`.
     Imds(std::sync::Mutex<super::tokens::TokenTable>),
     /// ECS container credentials: one shared authorization token.
@@ -167,7 +164,7 @@ pub enum Mode {
 }
 
 /// Everything the HTTP side needs.
-pub struct Shared {
+pub(crate) struct Shared {
     /// The roles, in the order given.
     pub roles: Vec<RoleSlot>,
     /// The IMDS role list body (`name\nname…`).
@@ -177,27 +174,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the shared state for `roles` (name, ARN) in `mode`.
-    pub fn new(roles: Vec<(String, String)>, mode: Mode) -> Shared {
-        let role_list = Bytes::from(
-            roles
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
+    /// Builds the shared state for the roles named `names` in `mode`.
+    pub(crate) fn new(names: Vec<String>, mode: Mode) -> Shared {
+        let role_list = Bytes::from(names.join("\n"));
         Shared {
-            roles: roles
-                .into_iter()
-                .map(|(n, a)| RoleSlot::new(n, a))
-                .collect(),
+            roles: names.into_iter().map(RoleSlot::new).collect(),
             role_list,
             mode,
         }
     }
 
     /// The role named `name`.
-    pub fn role(&self, name: &str) -> Option<&RoleSlot> {
+    pub(crate) fn role(&self, name: &str) -> Option<&RoleSlot> {
         self.roles.iter().find(|r| r.name == name)
     }
 }
@@ -230,7 +218,7 @@ mod tests {
 
     #[test]
     fn failures_keep_the_last_good_credentials_until_expiry() {
-        let slot = RoleSlot::new("R".into(), "arn:aws:iam::123456789012:role/R".into());
+        let slot = RoleSlot::new("R".into());
         assert!(slot.current().valid(UtcTime::from_unix(0)).is_none());
         slot.publish(&creds(1000), UtcTime::from_unix(100));
         slot.fail("HTTP 503".into());

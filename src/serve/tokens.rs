@@ -17,10 +17,10 @@ const ID_LEN: usize = 8;
 const SECRET_LEN: usize = 24;
 const TOKEN_LEN: usize = ID_LEN + SECRET_LEN;
 /// Length of a token's text (base64url without padding of 32 bytes).
-pub const TOKEN_TEXT_LEN: usize = 43;
+pub(crate) const TOKEN_TEXT_LEN: usize = 43;
 
 /// The longest token TTL IMDSv2 accepts, in seconds.
-pub const MAX_TTL: u64 = 21_600;
+pub(crate) const MAX_TTL: u64 = 21_600;
 
 struct Entry {
     secret: [u8; SECRET_LEN],
@@ -28,7 +28,7 @@ struct Entry {
 }
 
 /// The tokens issued and not yet expired or evicted.
-pub struct TokenTable {
+pub(crate) struct TokenTable {
     map: HashMap<u64, Entry>,
     order: VecDeque<u64>,
     capacity: usize,
@@ -43,10 +43,10 @@ impl Default for TokenTable {
 
 impl TokenTable {
     /// How many live tokens the server keeps by default.
-    pub const CAPACITY: usize = 10_000;
+    pub(crate) const CAPACITY: usize = 10_000;
 
     /// An empty table holding at most `capacity` tokens.
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         TokenTable {
             map: HashMap::new(),
             order: VecDeque::new(),
@@ -56,17 +56,13 @@ impl TokenTable {
     }
 
     /// How many tokens are held (expired ones included until evicted).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.len()
     }
 
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Issues a token valid for `ttl` from `now`; `None` when the system RNG fails.
-    pub fn issue(&mut self, ttl: Duration, now: Instant) -> Option<Zeroizing<String>> {
+    pub(crate) fn issue(&mut self, ttl: Duration, now: Instant) -> Option<Zeroizing<String>> {
         while let Some(&oldest) = self.order.front() {
             let expired = self.map.get(&oldest).is_none_or(|e| e.expires <= now);
             if !expired && self.map.len() < self.capacity {
@@ -101,7 +97,7 @@ impl TokenTable {
     }
 
     /// Whether `token` was issued here and has not expired at `now`.
-    pub fn check(&self, token: &[u8], now: Instant) -> bool {
+    pub(crate) fn check(&self, token: &[u8], now: Instant) -> bool {
         if token.len() != TOKEN_TEXT_LEN {
             return false;
         }
@@ -126,7 +122,7 @@ impl TokenTable {
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

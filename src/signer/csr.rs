@@ -36,7 +36,7 @@ pub enum CsrError {
     Sign(#[from] SignError),
     /// DER encoding failed.
     #[error("cannot encode the CSR: {0}")]
-    Encode(#[from] x509_cert::der::Error),
+    Encode(#[from] der::Error),
 }
 
 /// Builds the PEM CSR for `subject` with `signer`'s public key, asking for a client-auth

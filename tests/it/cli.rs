@@ -585,7 +585,7 @@ fn help_and_version_and_usage_errors() {
     assert!(bad.stdout.is_empty());
 }
 
-pub fn hex_decode(s: &str) -> Vec<u8> {
+pub(crate) fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))

@@ -492,8 +492,8 @@ fn pkcs11_certificate_uri_alone_in_update_serve_and_boto3() {
     let emu = hsm.emulator();
     let module = fixture().module.to_str().expect("utf-8").to_owned();
     let uri = format!("pkcs11:token=ra-test;object=p256?pin-value={PIN}");
-    let mut identity = vec!["--certificate".to_owned(), uri.clone()];
-    identity.extend(["--pkcs11-lib".to_owned(), module.clone()]);
+    let mut identity = vec!["--certificate".to_owned(), uri];
+    identity.extend(["--pkcs11-lib".to_owned(), module]);
     identity.extend(emu.session_args());
 
     // update --once writes the profile the AWS CLI reads.

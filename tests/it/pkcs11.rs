@@ -17,16 +17,16 @@ use ra_signer::cert::Cert;
 
 use crate::common::*;
 
-pub const PIN: &str = "1234";
+pub(crate) const PIN: &str = "1234";
 
 /// The fixture made by `softhsm/make-token.sh`: tokens, CA, certificates.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: PathBuf,
     pub module: PathBuf,
     spy: Option<PathBuf>,
 }
 
-pub fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -72,7 +72,7 @@ pub fn fixture() -> &'static Fixture {
 }
 
 /// A private copy of the fixture's tokens, with its own softhsm2.conf.
-pub struct Hsm {
+pub(crate) struct Hsm {
     dir: tempfile::TempDir,
     conf: PathBuf,
 }
@@ -90,7 +90,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Hsm {
-    pub fn new() -> Hsm {
+    pub(crate) fn new() -> Hsm {
         Hsm::with_conf("")
     }
 
@@ -112,19 +112,19 @@ impl Hsm {
         Hsm { dir, conf }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// `ra-signer SUBCOMMAND` with this token store, and nothing else in the environment.
-    pub fn cmd(&self, sub: &str) -> Command {
+    pub(crate) fn cmd(&self, sub: &str) -> Command {
         let mut cmd = ra_signer(self.path());
         cmd.env("SOFTHSM2_CONF", &self.conf).arg(sub);
         cmd
     }
 
     /// `ra-signer SUBCOMMAND --pkcs11-lib SOFTHSM` with the PIN in the environment.
-    pub fn with_pin(&self, sub: &str) -> Command {
+    pub(crate) fn with_pin(&self, sub: &str) -> Command {
         let mut cmd = self.cmd(sub);
         cmd.env("RA_SIGNER_PKCS11_PIN", PIN)
             .arg("--pkcs11-lib")
@@ -133,7 +133,7 @@ impl Hsm {
     }
 
     /// The same, through pkcs11-spy logging to the returned file.
-    pub fn spied(&self, sub: &str) -> Option<(Command, PathBuf)> {
+    pub(crate) fn spied(&self, sub: &str) -> Option<(Command, PathBuf)> {
         let spy = fixture().spy.as_ref()?;
         let log = self.path().join(format!("spy-{}.log", unique()));
         let mut cmd = self.cmd(sub);
@@ -145,25 +145,25 @@ impl Hsm {
         Some((cmd, log))
     }
 
-    pub fn emulator(&self) -> Emulator {
+    pub(crate) fn emulator(&self) -> Emulator {
         Emulator::start(self.path(), &[&ca_file("root")], &[])
     }
 }
 
-pub fn cert_file(label: &str) -> PathBuf {
+pub(crate) fn cert_file(label: &str) -> PathBuf {
     fixture().dir.join("certs").join(format!("{label}.pem"))
 }
 
-pub fn ca_file(name: &str) -> PathBuf {
+pub(crate) fn ca_file(name: &str) -> PathBuf {
     fixture().dir.join("ca").join(format!("{name}.pem"))
 }
 
-pub fn der(path: &Path) -> Vec<u8> {
+pub(crate) fn der(path: &Path) -> Vec<u8> {
     Cert::first_from_file(path).expect("cert").der().to_vec()
 }
 
 /// The leaf and chain `credential-process --debug` sent (from the canonical request).
-pub fn sent(o: &Output) -> (Vec<u8>, Vec<Vec<u8>>) {
+pub(crate) fn sent(o: &Output) -> (Vec<u8>, Vec<Vec<u8>>) {
     use base64::Engine;
     let b64 = |s: &str| {
         base64::engine::general_purpose::STANDARD
@@ -195,7 +195,7 @@ fn credential_process(hsm: &Hsm, emu: &Emulator, uri: &str, extra: &[&str]) -> O
 }
 
 /// Asserts success, that `label`'s certificate was the leaf and the intermediate the chain.
-pub fn assert_issued_for(o: &Output, label: &str) {
+pub(crate) fn assert_issued_for(o: &Output, label: &str) {
     assert_process_json(o);
     let (leaf, chain) = sent(o);
     assert!(
@@ -357,7 +357,7 @@ fn headless_run_without_a_pin_fails_fast() {
 }
 
 /// Parses a pkcs11-spy log into (function, lines of its entry).
-pub fn spy_calls(log: &Path) -> Vec<(String, Vec<String>)> {
+pub(crate) fn spy_calls(log: &Path) -> Vec<(String, Vec<String>)> {
     let text = std::fs::read_to_string(log).expect("spy log");
     let mut calls: Vec<(String, Vec<String>)> = Vec::new();
     for line in text.lines() {
@@ -376,7 +376,7 @@ pub fn spy_calls(log: &Path) -> Vec<(String, Vec<String>)> {
     calls
 }
 
-pub fn count(calls: &[(String, Vec<String>)], f: &str) -> usize {
+pub(crate) fn count(calls: &[(String, Vec<String>)], f: &str) -> usize {
     calls.iter().filter(|(name, _)| name == f).count()
 }
 

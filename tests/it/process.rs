@@ -386,7 +386,7 @@ fn a_tpm_failure_is_one_error_without_libtss2_lines() {
 #[test]
 fn keygen_tpm_replaces_a_symlink_instead_of_writing_through_it() {
     use std::os::unix::fs::{PermissionsExt, symlink};
-    let tpm = crate::common::swtpm::Swtpm::fresh();
+    let tpm = swtpm::Swtpm::fresh();
     let dir = tempdir();
     let victim = dir.path().join("victim");
     std::fs::write(&victim, "the user's file\n").expect("write");

@@ -9,7 +9,7 @@ use crate::common::*;
 
 /// Writes an AWS config file with a `credential_process` profile running `ra-signer` with
 /// `args`, and returns its path.
-pub fn aws_config(dir: &Path, args: &[String]) -> std::path::PathBuf {
+pub(crate) fn aws_config(dir: &Path, args: &[String]) -> std::path::PathBuf {
     let quoted: Vec<String> = std::iter::once(bin("ra-signer").display().to_string())
         .chain(std::iter::once("credential-process".to_owned()))
         .chain(args.iter().cloned())
@@ -35,7 +35,7 @@ pub fn aws_config(dir: &Path, args: &[String]) -> std::path::PathBuf {
 
 /// A command for an AWS client (`program` in the test virtualenv) reading `config` as its
 /// only configuration: scrubbed environment, HOME in `dir`, no shared credentials file.
-pub fn aws_client(program: &str, dir: &Path, config: &Path) -> Command {
+pub(crate) fn aws_client(program: &str, dir: &Path, config: &Path) -> Command {
     let mut cmd = Command::new(python().with_file_name(program));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -47,7 +47,7 @@ pub fn aws_client(program: &str, dir: &Path, config: &Path) -> Command {
 
 /// `aws configure list --profile ra`: awscli v1 (PyPI) resolves the profile's credentials,
 /// running its credential_process. Returns the output after checking the exit code.
-pub fn aws_configure_list(dir: &Path, config: &Path) -> Output {
+pub(crate) fn aws_configure_list(dir: &Path, config: &Path) -> Output {
     let out = aws_client("aws", dir, config)
         .args(["configure", "list", "--profile", "ra"])
         .output()
@@ -57,7 +57,11 @@ pub fn aws_configure_list(dir: &Path, config: &Path) -> Output {
 }
 
 /// Runs boto3 with `config` and profile `ra`, plus `env`; returns the credentials it got.
-pub fn boto3_credentials(dir: &Path, config: &Path, env: &[(&str, &Path)]) -> serde_json::Value {
+pub(crate) fn boto3_credentials(
+    dir: &Path,
+    config: &Path,
+    env: &[(&str, &Path)],
+) -> serde_json::Value {
     let script = r#"
 import json, boto3
 s = boto3.Session(profile_name="ra")

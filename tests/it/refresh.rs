@@ -331,7 +331,7 @@ fn a_failing_service_backs_off_keeps_the_credentials_and_recovers() {
     // From the first refresh on, 12 calls fail: 3 attempts a cycle, so cycles 1-4 fail and
     // cycle 5 gets through.
     let (recorder, _) = s.run(1, 3600, 3, Duration::from_secs(6 * 3600), &|| {
-        s.world.emulator.set_faults(&["status=500:12"])
+        s.world.emulator.set_faults(&["status=500:12"]);
     });
     let failures = recorder.failures();
     assert_eq!(failures.len(), 4, "{failures:?}");
@@ -380,7 +380,7 @@ fn faults_of_every_kind_are_retried_or_not_as_they_deserve() {
             "garbage:1",
             "close:1",
             "empty-set:1",
-        ])
+        ]);
     };
     // The faults apply to calls after the initial one.
     let clock = TestClock::new(&s.world.emulator, clock_horizon);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// A running `ra-signer serve` (or `update`): stderr collected line by line, killed on drop.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     /// `127.0.0.1:port` once listening (serve only).
@@ -20,7 +20,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `ra-signer <args>`; for `serve`, waits until it listens.
-    pub fn start(home: &Path, args: &[String], env: &[(&str, &Path)]) -> Daemon {
+    pub(crate) fn start(home: &Path, args: &[String], env: &[(&str, &Path)]) -> Daemon {
         let mut cmd = ra_signer(home);
         cmd.args(args);
         for (k, v) in env {
@@ -30,7 +30,7 @@ impl Daemon {
     }
 
     /// Starts `cmd`; for `serve`, waits until it listens.
-    pub fn spawn(mut cmd: Command, serve: bool) -> Daemon {
+    pub(crate) fn spawn(mut cmd: Command, serve: bool) -> Daemon {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ra-signer");
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -55,12 +55,12 @@ impl Daemon {
     }
 
     /// Everything written on stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.lines.lock().expect("lines").join("\n")
     }
 
     /// Waits for a stderr line containing `needle`; panics with the log on timeout or exit.
-    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(l) = self
@@ -90,7 +90,7 @@ impl Daemon {
     }
 
     /// Sends SIGUSR1 (refresh now) and waits for a new stderr line containing `needle`.
-    pub fn refresh_now(&mut self, needle: &str) -> String {
+    pub(crate) fn refresh_now(&mut self, needle: &str) -> String {
         let seen = self.lines.lock().expect("lines").len();
         let pid = self.child.id().to_string();
         let ok = Command::new("kill")
@@ -102,7 +102,12 @@ impl Daemon {
     }
 
     /// Waits for a stderr line after the first `seen` containing `needle`.
-    pub fn wait_for_after(&mut self, seen: usize, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_for_after(
+        &mut self,
+        seen: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(l) = self
@@ -132,7 +137,7 @@ impl Daemon {
     }
 
     /// How many stderr lines contain `needle`.
-    pub fn count(&self, needle: &str) -> usize {
+    pub(crate) fn count(&self, needle: &str) -> usize {
         self.lines
             .lock()
             .expect("lines")
@@ -142,7 +147,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit status (at most `timeout`).
-    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let ok = Command::new("kill")
             .args(["-TERM", &pid])
@@ -165,7 +170,7 @@ impl Daemon {
     }
 
     /// The base URL.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -178,7 +183,7 @@ impl Drop for Daemon {
 }
 
 /// `serve` flags for `leaf` against the world's emulator, on a free loopback port.
-pub fn serve_args(w: &World, leaf: &Leaf, extra: &[&str]) -> Vec<String> {
+pub(crate) fn serve_args(w: &World, leaf: &Leaf, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["serve".into(), "--port".into(), "0".into()];
     args.extend(leaf.file_args());
     args.extend(w.emulator.session_args());
@@ -186,7 +191,7 @@ pub fn serve_args(w: &World, leaf: &Leaf, extra: &[&str]) -> Vec<String> {
     args
 }
 
-pub fn http() -> reqwest::blocking::Client {
+pub(crate) fn http() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
         .no_proxy()
@@ -199,7 +204,7 @@ const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN: &str = "X-aws-ec2-metadata-token";
 const CREDS: &str = "/latest/meta-data/iam/security-credentials/";
 
-pub fn imds_token(c: &reqwest::blocking::Client, base: &str) -> String {
+pub(crate) fn imds_token(c: &reqwest::blocking::Client, base: &str) -> String {
     let r = c
         .put(format!("{base}/latest/api/token"))
         .header(TTL, "60")
@@ -210,7 +215,7 @@ pub fn imds_token(c: &reqwest::blocking::Client, base: &str) -> String {
 }
 
 /// The credentials JSON of `role` through IMDSv2 (a new token each time).
-pub fn imds_credentials(base: &str, role: &str) -> (u16, serde_json::Value) {
+pub(crate) fn imds_credentials(base: &str, role: &str) -> (u16, serde_json::Value) {
     let c = http();
     let token = imds_token(&c, base);
     let r = c
@@ -226,7 +231,7 @@ pub fn imds_credentials(base: &str, role: &str) -> (u16, serde_json::Value) {
     )
 }
 
-pub fn role_name() -> &'static str {
+pub(crate) fn role_name() -> &'static str {
     ROLE_ARN.rsplit('/').next().expect("name")
 }
 
@@ -787,7 +792,7 @@ fn a_token_key_logs_in_once_for_every_refresh_and_out_at_shutdown() {
 #[test]
 fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
     let dir = tempdir();
-    let tpm = crate::common::swtpm::Swtpm::provisioned();
+    let tpm = swtpm::Swtpm::provisioned();
     let files = tpm.files();
     let emulator = Emulator::start(dir.path(), &[&files.join("ca/root.pem")], &[]);
     // The daemon's certificate and key paths; rotated below by copying other files over them.
@@ -837,7 +842,7 @@ fn a_tpm_key_refreshes_follows_rotation_and_flushes_at_shutdown() {
 impl Daemon {
     /// Sends `signal` (a `kill` name: TERM, HUP…) and waits for the exit status (at most
     /// `timeout`); returns it with the time from the signal to the exit.
-    pub fn signal(
+    pub(crate) fn signal(
         &mut self,
         signal: &str,
         timeout: Duration,
@@ -865,7 +870,7 @@ impl Daemon {
     }
 
     /// The stderr lines after the first one containing `needle`.
-    pub fn lines_after(&self, needle: &str) -> Vec<String> {
+    pub(crate) fn lines_after(&self, needle: &str) -> Vec<String> {
         let lines = self.lines.lock().expect("lines");
         match lines.iter().position(|l| l.contains(needle)) {
             Some(i) => lines[i + 1..].to_vec(),
@@ -1031,7 +1036,7 @@ fn an_idle_connection_flood_does_not_keep_a_client_out() {
 #[test]
 fn a_stopped_tpm_does_not_hold_up_shutdown() {
     let dir = tempdir();
-    let tpm = crate::common::swtpm::Swtpm::provisioned();
+    let tpm = swtpm::Swtpm::provisioned();
     let files = tpm.files();
     let emulator = Emulator::start(dir.path(), &[&files.join("ca/root.pem")], &[]);
     let mut args: Vec<String> = vec![

@@ -10,14 +10,14 @@ use crate::common::swtpm::{Launch, Swtpm, fixture};
 use crate::common::*;
 
 /// A provisioned swtpm and an emulator trusting the fixture's root CA.
-pub struct TpmWorld {
+pub(crate) struct TpmWorld {
     pub tpm: Swtpm,
     pub emulator: Emulator,
     pub dir: tempfile::TempDir,
 }
 
 impl TpmWorld {
-    pub fn new() -> TpmWorld {
+    pub(crate) fn new() -> TpmWorld {
         TpmWorld::with(Swtpm::provisioned())
     }
 
@@ -35,7 +35,7 @@ impl TpmWorld {
     }
 
     /// [`TpmWorld::command`] for another subcommand (`update`, `serve`).
-    pub fn subcommand(
+    pub(crate) fn subcommand(
         &self,
         subcommand: &str,
         cert: &str,
@@ -64,7 +64,13 @@ impl TpmWorld {
         cmd
     }
 
-    pub fn run(&self, cert: &str, key: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn run(
+        &self,
+        cert: &str,
+        key: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut cmd = self.command(cert, key, true, extra);
         for (k, v) in env {
             cmd.env(k, v);
@@ -231,7 +237,7 @@ fn unusable_keys_and_files() {
         (
             "wrong-length",
             {
-                let mut d = der.clone();
+                let mut d = der;
                 // The pubkey's TPM2B size prefix, one too large.
                 let at = d
                     .windows(2)

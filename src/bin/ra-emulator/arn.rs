@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A parsed ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Arn {
+pub(crate) struct Arn {
     /// `aws`, `aws-cn`, `aws-us-gov`, ...
     pub partition: String,
     /// `rolesanywhere` or `iam`.
@@ -30,7 +30,7 @@ impl fmt::Display for Arn {
 
 /// Which ARN a CreateSession parameter must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `arn:<p>:rolesanywhere:<region>:<acct>:trust-anchor/<id>`
     TrustAnchor,
     /// `arn:<p>:rolesanywhere:<region>:<acct>:profile/<id>`
@@ -41,7 +41,7 @@ pub enum Kind {
 
 impl Kind {
     /// The parameter name on the wire.
-    pub fn param(self) -> &'static str {
+    pub(crate) fn param(self) -> &'static str {
         match self {
             Kind::TrustAnchor => "trustAnchorArn",
             Kind::Profile => "profileArn",
@@ -55,7 +55,7 @@ fn is_id(s: &str) -> bool {
 }
 
 /// Parses `s` as an ARN of the given kind; the error explains what is wrong.
-pub fn parse(s: &str, kind: Kind) -> Result<Arn, String> {
+pub(crate) fn parse(s: &str, kind: Kind) -> Result<Arn, String> {
     let bad = |why: &str| format!("Invalid {}: '{s}' {why}", kind.param());
     let mut it = s.splitn(6, ':');
     let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
@@ -123,7 +123,7 @@ pub fn parse(s: &str, kind: Kind) -> Result<Arn, String> {
 
 impl Arn {
     /// The last path segment of the resource: the role name for a role ARN.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.resource.rsplit('/').next().unwrap_or(&self.resource)
     }
 }

@@ -16,7 +16,7 @@ use crate::verify::{MAX_DURATION, MIN_DURATION};
 /// the way the service does, for tests and offline use.
 #[derive(Debug, Parser)]
 #[command(name = "ra-emulator", version)]
-pub struct Args {
+pub(crate) struct Args {
     /// Trust anchor CA certificate(s): a PEM bundle or one DER certificate (repeatable).
     #[arg(long = "trust-anchor-ca", value_name = "FILE", required = true)]
     pub trust_anchor_ca: Vec<PathBuf>,
@@ -65,7 +65,7 @@ pub struct Args {
 
 impl Args {
     /// Checks the flags; the error is a one-line message for stderr.
-    pub fn into_config(self) -> Result<Config, String> {
+    pub(crate) fn into_config(self) -> Result<Config, String> {
         if !self.listen.ip().is_loopback() {
             return Err(format!(
                 "--listen {}: refusing a non-loopback address (the emulator has no access control)",

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The current time as a duration since the Unix epoch (zero if the clock is before 1970).
-pub fn now() -> Duration {
+pub(crate) fn now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -89,7 +89,7 @@ fn digits(s: &str) -> Option<u32> {
 
 /// Parses an `X-Amz-Date` value (`YYYYMMDD'T'HHMMSS'Z'`, UTC) into Unix seconds.
 /// Returns `None` for anything else, including impossible dates such as February 30.
-pub fn parse_amz_date(s: &str) -> Option<u64> {
+pub(crate) fn parse_amz_date(s: &str) -> Option<u64> {
     if s.len() != 16 || !s.is_ascii() || &s[8..9] != "T" || &s[15..16] != "Z" {
         return None;
     }
@@ -114,7 +114,7 @@ pub fn parse_amz_date(s: &str) -> Option<u64> {
 }
 
 /// Formats Unix seconds as `X-Amz-Date` does: `20250101T000000Z`.
-pub fn amz_date(unix: u64) -> String {
+pub(crate) fn amz_date(unix: u64) -> String {
     let c = civil(unix);
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
@@ -124,7 +124,7 @@ pub fn amz_date(unix: u64) -> String {
 
 /// Formats Unix seconds as ISO 8601 without fractions: `2025-01-01T00:00:00Z`
 /// (the form of `credentials.expiration`).
-pub fn iso8601(unix: u64) -> String {
+pub(crate) fn iso8601(unix: u64) -> String {
     let c = civil(unix);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -133,7 +133,7 @@ pub fn iso8601(unix: u64) -> String {
 }
 
 /// Formats a time since the epoch as ISO 8601 with milliseconds, for log lines.
-pub fn iso8601_millis(t: Duration) -> String {
+pub(crate) fn iso8601_millis(t: Duration) -> String {
     let c = civil(t.as_secs());
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",

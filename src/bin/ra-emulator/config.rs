@@ -10,7 +10,7 @@ use crate::faults::Fault;
 
 /// Validated settings, minus the trust anchor certificates (loaded from `anchor_files`).
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Files holding the trust anchor CAs.
     pub anchor_files: Vec<PathBuf>,
     /// Trust anchor ARN.

@@ -358,7 +358,7 @@ fn rejects_tampering_and_bad_credentials() {
     );
 
     // Missing or garbled Authorization; chain sent but not signed.
-    let mut h4 = h.clone();
+    let mut h4 = h;
     h4.remove("authorization");
     assert_eq!(
         check(run(&h4, Some(QUERY), BODY, &pol, NOW)).2,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 /// What a fault does to one CreateSession request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Answer this 4xx/5xx status with an AWS-style error body.
     Status(u16),
     /// 429 `ThrottlingException` "Rate exceeded".
@@ -40,7 +40,7 @@ pub enum Kind {
 
 /// One fault and how many more requests it applies to (`None`: forever).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fault {
+pub(crate) struct Fault {
     /// What it does.
     pub kind: Kind,
     /// Remaining requests; `None` for forever.
@@ -119,13 +119,13 @@ impl fmt::Display for Fault {
 }
 
 /// Parses a list of specs, failing on the first bad one.
-pub fn parse_all<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Fault>, String> {
+pub(crate) fn parse_all<S: AsRef<str>>(specs: &[S]) -> Result<Vec<Fault>, String> {
     specs.iter().map(|s| s.as_ref().parse()).collect()
 }
 
 /// What the active faults decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Total delay before answering, in milliseconds.
     pub delay_ms: u64,
     /// The answering fault (anything but a delay), if one applies.
@@ -134,30 +134,30 @@ pub struct Applied {
 
 /// The active fault list.
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     list: Vec<Fault>,
 }
 
 impl Faults {
     /// A list with these faults.
-    pub fn new(list: Vec<Fault>) -> Faults {
+    pub(crate) fn new(list: Vec<Fault>) -> Faults {
         Faults { list }
     }
 
     /// Replaces the list.
-    pub fn replace(&mut self, list: Vec<Fault>) {
+    pub(crate) fn replace(&mut self, list: Vec<Fault>) {
         self.list = list;
     }
 
     /// The active faults as specs (counts are what remains).
-    pub fn specs(&self) -> Vec<String> {
+    pub(crate) fn specs(&self) -> Vec<String> {
         self.list.iter().map(ToString::to_string).collect()
     }
 
     /// Decides the faults for the next CreateSession request and uses up their counts:
     /// every active delay applies (their sum), plus the first active answering fault in
     /// list order. Exhausted faults are removed.
-    pub fn next_request(&mut self) -> Applied {
+    pub(crate) fn next_request(&mut self) -> Applied {
         let mut applied = Applied::default();
         for fault in &mut self.list {
             let applies = match fault.kind {

@@ -35,7 +35,7 @@ const MAX_PATH: usize = 10;
 
 /// A subject public key the emulator can verify with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublicKey {
+pub(crate) enum PublicKey {
     /// RSA: the `RSAPublicKey` DER (contents of the SPKI bit string).
     Rsa(Vec<u8>),
     /// EC P-256: the uncompressed point.
@@ -71,7 +71,7 @@ impl fmt::Display for PublicKey {
 
 /// The ring verification algorithm for a SigV4-X509 request signature made with `key`:
 /// SHA-256 for every curve, P-384 included.
-pub fn request_verification_alg(
+pub(crate) fn request_verification_alg(
     key: &PublicKey,
 ) -> Option<(&'static dyn VerificationAlgorithm, &[u8])> {
     match key {
@@ -88,7 +88,7 @@ pub fn request_verification_alg(
 
 /// Verifies a pure ML-DSA signature (FIPS 204 `ML-DSA.Verify`, empty context) of `message`
 /// by `key`; false for a key that is not ML-DSA or bytes of the wrong size.
-pub fn ml_dsa_verify(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+pub(crate) fn ml_dsa_verify(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
     fn with<P: ml_dsa::MlDsaParams>(key: &[u8], message: &[u8], sig: &[u8]) -> bool {
         let Ok(encoded) = ml_dsa::EncodedVerifyingKey::<P>::try_from(key) else {
             return false;
@@ -108,7 +108,7 @@ pub fn ml_dsa_verify(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
 
 /// A parsed certificate, keeping its DER and the fields the checks read.
 #[derive(Clone)]
-pub struct Cert {
+pub(crate) struct Cert {
     der: Vec<u8>,
     tbs: Range<usize>,
     subject: Vec<u8>,
@@ -163,7 +163,7 @@ fn tbs_range(der: &[u8]) -> Option<Range<usize>> {
 
 impl Cert {
     /// Parses one DER certificate.
-    pub fn from_der(der: Vec<u8>) -> Result<Cert, String> {
+    pub(crate) fn from_der(der: Vec<u8>) -> Result<Cert, String> {
         let cert =
             Certificate::from_der(&der).map_err(|e| format!("malformed certificate: {e}"))?;
         let tbs = tbs_range(&der).ok_or("malformed certificate: bad outer DER")?;
@@ -232,32 +232,32 @@ impl Cert {
     }
 
     /// The certificate's DER.
-    pub fn der(&self) -> &[u8] {
+    pub(crate) fn der(&self) -> &[u8] {
         &self.der
     }
 
     /// The subject's public key.
-    pub fn key(&self) -> &PublicKey {
+    pub(crate) fn key(&self) -> &PublicKey {
         &self.key
     }
 
     /// The subject as an RFC 4514 string.
-    pub fn subject_text(&self) -> &str {
+    pub(crate) fn subject_text(&self) -> &str {
         &self.subject_text
     }
 
     /// The subject's DER (for stable identifiers).
-    pub fn subject_der(&self) -> &[u8] {
+    pub(crate) fn subject_der(&self) -> &[u8] {
         &self.subject
     }
 
     /// The subject's first common name, if any.
-    pub fn common_name(&self) -> Option<&str> {
+    pub(crate) fn common_name(&self) -> Option<&str> {
         self.common_name.as_deref()
     }
 
     /// The serial number in decimal (with a `-` for the rare negative serial).
-    pub fn serial_decimal(&self) -> String {
+    pub(crate) fn serial_decimal(&self) -> String {
         let (negative, magnitude) = serial_magnitude(&self.serial);
         let mut digits = Vec::new();
         let mut n = magnitude;
@@ -281,7 +281,7 @@ impl Cert {
     }
 
     /// The serial number's magnitude in lower-case hex without leading zeros.
-    pub fn serial_hex(&self) -> String {
+    pub(crate) fn serial_hex(&self) -> String {
         let (_, magnitude) = serial_magnitude(&self.serial);
         let h = crate::sigv4::hex(&magnitude);
         let trimmed = h.trim_start_matches('0');
@@ -293,7 +293,7 @@ impl Cert {
     }
 
     /// Whether `now` lies within notBefore..=notAfter.
-    pub fn validity_problem(&self, now: u64, role: &str) -> Option<ChainError> {
+    pub(crate) fn validity_problem(&self, now: u64, role: &str) -> Option<ChainError> {
         if now > self.not_after {
             Some(ChainError::Expired(format!(
                 "Certificate expired: the {role} certificate {} (serial {}) expired at {}",
@@ -314,7 +314,7 @@ impl Cert {
     }
 
     /// Checks that `issuer`'s key signed this certificate.
-    pub fn is_signed_by(&self, issuer: &Cert) -> bool {
+    pub(crate) fn is_signed_by(&self, issuer: &Cert) -> bool {
         let tbs = &self.der[self.tbs.clone()];
         match (&issuer.key, self.sig_alg) {
             (PublicKey::MlDsa44(_), OID_ML_DSA_44)
@@ -386,7 +386,7 @@ fn cert_verification_alg(
 }
 
 /// Loads trust anchors from a PEM bundle or a single DER certificate.
-pub fn load_anchors(bytes: &[u8], origin: &str) -> Result<Vec<Cert>, String> {
+pub(crate) fn load_anchors(bytes: &[u8], origin: &str) -> Result<Vec<Cert>, String> {
     let text_pem = std::str::from_utf8(bytes).is_ok_and(|s| s.contains("-----BEGIN"));
     let ders: Vec<Vec<u8>> = if text_pem {
         Certificate::load_pem_chain(bytes)
@@ -407,7 +407,7 @@ pub fn load_anchors(bytes: &[u8], origin: &str) -> Result<Vec<Cert>, String> {
 
 /// Why no acceptable path exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainError {
+pub(crate) enum ChainError {
     /// No path to any anchor, whatever the dates.
     Untrusted,
     /// A path exists but one certificate on it has expired.
@@ -420,7 +420,7 @@ pub enum ChainError {
 /// one of `anchors`. Returns the path (leaf first, anchor last; a single element when the
 /// leaf is itself an anchor). Paths whose certificates are all valid at `now` are
 /// preferred; when only an out-of-date path exists, the error names the culprit.
-pub fn build_path<'a>(
+pub(crate) fn build_path<'a>(
     leaf: &'a Cert,
     intermediates: &'a [Cert],
     anchors: &'a [Cert],
@@ -508,13 +508,18 @@ pub(crate) mod tests {
     };
 
     /// A generated certificate with its key.
-    pub struct Made {
+    pub(crate) struct Made {
         pub cert: Cert,
         pub key: KeyPair,
         pub params: CertificateParams,
     }
 
-    pub fn params(cn: &str, ca: bool, serial: &[u8], years: (i32, i32)) -> CertificateParams {
+    pub(crate) fn params(
+        cn: &str,
+        ca: bool,
+        serial: &[u8],
+        years: (i32, i32),
+    ) -> CertificateParams {
         let mut p = CertificateParams::default();
         p.distinguished_name = rcgen::DistinguishedName::new();
         p.distinguished_name.push(DnType::CommonName, cn);
@@ -530,15 +535,15 @@ pub(crate) mod tests {
     }
 
     /// A fixed RSA-2048 test key (ring cannot generate RSA keys).
-    pub fn rsa_key() -> KeyPair {
+    pub(crate) fn rsa_key() -> KeyPair {
         KeyPair::from_pem(include_str!("testdata/rsa2048-test-key.pem")).expect("rsa key")
     }
 
-    pub fn self_signed(cn: &str, alg: &'static rcgen::SignatureAlgorithm) -> Made {
+    pub(crate) fn self_signed(cn: &str, alg: &'static rcgen::SignatureAlgorithm) -> Made {
         root_with_key(cn, KeyPair::generate_for(alg).expect("keygen"))
     }
 
-    pub fn root_with_key(cn: &str, key: KeyPair) -> Made {
+    pub(crate) fn root_with_key(cn: &str, key: KeyPair) -> Made {
         let params = params(cn, true, &[1], (2020, 2090));
         let der = params.self_signed(&key).expect("self-sign").der().to_vec();
         Made {
@@ -548,7 +553,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn issued(
+    pub(crate) fn issued(
         issuer: &Made,
         params: CertificateParams,
         alg: &'static rcgen::SignatureAlgorithm,
@@ -556,7 +561,7 @@ pub(crate) mod tests {
         issued_with_key(issuer, params, KeyPair::generate_for(alg).expect("keygen"))
     }
 
-    pub fn issued_with_key(issuer: &Made, params: CertificateParams, key: KeyPair) -> Made {
+    pub(crate) fn issued_with_key(issuer: &Made, params: CertificateParams, key: KeyPair) -> Made {
         let iss = Issuer::from_params(&issuer.params, &issuer.key);
         let der = params.signed_by(&key, &iss).expect("sign").der().to_vec();
         Made {
@@ -619,12 +624,8 @@ pub(crate) mod tests {
         // Unrelated CA with the same name as the intermediate: subject matches, signature does not.
         let impostor = self_signed("inter", &rcgen::PKCS_ECDSA_P256_SHA256);
         let unrelated = self_signed("other", &rcgen::PKCS_ECDSA_P256_SHA256);
-        let chain = [
-            unrelated.cert.clone(),
-            impostor.cert.clone(),
-            inter.cert.clone(),
-        ];
-        let anchors = [unrelated.cert.clone(), root.cert.clone()];
+        let chain = [unrelated.cert.clone(), impostor.cert, inter.cert.clone()];
+        let anchors = [unrelated.cert.clone(), root.cert];
         let path = build_path(&leaf.cert, &chain, &anchors, NOW).expect("path");
         let names: Vec<_> = path
             .iter()
@@ -730,7 +731,7 @@ pub(crate) mod tests {
         let other = self_signed("other", &rcgen::PKCS_ED25519);
         let pem = format!(
             "{}{}",
-            rcgen::CertificateParams::default()
+            CertificateParams::default()
                 .self_signed(&root.key)
                 .expect("s")
                 .pem(),

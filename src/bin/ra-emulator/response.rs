@@ -19,14 +19,14 @@ use crate::verify::{Accepted, Policy};
 
 /// The body type of every response: whole, or endless (the `endless-body` and `slow-body`
 /// faults).
-pub type Body = Either<Full<Bytes>, Endless>;
+pub(crate) type Body = Either<Full<Bytes>, Endless>;
 
 /// A body that never ends: the start of a CreateSession answer, then spaces (still valid
 /// JSON so far) until the client goes away: in 64 KiB frames, or one byte every
 /// [`SLOW_BODY_PACE`] (the `slow-body` fault: a body that trickles, for clients whose
 /// timeout must cover the body too).
 #[derive(Debug, Default)]
-pub struct Endless {
+pub(crate) struct Endless {
     started: bool,
     slow: bool,
     pace: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -35,7 +35,7 @@ pub struct Endless {
 static FILLER: [u8; 64 * 1024] = [b' '; 64 * 1024];
 
 /// The time between two bytes of a `slow-body` answer.
-pub const SLOW_BODY_PACE: std::time::Duration = std::time::Duration::from_millis(200);
+pub(crate) const SLOW_BODY_PACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl hyper::body::Body for Endless {
     type Data = Bytes;
@@ -65,14 +65,14 @@ impl hyper::body::Body for Endless {
 }
 
 /// A 201 whose body never ends (no `content-length`: chunked).
-pub fn endless(request_id: &str) -> Response<Body> {
+pub(crate) fn endless(request_id: &str) -> Response<Body> {
     let mut resp = respond(201, "application/json", String::new(), request_id);
     *resp.body_mut() = Either::Right(Endless::default());
     resp
 }
 
 /// A 201 whose headers come at once and whose body never ends, one byte at a time.
-pub fn slow_body(request_id: &str) -> Response<Body> {
+pub(crate) fn slow_body(request_id: &str) -> Response<Body> {
     let mut resp = respond(201, "application/json", String::new(), request_id);
     *resp.body_mut() = Either::Right(Endless {
         slow: true,
@@ -82,14 +82,14 @@ pub fn slow_body(request_id: &str) -> Response<Body> {
 }
 
 /// The `huge-message` fault's error message: about 900 KB.
-pub fn huge_message() -> String {
+pub(crate) fn huge_message() -> String {
     format!("Huge message: {}", "A".repeat(900_000))
 }
 
 /// The `control-chars` fault's answer: a message that would clear the screen, ring the
 /// bell, forge a log line and reverse the text after it if printed raw, and a request id
 /// with a tab and a bidi override (as obs-text bytes, which HTTP allows).
-pub fn control_chars(request_id: &str) -> Response<Body> {
+pub(crate) fn control_chars(request_id: &str) -> Response<Body> {
     let message = "Denied\nra-signer: error: forged line\r\u{1b}[2J\u{7}bell \u{202e}desrever";
     let mut resp = error(403, "AccessDeniedException", message, request_id);
     let id = format!("{request_id}\t\u{202e}forged");
@@ -141,7 +141,7 @@ fn uuid_from(bytes: &[u8]) -> String {
 }
 
 /// A random version-4 UUID, used as `x-amzn-RequestId`.
-pub fn request_id(rng: &SystemRandom) -> String {
+pub(crate) fn request_id(rng: &SystemRandom) -> String {
     let mut b = random_bytes(rng, 16);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -153,7 +153,12 @@ const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// The CreateSession success body for `accepted` at `now` (Unix seconds).
-pub fn success_body(accepted: &Accepted, policy: &Policy, now: u64, rng: &SystemRandom) -> String {
+pub(crate) fn success_body(
+    accepted: &Accepted,
+    policy: &Policy,
+    now: u64,
+    rng: &SystemRandom,
+) -> String {
     let role = &accepted.role;
     let session = accepted
         .role_session_name
@@ -196,7 +201,7 @@ pub fn success_body(accepted: &Accepted, policy: &Policy, now: u64, rng: &System
 /// A CreateSession answer whose credentials a client must refuse: with `hostile`, a secret
 /// that would add an `[evil]` profile running a command to an INI file written naively;
 /// otherwise well-formed credentials that expired an hour before `now`.
-pub fn faulty_credentials(hostile: bool, now: u64) -> String {
+pub(crate) fn faulty_credentials(hostile: bool, now: u64) -> String {
     let (secret, expiration) = if hostile {
         (
             "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY\n[evil]\ncredential_process = touch /tmp/ra-signer-pwned".to_owned(),
@@ -223,7 +228,12 @@ pub fn faulty_credentials(hostile: bool, now: u64) -> String {
 }
 
 /// A response with a body, content type and request id.
-pub fn respond(status: u16, content_type: &str, body: String, request_id: &str) -> Response<Body> {
+pub(crate) fn respond(
+    status: u16,
+    content_type: &str,
+    body: String,
+    request_id: &str,
+) -> Response<Body> {
     let mut resp = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
@@ -237,7 +247,7 @@ pub fn respond(status: u16, content_type: &str, body: String, request_id: &str) 
 }
 
 /// An AWS-style error: `{"message":…}` plus `x-amzn-ErrorType: <code>:<namespace>`.
-pub fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<Body> {
+pub(crate) fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<Body> {
     let mut resp = respond(
         status,
         "application/json",

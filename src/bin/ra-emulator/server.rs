@@ -35,13 +35,13 @@ const MAX_BODY: usize = 1 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// JSON-lines log sink (a file or stderr). Lines never contain credentials.
-pub struct Logger {
+pub(crate) struct Logger {
     out: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Logger {
     /// Appends to `path`, or writes to stderr when `None`.
-    pub fn open(path: Option<&Path>) -> std::io::Result<Logger> {
+    pub(crate) fn open(path: Option<&Path>) -> std::io::Result<Logger> {
         let out: Box<dyn Write + Send> = match path {
             Some(p) => Box::new(fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => Box::new(std::io::stderr()),
@@ -53,7 +53,7 @@ impl Logger {
 
     /// Writes one JSON object on one line: `ts` plus the given fields (keys come out
     /// in alphabetical order).
-    pub fn line(&self, fields: Value) {
+    pub(crate) fn line(&self, fields: Value) {
         let mut obj = serde_json::Map::new();
         obj.insert(
             "ts".into(),
@@ -80,7 +80,7 @@ struct Stats {
 }
 
 /// Everything a request handler needs.
-pub struct State {
+pub(crate) struct State {
     policy: Policy,
     faults: Mutex<Faults>,
     /// Seconds added to the system clock: a test moves the service's time with its own.
@@ -98,7 +98,7 @@ impl State {
     }
 
     /// Shared state for a policy, initial faults and a log.
-    pub fn new(policy: Policy, faults: Vec<faults::Fault>, log: Logger) -> State {
+    pub(crate) fn new(policy: Policy, faults: Vec<faults::Fault>, log: Logger) -> State {
         State {
             policy,
             faults: Mutex::new(Faults::new(faults)),
@@ -570,7 +570,7 @@ async fn serve_connection(state: Arc<State>, stream: TcpStream, tls: Option<TlsA
 
 /// Binds, announces readiness (TLS CA file, ready file, URL on stdout), serves until a
 /// signal or the time limit, and returns why it stopped.
-pub async fn run(config: &Config, state: State) -> Result<&'static str, String> {
+pub(crate) async fn run(config: &Config, state: State) -> Result<&'static str, String> {
     // Handlers first, so a signal sent right after the ready file appears is caught.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot install a SIGTERM handler: {e}"))?;

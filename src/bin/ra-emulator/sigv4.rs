@@ -9,17 +9,17 @@ use hyper::HeaderMap;
 use ring::digest;
 
 /// The service name in the credential scope.
-pub const SERVICE: &str = "rolesanywhere";
+pub(crate) const SERVICE: &str = "rolesanywhere";
 /// The scope terminator.
-pub const TERMINATOR: &str = "aws4_request";
+pub(crate) const TERMINATOR: &str = "aws4_request";
 /// Headers every request must sign.
-pub const REQUIRED_SIGNED: [&str; 4] = ["content-type", "host", "x-amz-date", "x-amz-x509"];
+pub(crate) const REQUIRED_SIGNED: [&str; 4] = ["content-type", "host", "x-amz-date", "x-amz-x509"];
 /// The optional chain header; signed whenever it is sent.
-pub const CHAIN_HEADER: &str = "x-amz-x509-chain";
+pub(crate) const CHAIN_HEADER: &str = "x-amz-x509-chain";
 
 /// The signing algorithms the emulator verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     /// `AWS4-X509-RSA-SHA256`: RSASSA-PKCS1-v1_5 with SHA-256.
     Rsa,
     /// `AWS4-X509-ECDSA-SHA256`: ECDSA over SHA-256 (any curve), DER signature.
@@ -30,7 +30,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// The name as it appears in the `Authorization` header and the string to sign.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Algorithm::Rsa => "AWS4-X509-RSA-SHA256",
             Algorithm::Ecdsa => "AWS4-X509-ECDSA-SHA256",
@@ -50,7 +50,7 @@ impl Algorithm {
 
 /// A syntactically valid `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorization {
+pub(crate) struct Authorization {
     /// The signing algorithm.
     pub alg: Algorithm,
     /// The leaf serial number in decimal, as claimed.
@@ -67,7 +67,7 @@ pub struct Authorization {
 
 impl Authorization {
     /// The credential scope `date/region/rolesanywhere/aws4_request`.
-    pub fn scope(&self) -> String {
+    pub(crate) fn scope(&self) -> String {
         format!("{}/{}/{SERVICE}/{TERMINATOR}", self.date, self.region)
     }
 }
@@ -76,7 +76,7 @@ impl Authorization {
 /// SignedHeaders=<a;b;c>, Signature=<hex>`. Components may come in any order, separated
 /// by commas with optional spaces; each must appear exactly once. The error is a
 /// message fit for the client.
-pub fn parse_authorization(value: &str) -> Result<Authorization, String> {
+pub(crate) fn parse_authorization(value: &str) -> Result<Authorization, String> {
     let value = value.trim();
     let (alg_name, rest) = value.split_once(' ').ok_or_else(|| {
         "Authorization header is not 'ALGORITHM Credential=…, SignedHeaders=…, Signature=…'"
@@ -196,7 +196,7 @@ fn decode_lower_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -207,12 +207,12 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Lower-case hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
 /// RFC 3986 encoding: every byte but `A-Za-z0-9-_.~` becomes `%XX` with upper-case hex.
-pub fn uri_encode(bytes: &[u8]) -> String {
+pub(crate) fn uri_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -226,7 +226,7 @@ pub fn uri_encode(bytes: &[u8]) -> String {
 
 /// Decodes `%XX` escapes (either case). `+` stays a literal plus (RFC 3986, not
 /// form encoding). `None` for a truncated or non-hex escape.
-pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -245,11 +245,11 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Decoded query parameters: (name, value) byte strings in the order received.
-pub type QueryParams = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) type QueryParams = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The decoded query parameters, in the order received. Empty segments are skipped; a
 /// segment without `=` has an empty value.
-pub fn query_params(raw: &str) -> Result<QueryParams, String> {
+pub(crate) fn query_params(raw: &str) -> Result<QueryParams, String> {
     raw.split('&')
         .filter(|seg| !seg.is_empty())
         .map(|seg| {
@@ -265,7 +265,7 @@ pub fn query_params(raw: &str) -> Result<QueryParams, String> {
 
 /// The canonical query string: every name and value decoded, re-encoded per
 /// RFC 3986 with upper-case hex, sorted by name then value, joined with `&`.
-pub fn canonical_query(raw: &str) -> Result<String, String> {
+pub(crate) fn canonical_query(raw: &str) -> Result<String, String> {
     let mut pairs: Vec<(String, String)> = query_params(raw)?
         .iter()
         .map(|(n, v)| (uri_encode(n), uri_encode(v)))
@@ -280,7 +280,7 @@ pub fn canonical_query(raw: &str) -> Result<String, String> {
 
 /// A header value as SigV4 canonicalises it: surrounding whitespace removed and runs
 /// of spaces collapsed to one.
-pub fn trim_value(v: &str) -> String {
+pub(crate) fn trim_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     let mut last_space = false;
     for c in v.trim_matches(|c| c == ' ' || c == '\t').chars() {
@@ -300,7 +300,7 @@ pub fn trim_value(v: &str) -> String {
 /// The canonical headers block: `name:value\n` for each signed header, in the given
 /// (sorted) order. Repeated headers are joined with `,`. Fails when a signed header is
 /// absent or not text.
-pub fn canonical_headers(headers: &HeaderMap, signed: &[String]) -> Result<String, String> {
+pub(crate) fn canonical_headers(headers: &HeaderMap, signed: &[String]) -> Result<String, String> {
     let mut out = String::new();
     for name in signed {
         let values: Vec<String> = headers
@@ -327,7 +327,7 @@ pub fn canonical_headers(headers: &HeaderMap, signed: &[String]) -> Result<Strin
 
 /// The canonical request; its `Display` is the exact text that is hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanonicalRequest {
+pub(crate) struct CanonicalRequest {
     /// HTTP method.
     pub method: String,
     /// Request path.
@@ -358,7 +358,7 @@ impl fmt::Display for CanonicalRequest {
 }
 
 /// `ALG\nX-Amz-Date\nscope\nhex(sha256(canonical request))`.
-pub fn string_to_sign(
+pub(crate) fn string_to_sign(
     alg: Algorithm,
     amz_date: &str,
     scope: &str,

@@ -14,15 +14,15 @@ use crate::pki::{self, Cert, ChainError, PublicKey};
 use crate::sigv4::{self, Algorithm, CanonicalRequest};
 
 /// Shortest session the service grants.
-pub const MIN_DURATION: u64 = 900;
+pub(crate) const MIN_DURATION: u64 = 900;
 /// Longest session the service grants.
-pub const MAX_DURATION: u64 = 43_200;
+pub(crate) const MAX_DURATION: u64 = 43_200;
 /// Default session length when `durationSeconds` is absent.
-pub const DEFAULT_DURATION: u64 = 3600;
+pub(crate) const DEFAULT_DURATION: u64 = 3600;
 
 /// What the emulated account is configured with.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Trust anchor CA certificates.
     pub anchors: Vec<Cert>,
     /// The one trust anchor that exists.
@@ -41,7 +41,7 @@ pub struct Policy {
 
 /// The request as received.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// HTTP method.
     pub method: &'a str,
     /// Path, without the query.
@@ -56,7 +56,7 @@ pub struct Request<'a> {
 
 /// A request that passed every check.
 #[derive(Debug, Clone)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The signing algorithm.
     pub alg: Algorithm,
     /// The leaf certificate.
@@ -71,7 +71,7 @@ pub struct Accepted {
 
 /// The first failed check, as the service answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     /// HTTP status.
     pub status: u16,
     /// AWS error code (`x-amzn-ErrorType` before the colon).
@@ -128,7 +128,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Runs every check on a CreateSession request at time `now` (Unix seconds).
-pub fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, Rejection> {
+pub(crate) fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Accepted, Rejection> {
     let mut seen = Seen::default();
 
     // 1. Authorization header syntax.

@@ -82,7 +82,7 @@ fn wrong_password(origin: &str) -> FileKeyError {
 fn scheme_oid(der: &[u8]) -> Option<String> {
     let outer = der::asn1::AnyRef::from_der(der).ok()?;
     let mut reader = der::SliceReader::new(outer.value()).ok()?;
-    let algorithm: AlgorithmIdentifierRef<'_> = der::Decode::decode(&mut reader).ok()?;
+    let algorithm: AlgorithmIdentifierRef<'_> = Decode::decode(&mut reader).ok()?;
     Some(algorithm.oid.to_string())
 }
 

@@ -755,10 +755,10 @@ pub(super) mod testing {
             }
         }
 
-        pub(in super::super) fn nested(bags: Vec<Bag>) -> Bag {
+        pub(in super::super) fn nested(bags: &[Bag]) -> Bag {
             Bag {
                 kind: OID_SAFE_CONTENTS_BAG,
-                value: safe_contents(&bags),
+                value: safe_contents(bags),
             }
         }
     }

@@ -686,7 +686,7 @@ fn openssl_pkcs12(fx: &Fx) -> (Cert, Vec<u8>) {
 fn pkcs12_altered_file_is_told_from_a_wrong_password() {
     let fx = Fx::new();
     let (_, original) = openssl_pkcs12(&fx);
-    let (mac_at, certificates_at) = super::pkcs12::testing::offsets(&original);
+    let (mac_at, certificates_at) = pkcs12::testing::offsets(&original);
     for (name, at) in [("mac", mac_at), ("certificates", certificates_at + 3)] {
         let mut altered = original.clone();
         altered[at] ^= 0x01;
@@ -717,7 +717,7 @@ fn pkcs12_truncated_is_malformed_and_asks_nothing() {
     let (_, der) = openssl_pkcs12(&fx);
     for len in (0..der.len()).step_by(17).chain(der.len() - 40..der.len()) {
         let mut ask = || -> Result<Secret, SecretError> { panic!("asked at {len} bytes") };
-        let err = super::pkcs12::load(&der[..len], "cut.p12", &mut ask)
+        let err = pkcs12::load(&der[..len], "cut.p12", &mut ask)
             .expect_err("a truncated file is refused");
         assert!(
             matches!(
@@ -745,7 +745,7 @@ fn pkcs12_hostile_shapes_are_bounded() {
     };
 
     // Nesting within the bound is read through.
-    let nested = Bag::nested(vec![Bag::nested(vec![
+    let nested = Bag::nested(&[Bag::nested(&[
         Bag::certificate(leaf.der()),
         Bag::shrouded_key(&key),
     ])]);
@@ -759,7 +759,7 @@ fn pkcs12_hostile_shapes_are_bounded() {
     // Deeper nesting is refused without recursing into it.
     let mut deep = Bag::shrouded_key(&key);
     for _ in 0..200 {
-        deep = Bag::nested(vec![deep]);
+        deep = Bag::nested(std::slice::from_ref(&deep));
     }
     let (result, _) = open("deep.p12", &pfx(&safe_contents(&[deep]), PASSWORD, 2048));
     assert_eq!(detail(result), "SafeContents nested more than 4 deep");

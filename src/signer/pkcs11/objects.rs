@@ -16,12 +16,13 @@ use crate::cert::{Cert, KeyType as CertKeyType};
 use crate::signer::der_sig::rsa_public_key_der;
 
 /// DER of the P-256 curve OID, as CKA_EC_PARAMS holds it.
-pub const EC_PARAMS_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub(super) const EC_PARAMS_P256: &[u8] =
+    &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// DER of the P-384 curve OID.
-pub const EC_PARAMS_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+pub(super) const EC_PARAMS_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
 /// The only attributes ever read from a private key object: all public.
-pub const KEY_ATTRIBUTES: &[AttributeType] = &[
+pub(super) const KEY_ATTRIBUTES: &[AttributeType] = &[
     AttributeType::KeyType,
     AttributeType::Label,
     AttributeType::Id,
@@ -33,7 +34,7 @@ pub const KEY_ATTRIBUTES: &[AttributeType] = &[
 
 /// A certificate object.
 #[derive(Debug, Clone)]
-pub struct TokenCert {
+pub(super) struct TokenCert {
     /// The parsed certificate.
     pub cert: Cert,
     /// CKA_LABEL.
@@ -44,7 +45,7 @@ pub struct TokenCert {
 
 /// A private key object and its public half.
 #[derive(Debug, Clone)]
-pub struct TokenKey {
+pub(super) struct TokenKey {
     /// The object.
     pub handle: ObjectHandle,
     /// CKA_LABEL.
@@ -61,13 +62,13 @@ pub struct TokenKey {
 
 impl TokenKey {
     /// "label=…, id=…" for messages.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         describe(&self.label, &self.id)
     }
 }
 
 /// "object=…;id=…" for messages.
-pub fn describe(label: &str, id: &[u8]) -> String {
+pub(super) fn describe(label: &str, id: &[u8]) -> String {
     format!(
         "object={};id={}",
         super::uri::encode(label.as_bytes(), false),
@@ -104,12 +105,15 @@ fn label_id_template(class: ObjectClass, uri: Option<&Pkcs11Uri>) -> Vec<Attribu
 
 /// Every X.509 certificate on the token (public objects: no login needed). Unparsable
 /// certificates are skipped.
-pub fn certificates(session: &Session, token: &TokenDesc) -> Result<Vec<TokenCert>, Pkcs11Error> {
+pub(super) fn certificates(
+    session: &Session,
+    token: &TokenDesc,
+) -> Result<Vec<TokenCert>, Pkcs11Error> {
     find_certificates(session, &[], token)
 }
 
 /// The certificates the URI's `object` and `id` select.
-pub fn certificates_for(
+pub(super) fn certificates_for(
     session: &Session,
     uri: &Pkcs11Uri,
     token: &TokenDesc,
@@ -125,7 +129,7 @@ pub fn certificates_for(
 }
 
 /// The certificates whose subject is `subject` (DER): the possible issuers of a certificate.
-pub fn certificates_with_subject(
+pub(super) fn certificates_with_subject(
     session: &Session,
     subject: Vec<u8>,
     token: &TokenDesc,
@@ -134,7 +138,7 @@ pub fn certificates_with_subject(
 }
 
 /// The certificates with this CKA_ID.
-pub fn certificates_with_id(
+pub(super) fn certificates_with_id(
     session: &Session,
     id: &[u8],
     token: &TokenDesc,
@@ -186,7 +190,7 @@ fn find_certificates(
 /// looks up the certificates whose CKA_SUBJECT is the current certificate's issuer. Stops at
 /// a self-signed root (not sent: the trust anchor holds it) or when no issuer is on the token.
 /// Unrelated certificates are never read.
-pub fn chain_from_token(
+pub(super) fn chain_from_token(
     session: &Session,
     leaf: &Cert,
     token: &TokenDesc,
@@ -209,7 +213,7 @@ pub fn chain_from_token(
 }
 
 /// Whether a certificate object matches the URI's `object` and `id`.
-pub fn cert_matches(c: &TokenCert, uri: &Pkcs11Uri) -> bool {
+pub(super) fn cert_matches(c: &TokenCert, uri: &Pkcs11Uri) -> bool {
     uri.object
         .as_deref()
         .is_none_or(|o| o.as_bytes() == c.label.as_bytes())
@@ -217,7 +221,7 @@ pub fn cert_matches(c: &TokenCert, uri: &Pkcs11Uri) -> bool {
 }
 
 /// The private keys matching the URI's `object` and `id`.
-pub fn private_keys(
+pub(super) fn private_keys(
     session: &Session,
     uri: &Pkcs11Uri,
     token: &TokenDesc,
@@ -231,7 +235,7 @@ pub fn private_keys(
 
 /// Whether a public object (certificate or public key) matches the URI's `object` and `id`:
 /// what can tell, without a login, which token a URI that names none means.
-pub fn has_public_match(
+pub(super) fn has_public_match(
     session: &Session,
     uri: &Pkcs11Uri,
     token: &TokenDesc,
@@ -248,7 +252,7 @@ pub fn has_public_match(
 }
 
 /// Labels and ids of every private key on the token, for error messages.
-pub fn list_private_keys(session: &Session, token: &TokenDesc) -> Vec<String> {
+pub(super) fn list_private_keys(session: &Session, token: &TokenDesc) -> Vec<String> {
     let Ok(handles) = find(
         session,
         &label_id_template(ObjectClass::PRIVATE_KEY, None),
@@ -278,7 +282,7 @@ pub fn list_private_keys(session: &Session, token: &TokenDesc) -> Vec<String> {
 /// Reads a private key's public attributes and finds its public key: the modulus and
 /// exponent of an RSA key, or for EC the CKA_EC_POINT of the public key object with the same
 /// CKA_ID (without one, `public_key` is `None` and the caller pairs by CKA_ID).
-pub fn key_info(
+pub(super) fn key_info(
     session: &Session,
     handle: ObjectHandle,
     token: &TokenDesc,
@@ -415,7 +419,7 @@ fn public_object_ec(
 
 /// The uncompressed point of CKA_EC_POINT, which PKCS#11 says is a DER OCTET STRING and some
 /// tokens return raw. The curve's point length tells the two apart.
-pub fn unwrap_ec_point(value: &[u8], key_type: CertKeyType) -> Option<Vec<u8>> {
+pub(super) fn unwrap_ec_point(value: &[u8], key_type: CertKeyType) -> Option<Vec<u8>> {
     let len = match key_type {
         CertKeyType::EcP256 => 65,
         CertKeyType::EcP384 => 97,

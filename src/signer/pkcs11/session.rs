@@ -18,7 +18,7 @@ use crate::config::Pkcs11Settings;
 use crate::secret::{self, Secret, SecretSource};
 
 /// p11-kit's proxy module, the default (it loads every module registered with p11-kit).
-pub const P11_KIT_PROXY: &str = "p11-kit-proxy.so";
+pub(super) const P11_KIT_PROXY: &str = "p11-kit-proxy.so";
 
 /// Directories searched for `module-name` and for the default module.
 const MODULE_DIRS: &[&str] = &[
@@ -43,7 +43,7 @@ const P11_KIT_MODULE_CONFIG_DIRS: &[&str] = &["/etc/pkcs11/modules", "/usr/share
 
 /// A loaded, initialized module.
 #[derive(Clone)]
-pub struct Module {
+pub(super) struct Module {
     /// The context (cheap to clone).
     pub ctx: Pkcs11,
     /// The file it was loaded from.
@@ -54,7 +54,10 @@ pub struct Module {
 
 /// Picks the module: the URI's `module-path`, then its `module-name`, then `--pkcs11-lib`,
 /// then p11-kit's proxy.
-pub fn module_path(uri: &Pkcs11Uri, settings: &Pkcs11Settings) -> Result<PathBuf, Pkcs11Error> {
+pub(super) fn module_path(
+    uri: &Pkcs11Uri,
+    settings: &Pkcs11Settings,
+) -> Result<PathBuf, Pkcs11Error> {
     if let Some(p) = &uri.module_path {
         return Ok(p.clone());
     }
@@ -119,7 +122,7 @@ fn find_module_by_name(name: &str) -> Result<PathBuf, Pkcs11Error> {
 }
 
 /// Loads and initializes `path`, once per process: later calls return the same module.
-pub fn load(path: &Path) -> Result<Module, Pkcs11Error> {
+pub(super) fn load(path: &Path) -> Result<Module, Pkcs11Error> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
     let modules = MODULES.get_or_init(|| Mutex::new(HashMap::new()));
     // A poisoned map still holds valid modules: a panic elsewhere cannot corrupt it.
@@ -160,7 +163,7 @@ pub fn load(path: &Path) -> Result<Module, Pkcs11Error> {
 
 /// A token in a slot, with the information read when it was found.
 #[derive(Debug, Clone)]
-pub struct FoundToken {
+pub(super) struct FoundToken {
     /// The slot.
     pub slot: Slot,
     /// Its identifying values.
@@ -170,7 +173,10 @@ pub struct FoundToken {
 }
 
 /// Every token that matches the URI's path attributes (token, slot and library ones).
-pub fn matching_tokens(module: &Module, uri: &Pkcs11Uri) -> Result<Vec<FoundToken>, Pkcs11Error> {
+pub(super) fn matching_tokens(
+    module: &Module,
+    uri: &Pkcs11Uri,
+) -> Result<Vec<FoundToken>, Pkcs11Error> {
     let (lib_manuf, lib_desc, lib_version) = &module.library;
     if !uri.matches_library(lib_manuf, lib_desc, *lib_version) {
         return Ok(Vec::new());
@@ -182,7 +188,7 @@ pub fn matching_tokens(module: &Module, uri: &Pkcs11Uri) -> Result<Vec<FoundToke
 }
 
 /// Every token present in the module's slots.
-pub fn all_tokens(module: &Module) -> Result<Vec<FoundToken>, Pkcs11Error> {
+pub(super) fn all_tokens(module: &Module) -> Result<Vec<FoundToken>, Pkcs11Error> {
     let where_ = module.path.display();
     let slots = module
         .ctx
@@ -224,7 +230,7 @@ pub fn all_tokens(module: &Module) -> Result<Vec<FoundToken>, Pkcs11Error> {
 }
 
 /// The one token the URI selects: none is "token absent", several is ambiguous.
-pub fn select_token(module: &Module, uri: &Pkcs11Uri) -> Result<FoundToken, Pkcs11Error> {
+pub(super) fn select_token(module: &Module, uri: &Pkcs11Uri) -> Result<FoundToken, Pkcs11Error> {
     let mut tokens = matching_tokens(module, uri)?;
     match tokens.len() {
         1 => Ok(tokens.remove(0)),
@@ -245,7 +251,11 @@ pub fn select_token(module: &Module, uri: &Pkcs11Uri) -> Result<FoundToken, Pkcs
 }
 
 /// Opens a read-only (or read-write) session on the token.
-pub fn open_session(module: &Module, token: &FoundToken, rw: bool) -> Result<Session, Pkcs11Error> {
+pub(super) fn open_session(
+    module: &Module,
+    token: &FoundToken,
+    rw: bool,
+) -> Result<Session, Pkcs11Error> {
     let r = if rw {
         module.ctx.open_rw_session(token.slot)
     } else {
@@ -256,7 +266,7 @@ pub fn open_session(module: &Module, token: &FoundToken, rw: bool) -> Result<Ses
 
 /// The user PIN, from the URI's `pin-source`, then its `pin-value` (with a warning), then
 /// the configured sources (PIN file, environment, terminal prompt).
-pub fn user_pin(
+pub(super) fn user_pin(
     uri: &Pkcs11Uri,
     settings: &Pkcs11Settings,
     token: &TokenDesc,
@@ -282,14 +292,17 @@ pub fn user_pin(
 
 /// The context-specific PIN of a `CKA_ALWAYS_AUTHENTICATE` key: the user PIN with
 /// `--reuse-pin`, else the configured context PIN sources.
-pub fn context_pin(sources: &[SecretSource], key_label: &str) -> Result<Secret, Pkcs11Error> {
+pub(super) fn context_pin(
+    sources: &[SecretSource],
+    key_label: &str,
+) -> Result<Secret, Pkcs11Error> {
     let what = format!("the context-specific PIN of key \"{key_label}\"");
     secret::resolve(sources, &what).map_err(Pkcs11Error::ContextPin)
 }
 
 /// Logs the user in on `session` unless the session already is, once. `pin` is called only
 /// when a PIN is needed; a PIN the token refuses is never tried again.
-pub fn login(
+pub(super) fn login(
     module: &Module,
     session: &Session,
     token: &FoundToken,
@@ -326,7 +339,12 @@ pub fn login(
 }
 
 /// Classifies a failed `C_Login`, reading the token's PIN flags again for the hint.
-pub fn login_error(module: &Module, token: &FoundToken, e: CkError, context: bool) -> Pkcs11Error {
+pub(super) fn login_error(
+    module: &Module,
+    token: &FoundToken,
+    e: CkError,
+    context: bool,
+) -> Pkcs11Error {
     let flags = module.ctx.get_token_info(token.slot).ok();
     match e {
         CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _) => {
@@ -355,7 +373,7 @@ pub fn login_error(module: &Module, token: &FoundToken, e: CkError, context: boo
 }
 
 /// The mechanism list of the token, for choosing how to sign.
-pub fn mechanisms(
+pub(super) fn mechanisms(
     module: &Module,
     token: &FoundToken,
 ) -> Result<Vec<cryptoki::mechanism::MechanismType>, Pkcs11Error> {

@@ -23,7 +23,7 @@ use crate::signer::{Digest, SignError, Signer};
 
 /// Which signing mechanisms the token offers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Mechanisms {
+pub(super) struct Mechanisms {
     /// `CKM_RSA_PKCS`.
     pub rsa_pkcs: bool,
     /// `CKM_SHA256_RSA_PKCS`, `CKM_SHA384_RSA_PKCS`, `CKM_SHA512_RSA_PKCS`.
@@ -36,7 +36,7 @@ pub struct Mechanisms {
 
 impl Mechanisms {
     /// From the token's mechanism list.
-    pub fn from_list(list: &[MechanismType]) -> Self {
+    pub(super) fn from_list(list: &[MechanismType]) -> Self {
         let has = |m: MechanismType| list.contains(&m);
         Mechanisms {
             rsa_pkcs: has(MechanismType::RSA_PKCS),
@@ -124,12 +124,16 @@ fn plan(
 }
 
 /// Checks, when the key is opened, that a SHA-256 signature can be made at all.
-pub fn check_plan(key_type: KeyType, mechs: &Mechanisms, always_auth: bool) -> Result<(), String> {
+pub(super) fn check_plan(
+    key_type: KeyType,
+    mechs: &Mechanisms,
+    always_auth: bool,
+) -> Result<(), String> {
     plan(key_type, mechs, always_auth, Digest::Sha256).map(|_| ())
 }
 
 /// A private key on a token.
-pub struct TokenSigner {
+pub(super) struct TokenSigner {
     session: Mutex<Session>,
     key: ObjectHandle,
     key_type: KeyType,
@@ -145,7 +149,7 @@ impl TokenSigner {
     /// Wraps an open, logged-in session and a private key handle. `context_pin` is needed
     /// when `always_auth`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(super) fn new(
         session: Session,
         key: ObjectHandle,
         key_type: KeyType,

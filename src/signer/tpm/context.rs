@@ -23,7 +23,7 @@ use super::relay::Relay;
 use crate::config::TpmConnection;
 
 /// The variable naming the seconds one TPM command may take (hints name it).
-pub const TIMEOUT_ENV: &str = crate::env::TPM_TIMEOUT;
+pub(super) const TIMEOUT_ENV: &str = crate::env::TPM_TIMEOUT;
 
 /// What to do when the TPM has no room left ([`Rc::is_out_of_memory`]).
 pub const OUT_OF_MEMORY_HINT: &str = "the TPM has no room for another object: flush stale \
@@ -663,7 +663,7 @@ impl std::fmt::Display for Rc {
 }
 
 /// A one-line description of a tss-esapi error, with the raw return code.
-pub fn describe_error(error: &tss_esapi::Error) -> String {
+pub(super) fn describe_error(error: &tss_esapi::Error) -> String {
     match Rc::of(error) {
         Some(rc) => rc.to_string(),
         None => error.to_string(),

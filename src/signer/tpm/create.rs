@@ -21,7 +21,7 @@ use tss_esapi::traits::Marshall;
 use super::context::{Rc, Tcti, TpmContext, describe_error};
 use super::keyfile::{self, TssKey};
 use super::signer::{parent_handle, release_parent, tpm_err};
-use super::{KeyLocation, OWNER_PASSWORD_ENV, Passwords, TpmError, TpmSigner};
+use super::{KeyLocation, Passwords, TpmError, TpmSigner};
 use crate::config::{TpmKeyTarget, TpmKeyType, TpmParent};
 use crate::secret::Secret;
 
@@ -261,7 +261,7 @@ fn evict_error(e: &tss_esapi::Error, handle: u32) -> TpmError {
             what: "the owner hierarchy password",
             key: "the owner hierarchy".to_owned(),
             rc,
-            hint: format!("set it in {OWNER_PASSWORD_ENV}"),
+            hint: format!("set it in {}", crate::env::TPM_OWNER_PASSWORD),
         },
         Some(rc)
             if rc.code().kind() == Some(Tss2ResponseCodeKind::NvDefined) && rc.layer() == 0 =>

@@ -24,7 +24,7 @@ use der::asn1::{AnyRef, OctetStringRef, UintRef};
 use der::{Decode, Encode, Reader, Tag, TagNumber, Tagged};
 
 /// The PEM label.
-pub const PEM_LABEL: &str = "TSS2 PRIVATE KEY";
+pub(super) const PEM_LABEL: &str = "TSS2 PRIVATE KEY";
 
 /// `2.23.133.10.1.3`, a key loadable with TPM2_Load.
 const OID_LOADABLE: &[u8] = &[0x67, 0x81, 0x05, 0x0a, 0x01, 0x03];
@@ -34,13 +34,13 @@ const OID_IMPORTABLE: &[u8] = &[0x67, 0x81, 0x05, 0x0a, 0x01, 0x04];
 const OID_SEALED: &[u8] = &[0x67, 0x81, 0x05, 0x0a, 0x01, 0x05];
 
 /// The TPM handle of the owner (storage) hierarchy.
-pub const TPM_RH_OWNER: u32 = 0x4000_0001;
+pub(super) const TPM_RH_OWNER: u32 = 0x4000_0001;
 /// The TPM handle of the null hierarchy.
-pub const TPM_RH_NULL: u32 = 0x4000_0007;
+pub(super) const TPM_RH_NULL: u32 = 0x4000_0007;
 /// The TPM handle of the endorsement hierarchy.
-pub const TPM_RH_ENDORSEMENT: u32 = 0x4000_000B;
+pub(super) const TPM_RH_ENDORSEMENT: u32 = 0x4000_000B;
 /// The TPM handle of the platform hierarchy.
-pub const TPM_RH_PLATFORM: u32 = 0x4000_000C;
+pub(super) const TPM_RH_PLATFORM: u32 = 0x4000_000C;
 
 /// Why a TSS2 key file could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -525,7 +525,7 @@ A4BW
         for cut in 1..good.len() {
             assert!(TssKey::from_der(&good[..cut]).is_err(), "cut at {cut}");
         }
-        let mut trailing = good.clone();
+        let mut trailing = good;
         trailing.push(0);
         assert!(TssKey::from_der(&trailing).is_err());
     }

@@ -5,10 +5,9 @@
 //! TPM forgets it (reset, restarted simulator) it is loaded again once. A refused password
 //! is never retried, so the dictionary-attack counter moves at most once per process.
 //!
-//! Which TPM: `--tpm-tcti`, else `TPM2TOOLS_TCTI`, `TSS2_TCTI`, `TPM_DEVICE` (a device
-//! path, or a swtpm's UNIX socket), else `device:/dev/tpmrm0`. Passwords beyond the key's own (environment only):
-//! [`PARENT_PASSWORD_ENV`], [`PARENT_PASSWORD_FILE_ENV`], and tpm2-openssl's
-//! `TPM2OPENSSL_PARENT_AUTH`.
+//! Which TPM, how long a command may take, and where the parent password comes from are
+//! decided where flags are lowered ([`crate::config::TpmConnection`],
+//! [`crate::config::TpmSettings`]): this backend reads no environment.
 
 mod context;
 mod create;
@@ -32,16 +31,6 @@ pub use context::{OUT_OF_MEMORY_HINT, Rc, Tcti, release_all};
 pub use create::{CreatedKey, NewKey, create_key};
 pub use keyfile::{KeyFileError, TssKey, is_hierarchy, parent_name};
 pub use signer::TpmSigner;
-
-/// Environment variable holding the password of the key's parent: the persistent parent
-/// object's, or the hierarchy's when the parent is a hierarchy.
-pub const PARENT_PASSWORD_ENV: &str = crate::env::TPM_PARENT_PASSWORD;
-/// Environment variable naming a file whose first line is the parent password.
-pub const PARENT_PASSWORD_FILE_ENV: &str = crate::env::TPM_PARENT_PASSWORD_FILE;
-/// The tpm2-openssl provider's parent password variable, accepted for interoperability.
-pub const OPENSSL_PARENT_AUTH_ENV: &str = crate::env::OPENSSL_PARENT_AUTH;
-/// Environment variable holding the owner-hierarchy password (keygen's `--persistent`).
-pub const OWNER_PASSWORD_ENV: &str = crate::env::TPM_OWNER_PASSWORD;
 
 /// Why the TPM backend could not open or use a key.
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 /// The largest command or response frame passed on: libtss2 itself never sends or accepts
 /// more than 4096 bytes (TPM2_MAX_COMMAND_SIZE, TPM2_MAX_RESPONSE_SIZE); twice that leaves
 /// room for a TPM with larger buffers and still bounds what is read.
-pub const MAX_FRAME: usize = 8192;
+pub(super) const MAX_FRAME: usize = 8192;
 
 /// The TPM 2.0 command and response header: tag (2), size (4), code (4).
 const HEADER: usize = 10;
@@ -49,7 +49,7 @@ const TPM_SESSION_END: u32 = 20;
 const ACCEPT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running relay; dropping it stops the relay and closes the UNIX connection.
-pub struct Relay {
+pub(super) struct Relay {
     port: u16,
     stop: Arc<AtomicBool>,
     /// A second handle on the UNIX connection, to unblock the relay thread on drop.
@@ -65,7 +65,7 @@ impl std::fmt::Debug for Relay {
 
 impl Relay {
     /// Connects to the TPM socket at `path` and listens on a pair of free loopback ports.
-    pub fn start(path: &Path) -> io::Result<Relay> {
+    pub(super) fn start(path: &Path) -> io::Result<Relay> {
         // Without these the relay could accept nobody, and libtss2 would wait for it.
         File::open("/proc/net/tcp")
             .and_then(|_| std::fs::read_dir("/proc/self/fd"))
@@ -97,7 +97,7 @@ impl Relay {
     }
 
     /// The TCTI string libtss2 is to use.
-    pub fn tcti(&self) -> String {
+    pub(super) fn tcti(&self) -> String {
         format!("mssim:host=127.0.0.1,port={}", self.port)
     }
 }

@@ -228,7 +228,7 @@ fn open_reads_the_config() {
 
     let no_cert = IdentityConfig {
         certificate: None,
-        ..config.clone()
+        ..config
     };
     assert!(matches!(
         open(&no_cert),

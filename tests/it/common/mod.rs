@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "tpm")]
-pub mod swtpm;
+pub(crate) mod swtpm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,15 +18,15 @@ use rcgen::{
 };
 
 /// The ARNs the emulator is started with.
-pub const TRUST_ANCHOR_ARN: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/11111111-2222-3333-4444-555555555555";
+pub(crate) const TRUST_ANCHOR_ARN: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/11111111-2222-3333-4444-555555555555";
 /// The profile ARN.
-pub const PROFILE_ARN: &str =
+pub(crate) const PROFILE_ARN: &str =
     "arn:aws:rolesanywhere:us-east-1:123456789012:profile/66666666-7777-8888-9999-000000000000";
 /// The role ARN.
-pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ra-signer-test";
+pub(crate) const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ra-signer-test";
 
 /// Path of a built binary of this package.
-pub fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     match name {
         "ra-signer" => PathBuf::from(env!("CARGO_BIN_EXE_ra-signer")),
         "ra-emulator" => PathBuf::from(env!("CARGO_BIN_EXE_ra-emulator")),
@@ -36,7 +36,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A `Command` for `ra-signer` with a scrubbed environment: only PATH, and HOME set to
 /// `home` (so no user configuration leaks in), no terminal on stdin.
-pub fn ra_signer(home: &Path) -> Command {
+pub(crate) fn ra_signer(home: &Path) -> Command {
     let mut cmd = Command::new(bin("ra-signer"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -46,22 +46,22 @@ pub fn ra_signer(home: &Path) -> Command {
 }
 
 /// Runs `cmd`, returning its output; panics if it cannot start.
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")
 }
 
 /// stdout as text.
-pub fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// stderr as text.
-pub fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts an exit code, printing the outputs when it differs.
-pub fn assert_exit(o: &Output, code: i32) {
+pub(crate) fn assert_exit(o: &Output, code: i32) {
     assert_eq!(
         o.status.code(),
         Some(code),
@@ -74,7 +74,7 @@ pub fn assert_exit(o: &Output, code: i32) {
 
 /// Key types the tests use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// RSA 2048.
     Rsa2048,
     /// RSA 3072.
@@ -97,7 +97,7 @@ impl KeyKind {
 }
 
 /// Runs the `openssl` CLI, panicking with its stderr on failure.
-pub fn openssl(args: &[&str]) -> Output {
+pub(crate) fn openssl(args: &[&str]) -> Output {
     let out = Command::new("openssl")
         .args(args)
         .output()
@@ -111,7 +111,7 @@ pub fn openssl(args: &[&str]) -> Output {
 }
 
 /// Generates a PKCS#8 PEM key file with `openssl genpkey`.
-pub fn gen_key(kind: KeyKind, path: &Path) -> KeyPair {
+pub(crate) fn gen_key(kind: KeyKind, path: &Path) -> KeyPair {
     let mut args = vec!["genpkey"];
     args.extend(kind.openssl_args());
     let p = path.to_str().expect("utf-8 path");
@@ -121,7 +121,7 @@ pub fn gen_key(kind: KeyKind, path: &Path) -> KeyPair {
 }
 
 /// A certificate authority that can issue certificates.
-pub struct Ca {
+pub(crate) struct Ca {
     /// The CA certificate, PEM file.
     pub cert_path: PathBuf,
     /// The CA certificate DER.
@@ -131,7 +131,7 @@ pub struct Ca {
 
 /// Options for a leaf certificate.
 #[derive(Debug, Clone)]
-pub struct LeafOptions {
+pub(crate) struct LeafOptions {
     /// The serial's big-endian bytes.
     pub serial: Vec<u8>,
     /// (year, month, day) validity start; default 2000-01-01.
@@ -151,7 +151,7 @@ impl Default for LeafOptions {
 }
 
 /// A leaf: its key file and certificate file.
-pub struct Leaf {
+pub(crate) struct Leaf {
     /// PKCS#8 PEM key.
     pub key_path: PathBuf,
     /// PEM certificate.
@@ -162,7 +162,7 @@ pub struct Leaf {
 
 impl Leaf {
     /// `--certificate CERT --private-key KEY`.
-    pub fn file_args(&self) -> Vec<String> {
+    pub(crate) fn file_args(&self) -> Vec<String> {
         vec![
             "--certificate".into(),
             self.cert_path.display().to_string(),
@@ -173,7 +173,7 @@ impl Leaf {
 }
 
 /// Asserts that `v["AccessKeyId"]` is an access key the emulator issued.
-pub fn assert_issued_key(v: &serde_json::Value) {
+pub(crate) fn assert_issued_key(v: &serde_json::Value) {
     assert!(
         v["AccessKeyId"]
             .as_str()
@@ -197,7 +197,7 @@ fn ca_params(cn: &str) -> CertificateParams {
 
 impl Ca {
     /// A self-signed root CA (P-256, ECDSA-SHA256 signatures) in `dir`.
-    pub fn root(dir: &Path, cn: &str) -> Ca {
+    pub(crate) fn root(dir: &Path, cn: &str) -> Ca {
         let key_path = dir.join(format!("{cn}.key.pem").replace(' ', "_"));
         let key = gen_key(KeyKind::P256, &key_path);
         let params = ca_params(cn);
@@ -212,7 +212,7 @@ impl Ca {
     }
 
     /// An intermediate CA issued by this one.
-    pub fn intermediate(&self, dir: &Path, cn: &str) -> Ca {
+    pub(crate) fn intermediate(&self, dir: &Path, cn: &str) -> Ca {
         let key_path = dir.join(format!("{cn}.key.pem").replace(' ', "_"));
         let key = gen_key(KeyKind::P256, &key_path);
         let params = ca_params(cn);
@@ -227,14 +227,14 @@ impl Ca {
     }
 
     /// Issues a leaf certificate for a new key of `kind`, files named after `name`.
-    pub fn leaf(&self, dir: &Path, name: &str, kind: KeyKind, opts: &LeafOptions) -> Leaf {
+    pub(crate) fn leaf(&self, dir: &Path, name: &str, kind: KeyKind, opts: &LeafOptions) -> Leaf {
         let key_path = dir.join(format!("{name}.key.pem"));
         let key = gen_key(kind, &key_path);
         self.leaf_for_key(dir, name, &key, &key_path, opts)
     }
 
     /// Issues a leaf certificate for an existing key.
-    pub fn leaf_for_key(
+    pub(crate) fn leaf_for_key(
         &self,
         dir: &Path,
         name: &str,
@@ -264,7 +264,7 @@ impl Ca {
 }
 
 /// A running `ra-emulator`, killed on drop.
-pub struct Emulator {
+pub(crate) struct Emulator {
     child: Child,
     /// Base URL, e.g. `https://127.0.0.1:40123`.
     pub url: String,
@@ -276,7 +276,7 @@ pub struct Emulator {
 
 impl Emulator {
     /// Starts an emulator trusting `anchors`, with extra flags, and waits until it listens.
-    pub fn start(dir: &Path, anchors: &[&Path], extra: &[&str]) -> Emulator {
+    pub(crate) fn start(dir: &Path, anchors: &[&Path], extra: &[&str]) -> Emulator {
         let ready = dir.join(format!("emulator-{}.ready", unique()));
         let tls_ca = dir.join(format!("emulator-{}.tls.pem", unique()));
         let log = dir.join(format!("emulator-{}.log", unique()));
@@ -324,7 +324,7 @@ impl Emulator {
     }
 
     /// The emulator's counters (`requests`, `issued`, `rejected`, `faulted`).
-    pub fn stats(&self) -> serde_json::Value {
+    pub(crate) fn stats(&self) -> serde_json::Value {
         let body = http_client(&self.tls_ca)
             .get(format!("{}/_emulator/stats", self.url))
             .send()
@@ -335,7 +335,7 @@ impl Emulator {
     }
 
     /// Replaces the fault list at run time.
-    pub fn set_faults(&self, faults: &[&str]) {
+    pub(crate) fn set_faults(&self, faults: &[&str]) {
         let resp = http_client(&self.tls_ca)
             .post(format!("{}/_emulator/faults", self.url))
             .body(serde_json::to_string(faults).expect("json"))
@@ -349,14 +349,14 @@ impl Emulator {
     }
 
     /// The flags that point `ra-signer` at this emulator, trusting its TLS certificate.
-    pub fn session_args(&self) -> Vec<String> {
+    pub(crate) fn session_args(&self) -> Vec<String> {
         let mut args = self.arn_args();
         args.extend(["--ca-bundle".into(), self.tls_ca.display().to_string()]);
         args
     }
 
     /// The ARNs and `--endpoint`, with no TLS trust setting.
-    pub fn arn_args(&self) -> Vec<String> {
+    pub(crate) fn arn_args(&self) -> Vec<String> {
         vec![
             "--trust-anchor-arn".into(),
             TRUST_ANCHOR_ARN.into(),
@@ -372,7 +372,7 @@ impl Emulator {
 
 impl Emulator {
     /// Kills the emulator: from now on its port refuses connections.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let _ = Command::new("kill")
             .args(["-KILL", &self.child.id().to_string()])
             .status();
@@ -386,7 +386,7 @@ impl Drop for Emulator {
     }
 }
 
-pub fn http_client(ca: &Path) -> reqwest::blocking::Client {
+pub(crate) fn http_client(ca: &Path) -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pem = std::fs::read(ca).expect("emulator CA");
     let cert = reqwest::Certificate::from_pem(&pem).expect("CA pem");
@@ -398,14 +398,14 @@ pub fn http_client(ca: &Path) -> reqwest::blocking::Client {
 }
 
 /// A process-unique number for file names.
-pub fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A fresh temporary directory.
-pub fn tempdir() -> tempfile::TempDir {
+pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("ra-signer-test-")
         .tempdir()
@@ -414,7 +414,7 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// The Python interpreter of the test virtualenv (boto3, awscli, iam-rolesanywhere-session),
 /// made by `scripts/test.sh`.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let path = std::env::var_os("RA_SIGNER_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -429,7 +429,7 @@ pub fn python() -> PathBuf {
 }
 
 /// One PKI + emulator + leaf, the common case.
-pub struct World {
+pub(crate) struct World {
     /// Temp dir holding every file.
     pub dir: tempfile::TempDir,
     /// The root CA (the trust anchor).
@@ -440,7 +440,7 @@ pub struct World {
 
 impl World {
     /// A root CA, and an emulator trusting it.
-    pub fn new(extra: &[&str]) -> World {
+    pub(crate) fn new(extra: &[&str]) -> World {
         let dir = tempdir();
         let ca = Ca::root(dir.path(), "Test Root CA");
         let emulator = Emulator::start(dir.path(), &[&ca.cert_path], extra);
@@ -448,14 +448,14 @@ impl World {
     }
 
     /// A leaf issued by the root.
-    pub fn leaf(&self, name: &str, kind: KeyKind) -> Leaf {
+    pub(crate) fn leaf(&self, name: &str, kind: KeyKind) -> Leaf {
         self.ca
             .leaf(self.dir.path(), name, kind, &LeafOptions::default())
     }
 
     /// `ra-signer credential-process` with the leaf's files and the emulator's flags, plus
     /// `extra`.
-    pub fn credential_process(&self, leaf: &Leaf, extra: &[&str]) -> Output {
+    pub(crate) fn credential_process(&self, leaf: &Leaf, extra: &[&str]) -> Output {
         let mut cmd = ra_signer(self.dir.path());
         cmd.arg("credential-process")
             .args(leaf.file_args())
@@ -466,7 +466,7 @@ impl World {
 }
 
 /// Parses and checks credential_process JSON: exactly one object, the five fields.
-pub fn assert_process_json(o: &Output) -> serde_json::Value {
+pub(crate) fn assert_process_json(o: &Output) -> serde_json::Value {
     assert_exit(o, 0);
     let text = stdout(o);
     assert_eq!(text.lines().count(), 1, "one line of JSON: {text}");
@@ -491,7 +491,7 @@ pub fn assert_process_json(o: &Output) -> serde_json::Value {
 
 /// `keygen --subject` cases for both backends: (key type, subject as given, the subject
 /// `openssl req -nameopt RFC2253` must print).
-pub const SUBJECT_CASES: [(&str, &str, &str); 3] = [
+pub(crate) const SUBJECT_CASES: [(&str, &str, &str); 3] = [
     (
         "p256",
         r"CN=host1,O=Example\, Inc.,C=DE",
@@ -511,7 +511,7 @@ pub const SUBJECT_CASES: [(&str, &str, &str); 3] = [
 ];
 
 /// Asserts that OpenSSL verifies the CSR's signature and reads `expected` as its subject.
-pub fn assert_csr_subject(csr: &Path, subject: &str, expected: &str) {
+pub(crate) fn assert_csr_subject(csr: &Path, subject: &str, expected: &str) {
     let o = openssl(&[
         "req",
         "-in",
@@ -535,7 +535,7 @@ pub fn assert_csr_subject(csr: &Path, subject: &str, expected: &str) {
 }
 
 /// A loopback port that nothing listens on (it was bound, then released).
-pub fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }

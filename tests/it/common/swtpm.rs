@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// swtpm (or tool) that another test spawns meanwhile inherits the connection and keeps it
 /// open after its test closed it; swtpm serves one connection at a time, and the next
 /// test's connection then waits for ever. Tests that only run child processes need no lock.
-pub fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -28,7 +28,7 @@ const LIFETIME_SECS: &str = "900";
 
 /// What a [`Swtpm`] starts with; [`Launch::start`] starts it.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Launch {
+pub(crate) struct Launch {
     provisioned: bool,
     unix: bool,
     logged: bool,
@@ -36,13 +36,13 @@ pub struct Launch {
 
 impl Launch {
     /// A fresh TPM: new seeds, nothing persistent.
-    pub fn fresh() -> Launch {
+    pub(crate) fn fresh() -> Launch {
         Launch::default()
     }
 
     /// A copy of the provisioned [`fixture`] state: the SRKs at 0x81000001 and 0x81000002,
     /// the persistent keys at 0x81000101..0x81000103, and the fixture's key files load.
-    pub fn provisioned() -> Launch {
+    pub(crate) fn provisioned() -> Launch {
         Launch {
             provisioned: true,
             ..Launch::default()
@@ -51,12 +51,12 @@ impl Launch {
 
     /// On the UNIX socket DIR/tpm.sock instead of loopback TCP (tpm2-tools, which need
     /// TCP, cannot reach it).
-    pub fn unix_socket(self) -> Launch {
+    pub(crate) fn unix_socket(self) -> Launch {
         Launch { unix: true, ..self }
     }
 
     /// Logs every TPM command (read with [`Swtpm::commands`]).
-    pub fn log_commands(self) -> Launch {
+    pub(crate) fn log_commands(self) -> Launch {
         Launch {
             logged: true,
             ..self
@@ -64,7 +64,7 @@ impl Launch {
     }
 
     /// Starts the swtpm.
-    pub fn start(self) -> Swtpm {
+    pub(crate) fn start(self) -> Swtpm {
         let dir = tempfile::Builder::new()
             .prefix("ra-signer-swtpm-")
             .tempdir()
@@ -98,7 +98,7 @@ impl Launch {
 }
 
 /// A running swtpm, stopped on drop.
-pub struct Swtpm {
+pub(crate) struct Swtpm {
     dir: tempfile::TempDir,
     /// The TCP port (the control port is the next one); 0 on a UNIX socket.
     port: u16,
@@ -108,7 +108,7 @@ pub struct Swtpm {
 }
 
 /// Keys and certificates provisioned once, and the TPM state they belong to.
-pub struct Fixture {
+pub(crate) struct Fixture {
     /// The state directory to copy (`tpm2-00.permall`).
     pub state: PathBuf,
     /// Key files and certificates (see `tpm_provision` in softhsm/swtpm-lib.sh).
@@ -137,17 +137,17 @@ fn free_port_pair() -> u16 {
 
 impl Swtpm {
     /// [`Launch::fresh`] on TCP.
-    pub fn fresh() -> Swtpm {
+    pub(crate) fn fresh() -> Swtpm {
         Launch::fresh().start()
     }
 
     /// [`Launch::provisioned`] on TCP.
-    pub fn provisioned() -> Swtpm {
+    pub(crate) fn provisioned() -> Swtpm {
         Launch::provisioned().start()
     }
 
     /// The UNIX socket of a [`Launch::unix_socket`] swtpm.
-    pub fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         assert!(self.launch.unix, "a TCP swtpm has no socket file");
         self.dir.path().join("tpm.sock")
     }
@@ -229,7 +229,7 @@ impl Swtpm {
     }
 
     /// Stops the simulator (its state stays).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         if let Some(mut child) = self.child().take() {
             // TERM to `timeout` reaches swtpm too; SIGKILL would orphan it.
             let _ = Command::new("kill").arg(child.id().to_string()).status();
@@ -239,12 +239,12 @@ impl Swtpm {
 
     /// Freezes the simulator (SIGSTOP): connections are still accepted by the kernel, and
     /// no command is answered, as with a hung TPM.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.signal("-STOP");
     }
 
     /// Thaws a [`Swtpm::pause`]d simulator.
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.signal("-CONT");
     }
 
@@ -260,7 +260,7 @@ impl Swtpm {
 
     /// Stops and starts it again on the same ports (or socket) and state: a power cycle,
     /// every transient object, session and connection gone, persistent objects kept.
-    pub fn restart(&self) {
+    pub(crate) fn restart(&self) {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.spawn() {
@@ -270,7 +270,7 @@ impl Swtpm {
     }
 
     /// The TCTI string: `swtpm:host=127.0.0.1,port=PORT`, or `device:SOCKET`.
-    pub fn tcti(&self) -> String {
+    pub(crate) fn tcti(&self) -> String {
         if self.launch.unix {
             format!("device:{}", self.socket().display())
         } else {
@@ -279,13 +279,13 @@ impl Swtpm {
     }
 
     /// The key files and certificates that belong to this TPM's state.
-    pub fn files(&self) -> &'static Path {
+    pub(crate) fn files(&self) -> &'static Path {
         assert!(self.launch.provisioned, "a fresh TPM has no key files");
         &fixture().files
     }
 
     /// A command (tpm2-tools, openssl) pointed at this TPM.
-    pub fn tool(&self, program: &str) -> Command {
+    pub(crate) fn tool(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
         cmd.env("TPM2TOOLS_TCTI", self.tcti())
             .env("TPM2OPENSSL_TCTI", self.tcti())
@@ -294,7 +294,7 @@ impl Swtpm {
     }
 
     /// Runs a tool and returns its stdout, panicking with its stderr on failure.
-    pub fn run(&self, program: &str, args: &[&str]) -> String {
+    pub(crate) fn run(&self, program: &str, args: &[&str]) -> String {
         let out = self
             .tool(program)
             .args(args)
@@ -310,13 +310,13 @@ impl Swtpm {
     }
 
     /// A scratch directory beside the state.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Every command the TPM received so far with its response code (needs
     /// [`Launch::log_commands`]).
-    pub fn command_log(&self) -> Vec<(u32, u32)> {
+    pub(crate) fn command_log(&self) -> Vec<(u32, u32)> {
         let log = std::fs::read_to_string(self.dir.path().join("swtpm.log")).unwrap_or_default();
         let mut out = Vec::new();
         let mut lines = log.lines();
@@ -342,7 +342,7 @@ impl Swtpm {
 
     /// The commands the TPM carried out (those it answered TPM_RC_RETRY, which libtss2
     /// resends by itself, left out).
-    pub fn commands(&self) -> Vec<u32> {
+    pub(crate) fn commands(&self) -> Vec<u32> {
         self.command_log()
             .into_iter()
             .filter(|(_, rc)| *rc != 0x922)
@@ -351,7 +351,7 @@ impl Swtpm {
     }
 
     /// The transient objects loaded now (tpm2-tools, so TCP only).
-    pub fn transient_handles(&self) -> usize {
+    pub(crate) fn transient_handles(&self) -> usize {
         self.run("tpm2_getcap", &["handles-transient"])
             .lines()
             .filter(|l| l.trim_start().starts_with('-'))
@@ -366,7 +366,7 @@ impl Drop for Swtpm {
 }
 
 /// Names TPM command codes for messages.
-pub fn command_name(code: u32) -> &'static str {
+pub(crate) fn command_name(code: u32) -> &'static str {
     match code {
         0x120 => "EvictControl",
         0x131 => "CreatePrimary",
@@ -384,7 +384,7 @@ pub fn command_name(code: u32) -> &'static str {
 }
 
 /// The provisioned state and files, made once per test binary.
-pub fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let root =

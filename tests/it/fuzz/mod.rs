@@ -40,7 +40,7 @@ use proptest::test_runner::{
 
 /// The largest input a target is given: every parser is fed bounded input, so a case that
 /// allocates or loops in proportion to something other than its input shows up as slow.
-pub const MAX_INPUT: usize = 64 * 1024;
+pub(crate) const MAX_INPUT: usize = 64 * 1024;
 
 /// The longest one case may take in the debug build: far above any parse of a seed-sized
 /// input, far below a hang (an unbounded key-derivation cost, a quadratic loop gone wild).
@@ -58,7 +58,7 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// The case count of a target: `default` unless `RA_SIGNER_FUZZ_CASES` says otherwise.
-pub fn cases(default: u32) -> u32 {
+pub(crate) fn cases(default: u32) -> u32 {
     env_u64("RA_SIGNER_FUZZ_CASES").map_or(default, |n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
@@ -69,7 +69,7 @@ fn corpus_dir(target: &str) -> PathBuf {
 }
 
 /// The seed corpus of `target`, in name order: (file name, bytes).
-pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = corpus_dir(target);
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
@@ -212,7 +212,10 @@ fn apply(input: &mut Vec<u8>, m: &Mutation, seeds: &[Vec<u8>], tokens: &[&[u8]])
 /// Inputs for a target: its seeds mutated one to eight times (nine in ten cases), or random
 /// bytes. `tokens` are the format's own words (PEM armour lines, URI separators, JSON
 /// punctuation), inserted whole, as a dictionary-driven fuzzer does.
-pub fn inputs(seeds: Vec<Vec<u8>>, tokens: &'static [&'static [u8]]) -> BoxedStrategy<Vec<u8>> {
+pub(crate) fn inputs(
+    seeds: Vec<Vec<u8>>,
+    tokens: &'static [&'static [u8]],
+) -> BoxedStrategy<Vec<u8>> {
     let mutated =
         (any::<Index>(), vec(mutation(tokens.len()), 1..8)).prop_map(move |(which, edits)| {
             let mut input = seeds[which.index(seeds.len())].clone();
@@ -230,8 +233,12 @@ pub fn inputs(seeds: Vec<Vec<u8>>, tokens: &'static [&'static [u8]]) -> BoxedStr
 
 /// Runs `property` on every seed of `target` as it is, then on `cases` generated inputs with
 /// the fixed RNG seed. On failure the shrunk input is saved and named in the panic.
-pub fn fuzz<S>(target: &str, cases: u32, strategy: S, property: impl Fn(&[u8]) -> TestCaseResult)
-where
+pub(crate) fn fuzz<S>(
+    target: &str,
+    cases: u32,
+    strategy: S,
+    property: impl Fn(&[u8]) -> TestCaseResult,
+) where
     S: Strategy,
     S::Value: AsRef<[u8]> + Debug,
 {
@@ -265,7 +272,7 @@ where
 
 /// A proptest runner with `cases` cases, no failure files in the source tree, and the RNG
 /// seeded from `RA_SIGNER_FUZZ_SEED` (or the fixed default); returns the seed too.
-pub fn runner(cases: u32) -> (TestRunner, u64) {
+pub(crate) fn runner(cases: u32) -> (TestRunner, u64) {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -317,7 +324,7 @@ fn save_failure(target: &str, input: &[u8]) -> PathBuf {
 
 /// An error message as ra-signer prints it: one line, no control character (a hostile file
 /// or URI must not be able to forge a second `ra-signer:` line or move the cursor).
-pub fn check_message(what: &str, message: &str) -> TestCaseResult {
+pub(crate) fn check_message(what: &str, message: &str) -> TestCaseResult {
     match message.chars().find(|c| c.is_control()) {
         Some(c) => Err(TestCaseError::fail(format!(
             "{what} holds the control character {c:?}: {message:?}"

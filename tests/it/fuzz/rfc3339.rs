@@ -43,7 +43,7 @@ fn civil_seconds(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> i64 {
 
 /// RFC 3339 `date-time`, with the §5.6 note's space (or `t`) for `T` and `z` for `Z`; a
 /// leap second (`:60`) counts as the next second; instants before 1970 are out of range.
-pub fn reference(text: &str) -> Option<u64> {
+pub(super) fn reference(text: &str) -> Option<u64> {
     let b = text.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = b.get(r)?;
