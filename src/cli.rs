@@ -343,12 +343,6 @@ pub struct ServeArgs {
     /// else created with mode 0600 and a new random token).
     #[arg(long, value_name = "FILE", requires = "ecs")]
     pub auth_token_file: Option<PathBuf>,
-    /// Refresh this many seconds before the credentials expire (tests and benchmarks).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, hide = true)]
-    pub refresh_before: u64,
-    /// Minimum seconds between failed refresh cycles (tests).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
-    pub retry_interval: u64,
     /// Worker threads answering requests (1..=8; default 2).
     #[arg(long, value_name = "N", default_value_t = 2, hide = true, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub threads: u8,
@@ -370,12 +364,6 @@ pub struct UpdateArgs {
     /// Write the credentials once and exit.
     #[arg(long)]
     pub once: bool,
-    /// Refresh this many seconds before the credentials expire (tests).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, hide = true)]
-    pub refresh_before: u64,
-    /// Minimum seconds between failed refreshes (tests).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, hide = true)]
-    pub retry_interval: u64,
 }
 
 impl IdentityArgs {
@@ -640,11 +628,7 @@ impl ServeArgs {
             .first()
             .ok_or_else(|| ConfigError::new("serve needs at least one --role-arn".into()))?;
         let client = s.options.client_options(&first.request)?;
-        let timing = RefreshTiming::new(
-            self.refresh_before,
-            self.retry_interval,
-            first.request.duration,
-        )?;
+        let timing = RefreshTiming::DEFAULT;
         let protocol = match (&self.auth_token_file, self.ecs) {
             (Some(path), true) => ServeProtocol::Ecs {
                 token_file: path.clone(),
@@ -685,11 +669,7 @@ impl UpdateArgs {
     pub fn to_config(&self) -> Result<UpdateConfig, ConfigError> {
         check_profile(&self.profile)?;
         let session = self.session.to_config()?;
-        let timing = RefreshTiming::new(
-            self.refresh_before,
-            self.retry_interval,
-            session.request.duration,
-        )?;
+        let timing = RefreshTiming::DEFAULT;
         Ok(UpdateConfig {
             credentials_file: credentials_path()?,
             identity: self.identity.to_config()?,
@@ -1022,7 +1002,7 @@ mod tests {
     fn flags_and_defaults() {
         ServeCli::command().debug_assert();
         let a = parse(&["--role-arn", "arn:aws:iam::123456789012:role/A"]).expect("parse");
-        assert_eq!((a.port, a.hop_limit, a.refresh_before), (9911, 64, 300));
+        assert_eq!((a.port, a.hop_limit, a.threads), (9911, 64, 2));
         assert_eq!(a.bind, IpAddr::from([127, 0, 0, 1]));
         assert!(!a.ecs);
         let a = parse(&[

@@ -516,23 +516,12 @@ pub struct RefreshTiming {
 }
 
 impl RefreshTiming {
-    /// Checks that `duration` leaves time between refreshes.
-    pub fn new(
-        refresh_before: u64,
-        retry_interval: u64,
-        duration: SessionDuration,
-    ) -> Result<RefreshTiming, ConfigError> {
-        if refresh_before >= u64::from(duration.seconds()) {
-            return Err(ConfigError::new(format!(
-                "--refresh-before {refresh_before} leaves no time between refreshes with --session-duration {}",
-                duration.seconds()
-            )));
-        }
-        Ok(RefreshTiming {
-            refresh_before,
-            retry_interval,
-        })
-    }
+    /// 5 minutes before expiry (the shortest session is 15 minutes), and 30 s after a first
+    /// failure.
+    pub const DEFAULT: RefreshTiming = RefreshTiming {
+        refresh_before: 300,
+        retry_interval: 30,
+    };
 }
 
 /// `credential-process`.
