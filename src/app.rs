@@ -32,7 +32,7 @@ pub fn run(command: Command) -> Result<(), Error> {
             warn(&args.identity);
             crate::update::run(args.to_config()?)
         }
-        Command::Keygen(args) => crate::keygen::run(&args.to_config()?),
+        Command::Keygen(args) => Ok(crate::keygen::run(&args.to_config()?)?),
         Command::Version => Ok(crate::diag::result(|out| {
             writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION"))
         })?),

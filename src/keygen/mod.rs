@@ -26,11 +26,10 @@ use std::path::Path;
 pub(crate) use error::KeygenError;
 
 use crate::config::{CsrRequest, KeygenConfig, KeygenJob, KeygenKeyType, TokenKeygen, TpmKeygen};
-use crate::error::Error;
 
 /// Runs `ra-signer keygen`: the CSR goes to its file or standard output, what was made to
 /// stderr.
-pub(crate) fn run(config: &KeygenConfig) -> Result<(), Error> {
+pub(crate) fn run(config: &KeygenConfig) -> Result<(), KeygenError> {
     if config.debug {
         say_what_is_done(&config.job);
     }
@@ -67,7 +66,7 @@ fn token_key(
     key_type: KeygenKeyType,
     always_authenticate: bool,
     csr: &CsrRequest,
-) -> Result<(), Error> {
+) -> Result<(), KeygenError> {
     let made = pkcs11::generate(token, key_type, always_authenticate, &csr.subject)?;
     write_csr(csr, &made.csr_pem)?;
     crate::diag!(
@@ -92,7 +91,7 @@ fn token_key(
 }
 
 #[cfg(feature = "pkcs11")]
-fn token_certificate(token: &TokenKeygen, certificate: &Path) -> Result<(), Error> {
+fn token_certificate(token: &TokenKeygen, certificate: &Path) -> Result<(), KeygenError> {
     let stored = pkcs11::store(token, certificate)?;
     crate::diag!(
         "stored {} certificate(s) on {} beside key {} (subject \"{}\", serial {})",
@@ -106,17 +105,22 @@ fn token_certificate(token: &TokenKeygen, certificate: &Path) -> Result<(), Erro
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn token_key(_: &TokenKeygen, _: KeygenKeyType, _: bool, _: &CsrRequest) -> Result<(), Error> {
-    Err(KeygenError::NoPkcs11Support.into())
+fn token_key(
+    _: &TokenKeygen,
+    _: KeygenKeyType,
+    _: bool,
+    _: &CsrRequest,
+) -> Result<(), KeygenError> {
+    Err(KeygenError::NoPkcs11Support)
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn token_certificate(_: &TokenKeygen, _: &Path) -> Result<(), Error> {
-    Err(KeygenError::NoPkcs11Support.into())
+fn token_certificate(_: &TokenKeygen, _: &Path) -> Result<(), KeygenError> {
+    Err(KeygenError::NoPkcs11Support)
 }
 
 #[cfg(feature = "tpm")]
-fn tpm_key(config: &TpmKeygen, csr: &CsrRequest) -> Result<(), Error> {
+fn tpm_key(config: &TpmKeygen, csr: &CsrRequest) -> Result<(), KeygenError> {
     // Refused before the TPM makes anything: a persistent key would outlive the failure.
     let key_file = match &config.target {
         crate::config::TpmKeyTarget::File(path) => Some(path.as_path()),
@@ -126,8 +130,7 @@ fn tpm_key(config: &TpmKeygen, csr: &CsrRequest) -> Result<(), Error> {
         if !config.replace && path.exists() {
             return Err(KeygenError::Exists {
                 path: path.to_owned(),
-            }
-            .into());
+            });
         }
     }
     let made = tpm::generate(config, &csr.subject)?;
@@ -149,13 +152,13 @@ fn tpm_key(config: &TpmKeygen, csr: &CsrRequest) -> Result<(), Error> {
 }
 
 #[cfg(not(feature = "tpm"))]
-fn tpm_key(_: &TpmKeygen, _: &CsrRequest) -> Result<(), Error> {
-    Err(KeygenError::NoTpmSupport.into())
+fn tpm_key(_: &TpmKeygen, _: &CsrRequest) -> Result<(), KeygenError> {
+    Err(KeygenError::NoTpmSupport)
 }
 
 /// Writes the CSR to its file, or to standard output.
 #[cfg(any(feature = "pkcs11", feature = "tpm"))]
-fn write_csr(csr: &CsrRequest, pem: &str) -> Result<(), Error> {
+fn write_csr(csr: &CsrRequest, pem: &str) -> Result<(), KeygenError> {
     match &csr.out {
         Some(path) => Ok(write_output(path, pem.as_bytes(), csr.replace)?),
         None => Ok(crate::diag::result(|out| out.write_all(pem.as_bytes()))?),

@@ -102,7 +102,7 @@ mod tests {
     }
 
     /// The whole command, files and all.
-    fn keygen(tpm: TpmKeygen, csr: PathBuf) -> Result<(), crate::error::Error> {
+    fn keygen(tpm: TpmKeygen, csr: PathBuf) -> Result<(), KeygenError> {
         crate::keygen::run(&KeygenConfig {
             job: KeygenJob::TpmKey {
                 tpm,
