@@ -382,34 +382,8 @@ fn faults_of_every_kind_are_retried_or_not_as_they_deserve() {
             "empty-set:1",
         ]);
     };
-    // The faults apply to calls after the initial one.
-    let clock = TestClock::new(&s.world.emulator, clock_horizon);
-    let recorder = Recorder {
-        clock: Arc::clone(&clock),
-        events: Arc::default(),
-    };
-    let live = LiveIdentity::open(s.identity(), "test").unwrap_or_else(|e| panic!("{e}"));
-    let client = s.client(3);
-    let request = s.request(900);
-    let first = create_session(
-        &client,
-        live.identity().expect("open"),
-        &request,
-        clock.as_ref(),
-        &Stop::default(),
-    )
-    .expect("initial");
-    setup_faults();
-    Refresher {
-        live,
-        client,
-        requests: vec![request],
-        timing: TIMING,
-        outlet: recorder.clone(),
-        clock: Arc::clone(&clock) as Arc<dyn Clock>,
-        initial: vec![first.expiration],
-    }
-    .run(&Stop::default());
+    // The faults apply to the calls after the initial one.
+    let (recorder, _) = s.run(1, 900, 3, clock_horizon, &setup_faults);
     let failures = recorder.failures();
     let reasons: Vec<&str> = failures.iter().map(|f| f.1.as_str()).collect();
     // Cycle 1: timeout, 503, throttle (three attempts). Cycle 2: garbage (not retried).
@@ -439,33 +413,9 @@ fn faults_of_every_kind_are_retried_or_not_as_they_deserve() {
 #[test]
 fn credentials_that_expire_while_the_service_fails_are_reported_as_gone() {
     let s = Setup::new();
-    let clock = TestClock::new(&s.world.emulator, Duration::from_secs(3 * 3600));
-    let recorder = Recorder {
-        clock: Arc::clone(&clock),
-        events: Arc::default(),
-    };
-    let live = LiveIdentity::open(s.identity(), "test").unwrap_or_else(|e| panic!("{e}"));
-    let client = s.client(1);
-    let request = s.request(900);
-    let first = create_session(
-        &client,
-        live.identity().expect("open"),
-        &request,
-        clock.as_ref(),
-        &Stop::default(),
-    )
-    .expect("initial");
-    s.world.emulator.set_faults(&["status=500"]);
-    Refresher {
-        live,
-        client,
-        requests: vec![request],
-        timing: TIMING,
-        outlet: recorder.clone(),
-        clock: Arc::clone(&clock) as Arc<dyn Clock>,
-        initial: vec![first.expiration],
-    }
-    .run(&Stop::default());
+    let (recorder, _) = s.run(1, 900, 1, Duration::from_secs(3 * 3600), &|| {
+        s.world.emulator.set_faults(&["status=500"]);
+    });
     let failures = recorder.failures();
     assert!(recorder.deliveries().is_empty());
     // Due at 600 s; valid until 900 s; then reported as expired, retried every ≤300 s.
@@ -484,42 +434,20 @@ fn credentials_that_expire_while_the_service_fails_are_reported_as_gone() {
 #[test]
 fn a_rotated_certificate_signs_from_the_next_refresh() {
     let s = Setup::new();
-    let clock = TestClock::new(&s.world.emulator, Duration::from_secs(1300));
-    let recorder = Recorder {
-        clock: Arc::clone(&clock),
-        events: Arc::default(),
+    // Once the first credentials are got, a new key and certificate (another serial and
+    // key type) are swapped in place.
+    let rotate = || {
+        let next = s.world.dir.path().join("next");
+        std::fs::create_dir(&next).expect("mkdir");
+        let opts = LeafOptions {
+            serial: vec![0x42, 0x42, 0x42],
+            ..LeafOptions::default()
+        };
+        let new = s.world.ca.leaf(&next, "rotated", KeyKind::Rsa2048, &opts);
+        std::fs::copy(&new.key_path, &s.leaf.key_path).expect("key");
+        std::fs::copy(&new.cert_path, &s.leaf.cert_path).expect("cert");
     };
-    let live = LiveIdentity::open(s.identity(), "test").unwrap_or_else(|e| panic!("{e}"));
-    let client = s.client(3);
-    let request = s.request(900);
-    let first = create_session(
-        &client,
-        live.identity().expect("open"),
-        &request,
-        clock.as_ref(),
-        &Stop::default(),
-    )
-    .expect("initial");
-    // A new key and certificate (another serial and key type), swapped in place.
-    let next = s.world.dir.path().join("next");
-    std::fs::create_dir(&next).expect("mkdir");
-    let opts = LeafOptions {
-        serial: vec![0x42, 0x42, 0x42],
-        ..LeafOptions::default()
-    };
-    let new = s.world.ca.leaf(&next, "rotated", KeyKind::Rsa2048, &opts);
-    std::fs::copy(&new.key_path, &s.leaf.key_path).expect("key");
-    std::fs::copy(&new.cert_path, &s.leaf.cert_path).expect("cert");
-    Refresher {
-        live,
-        client,
-        requests: vec![request],
-        timing: TIMING,
-        outlet: recorder.clone(),
-        clock: Arc::clone(&clock) as Arc<dyn Clock>,
-        initial: vec![first.expiration],
-    }
-    .run(&Stop::default());
+    let (recorder, _) = s.run(1, 900, 3, Duration::from_secs(1300), &rotate);
     assert_eq!(recorder.deliveries().len(), 2, "{:?}", recorder.events());
     let log = std::fs::read_to_string(&s.world.emulator.log).expect("log");
     let serials: Vec<String> = log

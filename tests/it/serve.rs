@@ -61,32 +61,7 @@ impl Daemon {
 
     /// Waits for a stderr line containing `needle`; panics with the log on timeout or exit.
     pub(crate) fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .expect("lines")
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return l.clone();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader thread catch up.
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "ra-signer exited ({status}) before \"{needle}\":\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no \"{needle}\" within {timeout:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_after(0, needle, timeout)
     }
 
     /// Sends SIGUSR1 (refresh now) and waits for a new stderr line containing `needle`.
@@ -129,7 +104,7 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "no new \"{needle}\" within {timeout:?}:\n{}",
+                "no \"{needle}\" within {timeout:?}:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
