@@ -8,8 +8,10 @@ use crate::cli::{
     CertificateDataFormat, Command, DigestArg, IdentityArgs, ReadCertificateDataArgs, SignFormat,
     SignStringArgs,
 };
-use crate::config::{CertificateSource, CredentialProcessConfig, PrivateKeySource, SessionConfig};
-use crate::error::{Error, ErrorClass};
+use crate::config::{
+    CertificateSource, ConfigError, CredentialProcessConfig, PrivateKeySource, SessionConfig,
+};
+use crate::error::Error;
 use crate::pkcs11_uri::TokenUri;
 use crate::refresh::{Stop, SystemClock, create_session};
 use crate::rolesanywhere::Client;
@@ -182,10 +184,10 @@ fn read_certificate_data(args: &ReadCertificateDataArgs) -> Result<(), Error> {
         (Some(c), _) => c.clone(),
         (None, PrivateKeySource::Pkcs11(uri)) => CertificateSource::Pkcs11(uri.clone()),
         (None, _) => {
-            return Err(Error::new(
-                ErrorClass::Usage,
-                "no certificate given: pass --certificate FILE|pkcs11:URI",
-            ));
+            return Err(ConfigError::new(
+                "no certificate given: pass --certificate FILE|pkcs11:URI".into(),
+            )
+            .into());
         }
     };
     let format = args.format.unwrap_or(match certificate {
@@ -249,13 +251,11 @@ fn refuse_key_flags(id: &IdentityArgs) -> Result<(), Error> {
         ("--no-tpm-key-password", id.no_tpm_key_password),
     ];
     match crate::cli::first_given(&given) {
-        Some(flag) => Err(Error::new(
-            ErrorClass::Usage,
-            format!(
-                "{flag} has no meaning for read-certificate-data, which reads certificates only"
-            ),
-        )
-        .with_hint("drop it; pass the certificate with --certificate FILE|pkcs11:URI")),
+        Some(flag) => Err(ConfigError::new(format!(
+            "{flag} has no meaning for read-certificate-data, which reads certificates only"
+        ))
+        .with_hint("drop it; pass the certificate with --certificate FILE|pkcs11:URI")
+        .into()),
         None => Ok(()),
     }
 }
@@ -276,14 +276,12 @@ fn file_certificate(
     };
     match Cert::first_from_file(path) {
         Ok(cert) => match password_flag {
-            Some(flag) => Err(Error::new(
-                ErrorClass::Usage,
-                format!(
-                    "{flag} has no meaning here: {} is a certificate, not a PKCS#12 file",
-                    path.display()
-                ),
-            )
-            .with_hint("drop it")),
+            Some(flag) => Err(ConfigError::new(format!(
+                "{flag} has no meaning here: {} is a certificate, not a PKCS#12 file",
+                path.display()
+            ))
+            .with_hint("drop it")
+            .into()),
             None => Ok(cert),
         },
         Err(cert_err) if looks_like_pkcs12(path) => {
@@ -295,10 +293,10 @@ fn file_certificate(
             })?;
             // The loader puts the key's own certificate first.
             if loaded.certificates.is_empty() {
-                return Err(Error::new(
-                    ErrorClass::Identity,
-                    format!("no certificate found in {}", path.display()),
-                ));
+                return Err(signer::OpenError::NoCertificate {
+                    origin: path.display().to_string(),
+                }
+                .into());
             }
             Ok(loaded.certificates.swap_remove(0))
         }
@@ -391,10 +389,7 @@ fn token_certificates(
     _: &crate::config::IdentityConfig,
     _: bool,
 ) -> Result<Vec<(Cert, String)>, Error> {
-    Err(Error::new(
-        ErrorClass::Usage,
-        "this ra-signer was built without PKCS#11 support",
-    ))
+    Err(signer::OpenError::NoPkcs11Support.into())
 }
 
 /// Whether `command` runs with `--debug`, under which a failure prints its whole cause

@@ -622,6 +622,112 @@ impl From<KeygenError> for Error {
     }
 }
 
+/// What `serve` and `update` themselves can fail at; the layers below bring their own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    /// The ECS token file holds no usable token.
+    #[error(
+        "the authorization token in {} must be at least 16 printable characters without spaces",
+        path.display()
+    )]
+    BadToken {
+        /// The token file.
+        path: std::path::PathBuf,
+    },
+    /// The ECS token file cannot be read.
+    #[error(transparent)]
+    TokenFile(SecretError),
+    /// No randomness for a new ECS token.
+    #[error("the system RNG failed")]
+    Rng,
+    /// A new ECS token cannot be written.
+    #[error("cannot write the ECS authorization token to {}: {source}", path.display())]
+    WriteToken {
+        /// The token file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `serve` cannot listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The credentials file is one botocore refuses.
+    #[error(
+        "the credentials file {} is not one botocore reads ({refused}): not rewriting it",
+        path.display()
+    )]
+    RefusedFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What botocore refuses, with its line.
+        refused: String,
+    },
+    /// The credentials file cannot be read or written.
+    #[error("cannot write the credentials file {}: {source}", path.display())]
+    WriteFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The identity was closed before the first CreateSession (it is opened just before).
+    #[error("the identity did not open")]
+    NoIdentity,
+    /// The process cannot start what the mode runs on (a thread, the runtime, signals).
+    #[error("cannot {what}: {source}")]
+    Process {
+        /// What was being started.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<ModeError> for Error {
+    fn from(e: ModeError) -> Self {
+        let message = e.to_string();
+        let error = match &e {
+            ModeError::BadToken { .. } | ModeError::TokenFile(_) => {
+                Error::new(ErrorClass::Usage, message)
+            }
+            ModeError::Rng
+            | ModeError::WriteToken { .. }
+            | ModeError::NoIdentity
+            | ModeError::Process { .. } => Error::new(ErrorClass::Other, message),
+            ModeError::Listen { source, .. } => {
+                let hint = match source.kind() {
+                    std::io::ErrorKind::AddrInUse => {
+                        "another process listens there: pick another --port, or stop it (`ss -ltnp` names it)"
+                    }
+                    std::io::ErrorKind::PermissionDenied => {
+                        "ports below 1024 need CAP_NET_BIND_SERVICE: pick a --port of 1024 or more"
+                    }
+                    std::io::ErrorKind::AddrNotAvailable => {
+                        "--bind must be an address of this machine (127.0.0.1, ::1, or one of `ip addr`)"
+                    }
+                    _ => "pick another --port or --bind address",
+                };
+                Error::new(ErrorClass::Listen, message).with_hint(hint)
+            }
+            ModeError::RefusedFile { .. } => Error::new(ErrorClass::Usage, message).with_hint(
+                "fix that line (the AWS CLI and SDKs refuse the file as it is), then run again",
+            ),
+            ModeError::WriteFile { .. } => Error::new(ErrorClass::Other, message)
+                .with_hint("check that this user may write the file and its directory"),
+        };
+        error.with_source(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -938,6 +1044,38 @@ mod tests {
         assert!(is_retryable(&transport(false)));
         assert!(!is_retryable(&transport(true)));
         assert!(!is_retryable(&CreateSessionError::Setup("x".into())));
+    }
+
+    #[test]
+    fn the_modes_own_failures_have_their_class_and_hint() {
+        let listen = |kind| {
+            Error::from(ModeError::Listen {
+                addr: "127.0.0.1:80".parse().expect("addr"),
+                source: std::io::Error::from(kind),
+            })
+        };
+        let in_use = listen(std::io::ErrorKind::AddrInUse);
+        assert_eq!(in_use.class, ErrorClass::Listen);
+        assert!(in_use.hint.is_some_and(|h| h.contains("ss -ltnp")));
+        let low = listen(std::io::ErrorKind::PermissionDenied);
+        assert!(low.hint.is_some_and(|h| h.contains("CAP_NET_BIND_SERVICE")));
+        let refused = Error::from(ModeError::RefusedFile {
+            path: "credentials".into(),
+            refused: "line 3: a second [default] section".into(),
+        });
+        assert_eq!(refused.class, ErrorClass::Usage);
+        assert!(refused.message.contains("line 3"), "{}", refused.message);
+        let token = Error::from(ModeError::BadToken {
+            path: "token".into(),
+        });
+        assert_eq!(token.class.exit_code(), 2);
+        let write = Error::from(ModeError::WriteFile {
+            path: "credentials".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(write.class.exit_code(), 1);
+        assert!(write.hint.is_some_and(|h| h.contains("may write")));
+        assert!(write.source.is_some(), "the io error is kept as the cause");
     }
 
     /// keygen's failures.

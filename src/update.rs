@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 use crate::config::{SessionConfig, UpdateConfig};
 use crate::credentials::Credentials;
 use crate::credentials_file::{self, Refused};
-use crate::error::{Error, ErrorClass};
+use crate::error::{Error, ModeError};
 use crate::refresh::{
     self, LiveIdentity, Outlet, Refresher, Stop, SystemClock, Timer, log, one_line,
 };
@@ -56,15 +56,13 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
     } = config;
     check_file(&path)?;
     let live = LiveIdentity::open(identity_config, "update")?;
-    let identity = live
-        .identity()
-        .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
+    let identity = live.identity().ok_or(ModeError::NoIdentity)?;
     let client =
         Client::new(client).map_err(|e| crate::error::session_error(e, identity, &request))?;
     let creds =
         refresh::create_session(&client, identity, &request, &SystemClock, &Stop::default())
             .map_err(|e| crate::error::session_error(e, identity, &request))?;
-    write_profile(&path, &profile, &creds).map_err(|e| write_error(&path, &e))?;
+    write_profile(&path, &profile, &creds).map_err(|e| write_error(&path, e))?;
     log(
         "update",
         &format!(
@@ -82,10 +80,16 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start the runtime: {e}")))?;
+        .map_err(|source| ModeError::Process {
+            what: "start the runtime",
+            source,
+        })?;
     let mut signals = rt
         .block_on(async { Signals::install() })
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot watch signals: {e}")))?;
+        .map_err(|source| ModeError::Process {
+            what: "watch signals",
+            source,
+        })?;
     let refresher = Refresher {
         live,
         client,
@@ -96,8 +100,12 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
         initial: vec![creds.expiration],
     };
     drop(creds);
-    let worker = Worker::spawn("refresh", move |stop| refresher.run(stop))
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start a thread: {e}")))?;
+    let worker = Worker::spawn("refresh", move |stop| refresher.run(stop)).map_err(|source| {
+        ModeError::Process {
+            what: "start a thread",
+            source,
+        }
+    })?;
     let signal = loop {
         match rt.block_on(signals.recv()) {
             Asked::Stop(name) => break name,
@@ -136,7 +144,8 @@ impl Outlet for CredentialsFile {
 
     fn deliver(&mut self, _: usize, creds: &Credentials, _: UtcTime) -> Result<String, String> {
         let (path, profile) = (&self.path, &self.profile);
-        write_profile(path, profile, creds).map_err(|e| one_line(&write_error(path, &e)))?;
+        write_profile(path, profile, creds)
+            .map_err(|e| one_line(&Error::from(write_error(path, e))))?;
         Ok(format!(
             "refreshed profile [{profile}] in {}; the credentials expire at {}",
             path.display(),
@@ -156,24 +165,17 @@ impl Outlet for CredentialsFile {
     }
 }
 
-fn write_error(path: &Path, e: &io::Error) -> Error {
+fn write_error(path: &Path, e: io::Error) -> ModeError {
     if let Some(refused) = e.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
-        return Error::new(
-            ErrorClass::Usage,
-            format!(
-                "the credentials file {} is not one botocore reads ({refused}): not rewriting it",
-                path.display()
-            ),
-        )
-        .with_hint(
-            "fix that line (the AWS CLI and SDKs refuse the file as it is), then run again",
-        );
+        return ModeError::RefusedFile {
+            path: path.to_owned(),
+            refused: refused.to_string(),
+        };
     }
-    Error::new(
-        ErrorClass::Other,
-        format!("cannot write the credentials file {}: {e}", path.display()),
-    )
-    .with_hint("check that this user may write the file and its directory")
+    ModeError::WriteFile {
+        path: path.to_owned(),
+        source: e,
+    }
 }
 
 /// Writes `creds` into `profile` of the credentials file at `path`, atomically and under
@@ -236,11 +238,11 @@ fn read_existing(path: &Path) -> io::Result<Zeroizing<String>> {
 }
 
 /// Refuses, before any CreateSession, a credentials file that cannot be rewritten as it is.
-fn check_file(path: &Path) -> Result<(), Error> {
-    let existing = read_existing(path).map_err(|e| write_error(path, &e))?;
+fn check_file(path: &Path) -> Result<(), ModeError> {
+    let existing = read_existing(path).map_err(|e| write_error(path, e))?;
     credentials_file::parse(&existing)
         .map(drop)
-        .map_err(|r| write_error(path, &io::Error::new(io::ErrorKind::InvalidData, r)))
+        .map_err(|r| write_error(path, io::Error::new(io::ErrorKind::InvalidData, r)))
 }
 
 /// The file with `profile` holding `creds` (and no stale `aws_security_token`), everything
@@ -334,7 +336,7 @@ mod tests {
         fs::write(&path, before).expect("write");
         let e = write_profile(&path, "default", &creds(1)).expect_err("refused");
         assert_eq!(fs::read_to_string(&path).expect("read"), before);
-        let err = write_error(&path, &e);
+        let err = Error::from(write_error(&path, e));
         assert_eq!(err.class.exit_code(), 2);
         let text = err.to_string();
         assert!(

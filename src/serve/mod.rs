@@ -30,7 +30,7 @@ use ring::rand::SecureRandom;
 
 use crate::config::{ServeConfig, ServeProtocol, SessionRequest};
 use crate::credentials::Credentials;
-use crate::error::{Error, ErrorClass};
+use crate::error::{Error, ModeError};
 use crate::refresh::{self, LiveIdentity, Outlet, Refresher, Stop, SystemClock, Timer, log};
 use crate::rolesanywhere::Client;
 use crate::secret::Secret;
@@ -72,20 +72,15 @@ fn connection_cap() -> usize {
     }
 }
 
-fn usage(message: impl Into<String>) -> Error {
-    Error::new(ErrorClass::Usage, message)
-}
-
 /// The ECS token: read from `path` if it exists, else made and written there (0600).
-fn ecs_token(path: &Path) -> Result<Secret, Error> {
+fn ecs_token(path: &Path) -> Result<Secret, ModeError> {
     match crate::secret::read_secret_file(path, "the ECS authorization token") {
         Ok(token) => {
             let t = token.expose().trim();
             if t.len() < 16 || t.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-                return Err(usage(format!(
-                    "the authorization token in {} must be at least 16 printable characters without spaces",
-                    path.display()
-                )));
+                return Err(ModeError::BadToken {
+                    path: path.to_owned(),
+                });
             }
             Ok(Secret::new(t.to_owned()))
         }
@@ -95,7 +90,7 @@ fn ecs_token(path: &Path) -> Result<Secret, Error> {
             let mut raw = zeroize::Zeroizing::new([0u8; 32]);
             ring::rand::SystemRandom::new()
                 .fill(raw.as_mut())
-                .map_err(|_| Error::new(ErrorClass::Other, "the system RNG failed"))?;
+                .map_err(|_| ModeError::Rng)?;
             let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_ref());
             let write = || -> std::io::Result<()> {
                 use std::os::unix::fs::OpenOptionsExt;
@@ -108,14 +103,9 @@ fn ecs_token(path: &Path) -> Result<Secret, Error> {
                 f.write_all(token.as_bytes())?;
                 f.sync_all()
             };
-            write().map_err(|e| {
-                Error::new(
-                    ErrorClass::Other,
-                    format!(
-                        "cannot write the ECS authorization token to {}: {e}",
-                        path.display()
-                    ),
-                )
+            write().map_err(|source| ModeError::WriteToken {
+                path: path.to_owned(),
+                source,
             })?;
             log(
                 "serve",
@@ -126,7 +116,7 @@ fn ecs_token(path: &Path) -> Result<Secret, Error> {
             );
             Ok(Secret::new(token))
         }
-        Err(e) => Err(usage(e.to_string())),
+        Err(e) => Err(ModeError::TokenFile(e)),
     }
 }
 
@@ -214,30 +204,14 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
         roles.into_iter().map(|r| (r.name, r.request)).unzip();
 
     // 1. The port, before any signature.
-    let listener = bind(addr, hop_limit).map_err(|e| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::AddrInUse => {
-                "another process listens there: pick another --port, or stop it (`ss -ltnp` names it)"
-            }
-            std::io::ErrorKind::PermissionDenied => {
-                "ports below 1024 need CAP_NET_BIND_SERVICE: pick a --port of 1024 or more"
-            }
-            std::io::ErrorKind::AddrNotAvailable => {
-                "--bind must be an address of this machine (127.0.0.1, ::1, or one of `ip addr`)"
-            }
-            _ => "pick another --port or --bind address",
-        };
-        Error::new(ErrorClass::Listen, format!("cannot listen on {addr}: {e}")).with_hint(hint)
-    })?;
+    let listener = bind(addr, hop_limit).map_err(|source| ModeError::Listen { addr, source })?;
     let local = listener
         .local_addr()
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|source| ModeError::Listen { addr, source })?;
 
     // 2. The identity and one CreateSession per role: fail fast.
     let live = LiveIdentity::open(identity_config, "serve")?;
-    let identity = live
-        .identity()
-        .ok_or_else(|| Error::new(ErrorClass::Other, "the identity did not open"))?;
+    let identity = live.identity().ok_or(ModeError::NoIdentity)?;
     let client =
         Client::new(options).map_err(|e| crate::error::session_error(e, identity, &requests[0]))?;
     let shared = Arc::new(Shared::new(names, mode));
@@ -269,8 +243,13 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         initial,
     };
-    let refresher = Worker::spawn("refresh", move |stop| refresher.run(stop))
-        .map_err(|e| Error::new(ErrorClass::Other, format!("cannot start a thread: {e}")))?;
+    let refresher =
+        Worker::spawn("refresh", move |stop| refresher.run(stop)).map_err(|source| {
+            ModeError::Process {
+                what: "start a thread",
+                source,
+            }
+        })?;
 
     // 4. Serve until a signal.
     let announce = match &shared.mode {
@@ -320,9 +299,7 @@ fn serve(
     on_refresh: &dyn Fn(),
     on_signal: &dyn Fn(),
 ) -> Result<(), Error> {
-    let fail = |what: &str, e: std::io::Error| {
-        Error::new(ErrorClass::Other, format!("cannot {what}: {e}"))
-    };
+    let fail = |what: &'static str, source: std::io::Error| ModeError::Process { what, source };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .thread_name("serve")
@@ -338,7 +315,7 @@ fn serve(
     on_signal();
     // Connections still open are dropped with the runtime.
     rt.shutdown_timeout(Duration::from_millis(200));
-    result.map_err(|e| fail("serve", e))
+    Ok(result.map_err(|e| fail("serve", e))?)
 }
 
 /// Accepts until a stopping signal; `announce` is logged once the signal handlers are in
