@@ -88,3 +88,52 @@ pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 pub fn non_blank(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name this module holds.
+    const ALL: &[&str] = &[
+        PKCS8_PASSWORD,
+        PKCS11_PIN,
+        PKCS11_CONTEXT_PIN,
+        TPM_KEY_PASSWORD,
+        TPM_PARENT_PASSWORD,
+        TPM_PARENT_PASSWORD_FILE,
+        OPENSSL_PARENT_AUTH,
+        TPM_OWNER_PASSWORD,
+        TPM_TIMEOUT,
+    ];
+
+    /// Messages and hints name variables in their text: each name they give must be one
+    /// this module holds (and so one that is read), or the hint sends users nowhere.
+    #[test]
+    fn every_variable_a_message_names_is_read() {
+        let sources = [
+            include_str!("error.rs"),
+            include_str!("cli.rs"),
+            include_str!("keygen/tpm.rs"),
+            include_str!("signer/mod.rs"),
+            include_str!("signer/tpm/mod.rs"),
+            include_str!("signer/tpm/signer.rs"),
+            include_str!("signer/tpm/create.rs"),
+            include_str!("signer/pkcs11/mod.rs"),
+        ];
+        for text in sources {
+            for (at, _) in text.match_indices("RA_SIGNER_") {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if name.starts_with("RA_SIGNER_TEST_") {
+                    continue;
+                }
+                assert!(
+                    ALL.contains(&name.as_str()),
+                    "{name} is named but never read"
+                );
+            }
+        }
+    }
+}
