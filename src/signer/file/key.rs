@@ -1,7 +1,8 @@
-//! The signing key built from a file's DER: RSA through `ring`, EC P-256 and P-384 through
-//! RustCrypto (`ring` offers ECDSA only as fixed curve/digest pairs and has no P-384 with
-//! SHA-256 for signing, which SigV4-X509 requires), ML-DSA through RustCrypto's `ml-dsa`
-//! (see [`super::mldsa`]).
+//! The signing key built from a file's DER: RSA through `ring`; EC P-256 through `ring` for
+//! SHA-256 (what SigV4-X509 signs), several times faster than RustCrypto's generic curve
+//! arithmetic, and through RustCrypto for the other digests `sign-string` may ask for; P-384
+//! through RustCrypto (`ring` has no P-384 with SHA-256 for signing, which SigV4-X509
+//! requires); ML-DSA through RustCrypto's `ml-dsa` (see [`super::mldsa`]).
 
 use std::fmt;
 
@@ -32,7 +33,12 @@ pub(super) struct FileKey {
 
 enum Inner {
     Rsa(Box<RsaKeyPair>),
-    P256(p256::ecdsa::SigningKey),
+    P256 {
+        /// Signs SHA-256.
+        pair: Box<ring::signature::EcdsaKeyPair>,
+        /// The private scalar, for the digests `ring` does not pair with P-256.
+        scalar: zeroize::Zeroizing<[u8; 32]>,
+    },
     P384(p384::ecdsa::SigningKey),
     MlDsa(MlDsaKey),
 }
@@ -49,7 +55,7 @@ impl Signer for FileKey {
     fn key_type(&self) -> KeyType {
         match &self.inner {
             Inner::Rsa(_) => KeyType::Rsa,
-            Inner::P256(_) => KeyType::EcP256,
+            Inner::P256 { .. } => KeyType::EcP256,
             Inner::P384(_) => KeyType::EcP384,
             Inner::MlDsa(key) => key.key_type(),
         }
@@ -81,7 +87,22 @@ impl Signer for FileKey {
                 .map_err(|_| SignError::RsaInconsistent)?;
                 Ok(signature)
             }
-            Inner::P256(key) => {
+            Inner::P256 { pair, .. } if digest == Digest::Sha256 => {
+                let signature = pair
+                    .sign(&ring::rand::SystemRandom::new(), message)
+                    .map_err(|_| SignError::Ecdsa {
+                        curve: "P-256",
+                        detail: "ring could not sign".to_owned(),
+                    })?;
+                Ok(signature.as_ref().to_vec())
+            }
+            Inner::P256 { scalar, .. } => {
+                let key = p256::ecdsa::SigningKey::from_slice(scalar.as_ref()).map_err(|e| {
+                    SignError::Ecdsa {
+                        curve: "P-256",
+                        detail: e.to_string(),
+                    }
+                })?;
                 let signature: p256::ecdsa::Signature = key
                     .sign_prehash(&digest.hash(message))
                     .map_err(|e| SignError::Ecdsa {
@@ -230,16 +251,7 @@ fn ec_key(
     origin: &str,
 ) -> Result<FileKey, FileKeyError> {
     let (inner, public_key, stored_matches) = match curve.to_string().as_str() {
-        OID_P256 => {
-            let key = p256::ecdsa::SigningKey::from_slice(scalar)
-                .map_err(|_| bad_scalar(origin, "P-256"))?;
-            let public = key.verifying_key().to_sec1_point(false).as_bytes().to_vec();
-            let matches = stored_public.is_none_or(|stored| {
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(stored)
-                    .is_ok_and(|k| k.to_sec1_point(false).as_bytes() == public.as_slice())
-            });
-            (Inner::P256(key), public, matches)
-        }
+        OID_P256 => return p256_key(scalar, stored_public, origin),
         OID_P384 => {
             let key = p384::ecdsa::SigningKey::from_slice(scalar)
                 .map_err(|_| bad_scalar(origin, "P-384"))?;
@@ -253,12 +265,73 @@ fn ec_key(
         other => return Err(unsupported(origin, &curve_name(other))),
     };
     if !stored_matches {
-        return Err(FileKeyError::KeyRejected {
-            path: origin.to_owned(),
-            detail: "the public key stored in the file is not the private key's".to_owned(),
-        });
+        return Err(public_mismatch(origin));
     }
     Ok(FileKey { inner, public_key })
+}
+
+/// A P-256 key. With the public key stored in the file (OpenSSL always writes it), `ring`
+/// derives it once from the scalar and compares: one fast scalar multiplication, which is
+/// also the check that the two belong together.
+fn p256_key(
+    scalar: &[u8],
+    stored_public: Option<&[u8]>,
+    origin: &str,
+) -> Result<FileKey, FileKeyError> {
+    // SEC1 fixes the length at 32 octets; a shorter value is the same integer.
+    let mut padded = zeroize::Zeroizing::new([0u8; 32]);
+    let start = 32usize
+        .checked_sub(scalar.len())
+        .ok_or_else(|| bad_scalar(origin, "P-256"))?;
+    padded[start..].copy_from_slice(scalar);
+    let stored_uncompressed = match stored_public {
+        Some(point) if point.len() == 65 && point[0] == 0x04 => Some(point.to_vec()),
+        // A compressed point: decompressed without touching the scalar.
+        Some(point) => Some(
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|_| public_mismatch(origin))?
+                .to_sec1_point(false)
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    let public = match &stored_uncompressed {
+        Some(point) => point.clone(),
+        None => p256::ecdsa::SigningKey::from_slice(padded.as_ref())
+            .map_err(|_| bad_scalar(origin, "P-256"))?
+            .verifying_key()
+            .to_sec1_point(false)
+            .as_bytes()
+            .to_vec(),
+    };
+    let pair = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        padded.as_ref(),
+        &public,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|e| {
+        if e.to_string() == "InconsistentComponents" && stored_uncompressed.is_some() {
+            public_mismatch(origin)
+        } else {
+            bad_scalar(origin, "P-256")
+        }
+    })?;
+    Ok(FileKey {
+        inner: Inner::P256 {
+            pair: Box::new(pair),
+            scalar: padded,
+        },
+        public_key: public,
+    })
+}
+
+fn public_mismatch(origin: &str) -> FileKeyError {
+    FileKeyError::KeyRejected {
+        path: origin.to_owned(),
+        detail: "the public key stored in the file is not the private key's".to_owned(),
+    }
 }
 
 fn bad_scalar(origin: &str, curve: &str) -> FileKeyError {

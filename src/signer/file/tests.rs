@@ -305,6 +305,55 @@ fn ec_keys_without_embedded_public_key() {
         let loaded = load_plain(&fx.path("p8.pem"));
         assert_eq!(loaded.format, "PKCS#8");
         assert_signs(loaded.signer.as_ref(), &cert);
+
+        // A compressed public point is read as the same key.
+        fx.openssl(&[
+            "ec",
+            "-in",
+            "key.pem",
+            "-conv_form",
+            "compressed",
+            "-out",
+            "compressed.pem",
+        ]);
+        let loaded = load_plain(&fx.path("compressed.pem"));
+        assert_signs(loaded.signer.as_ref(), &cert);
+    }
+}
+
+/// A file whose stored public key is another key's (spliced, or corrupt) is refused, not
+/// signed with: the stored key is what the certificate is compared with.
+#[test]
+fn ec_keys_whose_stored_public_key_is_another_are_refused() {
+    use der::{Decode, Encode};
+    for kind in ["p256", "p384"] {
+        let fx = Fx::new();
+        fx.genkey(kind, "a.pem");
+        fx.genkey(kind, "b.pem");
+        for name in ["a", "b"] {
+            fx.openssl(&[
+                "ec",
+                "-in",
+                &format!("{name}.pem"),
+                "-outform",
+                "DER",
+                "-out",
+                &format!("{name}.der"),
+            ]);
+        }
+        let (a, b) = (fx.read("a.der"), fx.read("b.der"));
+        let a = sec1::EcPrivateKey::from_der(&a).expect("a");
+        let b = sec1::EcPrivateKey::from_der(&b).expect("b");
+        let spliced = sec1::EcPrivateKey {
+            public_key: b.public_key,
+            ..a
+        };
+        let path = fx.write("spliced.der", &spliced.to_der().expect("der"));
+        let err = load_err(&path, None).to_string();
+        assert!(
+            err.contains("the public key stored in the file is not the private key's"),
+            "{kind}: {err}"
+        );
     }
 }
 
