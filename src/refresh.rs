@@ -379,7 +379,7 @@ pub fn create_session(
         match client.create_session(identity, request, clock.now()) {
             // A stop that came during the attempt: no retry, and nothing said of one.
             Err(e) if stop.is_stopped() => return Err(e),
-            Err(e) if e.is_retryable() && attempt < max_attempts => {
+            Err(e) if crate::error::is_retryable(&e) && attempt < max_attempts => {
                 let delay = backoff(attempt);
                 crate::diag!(
                     "ra-signer: attempt {attempt} of {max_attempts} failed ({e}); retrying in {} ms",

@@ -72,23 +72,6 @@ fn service_message(status: u16, code: &str, message: &str, request_id: &Option<S
     s
 }
 
-impl CreateSessionError {
-    /// Whether another attempt may succeed (throttling, 5xx, transport trouble): the same
-    /// test as `error::is_retryable`, which classifies; this copy serves the retry
-    /// loop below only because calling up into `error` (which imports this module) would
-    /// close an import circle. The loop's move to the shared refresh module removes it.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            CreateSessionError::Service { status, code, .. } => {
-                *status >= 500 || *status == 429 || code.contains("Throttl")
-            }
-            CreateSessionError::Transport { tls, .. } => !tls,
-            CreateSessionError::BadResponse { status, .. } => *status >= 500,
-            _ => false,
-        }
-    }
-}
-
 /// A CreateSession client for one endpoint.
 pub struct Client {
     http: reqwest::blocking::Client,
