@@ -1,9 +1,11 @@
 //! ra-signer: an AWS IAM Roles Anywhere credential helper whose private keys stay where they
 //! live (a PKCS#11 token, a TPM, or a key file).
 //!
-//! Layers, from the bottom: [`cert`] and [`signer`] (keys behind one trait),
-//! [`sigv4x509`] (pure request signing), [`rolesanywhere`] (CreateSession over HTTPS),
-//! [`credentials`] (what is handed to SDKs), and [`cli`]/[`app`] at the top.
+//! Layers, from the bottom: values ([`config`], [`cert`], [`credentials`]), keys behind one
+//! trait ([`signer`]), pure request signing, CreateSession over HTTPS ([`rolesanywhere`]),
+//! the refresh loop ([`refresh`]), the one classifier of errors ([`error`]), the modes, and
+//! [`cli`]/[`app`] at the top; `docs/architecture.md` draws them. Only what the binaries and
+//! the tests use is public.
 
 #![forbid(unsafe_code)]
 // Diagnostics go through `diag`, whose writer survives a closed stderr; results through
