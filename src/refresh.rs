@@ -588,4 +588,19 @@ mod tests {
         assert!(t.join().expect("join"));
         assert!(stop.wait(Duration::from_secs(60)));
     }
+
+    #[test]
+    fn a_refresh_request_wakes_a_sleeper_without_stopping_it() {
+        let stop = Arc::new(Stop::default());
+        let s = Arc::clone(&stop);
+        let started = std::time::Instant::now();
+        let t = std::thread::spawn(move || s.wait(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(20));
+        stop.refresh_now();
+        assert!(!t.join().expect("join"), "woken, not stopped");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(stop.take_refresh_request());
+        assert!(!stop.take_refresh_request(), "one request is answered once");
+        assert!(!stop.is_stopped());
+    }
 }
