@@ -11,28 +11,10 @@ cargo build --release --quiet --bins
 bin=target/release
 work=$(mktemp -d); trap 'kill $emu 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# A throwaway PKI: root CA and two leaves.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -days 2 \
-  -subj "/CN=Bench CA" -keyout "$work/ca.key" -out "$work/ca.pem" \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-for kind in rsa p256; do
-  case $kind in
-    rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/$kind.key" 2>/dev/null ;;
-    p256) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/$kind.key" 2>/dev/null ;;
-  esac
-  openssl req -new -key "$work/$kind.key" -subj "/CN=bench-$kind" -out "$work/$kind.csr"
-  openssl x509 -req -in "$work/$kind.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
-    -set_serial 0x$(openssl rand -hex 8) -days 1 -sha256 -out "$work/$kind.pem" 2>/dev/null
-done
-
-ta=arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/bench
-pr=arn:aws:rolesanywhere:us-east-1:123456789012:profile/bench
-ro=arn:aws:iam::123456789012:role/bench
-"$bin/ra-emulator" --trust-anchor-ca "$work/ca.pem" --trust-anchor-arn $ta --profile-arn $pr \
-  --role-arn $ro --ready-file "$work/ready" --tls-ca-out "$work/tls.pem" --log /dev/null \
-  --exit-after 600 >/dev/null & emu=$!
-for _ in $(seq 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
-url=$(cat "$work/ready")
+source bench/lib.sh
+bench_pki
+bench_emulator 600
+ta=$bench_ta pr=$bench_pr ro=$bench_ro
 
 for kind in rsa p256; do
   python3 bench/measure.py "credential-process file key $kind" "$bin/ra-signer" credential-process \
