@@ -35,22 +35,39 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+const ABOUT_CREDENTIAL_PROCESS: &str =
+    "Get credentials once and print them as credential_process JSON on stdout";
+const ABOUT_SIGN_STRING: &str = "Sign the fixed test string with the key (checks that a key works)";
+const ABOUT_READ_CERTIFICATE_DATA: &str = "Print a certificate's data: JSON for a file or PKCS#12, the Go helper's listing of every matching certificate for a pkcs11: URI";
+const ABOUT_SERVE: &str =
+    "Serve credentials on an IMDSv2-style (or ECS) endpoint, refreshed before expiry";
+const ABOUT_UPDATE: &str = "Keep a profile of the shared credentials file fresh";
+const ABOUT_KEYGEN: &str = "Generate a key pair inside a token or TPM (non-extractable) and write a PKCS#10 CSR for it; for tokens, store the issued certificate beside the key";
+
+/// The subcommands. Each one's flags are defined only when it runs (`defer`): a
+/// `credential-process` does not pay for building `serve`'s and `keygen`'s. A deferred
+/// subcommand's own `--help` takes its `about` from its arguments struct, the command list
+/// from the variant: both name the same text.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
-    /// Get credentials once and print them as credential_process JSON on stdout.
+    /// `credential-process`.
+    #[command(about = ABOUT_CREDENTIAL_PROCESS)]
     CredentialProcess(CredentialProcessArgs),
-    /// Sign the fixed test string with the key (checks that a key works).
+    /// `sign-string`.
+    #[command(about = ABOUT_SIGN_STRING)]
     SignString(SignStringArgs),
-    /// Print a certificate's data: JSON for a file or PKCS#12, the Go helper's listing of every
-    /// matching certificate for a pkcs11: URI.
+    /// `read-certificate-data`.
+    #[command(about = ABOUT_READ_CERTIFICATE_DATA)]
     ReadCertificateData(ReadCertificateDataArgs),
-    /// Serve credentials on an IMDSv2-style (or ECS) endpoint, refreshed before expiry.
+    /// `serve`.
+    #[command(about = ABOUT_SERVE)]
     Serve(ServeArgs),
-    /// Keep a profile of the shared credentials file fresh.
+    /// `update`.
+    #[command(about = ABOUT_UPDATE)]
     Update(UpdateArgs),
-    /// Generate a key pair inside a token or TPM (non-extractable) and write a PKCS#10 CSR
-    /// for it; for tokens, store the issued certificate beside the key.
+    /// `keygen`.
+    #[command(about = ABOUT_KEYGEN)]
     Keygen(KeygenArgs),
     /// Print the version.
     Version,
@@ -203,8 +220,9 @@ pub struct SessionOptions {
     pub debug: bool,
 }
 
-/// `credential-process`.
+/// `credential-process` (its help: [`ABOUT_CREDENTIAL_PROCESS`]).
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_CREDENTIAL_PROCESS)]
 pub struct CredentialProcessArgs {
     /// The certificate and key.
     #[command(flatten)]
@@ -244,8 +262,9 @@ pub enum SignFormat {
     Bin,
 }
 
-/// `sign-string`.
+/// `sign-string` (its help: [`ABOUT_SIGN_STRING`]).
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_SIGN_STRING)]
 pub struct SignStringArgs {
     /// The certificate and key.
     #[command(flatten)]
@@ -271,8 +290,10 @@ pub enum CertificateDataFormat {
     Json,
 }
 
-/// `read-certificate-data`. The key flags it refuses stay out of its help.
+/// `read-certificate-data` (its help: [`ABOUT_READ_CERTIFICATE_DATA`]). The key flags it
+/// refuses stay out of its help.
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_READ_CERTIFICATE_DATA)]
 #[command(
     mut_arg("private_key", |a| a.hide(true)),
     mut_arg("intermediates", |a| a.hide(true)),
@@ -316,8 +337,9 @@ pub struct ServeSessionArgs {
     pub options: SessionOptions,
 }
 
-/// `serve`.
+/// `serve` (its help: [`ABOUT_SERVE`]).
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_SERVE)]
 pub struct ServeArgs {
     /// The certificate and key.
     #[command(flatten)]
@@ -348,8 +370,9 @@ pub struct ServeArgs {
     pub threads: u8,
 }
 
-/// `update`.
+/// `update` (its help: [`ABOUT_UPDATE`]).
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_UPDATE)]
 pub struct UpdateArgs {
     /// The certificate and key.
     #[command(flatten)]
@@ -734,8 +757,9 @@ pub enum KeyTypeArg {
     P384,
 }
 
-/// Flags of `ra-signer keygen`.
+/// `keygen` (its help: [`ABOUT_KEYGEN`]).
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_KEYGEN)]
 pub struct KeygenArgs {
     /// The token and the key's label and id: pkcs11:token=LABEL;object=KEY-LABEL;id=%01.
     /// Without id=, a random 8-byte id is chosen. module-path= and pin-source= are honoured.
