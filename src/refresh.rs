@@ -2,11 +2,11 @@
 //! follows certificate rotation, the schedule, the retries, and the refresher thread.
 //!
 //! The refresher is the only thread that signs: it owns the [`Identity`] (a token session
-//! or TPM context) and the blocking CreateSession client, so a thousand clients at once
-//! still cause one signature. It renews each slot (a role of `serve`, the profile of
-//! `update`) `refresh_before` seconds before expiry and hands the credentials to an
-//! [`Outlet`]; on failure the outlet keeps the last good credentials, and the slot is tried
-//! again after [`retry_delay`].
+//! or TPM context) and the CreateSession client (which blocks the thread that calls it), so
+//! a thousand clients at once still cause one signature. It renews each slot (a role of
+//! `serve`, the profile of `update`) `refresh_before` seconds before expiry and hands the
+//! credentials to an [`Outlet`]; on failure the outlet keeps the last good credentials, and
+//! the slot is tried again after [`retry_delay`].
 //!
 //! Time comes from a [`Clock`]: the system's in production, a test's own in tests, so that
 //! the schedule is tested without waiting for it. [`Timer::next_due`] is a pure function of

@@ -1,7 +1,6 @@
 //! The CreateSession call over HTTPS, to the endpoint [`crate::endpoint`] chose: TLS trust,
 //! one signed attempt (retries are [`crate::refresh::create_session`]'s), and AWS error mapping.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
@@ -73,8 +72,13 @@ fn service_message(status: u16, code: &str, message: &str, request_id: &Option<S
 }
 
 /// A CreateSession client for one endpoint.
+///
+/// One POST needs no thread of its own: reqwest's async client runs on a current-thread
+/// runtime driven by the calling thread, for the length of each call. The caller must not be
+/// inside a Tokio runtime itself (serve and update call from their own refresher threads).
 pub struct Client {
-    http: reqwest::blocking::Client,
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
     url: reqwest::Url,
     host: String,
     options: ClientOptions,
@@ -114,7 +118,16 @@ impl Client {
             None => url.host_str().unwrap_or_default().to_owned(),
         };
         let tls = tls_config(&options)?;
-        let mut builder = reqwest::blocking::Client::builder()
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| {
+                CreateSessionError::Setup(format!("cannot set up the HTTPS client: {e}"))
+            })?;
+        // hyper's connection pool looks for a runtime when it is made.
+        let _runtime = runtime.enter();
+        let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
@@ -131,6 +144,7 @@ impl Client {
             ))
         })?;
         Ok(Client {
+            runtime,
             http,
             url,
             host,
@@ -192,11 +206,14 @@ impl Client {
         for (name, value) in &signed.headers {
             req = req.header(*name, value);
         }
-        let resp = req.send().map_err(|e| self.transport_error(&e))?;
-        let status = resp.status().as_u16();
-        let request_id = header(&resp, "x-amzn-requestid");
-        let error_type = header(&resp, "x-amzn-errortype");
-        let body = self.read_body(resp, status)?;
+        let (status, request_id, error_type, body) = self.runtime.block_on(async {
+            let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+            let status = resp.status().as_u16();
+            let request_id = header(&resp, "x-amzn-requestid");
+            let error_type = header(&resp, "x-amzn-errortype");
+            let body = self.read_body(resp, status).await?;
+            Ok::<_, CreateSessionError>((status, request_id, error_type, body))
+        })?;
         if self.options.debug {
             crate::diag!(
                 "ra-signer: debug: HTTP {status} from {}",
@@ -232,9 +249,9 @@ impl Client {
 
     /// Reads the response body, at most [`MAX_RESPONSE_BYTES`]: an endpoint that sends
     /// more (or never stops) is refused before it can exhaust memory.
-    fn read_body(
+    async fn read_body(
         &self,
-        resp: reqwest::blocking::Response,
+        mut resp: reqwest::Response,
         status: u16,
     ) -> Result<Zeroizing<Vec<u8>>, CreateSessionError> {
         let too_large = || CreateSessionError::BadResponse {
@@ -256,44 +273,35 @@ impl Client {
         let mut body = Zeroizing::new(Vec::with_capacity(
             usize::try_from(expected).unwrap_or(0) + 1,
         ));
-        let broke_off = |e: std::io::Error| {
-            let inner = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>());
-            match inner {
-                Some(re) => self.transport_error(re),
-                None => CreateSessionError::Transport {
-                    endpoint: host_port(&self.url),
-                    detail: format!("the response body broke off: {e}"),
-                    tls: false,
-                },
-            }
-        };
-        // reqwest's timeout bounds each read, not the body: a body that trickles a byte at a
-        // time would hold the caller (serve's refresher) for ever. The whole body gets the
-        // request timeout.
-        let deadline = std::time::Instant::now() + self.options.request_timeout;
-        let mut limited = resp.take(MAX_RESPONSE_BYTES + 1);
-        let mut chunk = Zeroizing::new([0u8; 16 * 1024]);
+        // The async client's timeout covers the whole exchange, body included: a body that
+        // trickles a byte at a time is cut at the request timeout (`body_error`).
         loop {
-            let n = limited.read(&mut chunk[..]).map_err(broke_off)?;
-            if n == 0 {
-                break;
+            let chunk = resp.chunk().await.map_err(|e| self.body_error(&e))?;
+            let Some(chunk) = chunk else { break };
+            if (body.len() + chunk.len()) as u64 > MAX_RESPONSE_BYTES {
+                return Err(too_large());
             }
-            body.extend_from_slice(&chunk[..n]);
-            if std::time::Instant::now() > deadline {
-                return Err(CreateSessionError::Transport {
-                    endpoint: host_port(&self.url),
-                    detail: format!(
-                        "the response body did not arrive within {} s (it trickles)",
-                        self.options.request_timeout.as_secs()
-                    ),
-                    tls: false,
-                });
-            }
-        }
-        if body.len() as u64 > MAX_RESPONSE_BYTES {
-            return Err(too_large());
+            body.extend_from_slice(&chunk);
         }
         Ok(body)
+    }
+
+    /// A failure while the body arrives: the request timeout ran out, or the connection
+    /// broke off.
+    fn body_error(&self, e: &reqwest::Error) -> CreateSessionError {
+        let detail = if e.is_timeout() {
+            format!(
+                "the response body did not arrive within {} s (it trickles)",
+                self.options.request_timeout.as_secs()
+            )
+        } else {
+            format!("the response body broke off: {}", transport_detail(e))
+        };
+        CreateSessionError::Transport {
+            endpoint: host_port(&self.url),
+            detail,
+            tls: false,
+        }
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> CreateSessionError {
@@ -380,7 +388,7 @@ pub fn session_body(request: &SessionRequest) -> String {
 }
 
 /// A response header, escaped and cut like all remote text.
-fn header(resp: &reqwest::blocking::Response, name: &str) -> Option<String> {
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
         .map(|v| crate::display::remote_bytes(v.as_bytes()))

@@ -75,8 +75,8 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
         return Ok(());
     }
 
-    // The identity and the blocking client move to a refresher thread; this one only
-    // waits for a signal, so a stalled TPM or endpoint cannot hold up the stop.
+    // The identity and the client (which blocks its caller) move to a refresher thread; this
+    // one only waits for a signal, so a stalled TPM or endpoint cannot hold up the stop.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
