@@ -317,6 +317,18 @@ fn service_hint(
             request.trust_anchor_arn
         ));
     }
+    if lower.starts_with("trust anchor") && lower.ends_with("is disabled") {
+        return Some(format!(
+            "trust anchor {} is disabled: enable it (aws rolesanywhere enable-trust-anchor)",
+            request.trust_anchor_arn
+        ));
+    }
+    if lower.starts_with("profile") && lower.ends_with("is disabled") {
+        return Some(format!(
+            "profile {} is disabled: enable it (aws rolesanywhere enable-profile)",
+            request.profile_arn
+        ));
+    }
     if lower.contains("untrusted signing certificate") {
         let sent = if identity.chain().is_empty() {
             "no intermediate certificates were sent".to_owned()

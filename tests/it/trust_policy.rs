@@ -275,3 +275,37 @@ fn a_bad_document_stops_the_emulator_with_its_json_path() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_disabled_profile_is_refused_with_its_hint() {
+    let dir = tempdir();
+    let root = Ca::root(dir.path(), "Example Root");
+    let leaf = root.leaf(
+        dir.path(),
+        "backup-02",
+        KeyKind::P256,
+        &LeafOptions::default(),
+    );
+    let mut doc = account(&root.cert_path);
+    doc["profiles"][0]["enabled"] = json!(false);
+    let config = dir.path().join("account.json");
+    std::fs::write(&config, doc.to_string()).expect("write");
+    let emulator = Emulator::start_config(dir.path(), &config);
+    let mut cmd = ra_signer(dir.path());
+    let out = run(cmd
+        .arg("credential-process")
+        .args(leaf.file_args())
+        .args(emulator.session_args()));
+    assert_exit(&out, 4);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("Profile {PROFILE_ARN} is disabled")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hint: profile {PROFILE_ARN} is disabled: enable it"
+        )),
+        "{err}"
+    );
+}
