@@ -139,10 +139,13 @@ struct Document {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct AnchorDoc {
     arn: String,
+    #[allow(dead_code)] // accepted, not used
     name: Option<String>,
     enabled: Option<bool>,
     source: SourceDoc,
+    #[allow(dead_code)] // accepted, not used
     tags: Option<Vec<TagDoc>>,
+    #[allow(dead_code)] // accepted, not used
     notification_settings: Option<Value>,
     #[serde(default)]
     crls: Vec<CrlDoc>,
@@ -151,7 +154,7 @@ struct AnchorDoc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SourceDoc {
-    #[allow(dead_code)]
+    #[allow(dead_code)] // one variant: checked by parsing
     source_type: SourceType,
     source_data: SourceDataDoc,
 }
@@ -171,10 +174,9 @@ struct SourceDataDoc {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // accepted, not used
 struct TagDoc {
-    #[allow(dead_code)]
     key: String,
-    #[allow(dead_code)]
     value: String,
 }
 
@@ -185,6 +187,7 @@ struct CrlDoc {
     crl_data: String,
     enabled: Option<bool>,
     trust_anchor_arn: Option<String>,
+    #[allow(dead_code)] // accepted, not used
     tags: Option<Vec<TagDoc>>,
 }
 
@@ -192,6 +195,7 @@ struct CrlDoc {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ProfileDoc {
     arn: String,
+    #[allow(dead_code)] // accepted, not used
     name: Option<String>,
     enabled: Option<bool>,
     role_arns: Vec<String>,
@@ -200,6 +204,7 @@ struct ProfileDoc {
     accept_role_session_name: Option<bool>,
     session_policy: Option<String>,
     managed_policy_arns: Option<Vec<String>>,
+    #[allow(dead_code)] // accepted, not used
     tags: Option<Vec<TagDoc>>,
     #[serde(default)]
     attribute_mappings: Vec<MappingDoc>,
@@ -210,6 +215,7 @@ struct ProfileDoc {
 struct MappingDoc {
     certificate_field: String,
     mapping_rules: Vec<RuleDoc>,
+    #[allow(dead_code)] // accepted, not used
     profile_id: Option<String>,
 }
 
@@ -349,7 +355,6 @@ pub(crate) fn load(text: &str) -> Result<Account, String> {
         if anchors.iter().any(|b| b.arn == arn) {
             return Err(format!("{at}.arn: {arn} is declared twice"));
         }
-        let _ = (&a.name, &a.tags, &a.notification_settings);
         let data_at = format!("{at}.source.sourceData.x509CertificateData");
         let data = &a.source.source_data.x509_certificate_data;
         if data.is_empty() || data.len() > MAX_CERTIFICATE_DATA {
@@ -361,7 +366,6 @@ pub(crate) fn load(text: &str) -> Result<Account, String> {
         let mut crls = Vec::new();
         for (j, c) in a.crls.iter().enumerate() {
             let c_at = format!("{at}.crls[{j}]");
-            let _ = &c.tags;
             if let Some(ta) = &c.trust_anchor_arn {
                 let named = parse_arn(ta, Kind::TrustAnchor, &format!("{c_at}.trustAnchorArn"))?;
                 if named != arn {
@@ -419,7 +423,6 @@ pub(crate) fn load(text: &str) -> Result<Account, String> {
         if profiles.iter().any(|o| o.arn == arn) {
             return Err(format!("{at}.arn: {arn} is declared twice"));
         }
-        let _ = (&p.name, &p.tags);
         if p.role_arns.is_empty() {
             return Err(format!("{at}.roleArns: must name at least one role"));
         }
@@ -449,7 +452,6 @@ pub(crate) fn load(text: &str) -> Result<Account, String> {
         let mut seen: Vec<Field> = Vec::new();
         for (j, m) in p.attribute_mappings.iter().enumerate() {
             let m_at = format!("{at}.attributeMappings[{j}]");
-            let _ = &m.profile_id;
             let field = Field::parse(&m.certificate_field).ok_or_else(|| {
                 format!(
                     "{m_at}.certificateField: \"{}\" is not x509Subject, x509Issuer or x509SAN",
