@@ -302,6 +302,33 @@ fn service_hint(
 ) -> Option<String> {
     let leaf = identity.leaf();
     let lower = message.to_ascii_lowercase();
+    if lower.starts_with("unable to assume role") {
+        return Some(format!(
+            "the role's trust policy refused this certificate (subject \"{}\", issuer \"{}\", trust anchor {}): check its conditions on aws:PrincipalTag/x509Subject/…, x509Issuer/…, x509SAN/… and aws:SourceArn, and that the profile's attribute mappings map the fields they test",
+            leaf.subject(),
+            leaf.issuer(),
+            request.trust_anchor_arn
+        ));
+    }
+    if lower.contains("certificate revoked") {
+        return Some(format!(
+            "the certificate \"{}\" or one of its CA certificates is on a CRL imported into trust anchor {}: this machine needs a new certificate",
+            leaf.subject(),
+            request.trust_anchor_arn
+        ));
+    }
+    if lower.starts_with("trust anchor") && lower.ends_with("is disabled") {
+        return Some(format!(
+            "trust anchor {} is disabled: enable it (aws rolesanywhere enable-trust-anchor)",
+            request.trust_anchor_arn
+        ));
+    }
+    if lower.starts_with("profile") && lower.ends_with("is disabled") {
+        return Some(format!(
+            "profile {} is disabled: enable it (aws rolesanywhere enable-profile)",
+            request.profile_arn
+        ));
+    }
     if lower.contains("untrusted signing certificate") {
         let sent = if identity.chain().is_empty() {
             "no intermediate certificates were sent".to_owned()

@@ -21,4 +21,5 @@ mod refresh;
 mod serve;
 #[cfg(feature = "tpm")]
 mod tpm;
+mod trust_policy;
 mod update;

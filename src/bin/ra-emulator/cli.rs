@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::arn::{self, Kind};
-use crate::config::Config;
+use crate::config::{AccountSource, Config, ShortForm};
 use crate::faults;
 use crate::verify::{MAX_DURATION, MIN_DURATION};
 
@@ -18,17 +18,42 @@ use crate::verify::{MAX_DURATION, MIN_DURATION};
 #[command(name = "ra-emulator", version)]
 pub(crate) struct Args {
     /// Trust anchor CA certificate(s): a PEM bundle or one DER certificate (repeatable).
-    #[arg(long = "trust-anchor-ca", value_name = "FILE", required = true)]
+    #[arg(
+        long = "trust-anchor-ca",
+        value_name = "FILE",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
     pub trust_anchor_ca: Vec<PathBuf>,
     /// The trust anchor ARN that exists.
-    #[arg(long, value_name = "ARN")]
-    pub trust_anchor_arn: String,
+    #[arg(
+        long,
+        value_name = "ARN",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub trust_anchor_arn: Option<String>,
     /// The profile ARN that exists.
-    #[arg(long, value_name = "ARN")]
-    pub profile_arn: String,
+    #[arg(
+        long,
+        value_name = "ARN",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub profile_arn: Option<String>,
     /// A role the profile may assume (repeatable).
-    #[arg(long = "role-arn", value_name = "ARN", required = true)]
+    #[arg(
+        long = "role-arn",
+        value_name = "ARN",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
     pub role_arn: Vec<String>,
+    /// The account as one JSON document: trust anchors with CRLs, profiles with attribute
+    /// mappings, roles with trust policies (instead of the four flags above; see
+    /// docs/emulator.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address to listen on; loopback only.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
@@ -42,10 +67,15 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
     /// The profile's session limit in seconds (900..43200).
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 3600,
+        conflicts_with = "config"
+    )]
     pub max_duration: u64,
     /// Refuse requests that set roleSessionName (403).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     pub deny_role_session_name: bool,
     /// Allowed difference between X-Amz-Date and now, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
@@ -72,16 +102,44 @@ impl Args {
                 self.listen
             ));
         }
+        let account = match self.config {
+            Some(file) => AccountSource::File(file),
+            None => AccountSource::Flags(Box::new(self.short_form()?)),
+        };
+        let faults = faults::parse_all(&self.fault).map_err(|e| format!("--fault: {e}"))?;
+        Ok(Config {
+            account,
+            listen: self.listen,
+            tls: !self.plain_http,
+            tls_ca_out: self.tls_ca_out,
+            ready_file: self.ready_file,
+            clock_skew: self.clock_skew,
+            exit_after: (self.exit_after > 0).then(|| Duration::from_secs(self.exit_after)),
+            log: self.log,
+            faults,
+        })
+    }
+}
+
+impl Args {
+    /// The short form: one anchor, one profile, roles without trust policies.
+    fn short_form(&self) -> Result<ShortForm, String> {
         if !(MIN_DURATION..=MAX_DURATION).contains(&self.max_duration) {
             return Err(format!(
                 "--max-duration {}: must be between {MIN_DURATION} and {MAX_DURATION}",
                 self.max_duration
             ));
         }
-        let trust_anchor = arn::parse(&self.trust_anchor_arn, Kind::TrustAnchor)
-            .map_err(|e| format!("--trust-anchor-arn: {e}"))?;
-        let profile = arn::parse(&self.profile_arn, Kind::Profile)
-            .map_err(|e| format!("--profile-arn: {e}"))?;
+        let trust_anchor = arn::parse(
+            self.trust_anchor_arn.as_deref().unwrap_or_default(),
+            Kind::TrustAnchor,
+        )
+        .map_err(|e| format!("--trust-anchor-arn: {e}"))?;
+        let profile = arn::parse(
+            self.profile_arn.as_deref().unwrap_or_default(),
+            Kind::Profile,
+        )
+        .map_err(|e| format!("--profile-arn: {e}"))?;
         if profile.region != trust_anchor.region || profile.partition != trust_anchor.partition {
             return Err(format!(
                 "--profile-arn is in {}/{} but --trust-anchor-arn is in {}/{}",
@@ -93,22 +151,13 @@ impl Args {
             .iter()
             .map(|r| arn::parse(r, Kind::Role).map_err(|e| format!("--role-arn: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let faults = faults::parse_all(&self.fault).map_err(|e| format!("--fault: {e}"))?;
-        Ok(Config {
-            anchor_files: self.trust_anchor_ca,
+        Ok(ShortForm {
+            anchor_files: self.trust_anchor_ca.clone(),
             trust_anchor,
             profile,
             roles,
-            listen: self.listen,
-            tls: !self.plain_http,
-            tls_ca_out: self.tls_ca_out,
-            ready_file: self.ready_file,
             max_duration: self.max_duration,
             deny_role_session_name: self.deny_role_session_name,
-            clock_skew: self.clock_skew,
-            exit_after: (self.exit_after > 0).then(|| Duration::from_secs(self.exit_after)),
-            log: self.log,
-            faults,
         })
     }
 }
@@ -130,6 +179,13 @@ mod tests {
         "arn:aws:iam::123456789012:role/R",
     ];
 
+    fn flags(c: &Config) -> &ShortForm {
+        match &c.account {
+            AccountSource::Flags(f) => f,
+            AccountSource::File(_) => panic!("short form expected"),
+        }
+    }
+
     fn parse(extra: &[&str]) -> Result<Config, String> {
         let argv: Vec<&str> = BASE.iter().chain(extra).copied().collect();
         Args::try_parse_from(argv)
@@ -143,7 +199,7 @@ mod tests {
         let c = parse(&[]).expect("defaults");
         assert_eq!(c.listen.to_string(), "127.0.0.1:0");
         assert!(c.tls);
-        assert_eq!(c.max_duration, 3600);
+        assert_eq!(flags(&c).max_duration, 3600);
         assert_eq!(c.clock_skew, 300);
         assert_eq!(c.exit_after, Some(Duration::from_secs(900)));
         let c = parse(&[
@@ -165,8 +221,8 @@ mod tests {
         assert!(!c.tls);
         assert_eq!(c.exit_after, None);
         assert_eq!(c.faults.len(), 2);
-        assert_eq!(c.roles.len(), 2);
-        assert_eq!(c.anchor_files.len(), 2);
+        assert_eq!(flags(&c).roles.len(), 2);
+        assert_eq!(flags(&c).anchor_files.len(), 2);
     }
 
     #[test]
@@ -186,5 +242,34 @@ mod tests {
             .into_config()
             .expect_err("region");
         assert!(err.contains("eu-west-1"), "{err}");
+    }
+
+    #[test]
+    fn config_replaces_the_short_form_flags() {
+        let c = Args::try_parse_from(["ra-emulator", "--config", "account.json"])
+            .expect("config alone")
+            .into_config()
+            .expect("valid");
+        assert!(matches!(c.account, AccountSource::File(ref f) if f.as_os_str() == "account.json"));
+        // Mixing the two forms, or neither: a usage error.
+        for argv in [
+            &[
+                "ra-emulator",
+                "--config",
+                "a.json",
+                "--role-arn",
+                "arn:aws:iam::123456789012:role/R",
+            ][..],
+            &["ra-emulator", "--config", "a.json", "--max-duration", "900"],
+            &[
+                "ra-emulator",
+                "--config",
+                "a.json",
+                "--deny-role-session-name",
+            ],
+            &["ra-emulator"],
+        ] {
+            assert!(Args::try_parse_from(argv).is_err(), "{argv:?}");
+        }
     }
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use crate::arn::Arn;
 use crate::faults::Fault;
 
-/// Validated settings, minus the trust anchor certificates (loaded from `anchor_files`).
+/// The account as the short-form flags give it (files are read by `main`).
 #[derive(Debug, Clone)]
-pub(crate) struct Config {
+pub(crate) struct ShortForm {
     /// Files holding the trust anchor CAs.
     pub anchor_files: Vec<PathBuf>,
     /// Trust anchor ARN.
@@ -19,6 +19,26 @@ pub(crate) struct Config {
     pub profile: Arn,
     /// Allowed roles.
     pub roles: Vec<Arn>,
+    /// Profile session limit.
+    pub max_duration: u64,
+    /// Refuse roleSessionName.
+    pub deny_role_session_name: bool,
+}
+
+/// Where the account (anchors, profiles, roles) comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum AccountSource {
+    /// The short-form flags.
+    Flags(Box<ShortForm>),
+    /// A `--config` JSON document (see `model.rs`).
+    File(PathBuf),
+}
+
+/// Validated settings, minus the account's files (read by `main`).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The account.
+    pub account: AccountSource,
     /// Loopback listen address.
     pub listen: SocketAddr,
     /// HTTPS unless false.
@@ -27,10 +47,6 @@ pub(crate) struct Config {
     pub tls_ca_out: Option<PathBuf>,
     /// Where to write the base URL.
     pub ready_file: Option<PathBuf>,
-    /// Profile session limit.
-    pub max_duration: u64,
-    /// Refuse roleSessionName.
-    pub deny_role_session_name: bool,
     /// Allowed clock skew in seconds.
     pub clock_skew: u64,
     /// Stop after this long, if set.

@@ -11,18 +11,19 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, RsaKeyPair};
 
 use crate::arn::{self, Kind};
+use crate::model::Account;
 use crate::pki::Cert;
 use crate::pki::tests::{Made, issued, issued_with_key, params, rsa_key, self_signed};
 use crate::verify::{self, Policy, Rejection};
 
-const NOW: u64 = 1_765_470_865;
+pub(crate) const NOW: u64 = 1_765_470_865;
 const AMZ_DATE: &str = "20251211T163425Z";
-const TA: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta-1";
-const PROFILE: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p-1";
-const ROLE: &str = "arn:aws:iam::123456789012:role/test/Role1";
+pub(crate) const TA: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/ta-1";
+pub(crate) const PROFILE: &str = "arn:aws:rolesanywhere:us-east-1:123456789012:profile/p-1";
+pub(crate) const ROLE: &str = "arn:aws:iam::123456789012:role/test/Role1";
 /// The three ARNs, canonically encoded and sorted.
-const QUERY: &str = "profileArn=arn%3Aaws%3Arolesanywhere%3Aus-east-1%3A123456789012%3Aprofile%2Fp-1&roleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Ftest%2FRole1&trustAnchorArn=arn%3Aaws%3Arolesanywhere%3Aus-east-1%3A123456789012%3Atrust-anchor%2Fta-1";
-const BODY: &str = r#"{"durationSeconds":3600}"#;
+pub(crate) const QUERY: &str = "profileArn=arn%3Aaws%3Arolesanywhere%3Aus-east-1%3A123456789012%3Aprofile%2Fp-1&roleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Ftest%2FRole1&trustAnchorArn=arn%3Aaws%3Arolesanywhere%3Aus-east-1%3A123456789012%3Atrust-anchor%2Fta-1";
+pub(crate) const BODY: &str = r#"{"durationSeconds":3600}"#;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -67,31 +68,33 @@ fn pki() -> Pki {
 
 fn policy(anchors: Vec<Cert>) -> Policy {
     Policy {
-        anchors,
-        trust_anchor: arn::parse(TA, Kind::TrustAnchor).expect("ta"),
-        profile: arn::parse(PROFILE, Kind::Profile).expect("profile"),
-        roles: vec![arn::parse(ROLE, Kind::Role).expect("role")],
-        max_duration: 3600,
-        deny_role_session_name: false,
+        account: Account::short_form(
+            anchors,
+            arn::parse(TA, Kind::TrustAnchor).expect("ta"),
+            arn::parse(PROFILE, Kind::Profile).expect("profile"),
+            vec![arn::parse(ROLE, Kind::Role).expect("role")],
+            3600,
+            false,
+        ),
         clock_skew: 300,
     }
 }
 
 /// What to sign and how.
-struct Signing<'a> {
-    leaf: &'a Made,
-    chain: Vec<&'a Made>,
-    alg: &'static str,
-    serial: String,
-    amz_date: &'a str,
-    region: &'a str,
-    content_type: &'a str,
-    query: &'a str,
-    body: &'a str,
+pub(crate) struct Signing<'a> {
+    pub(crate) leaf: &'a Made,
+    pub(crate) chain: Vec<&'a Made>,
+    pub(crate) alg: &'static str,
+    pub(crate) serial: String,
+    pub(crate) amz_date: &'a str,
+    pub(crate) region: &'a str,
+    pub(crate) content_type: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) body: &'a str,
 }
 
 impl<'a> Signing<'a> {
-    fn new(leaf: &'a Made, chain: Vec<&'a Made>) -> Self {
+    pub(crate) fn new(leaf: &'a Made, chain: Vec<&'a Made>) -> Self {
         Signing {
             leaf,
             chain,
@@ -106,7 +109,7 @@ impl<'a> Signing<'a> {
     }
 
     /// The request headers, signed with the leaf's key.
-    fn headers(&self) -> HeaderMap {
+    pub(crate) fn headers(&self) -> HeaderMap {
         let rng = SystemRandom::new();
         let x509 = STANDARD.encode(self.leaf.cert.der());
         let chain: Vec<String> = self
@@ -219,7 +222,7 @@ fn sign_p384_sha256(pkcs8: &[u8], msg: &[u8]) -> Vec<u8> {
     out
 }
 
-fn run(
+pub(crate) fn run(
     headers: &HeaderMap,
     query: Option<&str>,
     body: &str,
@@ -236,7 +239,9 @@ fn run(
     verify::verify(&req, policy, now)
 }
 
-fn check(result: Result<verify::Accepted, Rejection>) -> (u16, &'static str, &'static str, String) {
+pub(crate) fn check(
+    result: Result<verify::Accepted, Rejection>,
+) -> (u16, &'static str, &'static str, String) {
     let r = result.expect_err("must be rejected");
     (r.status, r.code, r.check, r.message)
 }
@@ -489,7 +494,7 @@ fn checks_arns_duration_and_session_name() {
             "{body}"
         );
     }
-    pol.max_duration = 43_200;
+    pol.account.profiles[0].duration_seconds = 43_200;
     let long = r#"{"durationSeconds":43200}"#;
     assert_eq!(
         run(&sign_body(long, QUERY), Some(QUERY), long, &pol, NOW)
@@ -499,7 +504,7 @@ fn checks_arns_duration_and_session_name() {
     );
     let named = r#"{"durationSeconds":3600,"roleSessionName":"alice"}"#;
     assert!(run(&sign_body(named, QUERY), Some(QUERY), named, &pol, NOW).is_ok());
-    pol.deny_role_session_name = true;
+    pol.account.profiles[0].accept_role_session_name = false;
     assert_eq!(
         check(run(&sign_body(named, QUERY), Some(QUERY), named, &pol, NOW)),
         (
@@ -519,7 +524,6 @@ fn success_body_has_the_service_shape_and_no_leaks_in_rejections() {
     let ok = run(&h, Some(QUERY), BODY, &pol, NOW).expect("accepted");
     let body: serde_json::Value = serde_json::from_str(&crate::response::success_body(
         &ok,
-        &pol,
         NOW,
         &SystemRandom::new(),
     ))
@@ -577,16 +581,18 @@ fn serves_over_http_counts_faults_and_never_logs_secrets() {
     let ready = dir.path().join("ready");
     let log = dir.path().join("log.jsonl");
     let config = crate::config::Config {
-        anchor_files: vec!["unused.pem".into()],
-        trust_anchor: parse(TA, Kind::TrustAnchor).expect("arn"),
-        profile: parse(PROFILE, Kind::Profile).expect("arn"),
-        roles: vec![parse(ROLE, Kind::Role).expect("arn")],
+        account: crate::config::AccountSource::Flags(Box::new(crate::config::ShortForm {
+            anchor_files: vec!["unused.pem".into()],
+            trust_anchor: parse(TA, Kind::TrustAnchor).expect("arn"),
+            profile: parse(PROFILE, Kind::Profile).expect("arn"),
+            roles: vec![parse(ROLE, Kind::Role).expect("arn")],
+            max_duration: 3600,
+            deny_role_session_name: false,
+        })),
         listen: "127.0.0.1:0".parse().expect("addr"),
         tls: false,
         tls_ca_out: None,
         ready_file: Some(ready.clone()),
-        max_duration: 3600,
-        deny_role_session_name: false,
         clock_skew: 300,
         exit_after: Some(std::time::Duration::from_secs(60)),
         log: Some(log.clone()),

@@ -6,9 +6,11 @@
 //! answers like the service: 201 with a credential set, or an AWS-style error. Faults
 //! can be injected. See `docs/emulator.md`.
 //!
-//! Modules: [`cli`] (flags → config), [`server`] (listener, routing, logging),
-//! [`verify`] (the checks, in order), [`sigv4`] (canonical request), [`pki`]
-//! (certificates and paths), [`arn`], [`faults`], [`response`], [`clock`].
+//! Modules: [`cli`] (flags → config), [`model`] (the account: the `--config` document or
+//! the short form), [`server`] (listener, routing, logging), [`verify`] (the checks, in
+//! order), [`policy`] (trust policies), [`mapping`] (session tags), [`crl`], [`sigv4`]
+//! (canonical request), [`pki`] (certificates and paths), [`arn`], [`faults`],
+//! [`response`], [`clock`].
 
 #![forbid(unsafe_code)]
 // `eprintln!` panics on a closed stderr pipe: every line goes through `say`.
@@ -18,13 +20,19 @@ mod arn;
 mod cli;
 mod clock;
 mod config;
+mod crl;
 mod faults;
+mod mapping;
+mod model;
 mod pki;
+mod policy;
 mod response;
 mod server;
 mod sigv4;
 mod verify;
 
+#[cfg(test)]
+mod decision_tests;
 #[cfg(test)]
 mod e2e_tests;
 
@@ -41,21 +49,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut anchors = Vec::new();
-    for file in &config.anchor_files {
-        let loaded = std::fs::read(file)
-            .map_err(|e| format!("--trust-anchor-ca {}: {e}", file.display()))
-            .and_then(|bytes| {
-                pki::load_anchors(&bytes, &format!("--trust-anchor-ca {}", file.display()))
-            });
-        match loaded {
-            Ok(certs) => anchors.extend(certs),
-            Err(e) => {
-                say(format_args!("ra-emulator: {e}"));
-                return ExitCode::from(2);
-            }
+    let account = match load_account(&config.account) {
+        Ok(a) => a,
+        Err(e) => {
+            say(format_args!("ra-emulator: {e}"));
+            return ExitCode::from(2);
         }
-    }
+    };
     let log = match server::Logger::open(config.log.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -71,12 +71,7 @@ fn main() -> ExitCode {
         }
     };
     let policy = verify::Policy {
-        anchors,
-        trust_anchor: config.trust_anchor.clone(),
-        profile: config.profile.clone(),
-        roles: config.roles.clone(),
-        max_duration: config.max_duration,
-        deny_role_session_name: config.deny_role_session_name,
+        account,
         clock_skew: config.clock_skew,
     };
     let state = server::State::new(policy, config.faults.clone(), log);
@@ -97,6 +92,46 @@ fn main() -> ExitCode {
         Err(e) => {
             say(format_args!("ra-emulator: {e}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the account: the short-form flags' anchor files, or the `--config` document.
+fn load_account(source: &config::AccountSource) -> Result<model::Account, String> {
+    match source {
+        config::AccountSource::Flags(flags) => {
+            let mut anchors = Vec::new();
+            for file in &flags.anchor_files {
+                let origin = format!("--trust-anchor-ca {}", file.display());
+                let bytes = std::fs::read(file).map_err(|e| format!("{origin}: {e}"))?;
+                anchors.extend(pki::load_anchors(&bytes, &origin)?);
+            }
+            Ok(model::Account::short_form(
+                anchors,
+                flags.trust_anchor.clone(),
+                flags.profile.clone(),
+                flags.roles.clone(),
+                flags.max_duration,
+                flags.deny_role_session_name,
+            ))
+        }
+        config::AccountSource::File(file) => {
+            use std::io::Read;
+            let origin = format!("--config {}", file.display());
+            let mut text = String::new();
+            std::fs::File::open(file)
+                .and_then(|f| {
+                    f.take(model::MAX_CONFIG_BYTES + 1)
+                        .read_to_string(&mut text)
+                })
+                .map_err(|e| format!("{origin}: {e}"))?;
+            if text.len() as u64 > model::MAX_CONFIG_BYTES {
+                return Err(format!(
+                    "{origin}: larger than {} bytes",
+                    model::MAX_CONFIG_BYTES
+                ));
+            }
+            model::load(&text).map_err(|e| format!("{origin}: {e}"))
         }
     }
 }

@@ -153,8 +153,9 @@ fn tlv(bytes: &[u8]) -> Option<(usize, usize)> {
     Some((2 + n, len))
 }
 
-/// The byte range of the signed `tbsCertificate` inside a certificate's DER.
-fn tbs_range(der: &[u8]) -> Option<Range<usize>> {
+/// The byte range of the signed `tbsCertificate` inside a certificate's DER (or of the
+/// `tbsCertList` inside a CRL's: the same outer shape).
+pub(crate) fn tbs_range(der: &[u8]) -> Option<Range<usize>> {
     let (outer_header, _) = tlv(der)?;
     let (h, len) = tlv(der.get(outer_header..)?)?;
     let range = outer_header..outer_header.checked_add(h)?.checked_add(len)?;
@@ -315,32 +316,56 @@ impl Cert {
 
     /// Checks that `issuer`'s key signed this certificate.
     pub(crate) fn is_signed_by(&self, issuer: &Cert) -> bool {
-        let tbs = &self.der[self.tbs.clone()];
-        match (&issuer.key, self.sig_alg) {
-            (PublicKey::MlDsa44(_), OID_ML_DSA_44)
-            | (PublicKey::MlDsa65(_), OID_ML_DSA_65)
-            | (PublicKey::MlDsa87(_), OID_ML_DSA_87) => {
-                return ml_dsa_verify(&issuer.key, tbs, &self.signature);
-            }
-            _ => {}
-        }
-        let Some(alg) = cert_verification_alg(self.sig_alg, &issuer.key) else {
-            return false;
-        };
-        let key = match &issuer.key {
-            PublicKey::Rsa(k)
-            | PublicKey::EcP256(k)
-            | PublicKey::EcP384(k)
-            | PublicKey::Ed25519(k) => k,
-            PublicKey::MlDsa44(_)
-            | PublicKey::MlDsa65(_)
-            | PublicKey::MlDsa87(_)
-            | PublicKey::Unsupported(_) => return false,
-        };
-        UnparsedPublicKey::new(alg, key)
-            .verify(tbs, &self.signature)
-            .is_ok()
+        signed_by(
+            &self.der[self.tbs.clone()],
+            self.sig_alg,
+            &self.signature,
+            issuer,
+        )
     }
+
+    /// The issuer's DER (to match a CRL's issuer).
+    pub(crate) fn issuer_der(&self) -> &[u8] {
+        &self.issuer
+    }
+
+    /// The serial number's DER INTEGER content bytes (to match CRL entries).
+    pub(crate) fn serial_bytes(&self) -> &[u8] {
+        &self.serial
+    }
+}
+
+/// Checks that `issuer`'s key made `signature` with algorithm `sig_alg` over `signed`
+/// (a certificate's or a CRL's to-be-signed DER).
+pub(crate) fn signed_by(
+    signed: &[u8],
+    sig_alg: ObjectIdentifier,
+    signature: &[u8],
+    issuer: &Cert,
+) -> bool {
+    match (&issuer.key, sig_alg) {
+        (PublicKey::MlDsa44(_), OID_ML_DSA_44)
+        | (PublicKey::MlDsa65(_), OID_ML_DSA_65)
+        | (PublicKey::MlDsa87(_), OID_ML_DSA_87) => {
+            return ml_dsa_verify(&issuer.key, signed, signature);
+        }
+        _ => {}
+    }
+    let Some(alg) = cert_verification_alg(sig_alg, &issuer.key) else {
+        return false;
+    };
+    let key = match &issuer.key {
+        PublicKey::Rsa(k) | PublicKey::EcP256(k) | PublicKey::EcP384(k) | PublicKey::Ed25519(k) => {
+            k
+        }
+        PublicKey::MlDsa44(_)
+        | PublicKey::MlDsa65(_)
+        | PublicKey::MlDsa87(_)
+        | PublicKey::Unsupported(_) => return false,
+    };
+    UnparsedPublicKey::new(alg, key)
+        .verify(signed, signature)
+        .is_ok()
 }
 
 fn ml_dsa_oid(oid: ObjectIdentifier) -> bool {

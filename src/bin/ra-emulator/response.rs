@@ -15,7 +15,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
 
 use crate::clock;
-use crate::verify::{Accepted, Policy};
+use crate::verify::Accepted;
 
 /// The body type of every response: whole, or endless (the `endless-body` and `slow-body`
 /// faults).
@@ -153,21 +153,13 @@ const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// The CreateSession success body for `accepted` at `now` (Unix seconds).
-pub(crate) fn success_body(
-    accepted: &Accepted,
-    policy: &Policy,
-    now: u64,
-    rng: &SystemRandom,
-) -> String {
+pub(crate) fn success_body(accepted: &Accepted, now: u64, rng: &SystemRandom) -> String {
     let role = &accepted.role;
     let session = accepted
         .role_session_name
         .clone()
         .unwrap_or_else(|| accepted.leaf.serial_hex());
-    let source_identity = match accepted.leaf.common_name() {
-        Some(cn) => format!("CN={cn}"),
-        None => accepted.leaf.subject_text().to_string(),
-    };
+    let source_identity = crate::verify::source_identity(&accepted.leaf);
     let subject_id =
         uuid_from(digest::digest(&digest::SHA256, accepted.leaf.subject_der()).as_ref());
     let token = base64::Engine::encode(
@@ -192,7 +184,7 @@ pub(crate) fn success_body(
         }],
         "subjectArn": format!(
             "arn:{}:rolesanywhere:{}:{}:subject/{subject_id}",
-            policy.trust_anchor.partition, policy.trust_anchor.region, policy.trust_anchor.account
+            accepted.trust_anchor.partition, accepted.trust_anchor.region, accepted.trust_anchor.account
         ),
     })
     .to_string()

@@ -439,7 +439,7 @@ async fn create_session(
     match verify::verify(&request, &state.policy, now) {
         Ok(accepted) => {
             state.stats.issued.fetch_add(1, Ordering::Relaxed);
-            let body = response::success_body(&accepted, &state.policy, now, &state.rng);
+            let body = response::success_body(&accepted, now, &state.rng);
             state.log_decision(Decision {
                 request_id: rid,
                 status: Some(201),
@@ -452,6 +452,16 @@ async fn create_session(
                     "role": accepted.role.to_string(),
                     "duration": accepted.duration,
                     "role_session_name": accepted.role_session_name,
+                    "trust_anchor": accepted.trust_anchor.to_string(),
+                    "profile": accepted.profile.to_string(),
+                    "session_tags": accepted
+                        .session_tags
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect::<serde_json::Map<String, Value>>(),
+                    "allowed_by": accepted.statement,
+                    "session_policy": accepted.session_policy,
+                    "managed_policy_arns": accepted.managed_policy_arns,
                 }),
             });
             Ok(response::respond(201, "application/json", body, rid))
@@ -466,7 +476,7 @@ async fn create_session(
                 reason: Some(&rej.message),
                 serial: rej.serial.as_deref(),
                 alg: rej.alg.map(|a| a.name()),
-                extra: json!({ "check": rej.check }),
+                extra: json!({ "check": rej.check, "detail": rej.detail }),
             });
             Ok(response::error(rej.status, rej.code, &rej.message, rid))
         }

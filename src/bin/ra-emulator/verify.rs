@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use crate::arn::{self, Arn, Kind};
 use crate::clock;
+use crate::model::Account;
 use crate::pki::{self, Cert, ChainError, PublicKey};
+use crate::policy::{self, Context, Decision};
 use crate::sigv4::{self, Algorithm, CanonicalRequest};
 
 /// Shortest session the service grants.
@@ -23,18 +25,8 @@ pub(crate) const DEFAULT_DURATION: u64 = 3600;
 /// What the emulated account is configured with.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    /// Trust anchor CA certificates.
-    pub anchors: Vec<Cert>,
-    /// The one trust anchor that exists.
-    pub trust_anchor: Arn,
-    /// The one profile that exists.
-    pub profile: Arn,
-    /// Roles the profile may assume.
-    pub roles: Vec<Arn>,
-    /// The profile's session limit in seconds.
-    pub max_duration: u64,
-    /// Whether the profile refuses `roleSessionName`.
-    pub deny_role_session_name: bool,
+    /// Trust anchors, profiles and roles.
+    pub account: Account,
     /// Allowed |X-Amz-Date − now| in seconds.
     pub clock_skew: u64,
 }
@@ -61,12 +53,24 @@ pub(crate) struct Accepted {
     pub alg: Algorithm,
     /// The leaf certificate.
     pub leaf: Cert,
-    /// The role to assume (one of the policy's roles).
+    /// The role to assume (one of the profile's roles).
     pub role: Arn,
     /// Granted session length in seconds.
     pub duration: u64,
     /// `roleSessionName`, when given.
     pub role_session_name: Option<String>,
+    /// The trust anchor used.
+    pub trust_anchor: Arn,
+    /// The profile used.
+    pub profile: Arn,
+    /// Session tags from the profile's attribute mappings.
+    pub session_tags: Vec<(String, String)>,
+    /// The trust policy statement that allowed the role (none for a role without policy).
+    pub statement: Option<String>,
+    /// The profile's session policy and managed policies, for the log.
+    pub session_policy: Option<String>,
+    /// The profile's managed policy ARNs, for the log.
+    pub managed_policy_arns: Vec<String>,
 }
 
 /// The first failed check, as the service answers it.
@@ -84,6 +88,15 @@ pub(crate) struct Rejection {
     pub serial: Option<String>,
     /// Algorithm from the Authorization header, once known.
     pub alg: Option<Algorithm>,
+    /// For the log only: which condition, CRL or setting refused (never sent).
+    pub detail: Option<String>,
+}
+
+impl Rejection {
+    fn with_detail(mut self, detail: impl Into<String>) -> Rejection {
+        self.detail = Some(detail.into());
+        self
+    }
 }
 
 /// Context accumulated while checking, so rejections carry serial and algorithm.
@@ -108,6 +121,7 @@ impl Seen {
             check,
             serial: self.serial.clone(),
             alg: self.alg,
+            detail: None,
         }
     }
 
@@ -188,12 +202,12 @@ pub(crate) fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Acc
             ),
         ));
     }
-    if auth.region != policy.trust_anchor.region {
+    if auth.region != policy.account.region {
         return Err(seen.denied(
             "region",
             format!(
                 "Credential should be scoped to a valid region: '{}', not '{}'",
-                policy.trust_anchor.region, auth.region
+                policy.account.region, auth.region
             ),
         ));
     }
@@ -281,14 +295,13 @@ pub(crate) fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Acc
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
-    match pki::build_path(&leaf, &intermediates, &policy.anchors, now) {
-        Ok(_) => {}
-        Err(ChainError::Untrusted) => {
-            return Err(seen.denied("chain", "Untrusted Signing Certificate"));
-        }
-        Err(ChainError::Expired(m)) => return Err(seen.denied("expired", m)),
-        Err(ChainError::NotYetValid(m)) => return Err(seen.denied("not-yet-valid", m)),
-    }
+    let chain_problem = |e: ChainError| match e {
+        ChainError::Untrusted => seen.denied("chain", UNTRUSTED),
+        ChainError::Expired(m) => seen.denied("expired", m),
+        ChainError::NotYetValid(m) => seen.denied("not-yet-valid", m),
+    };
+    pki::build_path(&leaf, &intermediates, &policy.account.all_certs, now)
+        .map_err(chain_problem)?;
 
     // 7. ARNs: query first, JSON body second.
     let body: serde_json::Map<String, Value> = if req.body.iter().all(u8::is_ascii_whitespace) {
@@ -325,26 +338,66 @@ pub(crate) fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Acc
     let trust_anchor = param(Kind::TrustAnchor)?;
     let profile = param(Kind::Profile)?;
     let role = param(Kind::Role)?;
-    if trust_anchor != policy.trust_anchor {
+    let account = &policy.account;
+    let Some(anchor) = account.anchors.iter().find(|a| a.arn == trust_anchor) else {
         return Err(seen.reject(
             404,
             "ResourceNotFoundException",
             "trust-anchor",
             format!("Trust anchor {trust_anchor} not found"),
         ));
+    };
+    if !anchor.enabled {
+        return Err(seen.denied(
+            "trust-anchor-disabled",
+            format!("Trust anchor {trust_anchor} is disabled"),
+        ));
     }
-    if profile != policy.profile {
+    // The path found above may end at another anchor's certificate: this one must hold it.
+    let path = pki::build_path(&leaf, &intermediates, &anchor.certs, now).map_err(|e| {
+        chain_problem(e).with_detail(format!("no path to a certificate of {trust_anchor}"))
+    })?;
+    // The anchor's own certificate is not checked against the CRLs it signs.
+    for (i, cert) in path.iter().take(path.len() - 1).enumerate() {
+        if let Some(crl) = anchor.crls.iter().find(|c| c.enabled && c.revokes(cert)) {
+            let which = if i == 0 { "signing" } else { "intermediate CA" };
+            return Err(seen.denied("revoked", REVOKED).with_detail(format!(
+                "the {which} certificate {} (serial {}) is revoked by CRL \"{}\"",
+                cert.subject_text(),
+                cert.serial_hex(),
+                crl.name
+            )));
+        }
+    }
+    let Some(profile) = account.profiles.iter().find(|p| p.arn == profile) else {
         return Err(seen.reject(
             404,
             "ResourceNotFoundException",
             "profile",
             format!("Profile {profile} not found"),
         ));
+    };
+    if !profile.enabled {
+        return Err(seen.denied(
+            "profile-disabled",
+            format!("Profile {} is disabled", profile.arn),
+        ));
     }
-    if !policy.roles.contains(&role) {
+    if !profile.role_arns.contains(&role) {
         return Err(seen.denied(
             "role",
             format!("Profile does not allow assuming role {role}"),
+        ));
+    }
+    if profile.require_instance_properties
+        && body
+            .get("instanceProperties")
+            .and_then(Value::as_object)
+            .is_none_or(serde_json::Map::is_empty)
+    {
+        return Err(seen.denied(
+            "instance-properties",
+            "Profile requires instanceProperties in the request",
         ));
     }
 
@@ -364,15 +417,15 @@ pub(crate) fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Acc
     if duration > MAX_DURATION {
         return Err(seen.invalid("duration", format!("1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value less than or equal to {MAX_DURATION}")));
     }
-    if duration > policy.max_duration {
+    if duration > profile.duration_seconds {
         return Err(seen.invalid(
             "duration",
-            format!("The requested durationSeconds ({duration}) exceeds the profile's session limit ({})", policy.max_duration),
+            format!("The requested durationSeconds ({duration}) exceeds the profile's session limit ({})", profile.duration_seconds),
         ));
     }
     let role_session_name = match body.get("roleSessionName") {
         None | Some(Value::Null) => None,
-        Some(_) if policy.deny_role_session_name => {
+        Some(_) if !profile.accept_role_session_name => {
             return Err(seen.denied(
                 "role-session-name",
                 "Not authorized to set roleSessionName.",
@@ -387,13 +440,67 @@ pub(crate) fn verify(req: &Request<'_>, policy: &Policy, now: u64) -> Result<Acc
         }
     };
 
+    // 9. The role's trust policy, over the session tags the profile maps.
+    let session_tags = profile.mappings.tags(leaf.der());
+    let source_identity = source_identity(&leaf);
+    let mut statement = None;
+    if let Some(trust) = account
+        .roles
+        .iter()
+        .find(|r| r.arn == role)
+        .and_then(|r| r.trust_policy.as_ref())
+    {
+        let ctx = context(&session_tags, &trust_anchor, &source_identity);
+        match trust.evaluate(&policy::ACTIONS, &ctx) {
+            Decision::Allowed { statement: s } => statement = Some(s),
+            Decision::Refused { reason } => {
+                return Err(seen
+                    .denied("trust-policy", format!("Unable to assume role for {role}"))
+                    .with_detail(reason));
+            }
+        }
+    }
+
     Ok(Accepted {
         alg: auth.alg,
         leaf,
         role,
         duration,
         role_session_name,
+        trust_anchor,
+        profile: profile.arn.clone(),
+        session_tags,
+        statement,
+        session_policy: profile.session_policy.clone(),
+        managed_policy_arns: profile.managed_policy_arns.clone(),
     })
+}
+
+/// The message of a path that reaches no trust anchor.
+const UNTRUSTED: &str = "Untrusted Signing Certificate";
+/// The message of a certificate on an enabled CRL of the trust anchor.
+const REVOKED: &str = "Certificate revoked";
+
+/// `sourceIdentity` as the service sets it: `CN=<common name>`, or the whole subject.
+pub(crate) fn source_identity(leaf: &Cert) -> String {
+    match leaf.common_name() {
+        Some(cn) => format!("CN={cn}"),
+        None => leaf.subject_text().to_string(),
+    }
+}
+
+/// The request context the trust policy sees.
+fn context(tags: &[(String, String)], trust_anchor: &Arn, source_identity: &str) -> Context {
+    let mut ctx = Context::default();
+    for (k, v) in tags {
+        ctx.set(&format!("aws:PrincipalTag/{k}"), vec![v.clone()]);
+        ctx.set(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
+    }
+    ctx.set("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
+    ctx.set("aws:SourceArn", vec![trust_anchor.to_string()]);
+    ctx.set("aws:SourceAccount", vec![trust_anchor.account.clone()]);
+    ctx.set("sts:SourceIdentity", vec![source_identity.to_owned()]);
+    ctx
 }
 
 fn valid_session_name(s: &str) -> bool {

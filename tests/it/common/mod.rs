@@ -277,17 +277,28 @@ pub(crate) struct Emulator {
 impl Emulator {
     /// Starts an emulator trusting `anchors`, with extra flags, and waits until it listens.
     pub(crate) fn start(dir: &Path, anchors: &[&Path], extra: &[&str]) -> Emulator {
-        let ready = dir.join(format!("emulator-{}.ready", unique()));
-        let tls_ca = dir.join(format!("emulator-{}.tls.pem", unique()));
-        let log = dir.join(format!("emulator-{}.log", unique()));
         let mut cmd = Command::new(bin("ra-emulator"));
         for a in anchors {
             cmd.arg("--trust-anchor-ca").arg(a);
         }
         cmd.args(["--trust-anchor-arn", TRUST_ANCHOR_ARN])
             .args(["--profile-arn", PROFILE_ARN])
-            .args(["--role-arn", ROLE_ARN])
-            .args(["--exit-after", "300"])
+            .args(["--role-arn", ROLE_ARN]);
+        Emulator::spawn(dir, cmd, extra)
+    }
+
+    /// Starts an emulator whose account is the `--config` document `config`.
+    pub(crate) fn start_config(dir: &Path, config: &Path) -> Emulator {
+        let mut cmd = Command::new(bin("ra-emulator"));
+        cmd.arg("--config").arg(config);
+        Emulator::spawn(dir, cmd, &[])
+    }
+
+    fn spawn(dir: &Path, mut cmd: Command, extra: &[&str]) -> Emulator {
+        let ready = dir.join(format!("emulator-{}.ready", unique()));
+        let tls_ca = dir.join(format!("emulator-{}.tls.pem", unique()));
+        let log = dir.join(format!("emulator-{}.log", unique()));
+        cmd.args(["--exit-after", "300"])
             .arg("--ready-file")
             .arg(&ready)
             .arg("--tls-ca-out")
