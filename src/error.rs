@@ -42,6 +42,10 @@ pub enum ErrorClass {
     /// `serve` cannot listen: the address is in use, not on this machine, or the port is
     /// privileged. Exit 6.
     Listen,
+    /// `exec`: the command exists but cannot be run (as shells say it). Exit 126.
+    CommandNotExecutable,
+    /// `exec`: the command is not found (as shells say it). Exit 127.
+    CommandNotFound,
 }
 
 impl ErrorClass {
@@ -54,6 +58,8 @@ impl ErrorClass {
             ErrorClass::Rejected => 4,
             ErrorClass::Network => 5,
             ErrorClass::Listen => 6,
+            ErrorClass::CommandNotExecutable => 126,
+            ErrorClass::CommandNotFound => 127,
         }
     }
 }
@@ -723,6 +729,45 @@ impl From<ModeError> for Error {
             ),
             ModeError::WriteFile { .. } => Error::new(ErrorClass::Other, message)
                 .with_hint("check that this user may write the file and its directory"),
+        };
+        error.with_source(e)
+    }
+}
+
+impl From<crate::exec::ExecError> for Error {
+    fn from(e: crate::exec::ExecError) -> Self {
+        use crate::exec::ExecError as E;
+        let message = e.to_string();
+        let error = match &e {
+            E::Inherited { .. } => Error::new(ErrorClass::Usage, message).with_hint(
+                "unset it, or pass --override-env to give the command these credentials instead \
+                 (AWS_PROFILE and AWS_DEFAULT_PROFILE are then removed from its environment)",
+            ),
+            E::NotFound { .. } => Error::new(ErrorClass::CommandNotFound, message).with_hint(
+                "check the name and $PATH; the command runs directly, not through a shell \
+                 (for shell syntax: -- sh -c '…')",
+            ),
+            E::NotExecutable { .. } | E::Exec { .. } => {
+                Error::new(ErrorClass::CommandNotExecutable, message)
+                    .with_hint("check the file's permissions and its #! line")
+            }
+        };
+        error.with_source(e)
+    }
+}
+
+impl From<crate::cache::CacheError> for Error {
+    fn from(e: crate::cache::CacheError) -> Self {
+        use crate::cache::CacheError as E;
+        let message = e.to_string();
+        let error = match &e {
+            E::Unavailable(_) | E::ProcKeys(_) => Error::new(ErrorClass::Other, message).with_hint(
+                "--cache works only where the keyctl system calls are allowed (Docker's default \
+                 seccomp profile denies them); see docs/cache.md",
+            ),
+            E::NoEntryKey => Error::new(ErrorClass::Identity, message).with_hint(
+                "check --certificate; an identity whose certificate cannot be read is never cached",
+            ),
         };
         error.with_source(e)
     }
