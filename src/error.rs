@@ -1200,4 +1200,35 @@ mod tests {
             assert_eq!(classified(ambiguous.into()).0, 2);
         }
     }
+
+    #[test]
+    fn exec_and_cache_failures_get_their_exit_codes_and_hints() {
+        use crate::cache::CacheError;
+        use crate::exec::ExecError;
+        let not_found = Error::from(ExecError::NotFound {
+            program: "terrafrom".into(),
+        });
+        assert_eq!(
+            (not_found.class.exit_code(), not_found.message.as_str()),
+            (127, "command not found: terrafrom")
+        );
+        assert!(not_found.hint.is_some_and(|h| h.contains("$PATH")));
+        let cannot = Error::from(ExecError::NotExecutable {
+            program: "./x".into(),
+            why: "it is a directory".into(),
+        });
+        assert_eq!(cannot.class.exit_code(), 126);
+        let inherited = Error::from(ExecError::Inherited {
+            name: "AWS_PROFILE",
+        });
+        assert_eq!(inherited.class, ErrorClass::Usage);
+        assert!(inherited.hint.is_some_and(|h| h.contains("--override-env")));
+        let no_keyring = Error::from(CacheError::Unavailable("OperationNotSupported".into()));
+        assert_eq!(no_keyring.class.exit_code(), 1);
+        assert_eq!(
+            no_keyring.message,
+            "the kernel keyring is not available (OperationNotSupported)"
+        );
+        assert!(no_keyring.hint.is_some_and(|h| h.contains("docs/cache.md")));
+    }
 }

@@ -10,9 +10,9 @@
 //! The command gets `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and
 //! `AWS_CREDENTIAL_EXPIRATION`, and `AWS_REGION`/`AWS_DEFAULT_REGION` (the signing region)
 //! unless the environment already names a region. It loses `AWS_PROFILE` and
-//! `AWS_DEFAULT_PROFILE`, with which the JavaScript v3 and Go v2 SDKs (and botocore given a
-//! profile) skip the environment's keys for the profile's, and `AWS_SECURITY_TOKEN`, the old
-//! name of the session token that boto 2 reads. ra-signer's own secrets
+//! `AWS_DEFAULT_PROFILE`, with which the JavaScript v3 SDK skips the environment's keys for
+//! the profile's (and every SDK takes the profile's region and endpoint settings), and
+//! `AWS_SECURITY_TOKEN`, the old name of the session token that boto 2 reads. ra-signer's own secrets
 //! (`RA_SIGNER_PKCS11_PIN`, …) were removed from the environment at start-up.
 
 use std::ffi::{OsStr, OsString};
