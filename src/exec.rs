@@ -181,7 +181,7 @@ pub(crate) fn prepare(
 /// executable file of that name in `path`'s directories (an empty one is the current
 /// directory).
 fn find_program(name: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, ExecError> {
-    let shown = || name.to_string_lossy().into_owned();
+    let shown = || shown(name);
     let runnable = |candidate: &Path| -> Result<(), String> {
         let meta = std::fs::metadata(candidate).map_err(|e| e.to_string())?;
         if meta.is_dir() {
@@ -231,6 +231,12 @@ fn find_program(name: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, ExecError
     })
 }
 
+/// A program name as messages show it: escaped (it may hold a newline or a terminal
+/// escape) and bounded.
+fn shown(name: &OsStr) -> String {
+    crate::display::remote_bytes(name.as_encoded_bytes())
+}
+
 impl Prepared {
     /// Replaces this process with the command, `creds` in its environment. Returns only
     /// when `execve` fails.
@@ -246,7 +252,7 @@ impl Prepared {
             cmd.env(name, OsString::from(value.as_str()));
         }
         let source = cmd.exec();
-        let program = self.command.program.to_string_lossy().into_owned();
+        let program = shown(&self.command.program);
         match source.kind() {
             std::io::ErrorKind::NotFound => ExecError::NotFound { program },
             _ => ExecError::Exec { program, source },

@@ -288,7 +288,35 @@ fn a_command_that_cannot_run_fails_before_any_signature() {
     ));
     assert_exit(&out, 126);
     assert!(stderr(&out).contains("a directory"), "{}", stderr(&out));
-    // No command at all is a usage error.
+    // A name that would forge lines or drive the terminal is shown escaped, on one line.
+    let out = run(&mut exec_cmd(
+        &w,
+        &leaf,
+        &[],
+        &["evil\nra-signer: ok\u{1b}[2J"],
+    ));
+    assert_exit(&out, 127);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "ra-signer: error: command not found: evil\\nra-signer: ok\\u{1b}[2J\nhint: "
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+    // No command at all, or an empty one, is a usage error.
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.arg("exec")
+        .args(leaf.file_args())
+        .args(w.emulator.session_args())
+        .args(["--", ""]);
+    let out = run(&mut cmd);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("exec needs a command to run"),
+        "{}",
+        stderr(&out)
+    );
     let mut cmd = ra_signer(w.dir.path());
     cmd.arg("exec")
         .args(leaf.file_args())
