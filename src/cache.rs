@@ -22,6 +22,11 @@
 //! Where the keyring is unavailable (not Linux, a seccomp filter denying `keyctl` as
 //! Docker's default profile does, the key quota exhausted), runs fall back to no cache,
 //! with one note on stderr under `--debug`.
+//!
+//! `--refresh` skips the lookup and replaces the entry. Each entry also records its role ARN
+//! and the certificate's fingerprint, which `cache list` shows ([`list`], never a secret);
+//! `cache clear` invalidates one entry ([`clear`]) or every `ra-signer:` entry of the user
+//! keyring ([`clear_all`]), and there, unlike for `--cache`, no keyring is an error.
 
 use std::path::Path;
 

@@ -254,6 +254,12 @@ impl Prepared {
         let source = cmd.exec();
         let program = shown(&self.command.program);
         match source.kind() {
+            // The program was found a moment ago: unless it went since, what is missing is
+            // what it needs to start.
+            std::io::ErrorKind::NotFound if self.program.exists() => ExecError::NotExecutable {
+                program,
+                why: "its #! interpreter or its dynamic loader is missing".into(),
+            },
             std::io::ErrorKind::NotFound => ExecError::NotFound { program },
             _ => ExecError::Exec { program, source },
         }

@@ -288,6 +288,25 @@ fn a_command_that_cannot_run_fails_before_any_signature() {
     ));
     assert_exit(&out, 126);
     assert!(stderr(&out).contains("a directory"), "{}", stderr(&out));
+    let bad_interpreter = w.dir.path().join("bad-interpreter.sh");
+    std::fs::write(&bad_interpreter, "#!/nonexistent/interpreter\n").expect("write");
+    std::fs::set_permissions(
+        &bad_interpreter,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let out = run(&mut exec_cmd(
+        &w,
+        &leaf,
+        &[],
+        &[bad_interpreter.to_str().expect("utf-8")],
+    ));
+    assert_exit(&out, 126);
+    assert!(
+        stderr(&out).contains("its #! interpreter or its dynamic loader is missing"),
+        "{}",
+        stderr(&out)
+    );
     // A name that would forge lines or drive the terminal is shown escaped, on one line.
     let out = run(&mut exec_cmd(
         &w,
@@ -324,8 +343,9 @@ fn a_command_that_cannot_run_fails_before_any_signature() {
     assert_exit(&run(&mut cmd), 2);
     assert_eq!(
         w.emulator.stats()["requests"],
-        0,
-        "nothing was signed for a command that cannot run"
+        1,
+        "nothing was signed for a command that cannot be found or run, but for the one \
+         whose interpreter is missing, which execve alone can tell"
     );
 }
 
