@@ -76,6 +76,19 @@ fn boto3_in_the_command_gets_the_emulators_credentials_from_file_keys() {
     ));
     assert_boto3_saw(&out, &first);
     assert_eq!(w.emulator.stats()["issued"], 1);
+    // --refresh: new credentials, which replace the cached ones.
+    let out = run(&mut exec_cmd(
+        &w,
+        &leaf,
+        &["--cache", "--refresh"],
+        &[py.to_str().expect("utf-8"), "-c", BOTO3_SCRIPT],
+    ));
+    assert_exit(&out, 0);
+    let refreshed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_ne!(refreshed["AccessKeyId"], first["AccessKeyId"]);
+    let cached = assert_process_json(&w.credential_process(&leaf, &["--cache"]));
+    assert_eq!(cached["AccessKeyId"], refreshed["AccessKeyId"]);
+    assert_eq!(w.emulator.stats()["issued"], 2);
     // Without the cache: new credentials the emulator issued.
     let out = run(&mut exec_cmd(
         &w,
@@ -87,7 +100,8 @@ fn boto3_in_the_command_gets_the_emulators_credentials_from_file_keys() {
     let fresh: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_issued_key(&fresh);
     assert_ne!(fresh["AccessKeyId"], first["AccessKeyId"]);
-    assert_eq!(w.emulator.stats()["issued"], 2);
+    assert_ne!(fresh["AccessKeyId"], refreshed["AccessKeyId"]);
+    assert_eq!(w.emulator.stats()["issued"], 3);
 }
 
 #[cfg(feature = "pkcs11")]
