@@ -1,6 +1,7 @@
 //! Every environment variable ra-signer reads, by name, in one place. Only the
 //! configuration layer (flags lowered into `config` types), the endpoint resolver, the proxy
-//! finder and the secret reader look them up; backends are handed values, never names.
+//! finder, the secret reader and `exec` (which checks and edits the environment its command
+//! inherits) look them up; backends are handed values, never names.
 
 // ra-signer's own secrets: read once at start-up and removed from the environment
 // (`secret::capture_environment`).
@@ -101,6 +102,8 @@ pub const HTTP_PROXY: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all
 
 /// The user's home.
 pub const HOME: &str = "HOME";
+/// Where `exec` looks for a command named without a `/`.
+pub const PATH: &str = "PATH";
 /// The per-user runtime directory (`--cache` locks).
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 

@@ -172,7 +172,7 @@ pub(crate) fn prepare(
     if !override_env && let Some(name) = REFUSED.iter().find(|n| inherited(n).is_some()) {
         return Err(ExecError::Inherited { name });
     }
-    let path = std::env::var_os("PATH");
+    let path = std::env::var_os(env::PATH);
     let program = find_program(&command.program, path.as_deref())?;
     Ok(Prepared { program, command })
 }
