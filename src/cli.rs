@@ -55,12 +55,19 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Print the version.
     Version,
-    /// Run a command with the credentials in its environment (AWS_ACCESS_KEY_ID, …), never
-    /// on its command line: ra-signer exec [FLAGS] -- CMD [ARGS]…
+    /// `exec`.
+    #[command(about = ABOUT_EXEC)]
     Exec(ExecArgs),
-    /// List or clear the credentials `--cache` keeps in the kernel keyring.
+    /// `cache`.
+    #[command(about = ABOUT_CACHE)]
     Cache(CacheArgs),
 }
+
+// The `about` of a subcommand is named twice, on its variant and on its arguments struct, so
+// that its own `--help` shows it also where the subcommand's flags are built only when it
+// runs (clap's `defer`).
+const ABOUT_EXEC: &str = "Run a command with the credentials in its environment (AWS_ACCESS_KEY_ID, …), never on its command line: ra-signer exec [FLAGS] -- CMD [ARGS]…";
+const ABOUT_CACHE: &str = "List or clear the credentials `--cache` keeps in the kernel keyring";
 
 /// Where the certificate and key come from.
 #[derive(Debug, Clone, Args)]
@@ -245,8 +252,9 @@ pub enum ProcessFormat {
     Env,
 }
 
-/// `exec`.
+/// `exec` (its help: [`ABOUT_EXEC`]).
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_EXEC)]
 pub struct ExecArgs {
     /// The certificate and key.
     #[command(flatten)]
@@ -275,8 +283,9 @@ pub struct ExecArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
-/// `cache`.
+/// `cache` (its help: [`ABOUT_CACHE`]).
 #[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_CACHE)]
 pub struct CacheArgs {
     /// What to do with the cache.
     #[command(subcommand)]
