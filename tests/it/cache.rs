@@ -432,3 +432,63 @@ fn cache_clear_removes_one_entry_or_all() {
         stderr(&out[10])
     );
 }
+
+/// Runs its arguments under a seccomp filter that denies the keyring calls with EPERM, as
+/// Docker's default profile does (libseccomp through ctypes).
+const WITHOUT_KEYRING: &str = r#"
+import ctypes, os, sys
+lib = ctypes.CDLL("libseccomp.so.2")
+lib.seccomp_init.restype = ctypes.c_void_p
+lib.seccomp_init.argtypes = [ctypes.c_uint32]
+lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+lib.seccomp_load.argtypes = [ctypes.c_void_p]
+ctx = lib.seccomp_init(0x7FFF0000)  # SCMP_ACT_ALLOW
+for name in (b"keyctl", b"add_key", b"request_key"):
+    nr = lib.seccomp_syscall_resolve_name(name)
+    assert lib.seccomp_rule_add(ctx, 0x00050000 | 1, nr, 0) == 0  # SCMP_ACT_ERRNO(EPERM)
+assert lib.seccomp_load(ctx) == 0
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn without_a_keyring_list_and_clear_fail_with_the_reason_cache_notes() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("cache-no-keyring", KeyKind::P256);
+    let denied = |args: &[String]| {
+        run(std::process::Command::new(python())
+            .arg("-c")
+            .arg(WITHOUT_KEYRING)
+            .arg(bin("ra-signer"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", w.dir.path())
+            .stdin(std::process::Stdio::null()))
+    };
+    // --cache falls back to signing, and --debug says why.
+    let out = denied(&process_args(&w, &leaf, &["--cache", "--debug"]));
+    assert_process_json(&out);
+    let reason = "the kernel keyring is not available (PermissionDenied)";
+    assert!(
+        stderr(&out).contains(&format!("cache: {reason}; not caching")),
+        "{}",
+        stderr(&out)
+    );
+    // cache list and clear have nothing to fall back to: the same reason, as an error.
+    for args in [
+        words(&["cache", "list"]),
+        words(&["cache", "list", "--format", "json"]),
+        words(&["cache", "clear", "--all"]),
+        clear_args(&w, &leaf, &[]),
+    ] {
+        let out = denied(&args);
+        assert_exit(&out, 1);
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(&format!("ra-signer: error: {reason}\nhint: ")),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("seccomp"), "{err}");
+        assert!(stdout(&out).is_empty());
+    }
+}
