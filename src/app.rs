@@ -5,12 +5,14 @@ use base64::Engine;
 
 use crate::cert::Cert;
 use crate::cli::{
-    CertificateDataFormat, Command, DigestArg, IdentityArgs, ReadCertificateDataArgs, SignFormat,
-    SignStringArgs,
+    CacheArgs, CacheCommand, CacheListFormat, CertificateDataFormat, Command, DigestArg,
+    IdentityArgs, ProcessFormat, ReadCertificateDataArgs, SignFormat, SignStringArgs,
 };
 use crate::config::{
-    CertificateSource, ConfigError, CredentialProcessConfig, PrivateKeySource, SessionConfig,
+    CacheClearConfig, CertificateSource, ConfigError, CredentialProcessConfig, ExecConfig,
+    PrivateKeySource, SessionConfig,
 };
+use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::pkcs11_uri::TokenUri;
 use crate::refresh::{Stop, SystemClock, create_session};
@@ -22,7 +24,7 @@ pub fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::CredentialProcess(args) => {
             warn(&args.identity);
-            credential_process(args.to_config()?)
+            credential_process(args.to_config()?, args.format)
         }
         Command::SignString(args) => sign_string(&args),
         Command::ReadCertificateData(args) => read_certificate_data(&args),
@@ -38,6 +40,11 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::Version => Ok(crate::diag::result(|out| {
             writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION"))
         })?),
+        Command::Exec(args) => {
+            warn(&args.identity);
+            exec(args.to_config()?)
+        }
+        Command::Cache(args) => cache(&args),
     }
 }
 
@@ -47,11 +54,44 @@ fn warn(identity: &IdentityArgs) {
     }
 }
 
-fn credential_process(config: CredentialProcessConfig) -> Result<(), Error> {
+fn credential_process(config: CredentialProcessConfig, format: ProcessFormat) -> Result<(), Error> {
+    let region = config.session.client.region.clone();
+    let credentials = fetch_credentials(config)?;
+    let text = match format {
+        ProcessFormat::Json => credentials.to_process_json(),
+        ProcessFormat::Env => {
+            crate::exec::export_lines(&credentials, &region, crate::env::non_blank)
+        }
+    };
+    Ok(crate::diag::result(|out| {
+        writeln!(out, "{}", text.trim_end())
+    })?)
+}
+
+/// `exec`: the command is checked first (a command that cannot run never costs a
+/// signature), then the credentials are fetched, the key closed, and the command replaces
+/// this process.
+fn exec(config: ExecConfig) -> Result<(), Error> {
+    let ExecConfig {
+        credentials,
+        command,
+        override_env,
+    } = config;
+    let prepared = crate::exec::prepare(command, override_env, crate::env::non_blank)?;
+    let region = credentials.session.client.region.clone();
+    let fetched = fetch_credentials(credentials)?;
+    Err(prepared.exec(&fetched, &region).into())
+}
+
+/// The credentials `credential-process` would print: from the cache when `--cache` holds
+/// usable ones (unless `--refresh`), else from one CreateSession, cached with `--cache`.
+/// The key is closed when this returns.
+fn fetch_credentials(config: CredentialProcessConfig) -> Result<Credentials, Error> {
     let CredentialProcessConfig {
         identity: identity_config,
         session: SessionConfig { request, client },
         cache_min_validity,
+        cache_refresh,
     } = config;
     // --cache: a hit needs neither the key nor the network.
     let cache_key = cache_min_validity.and_then(|min_validity| {
@@ -63,12 +103,22 @@ fn credential_process(config: CredentialProcessConfig) -> Result<(), Error> {
             client.debug,
         )
     });
-    let mut cached = cache_key.as_ref().and_then(crate::cache::lookup);
+    let look = |key: &crate::cache::CacheKey| {
+        if cache_refresh {
+            key.note_refresh();
+            None
+        } else {
+            crate::cache::lookup(key)
+        }
+    };
+    let mut cached = cache_key.as_ref().and_then(look);
     // On a miss, wait for any run already signing for this entry, then look again.
     let _entry_lock = match (&cache_key, &cached) {
         (Some(key), None) => {
             let lock = crate::cache::lock(key);
-            cached = crate::cache::lookup(key);
+            if !cache_refresh {
+                cached = crate::cache::lookup(key);
+            }
             lock
         }
         _ => None,
@@ -88,10 +138,93 @@ fn credential_process(config: CredentialProcessConfig) -> Result<(), Error> {
             credentials
         }
     };
-    let json = credentials.to_process_json();
+    Ok(credentials)
+}
+
+/// `cache list` and `cache clear`.
+fn cache(args: &CacheArgs) -> Result<(), Error> {
+    let text = match &args.command {
+        CacheCommand::List(list) => {
+            let entries = crate::cache::list()?;
+            match list.format {
+                CacheListFormat::Text => cache_list_text(&entries, crate::time::UtcTime::now()),
+                CacheListFormat::Json => cache_list_json(&entries, crate::time::UtcTime::now()),
+            }
+        }
+        CacheCommand::Clear(clear) => {
+            let removed = match clear.to_config()? {
+                CacheClearConfig::All => crate::cache::clear_all()?,
+                CacheClearConfig::Entry { identity, session } => {
+                    let SessionConfig { request, client } = *session;
+                    let key = crate::cache::key(
+                        &request,
+                        &client,
+                        &identity,
+                        crate::cache::MIN_VALIDITY,
+                        client.debug,
+                    )
+                    .ok_or(crate::cache::CacheError::NoEntryKey)?;
+                    usize::from(crate::cache::clear(&key)?)
+                }
+            };
+            match removed {
+                1 => "removed 1 cache entry".to_owned(),
+                n => format!("removed {n} cache entries"),
+            }
+        }
+    };
     Ok(crate::diag::result(|out| {
-        writeln!(out, "{}", json.as_str())
+        writeln!(out, "{}", text.trim_end())
     })?)
+}
+
+/// "in 42m", "in 1h05m", "in 30s", or "expired".
+fn expires_in(seconds: u64) -> String {
+    match seconds {
+        0 => "expired".to_owned(),
+        s if s < 60 => format!("in {s}s"),
+        s if s < 3600 => format!("in {}m", s / 60),
+        s => format!("in {}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// What an entry made by an earlier version (which did not record it) shows.
+const NOT_RECORDED: &str = "(not recorded)";
+
+/// One line per entry: role, expiry, identity.
+fn cache_list_text(entries: &[crate::cache::EntrySummary], now: crate::time::UtcTime) -> String {
+    if entries.is_empty() {
+        return "no cached credentials".to_owned();
+    }
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}  {} ({})  {}\n",
+                e.role_arn.as_deref().unwrap_or(NOT_RECORDED),
+                e.expiration.rfc3339(),
+                expires_in(e.expiration.unix().saturating_sub(now.unix())),
+                e.identity.as_deref().unwrap_or(NOT_RECORDED),
+            )
+        })
+        .collect()
+}
+
+/// The entries as a JSON array.
+fn cache_list_json(entries: &[crate::cache::EntrySummary], now: crate::time::UtcTime) -> String {
+    let list: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "roleArn": e.role_arn,
+                "expiration": e.expiration.rfc3339(),
+                "expiresInSeconds": e.expiration.unix().saturating_sub(now.unix()),
+                "identity": e.identity,
+                "entry": e.entry,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&list).unwrap_or_default()
 }
 
 /// The fixed test string of the Go helper's `sign-string`. Its suffix, SHA256("IAM RA" ‖
@@ -402,6 +535,8 @@ pub fn debug_requested(command: &Command) -> bool {
         Command::SignString(a) => a.debug,
         Command::ReadCertificateData(a) => a.debug,
         Command::Keygen(_) | Command::Version => false,
+        Command::Exec(a) => a.session.options.debug,
+        Command::Cache(_) => false,
     }
 }
 
@@ -422,5 +557,7 @@ pub fn may_use_tpm(command: &Command) -> bool {
         | Command::Serve(_)
         | Command::Update(_)
         | Command::Version => false,
+        Command::Exec(a) => tpm_key(&a.identity),
+        Command::Cache(_) => false,
     }
 }

@@ -22,6 +22,11 @@
 //! Where the keyring is unavailable (not Linux, a seccomp filter denying `keyctl` as
 //! Docker's default profile does, the key quota exhausted), runs fall back to no cache,
 //! with one note on stderr under `--debug`.
+//!
+//! `--refresh` skips the lookup and replaces the entry. Each entry also records its role ARN
+//! and the certificate's fingerprint, which `cache list` shows ([`list`], never a secret);
+//! `cache clear` invalidates one entry ([`clear`]) or every `ra-signer:` entry of the user
+//! keyring ([`clear_all`]), and there, unlike for `--cache`, no keyring is an error.
 
 use std::path::Path;
 
@@ -30,7 +35,6 @@ use crate::credentials::Credentials;
 use crate::rolesanywhere::ClientOptions;
 #[cfg(target_os = "linux")]
 use crate::secret::Secret;
-#[cfg(target_os = "linux")]
 use crate::time::UtcTime;
 
 /// A cached answer must be at least this many seconds from expiry.
@@ -73,6 +77,20 @@ pub(crate) struct CacheKey {
     description: String,
     min_validity: u64,
     debug: bool,
+    /// Kept in the entry beside the credentials, for `cache list`.
+    role_arn: String,
+    /// The certificate's fingerprint (a token URI with any PIN redacted), for `cache list`.
+    identity: String,
+}
+
+impl CacheKey {
+    /// With `--refresh`, say so under `--debug`.
+    pub(crate) fn note_refresh(&self) {
+        note(
+            self,
+            "--refresh: not using the cached entry; it is replaced",
+        );
+    }
 }
 
 /// The cache key of a run, or `None` (with a note under `debug`) when the certificate
@@ -124,6 +142,8 @@ pub(crate) fn key(
         ),
         min_validity,
         debug,
+        role_arn: request.role_arn.as_str().to_owned(),
+        identity: crate::display::redact_pin_value(&certificate),
     })
 }
 
@@ -223,7 +243,7 @@ pub(crate) fn store(key: &CacheKey, creds: &Credentials) {
         Ok(r) => r,
         Err(e) => return unavailable(key, &e),
     };
-    let json = creds.to_process_json();
+    let json = payload(key, creds);
     let stored = ring
         .add_key(&key.description, json.as_bytes())
         .and_then(|k| {
@@ -275,33 +295,209 @@ fn unavailable(key: &CacheKey, e: &linux_keyutils::KeyError) {
     );
 }
 
-#[cfg(target_os = "linux")]
 fn note(key: &CacheKey, what: &str) {
     if key.debug {
         crate::diag!("ra-signer: debug: cache: {what}");
     }
 }
 
-/// Reads back what [`store`] wrote: the credential_process JSON.
-#[cfg(target_os = "linux")]
-fn parse(payload: &[u8]) -> Option<Credentials> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Stored {
-        version: u8,
-        access_key_id: String,
-        secret_access_key: String,
-        session_token: String,
-        expiration: String,
+/// What an entry holds: the credential_process JSON, and the role ARN and identity
+/// fingerprint that `cache list` shows (entries of earlier versions lack these two).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Stored {
+    version: u8,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity: Option<String>,
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.secret_access_key.zeroize();
+        self.session_token.zeroize();
     }
-    let s: Stored = serde_json::from_slice(payload).ok()?;
+}
+
+/// The payload [`store`] writes for `creds` under `key`.
+#[cfg(target_os = "linux")]
+fn payload(key: &CacheKey, creds: &Credentials) -> zeroize::Zeroizing<String> {
+    let stored = Stored {
+        version: 1,
+        access_key_id: creds.access_key_id.clone(),
+        secret_access_key: creds.secret_access_key.expose().to_owned(),
+        session_token: creds.session_token.expose().to_owned(),
+        expiration: creds.expiration.rfc3339(),
+        role_arn: Some(key.role_arn.clone()),
+        identity: Some(key.identity.clone()),
+    };
+    zeroize::Zeroizing::new(serde_json::to_string(&stored).unwrap_or_default())
+}
+
+/// Reads back what [`store`] wrote: the credentials, and the role and identity when the
+/// entry names them.
+#[cfg(target_os = "linux")]
+fn parse_entry(payload: &[u8]) -> Option<(Credentials, Option<String>, Option<String>)> {
+    let mut s: Stored = serde_json::from_slice(payload).ok()?;
     let creds = Credentials {
-        access_key_id: s.access_key_id,
-        secret_access_key: Secret::new(s.secret_access_key),
-        session_token: Secret::new(s.session_token),
+        access_key_id: std::mem::take(&mut s.access_key_id),
+        secret_access_key: Secret::new(std::mem::take(&mut s.secret_access_key)),
+        session_token: Secret::new(std::mem::take(&mut s.session_token)),
         expiration: UtcTime::parse_rfc3339(&s.expiration)?,
     };
-    (s.version == 1 && !creds.access_key_id.is_empty()).then_some(creds)
+    (s.version == 1 && !creds.access_key_id.is_empty())
+        .then(|| (creds, s.role_arn.take(), s.identity.take()))
+}
+
+/// Reads back the credentials [`store`] wrote.
+#[cfg(target_os = "linux")]
+fn parse(payload: &[u8]) -> Option<Credentials> {
+    parse_entry(payload).map(|(creds, _, _)| creds)
+}
+
+/// What `cache list` shows of one entry: never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntrySummary {
+    /// The keyring key's description: `ra-signer:` and the hash of the entry's inputs.
+    pub(crate) entry: String,
+    /// The role the credentials are for (`None`: an entry of an earlier version).
+    pub(crate) role_arn: Option<String>,
+    /// When the credentials expire.
+    pub(crate) expiration: UtcTime,
+    /// The certificate's fingerprint (`sha256:…`), or the token URI and module of a
+    /// certificate on a token (`None`: an entry of an earlier version).
+    pub(crate) identity: Option<String>,
+}
+
+/// Why `cache list` or `cache clear` cannot look at the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The keyring calls fail (no Linux, a seccomp filter, no quota).
+    #[error("the kernel keyring is not available ({0})")]
+    Unavailable(String),
+    /// The list of keys cannot be read.
+    #[error("cannot read the list of keys, /proc/keys: {0}")]
+    ProcKeys(#[source] std::io::Error),
+    /// The identity has no cache entry to remove: its certificate cannot be read.
+    #[error("cannot read the certificate, so these flags have no cache entry to clear")]
+    NoEntryKey,
+}
+
+/// The kernel user keyring.
+#[cfg(target_os = "linux")]
+fn user_keyring() -> Result<linux_keyutils::KeyRing, CacheError> {
+    use linux_keyutils::{KeyRing, KeyRingIdentifier};
+    KeyRing::from_special_id(KeyRingIdentifier::User, true)
+        .map_err(|e| CacheError::Unavailable(format!("{e:?}")))
+}
+
+/// The descriptions of the `ra-signer:` keys this process may view (`/proc/keys`): the
+/// kernel has no call that lists a keyring without a fixed-size buffer, and these are
+/// then looked up in the user keyring, which also leaves out the keys of other user
+/// namespaces' keyrings.
+#[cfg(target_os = "linux")]
+fn viewable_descriptions() -> Result<Vec<String>, CacheError> {
+    let text = crate::input::read_file(Path::new("/proc/keys")).map_err(CacheError::ProcKeys)?;
+    let text = String::from_utf8_lossy(&text);
+    let mut found: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            // id flags usage timeout perm uid gid type description: summary
+            let mut fields = line.split_whitespace();
+            let kind = fields.nth(7)?;
+            let description = fields.next()?.strip_suffix(':')?;
+            let hash = description.strip_prefix(DESCRIPTION_PREFIX)?;
+            let ours =
+                kind == "user" && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+            ours.then(|| description.to_owned())
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
+}
+
+/// Every entry in the user keyring, soonest expiry first.
+#[cfg(target_os = "linux")]
+pub(crate) fn list() -> Result<Vec<EntrySummary>, CacheError> {
+    let ring = user_keyring()?;
+    let mut entries = Vec::new();
+    for description in viewable_descriptions()? {
+        let Ok(key) = ring.search(&description) else {
+            // Expired, removed meanwhile, or in another keyring.
+            continue;
+        };
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; 32 * 1024]);
+        let len = match key.read(&mut *buf) {
+            Ok(n) if n <= buf.len() => n,
+            _ => continue,
+        };
+        if let Some((creds, role_arn, identity)) = parse_entry(&buf[..len]) {
+            entries.push(EntrySummary {
+                entry: description,
+                role_arn,
+                expiration: creds.expiration,
+                identity,
+            });
+        }
+    }
+    entries.sort_by_key(|e| e.expiration);
+    Ok(entries)
+}
+
+/// Removes `key`'s entry; whether there was one.
+#[cfg(target_os = "linux")]
+pub(crate) fn clear(key: &CacheKey) -> Result<bool, CacheError> {
+    let ring = user_keyring()?;
+    Ok(invalidate(&ring, &key.description))
+}
+
+/// Removes every entry of the user keyring; how many there were.
+#[cfg(target_os = "linux")]
+pub(crate) fn clear_all() -> Result<usize, CacheError> {
+    let ring = user_keyring()?;
+    Ok(viewable_descriptions()?
+        .iter()
+        .filter(|d| invalidate(&ring, d))
+        .count())
+}
+
+/// Invalidates the key `description` of `ring`, if it holds one.
+#[cfg(target_os = "linux")]
+fn invalidate(ring: &linux_keyutils::KeyRing, description: &str) -> bool {
+    ring.search(description)
+        .and_then(|key| key.invalidate())
+        .is_ok()
+}
+
+/// Not Linux: no keyring.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn list() -> Result<Vec<EntrySummary>, CacheError> {
+    Err(CacheError::Unavailable(
+        "the kernel keyring exists only on Linux".into(),
+    ))
+}
+
+/// Not Linux: no keyring.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn clear(_: &CacheKey) -> Result<bool, CacheError> {
+    Err(CacheError::Unavailable(
+        "the kernel keyring exists only on Linux".into(),
+    ))
+}
+
+/// Not Linux: no keyring.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn clear_all() -> Result<usize, CacheError> {
+    Err(CacheError::Unavailable(
+        "the kernel keyring exists only on Linux".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -404,6 +600,8 @@ mod tests {
             description: format!("{DESCRIPTION_PREFIX}unit-test-{}", std::process::id()),
             min_validity: 300,
             debug: false,
+            role_arn: "arn:aws:iam::123456789012:role/unit".into(),
+            identity: "sha256:unit".into(),
         };
         let now = UtcTime::now();
         let creds = Credentials {

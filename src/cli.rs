@@ -8,11 +8,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    Arn, ArnKind, CertificateSource, ClientOptions, ConfigError, CredentialProcessConfig,
-    CsrRequest, IdentityConfig, KeygenConfig, KeygenJob, KeygenKeyType, Pkcs11Settings,
-    PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol, ServedRole, SessionConfig,
-    SessionDuration, SessionRequest, TokenKeygen, TpmConnection, TpmKeyTarget, TpmKeyType,
-    TpmKeygen, TpmParent, TpmSettings, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
+    Arn, ArnKind, CacheClearConfig, CertificateSource, ClientOptions, ConfigError,
+    CredentialProcessConfig, CsrRequest, ExecCommand, ExecConfig, IdentityConfig, KeygenConfig,
+    KeygenJob, KeygenKeyType, Pkcs11Settings, PrivateKeySource, RefreshTiming, ServeConfig,
+    ServeProtocol, ServedRole, SessionConfig, SessionDuration, SessionRequest, TokenKeygen,
+    TpmConnection, TpmKeyTarget, TpmKeyType, TpmKeygen, TpmParent, TpmSettings, UpdateConfig,
+    as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
@@ -71,7 +72,19 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Print the version.
     Version,
+    /// `exec`.
+    #[command(about = ABOUT_EXEC)]
+    Exec(ExecArgs),
+    /// `cache`.
+    #[command(about = ABOUT_CACHE)]
+    Cache(CacheArgs),
 }
+
+// The `about` of a subcommand is named twice, on its variant and on its arguments struct, so
+// that its own `--help` shows it also where the subcommand's flags are built only when it
+// runs (clap's `defer`).
+const ABOUT_EXEC: &str = "Run a command with the credentials in its environment (AWS_ACCESS_KEY_ID, …), never on its command line: ra-signer exec [FLAGS] -- CMD [ARGS]…";
+const ABOUT_CACHE: &str = "List or clear the credentials `--cache` keeps in the kernel keyring";
 
 /// Where the certificate and key come from.
 #[derive(Debug, Clone, Args)]
@@ -237,6 +250,115 @@ pub struct CredentialProcessArgs {
     /// With --cache: the minimum validity, in seconds, of a cached answer (tests).
     #[arg(long, value_name = "SECONDS", default_value_t = crate::cache::MIN_VALIDITY, hide = true)]
     pub cache_min_validity: u64,
+    /// With --cache: do not use the cached entry; sign, and replace it with the new
+    /// credentials.
+    #[arg(long, requires = "cache")]
+    pub refresh: bool,
+    /// Output: json (credential_process JSON), or env (`export NAME='value'` lines for
+    /// eval "$(ra-signer credential-process --format env …)").
+    #[arg(long, value_enum, default_value = "json", hide_possible_values = true)]
+    pub format: ProcessFormat,
+}
+
+/// Output format for `credential-process`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProcessFormat {
+    /// The credential_process JSON the AWS SDKs read.
+    Json,
+    /// POSIX shell: `unset` of the variables that would choose other credentials, then
+    /// `export NAME='value'` lines.
+    Env,
+}
+
+/// `exec` (its help: [`ABOUT_EXEC`]).
+#[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_EXEC)]
+pub struct ExecArgs {
+    /// The certificate and key.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The session.
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// Reuse unexpired credentials kept in the kernel keyring, as credential-process
+    /// --cache does; see docs/cache.md.
+    #[arg(long)]
+    pub cache: bool,
+    /// With --cache: the minimum validity, in seconds, of a cached answer (tests).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::cache::MIN_VALIDITY, hide = true)]
+    pub cache_min_validity: u64,
+    /// With --cache: do not use the cached entry; sign, and replace it with the new
+    /// credentials.
+    #[arg(long, requires = "cache")]
+    pub refresh: bool,
+    /// Run even when AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    /// AWS_SECURITY_TOKEN, AWS_PROFILE or AWS_DEFAULT_PROFILE is set: the command gets
+    /// these credentials instead, and no profile.
+    #[arg(long)]
+    pub override_env: bool,
+    /// The command and its arguments, after `--` (run directly, not through a shell).
+    #[arg(value_name = "CMD", required = true, last = true, num_args = 1..)]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `cache` (its help: [`ABOUT_CACHE`]).
+#[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_CACHE)]
+pub struct CacheArgs {
+    /// What to do with the cache.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// The subcommands of `cache`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheCommand {
+    /// One line per cached entry: role ARN, expiry, the identity's fingerprint (never a
+    /// secret).
+    List(CacheListArgs),
+    /// Remove the entry the identity and session flags would use, or every entry with
+    /// --all.
+    Clear(Box<CacheClearArgs>),
+}
+
+/// Output format for `cache list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheListFormat {
+    /// One line per entry.
+    Text,
+    /// A JSON array of objects.
+    Json,
+}
+
+/// `cache list`.
+#[derive(Debug, Clone, Args)]
+pub struct CacheListArgs {
+    /// Output: text (one line per entry) or json (an array of objects).
+    #[arg(long, value_enum, default_value = "text", hide_possible_values = true)]
+    pub format: CacheListFormat,
+}
+
+/// `cache clear`: the flags of `credential-process`, whose ARNs only `--all` may leave out.
+#[derive(Debug, Clone, Args)]
+pub struct CacheClearArgs {
+    /// Remove every entry ra-signer made in the user keyring.
+    #[arg(long)]
+    pub all: bool,
+    /// The certificate and key of the entry.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// ARN of the trust anchor of the entry.
+    #[arg(long, value_name = "ARN")]
+    pub trust_anchor_arn: Option<String>,
+    /// ARN of the profile of the entry.
+    #[arg(long, value_name = "ARN")]
+    pub profile_arn: Option<String>,
+    /// ARN of the role of the entry.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// The session options of the entry.
+    #[command(flatten)]
+    pub options: SessionOptions,
 }
 
 /// Digest for `sign-string`.
@@ -594,6 +716,68 @@ impl CredentialProcessArgs {
             identity: self.identity.to_config()?,
             session,
             cache_min_validity: self.cache.then_some(self.cache_min_validity),
+            cache_refresh: self.refresh,
+        })
+    }
+}
+
+impl ExecArgs {
+    /// Validates the flags: the credentials as for `credential-process`, and the command.
+    pub fn to_config(&self) -> Result<ExecConfig, ConfigError> {
+        let command = ExecCommand::new(self.command.clone())?;
+        let session = self.session.to_config()?;
+        Ok(ExecConfig {
+            credentials: CredentialProcessConfig {
+                identity: self.identity.to_config()?,
+                session,
+                cache_min_validity: self.cache.then_some(self.cache_min_validity),
+                cache_refresh: self.refresh,
+            },
+            command,
+            override_env: self.override_env,
+        })
+    }
+}
+
+impl CacheClearArgs {
+    /// One entry's flags or `--all`, never both, never neither.
+    pub fn to_config(&self) -> Result<CacheClearConfig, ConfigError> {
+        let id = &self.identity;
+        let given = [
+            ("--certificate", id.certificate.is_some()),
+            ("--private-key", id.private_key.is_some()),
+            ("--pkcs11-uri", id.pkcs11_uri.is_some()),
+            ("--trust-anchor-arn", self.trust_anchor_arn.is_some()),
+            ("--profile-arn", self.profile_arn.is_some()),
+            ("--role-arn", self.role_arn.is_some()),
+        ];
+        if self.all {
+            return match first_given(&given) {
+                Some(flag) => Err(ConfigError::new(format!(
+                    "cache clear --all removes every entry: {flag} has no meaning with it"
+                ))
+                .with_hint("drop --all to remove one identity's entry, or the entry's flags to remove every entry")),
+                None => Ok(CacheClearConfig::All),
+            };
+        }
+        let (Some(trust_anchor_arn), Some(profile_arn), Some(role_arn)) =
+            (&self.trust_anchor_arn, &self.profile_arn, &self.role_arn)
+        else {
+            return Err(ConfigError::new(
+                "cache clear needs the entry's --trust-anchor-arn, --profile-arn and --role-arn (with its identity flags), or --all"
+                    .into(),
+            )
+            .with_hint("give the flags of the credential-process line whose entry should go, or --all"));
+        };
+        let session = SessionArgs {
+            trust_anchor_arn: trust_anchor_arn.clone(),
+            profile_arn: profile_arn.clone(),
+            role_arn: role_arn.clone(),
+            options: self.options.clone(),
+        };
+        Ok(CacheClearConfig::Entry {
+            session: Box::new(session.to_config()?),
+            identity: Box::new(id.to_config()?),
         })
     }
 }

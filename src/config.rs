@@ -533,6 +533,8 @@ pub struct CredentialProcessConfig {
     pub session: SessionConfig,
     /// With `--cache`: the least validity, in seconds, of a cached answer.
     pub cache_min_validity: Option<u64>,
+    /// With `--cache --refresh`: skip the cached entry, sign, and replace it.
+    pub cache_refresh: bool,
 }
 
 /// One role `serve` serves, under its name.
@@ -722,6 +724,61 @@ pub struct TpmKeygen {
     pub owner_password_sources: Vec<SecretSource>,
     /// `--force`: replace existing output files.
     pub replace: bool,
+}
+
+/// The command `exec` runs: a program (found in `$PATH` unless it holds a `/`) and its
+/// arguments, passed on as given, never through a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand {
+    /// The program.
+    pub program: std::ffi::OsString,
+    /// Its arguments.
+    pub args: Vec<std::ffi::OsString>,
+}
+
+impl ExecCommand {
+    /// The command of `exec -- CMD ARGS…`: refuses an empty one.
+    pub fn new(mut argv: Vec<std::ffi::OsString>) -> Result<ExecCommand, ConfigError> {
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(
+                ConfigError::new("exec needs a command to run".into()).with_hint(
+                    "put it after the flags and `--`: ra-signer exec [FLAGS] -- aws s3 ls",
+                ),
+            );
+        }
+        let program = argv.remove(0);
+        Ok(ExecCommand {
+            program,
+            args: argv,
+        })
+    }
+}
+
+/// `exec`: the credentials as `credential-process` gets them (cache included), then the
+/// command with them in its environment.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// How the credentials are got.
+    pub credentials: CredentialProcessConfig,
+    /// What runs with them.
+    pub command: ExecCommand,
+    /// `--override-env`: replace AWS credentials and profile already in the environment
+    /// instead of refusing to run.
+    pub override_env: bool,
+}
+
+/// `cache clear`: one entry (the one the identity and session flags would use) or all.
+#[derive(Debug, Clone)]
+pub enum CacheClearConfig {
+    /// The entry of this identity and session.
+    Entry {
+        /// The certificate and key.
+        identity: Box<IdentityConfig>,
+        /// The session.
+        session: Box<SessionConfig>,
+    },
+    /// Every entry ra-signer made in the user keyring.
+    All,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Every environment variable ra-signer reads, by name, in one place. Only the
 //! configuration layer (flags lowered into `config` types), the endpoint resolver, the proxy
-//! finder and the secret reader look them up; backends are handed values, never names.
+//! finder, the secret reader and `exec` (which checks and edits the environment its command
+//! inherits) look them up; backends are handed values, never names.
 
 // ra-signer's own secrets: read once at start-up and removed from the environment
 // (`secret::capture_environment`).
@@ -70,6 +71,26 @@ pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
 /// CAs to trust for the endpoint (clap reads it for `--ca-bundle`).
 pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 
+// What `exec` gives its command, and what it takes away (see `exec`): the SDKs' credential
+// variables, and those that would make an SDK choose other credentials.
+
+/// The access key id.
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+/// The secret access key.
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+/// The session token.
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// The session token under its old name (boto 2, older botocore read it).
+pub const AWS_SECURITY_TOKEN: &str = "AWS_SECURITY_TOKEN";
+/// When the credentials expire (RFC 3339), as botocore and the Rust SDK read it.
+pub const AWS_CREDENTIAL_EXPIRATION: &str = "AWS_CREDENTIAL_EXPIRATION";
+/// The config-file profile under botocore's older name.
+pub const AWS_DEFAULT_PROFILE: &str = "AWS_DEFAULT_PROFILE";
+/// The region, as most SDKs read it.
+pub const AWS_REGION: &str = "AWS_REGION";
+/// The region, as botocore and the AWS CLI read it.
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+
 // Proxies, in the order reqwest tries them.
 
 /// Proxies for https URLs.
@@ -81,6 +102,8 @@ pub const HTTP_PROXY: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all
 
 /// The user's home.
 pub const HOME: &str = "HOME";
+/// Where `exec` looks for a command named without a `/`.
+pub const PATH: &str = "PATH";
 /// The per-user runtime directory (`--cache` locks).
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 

@@ -42,6 +42,10 @@ pub enum ErrorClass {
     /// `serve` cannot listen: the address is in use, not on this machine, or the port is
     /// privileged. Exit 6.
     Listen,
+    /// `exec`: the command exists but cannot be run (as shells say it). Exit 126.
+    CommandNotExecutable,
+    /// `exec`: the command is not found (as shells say it). Exit 127.
+    CommandNotFound,
 }
 
 impl ErrorClass {
@@ -54,6 +58,8 @@ impl ErrorClass {
             ErrorClass::Rejected => 4,
             ErrorClass::Network => 5,
             ErrorClass::Listen => 6,
+            ErrorClass::CommandNotExecutable => 126,
+            ErrorClass::CommandNotFound => 127,
         }
     }
 }
@@ -755,6 +761,45 @@ impl From<ModeError> for Error {
     }
 }
 
+impl From<crate::exec::ExecError> for Error {
+    fn from(e: crate::exec::ExecError) -> Self {
+        use crate::exec::ExecError as E;
+        let message = e.to_string();
+        let error = match &e {
+            E::Inherited { .. } => Error::new(ErrorClass::Usage, message).with_hint(
+                "unset it, or pass --override-env to give the command these credentials instead \
+                 (AWS_PROFILE and AWS_DEFAULT_PROFILE are then removed from its environment)",
+            ),
+            E::NotFound { .. } => Error::new(ErrorClass::CommandNotFound, message).with_hint(
+                "check the name and $PATH; the command runs directly, not through a shell \
+                 (for shell syntax: -- sh -c '…')",
+            ),
+            E::NotExecutable { .. } | E::Exec { .. } => {
+                Error::new(ErrorClass::CommandNotExecutable, message)
+                    .with_hint("check the file's permissions and its #! line")
+            }
+        };
+        error.with_source(e)
+    }
+}
+
+impl From<crate::cache::CacheError> for Error {
+    fn from(e: crate::cache::CacheError) -> Self {
+        use crate::cache::CacheError as E;
+        let message = e.to_string();
+        let error = match &e {
+            E::Unavailable(_) | E::ProcKeys(_) => Error::new(ErrorClass::Other, message).with_hint(
+                "--cache works only where the keyctl system calls are allowed (Docker's default \
+                 seccomp profile denies them); see docs/cache.md",
+            ),
+            E::NoEntryKey => Error::new(ErrorClass::Identity, message).with_hint(
+                "check --certificate; an identity whose certificate cannot be read is never cached",
+            ),
+        };
+        error.with_source(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1181,5 +1226,36 @@ mod tests {
             };
             assert_eq!(classified(ambiguous.into()).0, 2);
         }
+    }
+
+    #[test]
+    fn exec_and_cache_failures_get_their_exit_codes_and_hints() {
+        use crate::cache::CacheError;
+        use crate::exec::ExecError;
+        let not_found = Error::from(ExecError::NotFound {
+            program: "terrafrom".into(),
+        });
+        assert_eq!(
+            (not_found.class.exit_code(), not_found.message.as_str()),
+            (127, "command not found: terrafrom")
+        );
+        assert!(not_found.hint.is_some_and(|h| h.contains("$PATH")));
+        let cannot = Error::from(ExecError::NotExecutable {
+            program: "./x".into(),
+            why: "it is a directory".into(),
+        });
+        assert_eq!(cannot.class.exit_code(), 126);
+        let inherited = Error::from(ExecError::Inherited {
+            name: "AWS_PROFILE",
+        });
+        assert_eq!(inherited.class, ErrorClass::Usage);
+        assert!(inherited.hint.is_some_and(|h| h.contains("--override-env")));
+        let no_keyring = Error::from(CacheError::Unavailable("OperationNotSupported".into()));
+        assert_eq!(no_keyring.class.exit_code(), 1);
+        assert_eq!(
+            no_keyring.message,
+            "the kernel keyring is not available (OperationNotSupported)"
+        );
+        assert!(no_keyring.hint.is_some_and(|h| h.contains("docs/cache.md")));
     }
 }

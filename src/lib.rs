@@ -25,6 +25,7 @@ mod display;
 pub mod endpoint;
 pub mod env;
 pub mod error;
+mod exec;
 mod input;
 mod keygen;
 mod outfile;

@@ -626,17 +626,19 @@ fn help_snapshots() {
         "update",
         "keygen",
         "version",
+        "exec",
+        "cache",
+        "cache list",
+        "cache clear",
     ] {
         let mut cmd = ra_signer(dir.path());
-        if !command.is_empty() {
-            cmd.arg(command);
-        }
+        cmd.args(command.split_whitespace());
         let out = run(cmd.arg("--help").env("COLUMNS", "100"));
         assert_exit(&out, 0);
         let name = if command.is_empty() {
-            "ra-signer"
+            "ra-signer".to_owned()
         } else {
-            command
+            command.replace(' ', "-")
         };
         let path = snapshots.join(format!("help-{name}.txt"));
         if update {

@@ -8,6 +8,7 @@ mod cli;
 mod credentials_file;
 mod dropin;
 mod endpoint;
+mod exec;
 mod fault_matrix;
 mod file_keys;
 mod fuzz;

@@ -824,3 +824,61 @@ fn a_full_tpm_gets_the_flush_hint() {
     assert_exit(&flushed, 0);
     assert_process_json(&w.run("ossl-p256", "ossl-p256", &[], &[]));
 }
+
+#[test]
+fn exec_releases_the_tpm_before_the_command_runs_and_leaves_it_the_signals() {
+    let w = TpmWorld::new();
+    let base = w.dir.path().join("exec-tpm");
+    // The command says it runs, waits for the test to look at the TPM, and answers
+    // SIGTERM (which ra-signer, holding a TPM key, caught until the exec) through its trap.
+    let script = r#"
+trap 'echo "$AWS_ACCESS_KEY_ID" > "$0.term"; exit 0' TERM
+echo $$ > "$0.pid"
+while :; do sleep 0.05; done
+"#;
+    let mut child = w
+        .subcommand(
+            "exec",
+            "ossl-p256",
+            "ossl-p256",
+            true,
+            &["--", "sh", "-c", script, base.to_str().expect("utf-8")],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid_file = base.with_extension("pid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file)
+            && text.ends_with('\n')
+        {
+            break text.trim().to_owned();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "the command never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(pid, child.id().to_string());
+    assert_eq!(
+        w.tpm.transient_handles(),
+        0,
+        "the TPM objects were flushed before the command started"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let status = wait_bounded(&mut child, Duration::from_secs(10));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the command's trap, not ra-signer's handler"
+    );
+    let key = std::fs::read_to_string(base.with_extension("term")).expect("the trap ran");
+    assert!(key.starts_with("ASIA"), "{key}");
+}
