@@ -38,6 +38,10 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::Version => Ok(crate::diag::result(|out| {
             writeln!(out, "ra-signer {}", env!("CARGO_PKG_VERSION"))
         })?),
+        Command::Doctor(args) => {
+            warn(&args.identity);
+            crate::doctor::run(&args.to_config()?)
+        }
     }
 }
 
@@ -124,6 +128,10 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
             let what = format!("the password of key file {}", path.display());
             let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
             bare_key = signer::file::load(path, &mut ask)?.signer;
+            if config.require_hardware_key {
+                signer::require_hardware(bare_key.as_ref(), &path.display().to_string())
+                    .map_err(signer::OpenError::from)?;
+            }
             bare_key.as_ref()
         }
         _ => {
@@ -249,6 +257,7 @@ fn refuse_key_flags(id: &IdentityArgs) -> Result<(), Error> {
             id.tpm_key_password_file.is_some(),
         ),
         ("--no-tpm-key-password", id.no_tpm_key_password),
+        ("--require-hardware-key", id.require_hardware_key),
     ];
     match crate::cli::first_given(&given) {
         Some(flag) => Err(ConfigError::new(format!(
@@ -402,6 +411,7 @@ pub fn debug_requested(command: &Command) -> bool {
         Command::SignString(a) => a.debug,
         Command::ReadCertificateData(a) => a.debug,
         Command::Keygen(_) | Command::Version => false,
+        Command::Doctor(a) => a.session.options.debug,
     }
 }
 
@@ -418,6 +428,7 @@ pub fn may_use_tpm(command: &Command) -> bool {
         Command::CredentialProcess(a) => tpm_key(&a.identity),
         Command::SignString(a) => tpm_key(&a.identity),
         Command::Keygen(a) => a.tpm,
+        Command::Doctor(a) => tpm_key(&a.identity),
         Command::ReadCertificateData(_)
         | Command::Serve(_)
         | Command::Update(_)

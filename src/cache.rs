@@ -349,6 +349,7 @@ mod tests {
             key_password_sources: vec![],
             pkcs11: Default::default(),
             tpm: Default::default(),
+            require_hardware_key: false,
         }
     }
 

@@ -9,10 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     Arn, ArnKind, CertificateSource, ClientOptions, ConfigError, CredentialProcessConfig,
-    CsrRequest, IdentityConfig, KeygenConfig, KeygenJob, KeygenKeyType, Pkcs11Settings,
-    PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol, ServedRole, SessionConfig,
-    SessionDuration, SessionRequest, TokenKeygen, TpmConnection, TpmKeyTarget, TpmKeyType,
-    TpmKeygen, TpmParent, TpmSettings, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
+    CsrRequest, DoctorConfig, DoctorFormat, EndpointChoice, IdentityConfig, KeygenConfig,
+    KeygenJob, KeygenKeyType, Pkcs11Settings, PrivateKeySource, RefreshTiming, ServeConfig,
+    ServeProtocol, ServedRole, SessionConfig, SessionDuration, SessionRequest, TokenKeygen,
+    TpmConnection, TpmKeyTarget, TpmKeyType, TpmKeygen, TpmParent, TpmSettings, UpdateConfig,
+    as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
@@ -27,7 +28,7 @@ use crate::subject::Subject;
     args_override_self = true,
     version,
     about = "AWS IAM Roles Anywhere credential helper: signs CreateSession with a key in a PKCS#11 token, a TPM 2.0 or a key file",
-    after_help = "Exit codes: 0 success, 1 other failure, 2 usage, 3 certificate/key/token problem, 4 rejected by AWS, 5 network or service failure, 6 serve cannot listen.\nDocumentation: docs/ in the source tree."
+    after_help = "Exit codes: 0 success, 1 other failure, 2 usage, 3 certificate/key/token problem, 4 rejected by AWS, 5 network or service failure, 6 serve cannot listen, 7 doctor found a failed check.\nDocumentation: docs/ in the source tree."
 )]
 pub struct Cli {
     /// The command.
@@ -54,6 +55,9 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Print the version.
     Version,
+    /// Check, in order, everything that can make CreateSession fail: the certificate, the
+    /// key, the chain, the request and the network (and with --call one real call).
+    Doctor(DoctorArgs),
 }
 
 /// Where the certificate and key come from.
@@ -125,6 +129,10 @@ pub struct IdentityArgs {
     /// The Go helper's choice among several store certificates: refused here.
     #[arg(long, help_heading = OS_STORE_HEADING)]
     pub use_latest_expiring_certificate: bool,
+    /// Refuse, before signing, a key file, a token key that is or ever was extractable or
+    /// not sensitive, and a TPM key without fixedTPM, fixedParent and sensitiveDataOrigin.
+    #[arg(long)]
+    pub require_hardware_key: bool,
 }
 
 /// The first of `flags` that was given: for refusing flags that mean nothing here.
@@ -281,7 +289,8 @@ pub enum CertificateDataFormat {
     mut_arg("tpm_tcti", |a| a.hide(true)),
     mut_arg("tpm_key_password", |a| a.hide(true)),
     mut_arg("tpm_key_password_file", |a| a.hide(true)),
-    mut_arg("no_tpm_key_password", |a| a.hide(true))
+    mut_arg("no_tpm_key_password", |a| a.hide(true)),
+    mut_arg("require_hardware_key", |a| a.hide(true))
 )]
 pub struct ReadCertificateDataArgs {
     /// The certificate (file, PKCS#12 or pkcs11: URI) and, for tokens, the module and PIN.
@@ -461,6 +470,7 @@ impl IdentityArgs {
                 key_password_sources: tpm_password_sources,
                 no_key_password: self.no_tpm_key_password,
             },
+            require_hardware_key: self.require_hardware_key,
         })
     }
 
@@ -571,6 +581,73 @@ impl CredentialProcessArgs {
             identity: self.identity.to_config()?,
             session,
             cache_min_validity: self.cache.then_some(self.cache_min_validity),
+        })
+    }
+}
+
+/// Output format of `doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormatArg {
+    /// One line per check (✔ passed, ✗ failed, ! warning) and the fix under each failure.
+    Text,
+    /// A JSON object: "ok" and "checks", an array of {name, status, detail, fix}.
+    Json,
+}
+
+/// `doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// The certificate and key, as for `credential-process`.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The session, as for `credential-process`.
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// The CA certificate (PEM or DER) the trust anchor was made from: the chain is checked
+    /// up to it.
+    #[arg(long, value_name = "FILE")]
+    pub trust_anchor_ca: Option<PathBuf>,
+    /// Then make one real CreateSession call, and explain its error when it fails.
+    #[arg(long)]
+    pub call: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DoctorFormatArg,
+}
+
+impl DoctorArgs {
+    /// Lowers the flags. The identity must lower (as for `credential-process`); a session
+    /// whose flags cannot make a request is kept as its error, which the request check
+    /// reports.
+    pub fn to_config(&self) -> Result<DoctorConfig, ConfigError> {
+        let session = self.session.to_request().and_then(|request| {
+            let o = &self.session.options;
+            let chosen = endpoint::resolve_from_environment(
+                endpoint::Flags {
+                    endpoint: o.endpoint.as_deref(),
+                    region: o.region.as_deref(),
+                    fips: o.fips,
+                },
+                &request.default_region(),
+                request.trust_anchor_arn.partition(),
+            )?;
+            let choice = EndpointChoice {
+                url: chosen.url,
+                why: chosen.why,
+                region: chosen.region,
+            };
+            let client = o.client_options(&request)?;
+            Ok((SessionConfig { request, client }, choice))
+        });
+        Ok(DoctorConfig {
+            identity: self.identity.to_config()?,
+            session,
+            trust_anchor_ca: self.trust_anchor_ca.clone(),
+            call: self.call,
+            format: match self.format {
+                DoctorFormatArg::Text => DoctorFormat::Text,
+                DoctorFormatArg::Json => DoctorFormat::Json,
+            },
         })
     }
 }

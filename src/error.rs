@@ -42,6 +42,8 @@ pub enum ErrorClass {
     /// `serve` cannot listen: the address is in use, not on this machine, or the port is
     /// privileged. Exit 6.
     Listen,
+    /// `doctor` ran its checks and at least one failed. Exit 7.
+    ChecksFailed,
 }
 
 impl ErrorClass {
@@ -54,6 +56,7 @@ impl ErrorClass {
             ErrorClass::Rejected => 4,
             ErrorClass::Network => 5,
             ErrorClass::Listen => 6,
+            ErrorClass::ChecksFailed => 7,
         }
     }
 }
@@ -392,6 +395,9 @@ fn classify_open(e: &OpenError) -> Error {
             "pass the key that belongs to this certificate (compare `openssl x509 -pubkey` with `openssl pkey -pubout`)",
         ),
         OpenError::Validity(v) => classify_validity(v),
+        OpenError::NotHardwareKey(_) => id(
+            "make the key inside the token or TPM (`ra-signer keygen`), or drop --require-hardware-key",
+        ),
         OpenError::NoPkcs11Support => Error::new(ErrorClass::Usage, message)
             .with_hint("rebuild with `cargo build --release --features pkcs11`"),
         OpenError::NoTpmSupport => Error::new(ErrorClass::Usage, message)

@@ -626,6 +626,7 @@ fn help_snapshots() {
         "update",
         "keygen",
         "version",
+        "doctor",
     ] {
         let mut cmd = ra_signer(dir.path());
         if !command.is_empty() {
