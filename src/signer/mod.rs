@@ -693,3 +693,88 @@ fn open_file(
     checks.validity(identity.leaf())?;
     Ok(identity)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(f: impl FnOnce(&mut TokenKeyFlags)) -> KeyProtection {
+        let mut flags = TokenKeyFlags {
+            sensitive: true,
+            extractable: false,
+            never_extractable: true,
+            always_sensitive: true,
+            decrypt: false,
+            unwrap: false,
+            derive: false,
+            mechanism: "CKM_ECDSA".into(),
+            mechanism_signs: true,
+        };
+        f(&mut flags);
+        KeyProtection::Token(flags)
+    }
+
+    #[test]
+    fn only_keys_that_never_left_their_hardware_pass_the_policy() {
+        assert!(token(|_| {}).hardware_refusal().is_none());
+        let all = token(|f| {
+            f.sensitive = false;
+            f.extractable = true;
+            f.never_extractable = false;
+            f.always_sensitive = false;
+        })
+        .hardware_refusal()
+        .expect("refused");
+        for says in [
+            "CKA_SENSITIVE is false",
+            "CKA_EXTRACTABLE is true",
+            "CKA_NEVER_EXTRACTABLE is false",
+            "CKA_ALWAYS_SENSITIVE is false",
+        ] {
+            assert!(all.contains(says), "{all}");
+        }
+        // Imported: not extractable now, but it was outside the token.
+        let imported = token(|f| f.never_extractable = false)
+            .hardware_refusal()
+            .expect("refused");
+        assert!(!imported.contains("CKA_EXTRACTABLE"), "{imported}");
+        assert!(KeyProtection::InMemory.hardware_refusal().is_some());
+        let tpm = TpmKeyFlags {
+            fixed_tpm: true,
+            fixed_parent: true,
+            sensitive_data_origin: true,
+            decrypt: false,
+        };
+        assert!(KeyProtection::Tpm(tpm).hardware_refusal().is_none());
+        let duplicable = KeyProtection::Tpm(TpmKeyFlags {
+            fixed_tpm: false,
+            ..tpm
+        });
+        assert!(
+            duplicable
+                .hardware_refusal()
+                .is_some_and(|w| w.contains("fixedTPM is clear") && !w.contains("fixedParent"))
+        );
+    }
+
+    #[test]
+    fn usages_beyond_signing_are_named() {
+        assert!(token(|_| {}).extra_usages().is_empty());
+        assert_eq!(
+            token(|f| {
+                f.decrypt = true;
+                f.derive = true;
+            })
+            .extra_usages(),
+            ["CKA_DECRYPT", "CKA_DERIVE"]
+        );
+        let decrypting = TpmKeyFlags {
+            fixed_tpm: true,
+            fixed_parent: true,
+            sensitive_data_origin: true,
+            decrypt: true,
+        };
+        assert_eq!(KeyProtection::Tpm(decrypting).extra_usages(), ["decrypt"]);
+        assert!(KeyProtection::InMemory.extra_usages().is_empty());
+    }
+}

@@ -414,7 +414,7 @@ fn require_hardware_key_refuses_a_file_key_before_signing() {
 #[cfg(feature = "pkcs11")]
 mod token {
     use super::*;
-    use crate::pkcs11::{Hsm, PIN, ca_file, fixture};
+    use crate::pkcs11::{Hsm, PIN, ca_file, count, fixture, spy_calls};
 
     fn token_doctor(hsm: &Hsm, emu: &Emulator, uri: &str, pin: &str, extra: &[&str]) -> Output {
         let mut cmd = hsm.cmd("doctor");
@@ -553,7 +553,15 @@ mod token {
         let l = assert_mark(&text, "key login", "✗");
         assert!(l.contains("CKR_PIN_INCORRECT"), "{l}");
         assert!(!text.contains("4321"), "{text}");
-        // One login: the token counted one failure, so the right PIN still works.
+        // Through pkcs11-spy: exactly one C_Login, never retried.
+        let (mut cmd, log) = hsm.spied("doctor").expect("spy");
+        let o = run(cmd
+            .env("RA_SIGNER_PKCS11_PIN", "4321")
+            .args(["--pkcs11-uri", "pkcs11:token=ra-test;object=p256"])
+            .args(emu.session_args()));
+        assert_exit(&o, CHECKS_FAILED);
+        assert_eq!(count(&spy_calls(&log), "C_Login"), 1, "one login");
+        // The token counted the failures, and the right PIN still works.
         let o = token_doctor(&hsm, &emu, "pkcs11:token=ra-test;object=p256", PIN, &[]);
         assert_exit(&o, 0);
     }
@@ -638,6 +646,78 @@ mod token {
 mod tpm {
     use super::*;
     use crate::common::swtpm::Swtpm;
+
+    /// A duplicable TPM key (fixedTPM and fixedParent clear) that may also decrypt: the
+    /// protection check fails, the usages are flagged, and the policy refuses it.
+    #[test]
+    fn a_duplicable_tpm_key_fails_and_is_refused_by_the_policy() {
+        let tpm = Swtpm::provisioned();
+        let files = tpm.files();
+        let dir = tempdir();
+        let emulator = Emulator::start(dir.path(), &[&files.join("ca/root.pem")], &[]);
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let key = dir.path().join("weak.key");
+        let cert = dir.path().join("weak.pem");
+        let script = format!(
+            ". '{lib}'; . '{tpmlib}'; \
+             tpm_tools_key 0x81000001 p256 '{key}' '' '' 'sensitivedataorigin|userwithauth|sign|decrypt' && \
+             ca_issue '{ca}' '{dir}/weak.pub.pem' '/O=ra-signer test/CN=weak' '{cert}'",
+            lib = repo.join("softhsm/lib.sh").display(),
+            tpmlib = repo.join("softhsm/swtpm-lib.sh").display(),
+            key = key.display(),
+            ca = files.join("ca").display(),
+            dir = dir.path().display(),
+            cert = cert.display(),
+        );
+        let o = tpm
+            .tool("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("bash");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let identity = |cmd: &mut Command| {
+            cmd.arg("--certificate")
+                .arg(&cert)
+                .arg("--private-key")
+                .arg(&key)
+                .arg("--intermediates")
+                .arg(files.join("ca/int.pem"))
+                .args(["--tpm-tcti", &tpm.tcti(), "--no-tpm-key-password"])
+                .args(emulator.session_args());
+        };
+        let mut cmd = ra_signer(dir.path());
+        cmd.arg("doctor");
+        identity(&mut cmd);
+        let o = run(&mut cmd);
+        assert_exit(&o, CHECKS_FAILED);
+        let text = stdout(&o);
+        let l = assert_mark(&text, "key protection", "✗");
+        assert!(l.contains("fixedTPM is clear, fixedParent is clear"), "{l}");
+        assert!(
+            assert_mark(&text, "key usages", "!").contains("decrypt"),
+            "{text}"
+        );
+        // It still signs without the policy, and is refused with it before anything is sent.
+        let mut cmd = ra_signer(dir.path());
+        cmd.arg("credential-process");
+        identity(&mut cmd);
+        assert_process_json(&run(&mut cmd));
+        let mut cmd = ra_signer(dir.path());
+        cmd.args(["credential-process", "--require-hardware-key"]);
+        identity(&mut cmd);
+        let o = run(&mut cmd);
+        assert_exit(&o, 3);
+        assert!(
+            stderr(&o).contains("--require-hardware-key refuses the key"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(
+            emulator.stats()["requests"],
+            1,
+            "only the run without the policy"
+        );
+    }
 
     #[test]
     fn a_healthy_tpm_key_made_by_keygen_passes_every_check() {
