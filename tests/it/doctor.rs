@@ -399,6 +399,33 @@ fn require_hardware_key_refuses_a_file_key_before_signing() {
     let o = run(&mut cmd);
     assert_exit(&o, 3);
     assert!(stdout(&o).is_empty());
+    // update and serve open the identity the same way, before their first signature.
+    let credentials = w.dir.path().join("credentials");
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.args(["update", "--once", "--require-hardware-key"])
+        .args(leaf.file_args())
+        .args(w.emulator.session_args())
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials);
+    let o = run(&mut cmd);
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("--require-hardware-key refuses the key"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!credentials.exists(), "nothing written");
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.args(["serve", "--port", "0", "--require-hardware-key"])
+        .args(leaf.file_args())
+        .args(w.emulator.session_args());
+    let o = run(&mut cmd);
+    assert_ne!(o.status.code(), Some(0), "serve refuses to start");
+    assert!(
+        stderr(&o).contains("--require-hardware-key refuses the key"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(w.emulator.stats()["requests"], 0, "nothing was sent");
     // read-certificate-data signs nothing: the flag is refused there.
     let mut cmd = ra_signer(w.dir.path());
     cmd.args([
