@@ -45,6 +45,10 @@ pub fn run(command: Command) -> Result<(), Error> {
             exec(args.to_config()?)
         }
         Command::Cache(args) => cache(&args),
+        Command::Doctor(args) => {
+            warn(&args.identity);
+            crate::doctor::run(&args.to_config()?)
+        }
     }
 }
 
@@ -257,6 +261,10 @@ fn sign_string(args: &SignStringArgs) -> Result<(), Error> {
             let what = format!("the password of key file {}", path.display());
             let mut ask = || crate::secret::resolve(&config.key_password_sources, &what);
             bare_key = signer::file::load(path, &mut ask)?.signer;
+            if config.require_hardware_key {
+                signer::require_hardware(bare_key.as_ref(), &path.display().to_string())
+                    .map_err(signer::OpenError::from)?;
+            }
             bare_key.as_ref()
         }
         _ => {
@@ -382,6 +390,7 @@ fn refuse_key_flags(id: &IdentityArgs) -> Result<(), Error> {
             id.tpm_key_password_file.is_some(),
         ),
         ("--no-tpm-key-password", id.no_tpm_key_password),
+        ("--require-hardware-key", id.require_hardware_key),
     ];
     match crate::cli::first_given(&given) {
         Some(flag) => Err(ConfigError::new(format!(
@@ -537,6 +546,7 @@ pub fn debug_requested(command: &Command) -> bool {
         Command::Keygen(_) | Command::Version => false,
         Command::Exec(a) => a.session.options.debug,
         Command::Cache(_) => false,
+        Command::Doctor(a) => a.session.options.debug,
     }
 }
 
@@ -553,6 +563,7 @@ pub fn may_use_tpm(command: &Command) -> bool {
         Command::CredentialProcess(a) => tpm_key(&a.identity),
         Command::SignString(a) => tpm_key(&a.identity),
         Command::Keygen(a) => a.tpm,
+        Command::Doctor(a) => tpm_key(&a.identity),
         Command::ReadCertificateData(_)
         | Command::Serve(_)
         | Command::Update(_)

@@ -117,7 +117,14 @@ pub(crate) fn key(
         PrivateKeySource::TpmHandle(h) => format!("handle:{h:#010x}"),
         PrivateKeySource::MatchingTokenCertificate => "the certificate's".to_owned(),
     };
-    let fields: [&str; 10] = [
+    // Only a run that passed `--require-hardware-key` stores under this key, so a hit never
+    // hands out credentials the policy would have refused.
+    let policy = if identity.require_hardware_key {
+        "require-hardware-key"
+    } else {
+        ""
+    };
+    let fields: [&str; 11] = [
         "ra-signer cache v1",
         request.trust_anchor_arn.as_str(),
         request.profile_arn.as_str(),
@@ -128,6 +135,7 @@ pub(crate) fn key(
         &options.endpoint,
         &certificate,
         &key_source,
+        policy,
     ];
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for f in fields {
@@ -545,6 +553,7 @@ mod tests {
             key_password_sources: vec![],
             pkcs11: Default::default(),
             tpm: Default::default(),
+            require_hardware_key: false,
         }
     }
 
@@ -586,6 +595,20 @@ mod tests {
         for v in variants {
             assert_ne!(v.expect("key").description, base.description);
         }
+        // A run without --require-hardware-key never reads an entry stored by one with it,
+        // nor the other way round.
+        let strict = IdentityConfig {
+            require_hardware_key: true,
+            ..identity(&cert)
+        };
+        let strict_key = key(
+            &request(role, 3600, None),
+            &options("https://e"),
+            &strict,
+            300,
+            false,
+        );
+        assert_ne!(strict_key.expect("key").description, base.description);
         std::fs::write(&cert, "another certificate").expect("write");
         let rotated = key_for(role, 3600, None, "https://e", 300, false).expect("key");
         assert_ne!(rotated.description, base.description);

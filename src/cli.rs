@@ -9,11 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     Arn, ArnKind, CacheClearConfig, CertificateSource, ClientOptions, ConfigError,
-    CredentialProcessConfig, CsrRequest, ExecCommand, ExecConfig, IdentityConfig, KeygenConfig,
-    KeygenJob, KeygenKeyType, Pkcs11Settings, PrivateKeySource, RefreshTiming, ServeConfig,
-    ServeProtocol, ServedRole, SessionConfig, SessionDuration, SessionRequest, TokenKeygen,
-    TpmConnection, TpmKeyTarget, TpmKeyType, TpmKeygen, TpmParent, TpmSettings, UpdateConfig,
-    as_pkcs11_uri, parse_tpm_handle,
+    CredentialProcessConfig, CsrRequest, DoctorConfig, DoctorFormat, EndpointChoice, ExecCommand,
+    ExecConfig, IdentityConfig, KeygenConfig, KeygenJob, KeygenKeyType, Pkcs11Settings,
+    PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol, ServedRole, SessionConfig,
+    SessionDuration, SessionRequest, TokenKeygen, TpmConnection, TpmKeyTarget, TpmKeyType,
+    TpmKeygen, TpmParent, TpmSettings, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
@@ -28,7 +28,7 @@ use crate::subject::Subject;
     args_override_self = true,
     version,
     about = "AWS IAM Roles Anywhere credential helper: signs CreateSession with a key in a PKCS#11 token, a TPM 2.0 or a key file",
-    after_help = "Exit codes: 0 success, 1 other failure, 2 usage, 3 certificate/key/token problem, 4 rejected by AWS, 5 network or service failure, 6 serve cannot listen.\nDocumentation: docs/ in the source tree."
+    after_help = "Exit codes: 0 success, 1 other failure, 2 usage, 3 certificate/key/token problem, 4 rejected by AWS, 5 network or service failure, 6 serve cannot listen, 7 doctor found a failed check, 126 and 127 exec cannot run or find the command.\nDocumentation: docs/ in the source tree."
 )]
 pub struct Cli {
     /// The command.
@@ -44,6 +44,9 @@ const ABOUT_SERVE: &str =
     "Serve credentials on an IMDSv2-style (or ECS) endpoint, refreshed before expiry";
 const ABOUT_UPDATE: &str = "Keep a profile of the shared credentials file fresh";
 const ABOUT_KEYGEN: &str = "Generate a key pair inside a token or TPM (non-extractable) and write a PKCS#10 CSR for it; for tokens, store the issued certificate beside the key";
+const ABOUT_EXEC: &str = "Run a command with the credentials in its environment (AWS_ACCESS_KEY_ID, …), never on its command line: ra-signer exec [FLAGS] -- CMD [ARGS]…";
+const ABOUT_CACHE: &str = "List or clear the credentials `--cache` keeps in the kernel keyring";
+const ABOUT_DOCTOR: &str = "Check, in order, everything that can make CreateSession fail: the certificate, the key, the chain, the request and the network (and with --call one real call)";
 
 /// The subcommands. Each one's flags are defined only when it runs (`defer`): a
 /// `credential-process` does not pay for building `serve`'s and `keygen`'s. A deferred
@@ -78,13 +81,10 @@ pub enum Command {
     /// `cache`.
     #[command(about = ABOUT_CACHE)]
     Cache(CacheArgs),
+    /// `doctor`.
+    #[command(about = ABOUT_DOCTOR)]
+    Doctor(DoctorArgs),
 }
-
-// The `about` of a subcommand is named twice, on its variant and on its arguments struct, so
-// that its own `--help` shows it also where the subcommand's flags are built only when it
-// runs (clap's `defer`).
-const ABOUT_EXEC: &str = "Run a command with the credentials in its environment (AWS_ACCESS_KEY_ID, …), never on its command line: ra-signer exec [FLAGS] -- CMD [ARGS]…";
-const ABOUT_CACHE: &str = "List or clear the credentials `--cache` keeps in the kernel keyring";
 
 /// Where the certificate and key come from.
 #[derive(Debug, Clone, Args)]
@@ -155,6 +155,10 @@ pub struct IdentityArgs {
     /// The Go helper's choice among several store certificates: refused here.
     #[arg(long, help_heading = OS_STORE_HEADING)]
     pub use_latest_expiring_certificate: bool,
+    /// Refuse, before signing, a key file, a token key that is or ever was extractable or
+    /// not sensitive, and a TPM key without fixedTPM, fixedParent and sensitiveDataOrigin.
+    #[arg(long)]
+    pub require_hardware_key: bool,
 }
 
 /// The first of `flags` that was given: for refusing flags that mean nothing here.
@@ -424,7 +428,8 @@ pub enum CertificateDataFormat {
     mut_arg("tpm_tcti", |a| a.hide(true)),
     mut_arg("tpm_key_password", |a| a.hide(true)),
     mut_arg("tpm_key_password_file", |a| a.hide(true)),
-    mut_arg("no_tpm_key_password", |a| a.hide(true))
+    mut_arg("no_tpm_key_password", |a| a.hide(true)),
+    mut_arg("require_hardware_key", |a| a.hide(true))
 )]
 pub struct ReadCertificateDataArgs {
     /// The certificate (file, PKCS#12 or pkcs11: URI) and, for tokens, the module and PIN.
@@ -606,6 +611,7 @@ impl IdentityArgs {
                 key_password_sources: tpm_password_sources,
                 no_key_password: self.no_tpm_key_password,
             },
+            require_hardware_key: self.require_hardware_key,
         })
     }
 
@@ -778,6 +784,74 @@ impl CacheClearArgs {
         Ok(CacheClearConfig::Entry {
             session: Box::new(session.to_config()?),
             identity: Box::new(id.to_config()?),
+        })
+    }
+}
+
+/// Output format of `doctor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormatArg {
+    /// One line per check (✔ passed, ✗ failed, ! warning) and the fix under each failure.
+    Text,
+    /// A JSON object: "ok" and "checks", an array of {name, status, detail, fix}.
+    Json,
+}
+
+/// `doctor` (its help: [`ABOUT_DOCTOR`]).
+#[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_DOCTOR)]
+pub struct DoctorArgs {
+    /// The certificate and key, as for `credential-process`.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// The session, as for `credential-process`.
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// The CA certificate (PEM or DER) the trust anchor was made from: the chain is checked
+    /// up to it.
+    #[arg(long, value_name = "FILE")]
+    pub trust_anchor_ca: Option<PathBuf>,
+    /// Then make one real CreateSession call, and explain its error when it fails.
+    #[arg(long)]
+    pub call: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DoctorFormatArg,
+}
+
+impl DoctorArgs {
+    /// Lowers the flags. The identity must lower (as for `credential-process`); a session
+    /// whose flags cannot make a request is kept as its error, which the request check
+    /// reports.
+    pub fn to_config(&self) -> Result<DoctorConfig, ConfigError> {
+        let session = self.session.to_request().and_then(|request| {
+            let o = &self.session.options;
+            let chosen = endpoint::resolve_from_environment(
+                endpoint::Flags {
+                    endpoint: o.endpoint.as_deref(),
+                    region: o.region.as_deref(),
+                    fips: o.fips,
+                },
+                &request.default_region(),
+                request.trust_anchor_arn.partition(),
+            )?;
+            let choice = EndpointChoice {
+                url: chosen.url,
+                why: chosen.why,
+                region: chosen.region,
+            };
+            let client = o.client_options(&request)?;
+            Ok((SessionConfig { request, client }, choice))
+        });
+        Ok(DoctorConfig {
+            identity: self.identity.to_config()?,
+            session,
+            trust_anchor_ca: self.trust_anchor_ca.clone(),
+            call: self.call,
+            format: match self.format {
+                DoctorFormatArg::Text => DoctorFormat::Text,
+                DoctorFormatArg::Json => DoctorFormat::Json,
+            },
         })
     }
 }

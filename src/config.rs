@@ -442,6 +442,9 @@ pub struct IdentityConfig {
     pub pkcs11: Pkcs11Settings,
     /// TPM settings.
     pub tpm: TpmSettings,
+    /// `--require-hardware-key`: refuse a key file, and a token or TPM key that can leave
+    /// (or once could have left) its hardware, before signing.
+    pub require_hardware_key: bool,
 }
 
 /// `text` as a `pkcs11:` URI when it is one: the scheme matched case-insensitively, around
@@ -535,6 +538,42 @@ pub struct CredentialProcessConfig {
     pub cache_min_validity: Option<u64>,
     /// With `--cache --refresh`: skip the cached entry, sign, and replace it.
     pub cache_refresh: bool,
+}
+
+/// How `doctor` prints its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorFormat {
+    /// One line per check, with the fix under each failure.
+    Text,
+    /// A JSON object `{"ok", "checks": [{name, status, detail, fix}]}`.
+    Json,
+}
+
+/// The endpoint `doctor` reports, and why it was chosen.
+#[derive(Debug, Clone)]
+pub struct EndpointChoice {
+    /// The URL.
+    pub url: String,
+    /// Which setting chose it.
+    pub why: String,
+    /// The signing region.
+    pub region: Region,
+}
+
+/// `doctor`: the identity and session of `credential-process`, checked instead of used.
+#[derive(Debug)]
+pub struct DoctorConfig {
+    /// The certificate and key.
+    pub identity: IdentityConfig,
+    /// The session, or why its flags cannot make a request (reported as the request
+    /// check).
+    pub session: Result<(SessionConfig, EndpointChoice), ConfigError>,
+    /// `--trust-anchor-ca`: the CA the trust anchor was made from.
+    pub trust_anchor_ca: Option<PathBuf>,
+    /// `--call`: make one real CreateSession.
+    pub call: bool,
+    /// How to print the checks.
+    pub format: DoctorFormat,
 }
 
 /// One role `serve` serves, under its name.

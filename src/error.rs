@@ -42,6 +42,8 @@ pub enum ErrorClass {
     /// `serve` cannot listen: the address is in use, not on this machine, or the port is
     /// privileged. Exit 6.
     Listen,
+    /// `doctor` ran its checks and at least one failed. Exit 7.
+    ChecksFailed,
     /// `exec`: the command exists but cannot be run (as shells say it). Exit 126.
     CommandNotExecutable,
     /// `exec`: the command is not found (as shells say it). Exit 127.
@@ -58,6 +60,7 @@ impl ErrorClass {
             ErrorClass::Rejected => 4,
             ErrorClass::Network => 5,
             ErrorClass::Listen => 6,
+            ErrorClass::ChecksFailed => 7,
             ErrorClass::CommandNotExecutable => 126,
             ErrorClass::CommandNotFound => 127,
         }
@@ -425,6 +428,9 @@ fn classify_open(e: &OpenError) -> Error {
             "pass the key that belongs to this certificate (compare `openssl x509 -pubkey` with `openssl pkey -pubout`)",
         ),
         OpenError::Validity(v) => classify_validity(v),
+        OpenError::NotHardwareKey(_) => id(
+            "make the key inside the token or TPM (`ra-signer keygen`), or drop --require-hardware-key",
+        ),
         OpenError::NoPkcs11Support => Error::new(ErrorClass::Usage, message)
             .with_hint("rebuild with `cargo build --release --features pkcs11`"),
         OpenError::NoTpmSupport => Error::new(ErrorClass::Usage, message)

@@ -22,6 +22,7 @@ pub mod credentials;
 pub mod credentials_file;
 pub mod diag;
 mod display;
+mod doctor;
 pub mod endpoint;
 pub mod env;
 pub mod error;

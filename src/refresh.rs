@@ -568,6 +568,7 @@ mod tests {
             key_password_sources: vec![],
             pkcs11: Default::default(),
             tpm: Default::default(),
+            require_hardware_key: false,
         };
         let a = fingerprint(&config);
         assert_eq!(a, fingerprint(&config));

@@ -71,6 +71,15 @@ fn service_message(status: u16, code: &str, message: &str, request_id: &Option<S
     s
 }
 
+/// What a [`Client::probe`] learnt.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// Its `Date` header, made safe to print.
+    pub date: Option<String>,
+}
+
 /// A CreateSession client for one endpoint.
 ///
 /// One POST needs no thread of its own: reqwest's async client runs on a current-thread
@@ -165,6 +174,32 @@ impl Client {
     /// The options the client was made with.
     pub fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// The proxy requests to the endpoint go through, as `scheme://host:port` and the
+    /// variable that set it; `None` when they go direct (loopback endpoints always do).
+    pub fn proxy(&self) -> Option<url::Url> {
+        if is_loopback(&self.url) {
+            return None;
+        }
+        crate::proxy::configured_for(&self.url)
+    }
+
+    /// One unsigned `GET /` of the endpoint through the same TLS trust, proxy and timeouts
+    /// as CreateSession, for `doctor`: any HTTP answer proves the connection and the trust;
+    /// its `Date` header tells the endpoint's clock. The body is not read.
+    pub fn probe(&self) -> Result<Probe, CreateSessionError> {
+        let mut url = self.url.clone();
+        url.set_path("/");
+        url.set_query(None);
+        let req = self.http.get(url);
+        self.runtime.block_on(async {
+            let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+            Ok(Probe {
+                status: resp.status().as_u16(),
+                date: header(&resp, "date"),
+            })
+        })
     }
 
     /// Calls CreateSession once, signed at `now` ([`crate::refresh::create_session`]

@@ -109,6 +109,44 @@ impl UtcTime {
         u64::try_from(secs).ok().map(UtcTime)
     }
 
+    /// Parses an HTTP `Date` header in its one current form (RFC 9110 §5.6.7,
+    /// IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
+    pub fn parse_http_date(s: &str) -> Option<Self> {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let fields: Vec<&str> = s.trim().split(' ').collect();
+        let [weekday, day, month, year, clock, "GMT"] = fields.as_slice() else {
+            return None;
+        };
+        if weekday.len() != 4 || !weekday.ends_with(',') || day.len() != 2 || year.len() != 4 {
+            return None;
+        }
+        let number = |t: &str| -> Option<u64> {
+            if t.bytes().all(|b| b.is_ascii_digit()) {
+                t.parse().ok()
+            } else {
+                None
+            }
+        };
+        let (d, y) = (number(day)?, number(year)?);
+        let mo = MONTHS.iter().position(|m| m == month)? as u64 + 1;
+        let hms: Vec<&str> = clock.split(':').collect();
+        let [h, mi, sec] = hms.as_slice() else {
+            return None;
+        };
+        if [h, mi, sec].iter().any(|t| t.len() != 2) {
+            return None;
+        }
+        let (h, mi, sec) = (number(h)?, number(mi)?, number(sec)?);
+        if y < 1970 || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let days = days_from_civil(y as i64, mo as u32, d as u32);
+        let secs = days * 86400 + (h * 3600 + mi * 60 + sec) as i64;
+        u64::try_from(secs).ok().map(UtcTime)
+    }
+
     fn civil(self) -> (i64, u32, u32, u64, u64, u64) {
         let days = (self.0 / 86400) as i64;
         let rem = self.0 % 86400;
@@ -219,6 +257,30 @@ mod tests {
             "2025-12-11T16:34:25",
         ] {
             assert_eq!(UtcTime::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            UtcTime::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").map(UtcTime::unix),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            UtcTime::parse_http_date("Wed, 02 Dec 2026 06:45:13 GMT").map(UtcTime::rfc3339),
+            Some("2026-12-02T06:45:13Z".into())
+        );
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, +6 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(UtcTime::parse_http_date(bad), None, "{bad}");
         }
     }
 }

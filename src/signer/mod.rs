@@ -215,6 +215,12 @@ pub trait Signer: Send {
     /// ML-DSA, empty context) and ignore `digest`, as the Go helper does.
     fn sign(&self, digest: Digest, message: &[u8]) -> Result<Vec<u8>, SignError>;
 
+    /// How the key is held, from attributes that are public (never the key itself). A
+    /// signer holding its key in this process's memory keeps the default.
+    fn protection(&self) -> KeyProtection {
+        KeyProtection::InMemory
+    }
+
     /// The signature algorithm family.
     fn algorithm(&self) -> Algorithm {
         match self.key_type() {
@@ -222,6 +228,132 @@ pub trait Signer: Send {
             KeyType::MlDsa44 | KeyType::MlDsa65 | KeyType::MlDsa87 => Algorithm::MlDsa,
             KeyType::EcP256 | KeyType::EcP384 | KeyType::Other => Algorithm::Ecdsa,
         }
+    }
+}
+
+/// Where a key lives and what it may do, as its backend reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProtection {
+    /// In this process's memory, read from a file or the environment.
+    InMemory,
+    /// On a PKCS#11 token.
+    Token(TokenKeyFlags),
+    /// In a TPM.
+    Tpm(TpmKeyFlags),
+}
+
+/// The boolean attributes of a token's private key that say whether it can leave the token
+/// and what else it may do. An attribute the token does not report counts as the unsafe
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKeyFlags {
+    /// `CKA_SENSITIVE`.
+    pub sensitive: bool,
+    /// `CKA_EXTRACTABLE`.
+    pub extractable: bool,
+    /// `CKA_NEVER_EXTRACTABLE`.
+    pub never_extractable: bool,
+    /// `CKA_ALWAYS_SENSITIVE`.
+    pub always_sensitive: bool,
+    /// `CKA_DECRYPT`.
+    pub decrypt: bool,
+    /// `CKA_UNWRAP`.
+    pub unwrap: bool,
+    /// `CKA_DERIVE`.
+    pub derive: bool,
+    /// The mechanism a SigV4-X509 signature is made with (`CKM_ECDSA`).
+    pub mechanism: String,
+    /// Whether `C_GetMechanismInfo` says that mechanism signs (`CKF_SIGN`).
+    pub mechanism_signs: bool,
+}
+
+/// The object attributes of a TPM key, from its public area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TpmKeyFlags {
+    /// `fixedTPM`: the key cannot be duplicated to another TPM.
+    pub fixed_tpm: bool,
+    /// `fixedParent`: the key cannot be moved to another parent.
+    pub fixed_parent: bool,
+    /// `sensitiveDataOrigin`: the TPM generated the private part.
+    pub sensitive_data_origin: bool,
+    /// `decrypt`: the key may also decrypt.
+    pub decrypt: bool,
+}
+
+impl KeyProtection {
+    /// Why the key is not a hardware key that never left (and never can leave) its
+    /// hardware, naming each missing property; `None` when it is.
+    pub fn hardware_refusal(&self) -> Option<String> {
+        let missing = |checks: &[(&str, bool)]| {
+            let bad: Vec<&str> = checks
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .map(|(name, _)| *name)
+                .collect();
+            (!bad.is_empty()).then(|| bad.join(", "))
+        };
+        match self {
+            KeyProtection::InMemory => {
+                Some("it is a key file, read into memory (not a token or TPM key)".into())
+            }
+            KeyProtection::Token(t) => missing(&[
+                ("CKA_SENSITIVE is false", t.sensitive),
+                ("CKA_EXTRACTABLE is true", !t.extractable),
+                ("CKA_NEVER_EXTRACTABLE is false", t.never_extractable),
+                ("CKA_ALWAYS_SENSITIVE is false", t.always_sensitive),
+            ])
+            .map(|why| format!("the token key can be (or once could be) read out: {why}")),
+            KeyProtection::Tpm(t) => missing(&[
+                ("fixedTPM is clear", t.fixed_tpm),
+                ("fixedParent is clear", t.fixed_parent),
+                ("sensitiveDataOrigin is clear", t.sensitive_data_origin),
+            ])
+            .map(|why| format!("the TPM key can be duplicated or was made outside the TPM: {why}")),
+        }
+    }
+
+    /// The usages the key has beyond signing (`CKA_DECRYPT`, `decrypt`, …).
+    pub fn extra_usages(&self) -> Vec<&'static str> {
+        match self {
+            KeyProtection::InMemory => Vec::new(),
+            KeyProtection::Token(t) => [
+                ("CKA_DECRYPT", t.decrypt),
+                ("CKA_UNWRAP", t.unwrap),
+                ("CKA_DERIVE", t.derive),
+            ]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect(),
+            KeyProtection::Tpm(t) => {
+                if t.decrypt {
+                    vec!["decrypt"]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+}
+
+/// A key refused by `--require-hardware-key`.
+#[derive(Debug, thiserror::Error)]
+#[error("--require-hardware-key refuses the key ({key}): {why}")]
+pub struct NotHardwareKey {
+    /// The key.
+    pub key: String,
+    /// What makes it no hardware key.
+    pub why: String,
+}
+
+/// Refuses, before it signs, a signer whose key is not held by hardware it cannot leave.
+pub fn require_hardware(signer: &dyn Signer, key: &str) -> Result<(), NotHardwareKey> {
+    match signer.protection().hardware_refusal() {
+        Some(why) => Err(NotHardwareKey {
+            key: key.to_owned(),
+            why,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -246,6 +378,7 @@ pub struct Identity {
     leaf: Cert,
     chain: Vec<Cert>,
     signer: Box<dyn Signer>,
+    key_desc: String,
 }
 
 impl fmt::Debug for Identity {
@@ -281,7 +414,13 @@ impl Identity {
             leaf,
             chain,
             signer,
+            key_desc: key_desc.to_owned(),
         })
+    }
+
+    /// Names the key and where it is ("PKCS#8 file key.pem").
+    pub fn key_description(&self) -> &str {
+        &self.key_desc
     }
 
     /// The end-entity certificate.
@@ -329,6 +468,9 @@ pub enum OpenError {
     /// The certificate is expired or not yet valid.
     #[error(transparent)]
     Validity(#[from] ValidityError),
+    /// `--require-hardware-key` refuses the key.
+    #[error(transparent)]
+    NotHardwareKey(#[from] NotHardwareKey),
     /// The identity is on a token and this build has no PKCS#11.
     #[error("this ra-signer was built without PKCS#11 support")]
     NoPkcs11Support,
@@ -362,19 +504,57 @@ pub enum ValidityError {
     },
 }
 
-/// Opens the identity `config` describes: the only place that matches on the backend.
+/// Opens the identity `config` describes: the only place that matches on the backend. A
+/// certificate outside its validity period is refused, and with `--require-hardware-key` a
+/// key that is not held by hardware it cannot leave, before anything is signed.
 pub fn open(config: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+    let identity = open_backend(config, Checks::VALIDITY)?;
+    if config.require_hardware_key {
+        require_hardware(identity.signer(), identity.key_description())?;
+    }
+    Ok(identity)
+}
+
+/// Opens the identity as [`open`] does, but for the validity of the certificate and the
+/// hardware policy, which the caller judges itself (`doctor` reports them as checks). The
+/// key and certificate must still belong together.
+pub fn open_for_inspection(config: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+    open_backend(config, Checks::NONE)
+}
+
+/// What opening checks beyond the key belonging to the certificate.
+#[derive(Debug, Clone, Copy)]
+struct Checks {
+    validity: bool,
+}
+
+impl Checks {
+    const VALIDITY: Checks = Checks { validity: true };
+    const NONE: Checks = Checks { validity: false };
+
+    fn validity(self, leaf: &Cert) -> Result<(), ValidityError> {
+        if self.validity {
+            check_validity(leaf, crate::time::UtcTime::now())?;
+        }
+        Ok(())
+    }
+}
+
+fn open_backend(
+    config: &crate::config::IdentityConfig,
+    checks: Checks,
+) -> Result<Identity, OpenError> {
     use crate::config::{CertificateSource, PrivateKeySource};
     let on_token = matches!(config.private_key, PrivateKeySource::Pkcs11(_))
         || matches!(config.certificate, Some(CertificateSource::Pkcs11(_)));
     if on_token {
-        return open_pkcs11(config);
+        return open_pkcs11(config, checks);
     }
     match &config.private_key {
-        PrivateKeySource::TpmHandle(_) => open_tpm(config),
-        PrivateKeySource::File(path) => open_file(path, config),
+        PrivateKeySource::TpmHandle(_) => open_tpm(config, checks),
+        PrivateKeySource::File(path) => open_file(path, config, checks),
         PrivateKeySource::Pkcs11(_) | PrivateKeySource::MatchingTokenCertificate => {
-            open_pkcs11(config)
+            open_pkcs11(config, checks)
         }
     }
 }
@@ -400,26 +580,29 @@ pub fn is_tss2_key_file(path: &std::path::Path) -> bool {
 }
 
 #[cfg(feature = "pkcs11")]
-fn open_pkcs11(config: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+fn open_pkcs11(
+    config: &crate::config::IdentityConfig,
+    checks: Checks,
+) -> Result<Identity, OpenError> {
     let identity = pkcs11::open(config)?;
-    check_validity(identity.leaf(), crate::time::UtcTime::now())?;
+    checks.validity(identity.leaf())?;
     Ok(identity)
 }
 
 #[cfg(not(feature = "pkcs11"))]
-fn open_pkcs11(_: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+fn open_pkcs11(_: &crate::config::IdentityConfig, _: Checks) -> Result<Identity, OpenError> {
     Err(OpenError::NoPkcs11Support)
 }
 
 #[cfg(feature = "tpm")]
-fn open_tpm(config: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+fn open_tpm(config: &crate::config::IdentityConfig, checks: Checks) -> Result<Identity, OpenError> {
     let identity = tpm::open(config)?;
-    check_validity(identity.leaf(), crate::time::UtcTime::now())?;
+    checks.validity(identity.leaf())?;
     Ok(identity)
 }
 
 #[cfg(not(feature = "tpm"))]
-fn open_tpm(_: &crate::config::IdentityConfig) -> Result<Identity, OpenError> {
+fn open_tpm(_: &crate::config::IdentityConfig, _: Checks) -> Result<Identity, OpenError> {
     Err(OpenError::NoTpmSupport)
 }
 
@@ -468,6 +651,7 @@ pub fn check_validity(leaf: &Cert, now: crate::time::UtcTime) -> Result<(), Vali
 fn open_file(
     path: &std::path::Path,
     config: &crate::config::IdentityConfig,
+    checks: Checks,
 ) -> Result<Identity, OpenError> {
     use crate::config::CertificateSource;
 
@@ -476,7 +660,7 @@ fn open_file(
     // The loader recognises TPM key files; the TPM backend opens the PEM ones.
     let loaded = match file::load(path, &mut ask) {
         Err(file::FileKeyError::TpmKeyFile { .. }) if is_tss2_key_file(path) => {
-            return open_tpm(config);
+            return open_tpm(config, checks);
         }
         loaded => loaded?,
     };
@@ -506,6 +690,91 @@ fn open_file(
         None => chain_for(&leaf, &certs),
     };
     let identity = Identity::new(leaf, chain, loaded.signer, &key_desc)?;
-    check_validity(identity.leaf(), crate::time::UtcTime::now())?;
+    checks.validity(identity.leaf())?;
     Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(f: impl FnOnce(&mut TokenKeyFlags)) -> KeyProtection {
+        let mut flags = TokenKeyFlags {
+            sensitive: true,
+            extractable: false,
+            never_extractable: true,
+            always_sensitive: true,
+            decrypt: false,
+            unwrap: false,
+            derive: false,
+            mechanism: "CKM_ECDSA".into(),
+            mechanism_signs: true,
+        };
+        f(&mut flags);
+        KeyProtection::Token(flags)
+    }
+
+    #[test]
+    fn only_keys_that_never_left_their_hardware_pass_the_policy() {
+        assert!(token(|_| {}).hardware_refusal().is_none());
+        let all = token(|f| {
+            f.sensitive = false;
+            f.extractable = true;
+            f.never_extractable = false;
+            f.always_sensitive = false;
+        })
+        .hardware_refusal()
+        .expect("refused");
+        for says in [
+            "CKA_SENSITIVE is false",
+            "CKA_EXTRACTABLE is true",
+            "CKA_NEVER_EXTRACTABLE is false",
+            "CKA_ALWAYS_SENSITIVE is false",
+        ] {
+            assert!(all.contains(says), "{all}");
+        }
+        // Imported: not extractable now, but it was outside the token.
+        let imported = token(|f| f.never_extractable = false)
+            .hardware_refusal()
+            .expect("refused");
+        assert!(!imported.contains("CKA_EXTRACTABLE"), "{imported}");
+        assert!(KeyProtection::InMemory.hardware_refusal().is_some());
+        let tpm = TpmKeyFlags {
+            fixed_tpm: true,
+            fixed_parent: true,
+            sensitive_data_origin: true,
+            decrypt: false,
+        };
+        assert!(KeyProtection::Tpm(tpm).hardware_refusal().is_none());
+        let duplicable = KeyProtection::Tpm(TpmKeyFlags {
+            fixed_tpm: false,
+            ..tpm
+        });
+        assert!(
+            duplicable
+                .hardware_refusal()
+                .is_some_and(|w| w.contains("fixedTPM is clear") && !w.contains("fixedParent"))
+        );
+    }
+
+    #[test]
+    fn usages_beyond_signing_are_named() {
+        assert!(token(|_| {}).extra_usages().is_empty());
+        assert_eq!(
+            token(|f| {
+                f.decrypt = true;
+                f.derive = true;
+            })
+            .extra_usages(),
+            ["CKA_DECRYPT", "CKA_DERIVE"]
+        );
+        let decrypting = TpmKeyFlags {
+            fixed_tpm: true,
+            fixed_parent: true,
+            sensitive_data_origin: true,
+            decrypt: true,
+        };
+        assert_eq!(KeyProtection::Tpm(decrypting).extra_usages(), ["decrypt"]);
+        assert!(KeyProtection::InMemory.extra_usages().is_empty());
+    }
 }

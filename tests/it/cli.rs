@@ -630,6 +630,7 @@ fn help_snapshots() {
         "cache",
         "cache list",
         "cache clear",
+        "doctor",
     ] {
         let mut cmd = ra_signer(dir.path());
         cmd.args(command.split_whitespace());

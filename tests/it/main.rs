@@ -6,6 +6,7 @@ mod common;
 mod cache;
 mod cli;
 mod credentials_file;
+mod doctor;
 mod dropin;
 mod endpoint;
 mod exec;

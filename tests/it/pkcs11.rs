@@ -116,6 +116,11 @@ impl Hsm {
         self.dir.path()
     }
 
+    /// Its softhsm2.conf, for the tools run beside ra-signer.
+    pub(crate) fn conf(&self) -> &Path {
+        &self.conf
+    }
+
     /// `ra-signer SUBCOMMAND` with this token store, and nothing else in the environment.
     pub(crate) fn cmd(&self, sub: &str) -> Command {
         let mut cmd = ra_signer(self.path());
@@ -482,6 +487,15 @@ fn spy_log_proves_the_key_stays_in_the_token() {
                     "CKA_MODULUS",
                     "CKA_PUBLIC_EXPONENT",
                     "CKA_EC_PARAMS",
+                    // How the key is protected and what it may do, for
+                    // --require-hardware-key and doctor: public booleans.
+                    "CKA_SENSITIVE",
+                    "CKA_EXTRACTABLE",
+                    "CKA_NEVER_EXTRACTABLE",
+                    "CKA_ALWAYS_SENSITIVE",
+                    "CKA_DECRYPT",
+                    "CKA_UNWRAP",
+                    "CKA_DERIVE",
                 ]
                 .contains(&attr.as_str()),
                 "{label}: unexpected attribute {attr} asked of the private key"

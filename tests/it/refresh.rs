@@ -194,6 +194,7 @@ impl Setup {
             key_password_sources: vec![],
             pkcs11: Default::default(),
             tpm: Default::default(),
+            require_hardware_key: false,
         }
     }
 

@@ -132,6 +132,23 @@ pub(crate) fn iso8601(unix: u64) -> String {
     )
 }
 
+/// Formats Unix seconds as an HTTP `Date` (RFC 9110 IMF-fixdate):
+/// `Thu, 01 Jan 2025 00:00:00 GMT`.
+pub(crate) fn http_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(unix);
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[usize::try_from(unix / 86_400 % 7).unwrap_or(0)];
+    let month = MONTHS[usize::try_from(c.month.saturating_sub(1)).unwrap_or(0) % 12];
+    format!(
+        "{weekday}, {:02} {month} {:04} {:02}:{:02}:{:02} GMT",
+        c.day, c.year, c.hour, c.minute, c.second
+    )
+}
+
 /// Formats a time since the epoch as ISO 8601 with milliseconds, for log lines.
 pub(crate) fn iso8601_millis(t: Duration) -> String {
     let c = civil(t.as_secs());
@@ -164,6 +181,12 @@ mod tests {
         for t in [0u64, 59, 86_399, 86_400, 1_000_000_000, 4_102_444_800] {
             assert_eq!(parse_amz_date(&amz_date(t)), Some(t));
         }
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

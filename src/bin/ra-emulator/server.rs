@@ -553,7 +553,18 @@ fn write_atomically(path: &Path, contents: &str) -> Result<(), String> {
 }
 
 async fn serve_connection(state: Arc<State>, stream: TcpStream, tls: Option<TlsAcceptor>) {
-    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move {
+            let mut resp = handle(Arc::clone(&state), req).await?;
+            // The service's own clock, moved by /_emulator/clock (hyper would send the
+            // system's): clients measure their skew against it.
+            if let Ok(date) = hyper::header::HeaderValue::from_str(&clock::http_date(state.now())) {
+                resp.headers_mut().insert(hyper::header::DATE, date);
+            }
+            Ok::<_, DropConnection>(resp)
+        }
+    });
     let builder = {
         let mut b = http1::Builder::new();
         b.timer(TokioTimer::new());

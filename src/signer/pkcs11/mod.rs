@@ -482,6 +482,20 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
             detail,
         }
     })?;
+    let mechanism = signer::sha256_mechanism(key.key_type, &mechanisms, key.always_auth);
+    let mechanism_signs = mechanism.is_some_and(|m| {
+        module
+            .ctx
+            .get_mechanism_info(token.slot, m)
+            .is_ok_and(|info| info.sign())
+    });
+    let protection = objects::key_protection(
+        &session,
+        key.handle,
+        &token.desc,
+        mechanism.map(|m| m.to_string()).unwrap_or_default(),
+        mechanism_signs,
+    )?;
     let context_pin = if key.always_auth {
         Some(context_pin(settings, user_pin, &key_uri, &token, &key)?)
     } else {
@@ -502,7 +516,8 @@ pub fn open(config: &IdentityConfig) -> Result<Identity, Pkcs11Error> {
         key.always_auth,
         context_pin,
         key_desc.clone(),
-    );
+    )
+    .with_protection(protection);
     Ok(Identity::new(leaf, chain, Box::new(signer), &key_desc)?)
 }
 

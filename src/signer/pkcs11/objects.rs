@@ -2,7 +2,8 @@
 //! id, and asked only for public attributes), and the public key that pairs them.
 //!
 //! Private keys are never asked for `CKA_VALUE`, `CKA_PRIVATE_EXPONENT`, primes or any other
-//! secret attribute: the attributes requested of them are listed in [`KEY_ATTRIBUTES`].
+//! secret attribute: the attributes requested of them are listed in [`KEY_ATTRIBUTES`] and
+//! [`PROTECTION_ATTRIBUTES`].
 
 use cryptoki::error::Error as CkError;
 use cryptoki::object::{
@@ -31,6 +32,56 @@ pub(super) const KEY_ATTRIBUTES: &[AttributeType] = &[
     AttributeType::PublicExponent,
     AttributeType::EcParams,
 ];
+
+/// The boolean attributes read to tell how a private key is protected and what it may do:
+/// public, like [`KEY_ATTRIBUTES`].
+pub(super) const PROTECTION_ATTRIBUTES: &[AttributeType] = &[
+    AttributeType::Sensitive,
+    AttributeType::Extractable,
+    AttributeType::NeverExtractable,
+    AttributeType::AlwaysSensitive,
+    AttributeType::Decrypt,
+    AttributeType::Unwrap,
+    AttributeType::Derive,
+];
+
+/// The protection flags of a private key; an attribute the token does not report counts as
+/// the unsafe value for the protection flags and as absent for the usages.
+pub(super) fn key_protection(
+    session: &Session,
+    handle: ObjectHandle,
+    token: &TokenDesc,
+    mechanism: String,
+    mechanism_signs: bool,
+) -> Result<crate::signer::TokenKeyFlags, Pkcs11Error> {
+    let attrs = session
+        .get_attributes(handle, PROTECTION_ATTRIBUTES)
+        .map_err(call("C_GetAttributeValue", token))?;
+    let mut flags = crate::signer::TokenKeyFlags {
+        sensitive: false,
+        extractable: true,
+        never_extractable: false,
+        always_sensitive: false,
+        decrypt: false,
+        unwrap: false,
+        derive: false,
+        mechanism,
+        mechanism_signs,
+    };
+    for a in attrs {
+        match a {
+            Attribute::Sensitive(b) => flags.sensitive = b,
+            Attribute::Extractable(b) => flags.extractable = b,
+            Attribute::NeverExtractable(b) => flags.never_extractable = b,
+            Attribute::AlwaysSensitive(b) => flags.always_sensitive = b,
+            Attribute::Decrypt(b) => flags.decrypt = b,
+            Attribute::Unwrap(b) => flags.unwrap = b,
+            Attribute::Derive(b) => flags.derive = b,
+            _ => {}
+        }
+    }
+    Ok(flags)
+}
 
 /// A certificate object.
 #[derive(Debug, Clone)]

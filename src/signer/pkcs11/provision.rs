@@ -103,6 +103,10 @@ pub fn generate_key_pair(
         Attribute::Token(true),
         Attribute::Private(false),
         Attribute::Verify(true),
+        // A signing key's public half verifies only.
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Derive(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.clone()),
     ];
@@ -113,6 +117,10 @@ pub fn generate_key_pair(
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        // Least privilege: SoftHSM2 and others default these to true.
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.clone()),
     ];

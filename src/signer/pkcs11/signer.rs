@@ -132,6 +132,22 @@ pub(super) fn check_plan(
     plan(key_type, mechs, always_auth, Digest::Sha256).map(|_| ())
 }
 
+/// The mechanism a SHA-256 signature (SigV4-X509's) is made with, once [`check_plan`]
+/// passed.
+pub(super) fn sha256_mechanism(
+    key_type: KeyType,
+    mechs: &Mechanisms,
+    always_auth: bool,
+) -> Option<MechanismType> {
+    match plan(key_type, mechs, always_auth, Digest::Sha256).ok()? {
+        Plan::HashAndSign(d) | Plan::MultiPart(d) => {
+            Some(hash_and_sign(key_type, d).mechanism_type())
+        }
+        Plan::RsaDigestInfo => Some(MechanismType::RSA_PKCS),
+        Plan::EcdsaHash => Some(MechanismType::ECDSA),
+    }
+}
+
 /// A private key on a token.
 pub(super) struct TokenSigner {
     session: Mutex<Session>,
@@ -143,6 +159,7 @@ pub(super) struct TokenSigner {
     context_pin: Option<Secret>,
     always_auth: bool,
     desc: String,
+    protection: Option<crate::signer::TokenKeyFlags>,
 }
 
 impl TokenSigner {
@@ -168,7 +185,14 @@ impl TokenSigner {
             context_pin,
             always_auth,
             desc,
+            protection: None,
         }
+    }
+
+    /// Records the key's protection flags, which [`Signer::protection`] reports.
+    pub(super) fn with_protection(mut self, flags: crate::signer::TokenKeyFlags) -> Self {
+        self.protection = Some(flags);
+        self
     }
 
     fn fail(&self, function: Function, e: CkError) -> SignError {
@@ -190,6 +214,24 @@ impl TokenSigner {
 impl Signer for TokenSigner {
     fn key_type(&self) -> KeyType {
         self.key_type
+    }
+
+    fn protection(&self) -> crate::signer::KeyProtection {
+        match &self.protection {
+            Some(flags) => crate::signer::KeyProtection::Token(flags.clone()),
+            // Flags never read: nothing is claimed for the key.
+            None => crate::signer::KeyProtection::Token(crate::signer::TokenKeyFlags {
+                sensitive: false,
+                extractable: true,
+                never_extractable: false,
+                always_sensitive: false,
+                decrypt: false,
+                unwrap: false,
+                derive: false,
+                mechanism: String::new(),
+                mechanism_signs: false,
+            }),
+        }
     }
 
     fn public_key_bits(&self) -> &[u8] {

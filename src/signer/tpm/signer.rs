@@ -34,6 +34,8 @@ pub(crate) struct KeyInfo {
     pub public_bits: Vec<u8>,
     /// The hash the key's own scheme fixes, if it fixes one.
     pub fixed_hash: Option<HashingAlgorithm>,
+    /// Its object attributes that say whether it can leave the TPM, and whether it decrypts.
+    pub flags: crate::signer::TpmKeyFlags,
 }
 
 /// A TPM key, loaded once and kept loaded: one worker thread holding the context, one key
@@ -287,6 +289,10 @@ impl Signer for TpmSigner {
         self.info.key_type
     }
 
+    fn protection(&self) -> crate::signer::KeyProtection {
+        crate::signer::KeyProtection::Tpm(self.info.flags)
+    }
+
     fn public_key_bits(&self) -> &[u8] {
         &self.info.public_bits
     }
@@ -379,6 +385,12 @@ pub(crate) fn inspect(public: &Public, desc: &str) -> Result<KeyInfo, TpmError> 
         why,
     };
     let attrs = public.object_attributes();
+    let flags = crate::signer::TpmKeyFlags {
+        fixed_tpm: attrs.fixed_tpm(),
+        fixed_parent: attrs.fixed_parent(),
+        sensitive_data_origin: attrs.sensitive_data_origin(),
+        decrypt: attrs.decrypt(),
+    };
     if !attrs.sign_encrypt() {
         return Err(cannot(
             "it is a decrypt-only key (its sign attribute is clear); create a signing key",
@@ -426,6 +438,7 @@ pub(crate) fn inspect(public: &Public, desc: &str) -> Result<KeyInfo, TpmError> 
                 key_type: KeyType::Rsa,
                 public_bits: rsa_public_key_der(unique.value(), &exponent.to_be_bytes()),
                 fixed_hash,
+                flags,
             })
         }
         Public::Ecc {
@@ -457,6 +470,7 @@ pub(crate) fn inspect(public: &Public, desc: &str) -> Result<KeyInfo, TpmError> 
                 public_bits: ec_point(unique, size)
                     .ok_or_else(|| unsupported("its EC point is malformed".to_owned()))?,
                 fixed_hash,
+                flags,
             })
         }
         _ => Err(unsupported(

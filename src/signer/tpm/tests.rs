@@ -198,6 +198,7 @@ fn open_reads_the_config() {
             key_password_sources: vec![SecretSource::Prompt],
             no_key_password: false,
         },
+        require_hardware_key: false,
     };
     let id = open(&config).expect("opens");
     assert_eq!(id.chain().len(), 1);
