@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions one `credential-process` costs, counted by callgrind (repeatable whatever else
 # the machine does): file keys (P-256 and RSA-2048) with only the private CA as trust store
-# (--ca-bundle), P-256 with the system bundle plus the private CA (SSL_CERT_FILE), and a
-# --cache hit. Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
+# (--ca-bundle), P-256 with the system bundle plus the private CA (SSL_CERT_FILE, with and
+# without SSL_CERT_DIR), a --cache hit, and a SoftHSM2 P-256 key beside the token's floor
+# program. Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
@@ -19,13 +20,15 @@ ta=$bench_ta pr=$bench_pr ro=$bench_ro
 # The system bundle with the emulator's CA appended, as a machine trusting a private CA has.
 cat /etc/ssl/certs/ca-certificates.crt "$work/tls.pem" > "$work/system-plus-private.pem"
 
-# Prints "NAME: N instructions" for one run of ra-signer with ARGS, in the environment
-# env_args adds.
+# Prints "NAME: N instructions" for one run of `ra-signer credential-process ARGS` (of
+# $program ARGS when set), in the environment env_args adds.
 count() {
   local name=$1; shift
   local out="$work/callgrind.out"
+  local cmd=("$bin/ra-signer" credential-process)
+  [ -n "${program:-}" ] && cmd=("$program")
   env "${env_args[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" --trace-children=no \
-    "$bin/ra-signer" credential-process "$@" >/dev/null 2>"$work/valgrind.log" \
+    "${cmd[@]}" "$@" >/dev/null 2>"$work/valgrind.log" \
     || { cat "$work/valgrind.log" >&2; exit 1; }
   local n
   n=$(awk '/^summary:/ { print $2 }' "$out")
@@ -38,8 +41,13 @@ count "file P-256, private CA only (--ca-bundle)" \
   --certificate "$work/p256.pem" --private-key "$work/p256.key" "${session[@]}" --ca-bundle "$work/tls.pem"
 count "file RSA-2048, private CA only (--ca-bundle)" \
   --certificate "$work/rsa.pem" --private-key "$work/rsa.key" "${session[@]}" --ca-bundle "$work/tls.pem"
-env_args=(-u AWS_CA_BUNDLE SSL_CERT_FILE="$work/system-plus-private.pem")
+env_args=(-u AWS_CA_BUNDLE -u SSL_CERT_DIR SSL_CERT_FILE="$work/system-plus-private.pem")
 count "file P-256, system bundle + private CA" \
+  --certificate "$work/p256.pem" --private-key "$work/p256.key" "${session[@]}"
+# The same with the system's certificate directory too, as OpenSSL's variables name it on
+# machines that set both (some CI images do).
+env_args=(-u AWS_CA_BUNDLE SSL_CERT_FILE="$work/system-plus-private.pem" SSL_CERT_DIR=/etc/ssl/certs)
+count "file P-256, same + SSL_CERT_DIR=/etc/ssl/certs" \
   --certificate "$work/p256.pem" --private-key "$work/p256.key" "${session[@]}"
 # A --cache hit: the first run stores, the counted one reads the keyring (skipped where the
 # session keyring cannot be used, as in some containers).
@@ -49,3 +57,22 @@ if "$bin/ra-signer" credential-process --certificate "$work/p256.pem" --private-
   count "file P-256, --cache hit" \
     --certificate "$work/p256.pem" --private-key "$work/p256.key" "${session[@]}" --ca-bundle "$work/tls.pem" --cache
 fi
+
+# A SoftHSM2 P-256 key, beside the token's floor (examples/pkcs11_floor: load the module,
+# find the token, log in, find the key, sign once; no certificate, no HTTP).
+. softhsm/lib.sh
+sh_require_tools
+cargo build --release --quiet --example pkcs11_floor
+softhsm/make-token.sh "$work/hsm" >/dev/null
+. "$work/hsm/env.sh"
+"$bin/ra-emulator" --trust-anchor-ca "$work/hsm/ca/root.pem" --trust-anchor-arn $ta \
+  --profile-arn $pr --role-arn $ro --ready-file "$work/ready-hsm" \
+  --tls-ca-out "$work/tls-hsm.pem" --log /dev/null --exit-after 900 >/dev/null & emu_hsm=$!
+trap 'kill $emu $emu_hsm 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/ready-hsm" ] && break; sleep 0.05; done
+env_args=(RA_SIGNER_PKCS11_PIN=1234)
+count "SoftHSM2 P-256 (--ca-bundle)" --pkcs11-uri "pkcs11:token=ra-test;object=p256" \
+  --pkcs11-lib "$RA_SIGNER_TEST_MODULE" --trust-anchor-arn $ta --profile-arn $pr --role-arn $ro \
+  --endpoint "$(cat "$work/ready-hsm")" --ca-bundle "$work/tls-hsm.pem"
+program=target/release/examples/pkcs11_floor count \
+  "SoftHSM2 P-256 floor (pkcs11_floor)" "$RA_SIGNER_TEST_MODULE" ra-test p256 ec

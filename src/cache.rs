@@ -537,6 +537,7 @@ mod tests {
             endpoint: endpoint.into(),
             region: "us-east-1".parse().expect("region"),
             ca_bundle: None,
+            system_trust: None,
             danger_accept_invalid_certs: false,
             connect_timeout: std::time::Duration::from_secs(1),
             request_timeout: std::time::Duration::from_secs(1),

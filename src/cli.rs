@@ -13,7 +13,7 @@ use crate::config::{
     ExecConfig, IdentityConfig, KeygenConfig, KeygenJob, KeygenKeyType, Pkcs11Settings,
     PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol, ServedRole, SessionConfig,
     SessionDuration, SessionRequest, TokenKeygen, TpmConnection, TpmKeyTarget, TpmKeyType,
-    TpmKeygen, TpmParent, TpmSettings, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
+    TpmKeygen, TpmParent, TpmSettings, TrustPaths, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
@@ -705,6 +705,7 @@ impl SessionOptions {
             endpoint,
             region,
             ca_bundle: o.ca_bundle.clone().filter(|p| !p.as_os_str().is_empty()),
+            system_trust: system_trust_paths(),
             danger_accept_invalid_certs: o.no_verify_ssl,
             connect_timeout: Duration::from_secs(o.connect_timeout.max(1)),
             request_timeout: Duration::from_secs(o.request_timeout.max(1)),
@@ -712,6 +713,22 @@ impl SessionOptions {
             debug: o.debug,
         })
     }
+}
+
+/// `$SSL_CERT_FILE` and `$SSL_CERT_DIR`, read as rustls-native-certs and OpenSSL read them;
+/// `None` when neither is set (the platform's usual places are used).
+fn system_trust_paths() -> Option<TrustPaths> {
+    let file = std::env::var_os(env::SSL_CERT_FILE)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let dirs: Vec<PathBuf> = std::env::var_os(env::SSL_CERT_DIR)
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    (file.is_some() || !dirs.is_empty()).then_some(TrustPaths { file, dirs })
 }
 
 impl CredentialProcessArgs {

@@ -488,6 +488,9 @@ pub struct ClientOptions {
     pub region: Region,
     /// Trust only these CA certificates (PEM bundle), instead of the system store.
     pub ca_bundle: Option<PathBuf>,
+    /// Where the system store is, when there is no `ca_bundle`: `$SSL_CERT_FILE` and
+    /// `$SSL_CERT_DIR` when either is set, else (`None`) the platform's usual places.
+    pub system_trust: Option<TrustPaths>,
     /// Skip TLS certificate verification (`--no-verify-ssl`).
     pub danger_accept_invalid_certs: bool,
     /// TCP+TLS connect timeout.
@@ -498,6 +501,15 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     /// Print the canonical request and string to sign on stderr.
     pub debug: bool,
+}
+
+/// The files of a system trust store, as OpenSSL's variables name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustPaths {
+    /// A PEM bundle (`$SSL_CERT_FILE`).
+    pub file: Option<PathBuf>,
+    /// Directories of PEM files (`$SSL_CERT_DIR`, separated by `:`).
+    pub dirs: Vec<PathBuf>,
 }
 
 /// One role's session: what to ask CreateSession for and how to reach it.

@@ -70,6 +70,10 @@ pub const AWS_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
 pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
 /// CAs to trust for the endpoint (clap reads it for `--ca-bundle`).
 pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
+/// The system trust store's bundle, as OpenSSL reads it (without `--ca-bundle`).
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+/// The system trust store's directories, `:`-separated, as OpenSSL reads them.
+pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
 
 // What `exec` gives its command, and what it takes away (see `exec`): the SDKs' credential
 // variables, and those that would make an SDK choose other credentials.

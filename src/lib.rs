@@ -41,4 +41,5 @@ pub mod signer;
 mod sigv4x509;
 mod subject;
 pub mod time;
+mod truststore;
 pub mod update;

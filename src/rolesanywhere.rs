@@ -489,31 +489,30 @@ fn tls_config(options: &ClientOptions) -> Result<rustls::ClientConfig, CreateSes
             .with_custom_certificate_verifier(Arc::new(danger::AcceptAnyServerCert(provider)))
             .with_no_client_auth());
     }
-    let mut roots = rustls::RootCertStore::empty();
-    match &options.ca_bundle {
-        Some(path) => {
-            let certs = crate::cert::Cert::all_from_file(path)
-                .map_err(|e| CreateSessionError::Setup(format!("cannot use the CA bundle: {e}")))?;
-            for c in certs {
-                roots
-                    .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-                    .map_err(|e| {
-                        CreateSessionError::Setup(format!(
-                            "the CA bundle {} holds a certificate TLS cannot use: {e}",
-                            path.display()
-                        ))
-                    })?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                return Err(CreateSessionError::Setup(
+    let Some(path) = &options.ca_bundle else {
+        let system = crate::truststore::SystemVerifier::new(options.system_trust.as_ref(), provider)
+            .map_err(|_| {
+                CreateSessionError::Setup(
                     "no trusted CA certificates found in the system trust store (SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs)".into(),
-                ));
-            }
-        }
+                )
+            })?;
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(system))
+            .with_no_client_auth());
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = crate::cert::Cert::all_from_file(path)
+        .map_err(|e| CreateSessionError::Setup(format!("cannot use the CA bundle: {e}")))?;
+    for c in certs {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+            .map_err(|e| {
+                CreateSessionError::Setup(format!(
+                    "the CA bundle {} holds a certificate TLS cannot use: {e}",
+                    path.display()
+                ))
+            })?;
     }
     if roots.is_empty() {
         return Err(CreateSessionError::Setup(

@@ -214,6 +214,7 @@ impl Setup {
             endpoint: self.world.emulator.url.clone(),
             region: "us-east-1".parse().expect("region"),
             ca_bundle: Some(self.world.emulator.tls_ca.clone()),
+            system_trust: None,
             danger_accept_invalid_certs: false,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(1),
