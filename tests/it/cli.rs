@@ -608,6 +608,43 @@ fn system_trust_store_honours_ssl_cert_file_and_loopback_skips_proxies() {
     assert_process_json(&run(&mut cmd));
 }
 
+/// The system store is the union of `$SSL_CERT_FILE` and `$SSL_CERT_DIR`: a CA found only
+/// in the directory (read when the file's CAs do not verify the endpoint) is trusted, and
+/// one in neither is refused with the hint.
+#[test]
+fn system_trust_store_is_the_union_of_file_and_directories() {
+    let w = World::new(&[]);
+    let leaf = w.leaf("leaf", KeyKind::P256);
+    let certs = w.dir.path().join("certs");
+    std::fs::create_dir(&certs).expect("mkdir");
+    // Other CAs in the file, the emulator's only in the directory, behind a hash-named link.
+    let file = w.dir.path().join("bundle.pem");
+    std::fs::copy(&w.ca.cert_path, &file).expect("copy");
+    std::fs::copy(&w.emulator.tls_ca, certs.join("emulator-ca.pem")).expect("copy");
+    std::os::unix::fs::symlink("emulator-ca.pem", certs.join("0a1b2c3d.0")).expect("symlink");
+    let run_with = |dir: &std::path::Path| {
+        let mut cmd = ra_signer(w.dir.path());
+        cmd.arg("credential-process")
+            .args(leaf.file_args())
+            .args(w.emulator.arn_args())
+            .env_remove("AWS_CA_BUNDLE")
+            .env("SSL_CERT_FILE", &file)
+            .env("SSL_CERT_DIR", dir);
+        run(&mut cmd)
+    };
+    assert_process_json(&run_with(&certs));
+    let empty = w.dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let refused = run_with(&empty);
+    assert_exit(&refused, 5);
+    assert!(
+        stderr(&refused).contains("--ca-bundle"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(refused.stdout.is_empty());
+}
+
 /// Help text is part of the product: each command's `--help` is compared with
 /// tests/snapshots/help-<command>.txt. After a deliberate change, regenerate them with
 /// `RA_SIGNER_UPDATE_SNAPSHOTS=1 cargo test --test it help_snapshots` and review the diff.
