@@ -10,7 +10,7 @@ use crate::cli::{
 };
 use crate::config::{
     CacheClearConfig, CertificateSource, ConfigError, CredentialProcessConfig, ExecConfig,
-    PrivateKeySource, SessionConfig,
+    IdentitySource, PrivateKeySource, SessionConfig,
 };
 use crate::credentials::Credentials;
 use crate::error::Error;
@@ -19,8 +19,9 @@ use crate::refresh::{Stop, SystemClock, create_session};
 use crate::rolesanywhere::Client;
 use crate::signer::{self, Digest, Signer};
 
-/// Runs one command.
-pub fn run(command: Command) -> Result<(), Error> {
+/// Runs one command, whose flags `--identity` has filled
+/// ([`Command::apply_identity_file`], which returned `identity_source`).
+pub fn run(command: Command, identity_source: Option<IdentitySource>) -> Result<(), Error> {
     match command {
         Command::CredentialProcess(args) => {
             warn(&args.identity);
@@ -47,7 +48,7 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::Cache(args) => cache(&args),
         Command::Doctor(args) => {
             warn(&args.identity);
-            crate::doctor::run(&args.to_config()?)
+            crate::doctor::run(&args.to_config(identity_source)?)
         }
     }
 }

@@ -9,14 +9,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     Arn, ArnKind, CacheClearConfig, CertificateSource, ClientOptions, ConfigError,
-    CredentialProcessConfig, CsrRequest, DoctorConfig, DoctorFormat, EndpointChoice, ExecCommand,
-    ExecConfig, IdentityConfig, KeygenConfig, KeygenJob, KeygenKeyType, Pkcs11Settings,
+    CredentialProcessConfig, CsrRequest, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_REQUEST_TIMEOUT_SECS, DEFAULT_SESSION_SECONDS, DoctorConfig, DoctorFormat,
+    EndpointChoice, ExecCommand, ExecConfig, IdentityConfig, IdentitySource, KeygenConfig,
+    KeygenJob, KeygenKeyType, MAX_ATTEMPTS, MAX_TIMEOUT_SECS, Origin, Pkcs11Settings,
     PrivateKeySource, RefreshTiming, ServeConfig, ServeProtocol, ServedRole, SessionConfig,
     SessionDuration, SessionRequest, TokenKeygen, TpmConnection, TpmKeyTarget, TpmKeyType,
-    TpmKeygen, TpmParent, TpmSettings, TrustPaths, UpdateConfig, as_pkcs11_uri, parse_tpm_handle,
+    TpmKeygen, TpmParent, TpmSettings, TrustPaths, UpdateConfig, ValueOrigin, as_pkcs11_uri,
+    parse_tpm_handle,
 };
 use crate::endpoint;
 use crate::env;
+use crate::identity_file;
 use crate::pkcs11_uri::TokenUri;
 use crate::secret::{Secret, SecretSource};
 use crate::subject::Subject;
@@ -89,6 +93,14 @@ pub enum Command {
 /// Where the certificate and key come from.
 #[derive(Debug, Clone, Args)]
 pub struct IdentityArgs {
+    /// Take every value not given as a flag from the identity NAME of the config file
+    /// (`[identity.NAME]`; see docs/config.md).
+    #[arg(long = "identity", id = "identity", value_name = "NAME")]
+    pub named: Option<String>,
+    /// The config file --identity reads (default: $XDG_CONFIG_HOME/ra-signer/config.toml,
+    /// else ~/.config/ra-signer/config.toml).
+    #[arg(long = "config", value_name = "FILE", requires = "identity")]
+    pub config_file: Option<PathBuf>,
     /// Certificate: a PEM/DER file, env:NAME (a variable holding PEM or base64 DER), or a
     /// pkcs11: URI.
     #[arg(long, value_name = "FILE|URI")]
@@ -172,14 +184,14 @@ const OS_STORE_HEADING: &str = "OS certificate stores (Windows and macOS only: r
 #[derive(Debug, Clone, Args)]
 pub struct SessionArgs {
     /// ARN of the trust anchor.
-    #[arg(long, value_name = "ARN")]
-    pub trust_anchor_arn: String,
+    #[arg(long, value_name = "ARN", required_unless_present = "identity")]
+    pub trust_anchor_arn: Option<String>,
     /// ARN of the profile.
-    #[arg(long, value_name = "ARN")]
-    pub profile_arn: String,
+    #[arg(long, value_name = "ARN", required_unless_present = "identity")]
+    pub profile_arn: Option<String>,
     /// ARN of the role to assume.
-    #[arg(long, value_name = "ARN")]
-    pub role_arn: String,
+    #[arg(long, value_name = "ARN", required_unless_present = "identity")]
+    pub role_arn: Option<String>,
     /// Everything but the ARNs.
     #[command(flatten)]
     pub options: SessionOptions,
@@ -189,9 +201,10 @@ pub struct SessionArgs {
 /// CreateSession (`serve` takes several roles, the others one).
 #[derive(Debug, Clone, Args)]
 pub struct SessionOptions {
-    /// Session duration in seconds (900..43200, and at most the profile's limit).
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
-    pub session_duration: u32,
+    /// Session duration in seconds (900..43200, and at most the profile's limit; default
+    /// 3600).
+    #[arg(long, value_name = "SECONDS")]
+    pub session_duration: Option<u32>,
     /// Role session name (the profile must allow it).
     #[arg(long, value_name = "NAME")]
     pub role_session_name: Option<String>,
@@ -207,14 +220,9 @@ pub struct SessionOptions {
     /// stays the plain one).
     #[arg(long, conflicts_with = "endpoint")]
     pub fips: bool,
-    /// PEM bundle of CAs to trust for the endpoint instead of the system store (also
+    /// PEM bundle of CAs to trust for the endpoint instead of the system store (else
     /// $AWS_CA_BUNDLE).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "AWS_CA_BUNDLE",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
     /// Do not verify the endpoint's TLS certificate (dangerous: tests only).
     #[arg(long)]
@@ -223,15 +231,16 @@ pub struct SessionOptions {
     /// (never for loopback endpoints).
     #[arg(long)]
     pub with_proxy: bool,
-    /// Connect timeout in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub connect_timeout: u64,
-    /// Timeout of one attempt in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
-    pub request_timeout: u64,
-    /// Attempts in all on throttling, 5xx or network failure (1 = no retry).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
-    pub max_attempts: u32,
+    /// Connect timeout in seconds (default 5).
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
+    /// Timeout of one attempt in seconds (default 20).
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
+    /// Attempts in all on throttling, 5xx or network failure (1..=10, 1 = no retry; default
+    /// 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub max_attempts: Option<u32>,
     /// Print the canonical request and string to sign on stderr (no secrets are printed).
     #[arg(long)]
     pub debug: bool,
@@ -450,14 +459,14 @@ pub struct ReadCertificateDataArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServeSessionArgs {
     /// ARN of the trust anchor.
-    #[arg(long, value_name = "ARN")]
-    pub trust_anchor_arn: String,
+    #[arg(long, value_name = "ARN", required_unless_present = "identity")]
+    pub trust_anchor_arn: Option<String>,
     /// ARN of the profile.
-    #[arg(long, value_name = "ARN")]
-    pub profile_arn: String,
+    #[arg(long, value_name = "ARN", required_unless_present = "identity")]
+    pub profile_arn: Option<String>,
     /// ARN of a role to serve (repeatable: each role is served under its name, the last
     /// segment of the ARN).
-    #[arg(long = "role-arn", value_name = "ARN", required = true, action = clap::ArgAction::Append)]
+    #[arg(long = "role-arn", value_name = "ARN", required_unless_present = "identity", action = clap::ArgAction::Append)]
     pub role_arn: Vec<String>,
     /// Everything but the ARNs, as for `credential-process`.
     #[command(flatten)]
@@ -662,16 +671,39 @@ impl SessionArgs {
     /// Validates the ARNs and session options.
     pub fn to_request(&self) -> Result<SessionRequest, ConfigError> {
         SessionRequest::new(
-            Arn::parse(&self.trust_anchor_arn, ArnKind::TrustAnchor)?,
-            Arn::parse(&self.profile_arn, ArnKind::Profile)?,
-            Arn::parse(&self.role_arn, ArnKind::Role)?,
-            SessionDuration::new(self.options.session_duration)?,
+            Arn::parse(
+                required(&self.trust_anchor_arn, "trust-anchor-arn")?,
+                ArnKind::TrustAnchor,
+            )?,
+            Arn::parse(
+                required(&self.profile_arn, "profile-arn")?,
+                ArnKind::Profile,
+            )?,
+            Arn::parse(required(&self.role_arn, "role-arn")?, ArnKind::Role)?,
+            self.options.session_duration()?,
             self.options.role_session_name.clone(),
         )
     }
 }
 
+/// A value clap requires unless `--identity` is given, which then must have set it.
+fn required<'a>(value: &'a Option<String>, key: &str) -> Result<&'a str, ConfigError> {
+    value.as_deref().ok_or_else(|| {
+        ConfigError::new(format!(
+            "no --{key}: neither given as a flag nor set by the --identity"
+        ))
+        .with_hint(&format!(
+            "add {key} = \"…\" to the identity's table in the config file, or give --{key}"
+        ))
+    })
+}
+
 impl SessionOptions {
+    /// `--session-duration`, else the default.
+    fn session_duration(&self) -> Result<SessionDuration, ConfigError> {
+        SessionDuration::new(self.session_duration.unwrap_or(DEFAULT_SESSION_SECONDS))
+    }
+
     /// The endpoint, region and transport options for `request`: the endpoint and signing
     /// region as [`endpoint::resolve_from_environment`] chooses them (with `--debug`, the
     /// choice and why go to stderr).
@@ -704,15 +736,47 @@ impl SessionOptions {
         Ok(ClientOptions {
             endpoint,
             region,
-            ca_bundle: o.ca_bundle.clone().filter(|p| !p.as_os_str().is_empty()),
+            ca_bundle: o
+                .ca_bundle
+                .clone()
+                .or_else(|| std::env::var_os(env::AWS_CA_BUNDLE).map(PathBuf::from))
+                .filter(|p| !p.as_os_str().is_empty()),
             system_trust: system_trust_paths(),
             danger_accept_invalid_certs: o.no_verify_ssl,
-            connect_timeout: Duration::from_secs(o.connect_timeout.max(1)),
-            request_timeout: Duration::from_secs(o.request_timeout.max(1)),
-            max_attempts: o.max_attempts,
+            connect_timeout: timeout(
+                "connect-timeout",
+                o.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS),
+            )?,
+            request_timeout: timeout(
+                "request-timeout",
+                o.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
+            )?,
+            max_attempts: attempts(o.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))?,
             debug: o.debug,
         })
     }
+}
+
+/// A timeout of at most [`MAX_TIMEOUT_SECS`] (0 is taken as 1 second).
+fn timeout(key: &str, seconds: u64) -> Result<Duration, ConfigError> {
+    if seconds > MAX_TIMEOUT_SECS {
+        return Err(ConfigError::new(format!(
+            "--{key} {seconds} is longer than the {MAX_TIMEOUT_SECS} seconds accepted"
+        )));
+    }
+    Ok(Duration::from_secs(seconds.max(1)))
+}
+
+/// The attempts in all, within [`MAX_ATTEMPTS`] (clap checks the flag; this, the file).
+fn attempts(n: u32) -> Result<u32, ConfigError> {
+    if MAX_ATTEMPTS.contains(&n) {
+        return Ok(n);
+    }
+    Err(ConfigError::new(format!(
+        "max-attempts {n} is not in {}..={}",
+        MAX_ATTEMPTS.start(),
+        MAX_ATTEMPTS.end()
+    )))
 }
 
 /// `$SSL_CERT_FILE` and `$SSL_CERT_DIR`, read as rustls-native-certs and OpenSSL read them;
@@ -767,6 +831,7 @@ impl CacheClearArgs {
     pub fn to_config(&self) -> Result<CacheClearConfig, ConfigError> {
         let id = &self.identity;
         let given = [
+            ("--identity", id.named.is_some()),
             ("--certificate", id.certificate.is_some()),
             ("--private-key", id.private_key.is_some()),
             ("--pkcs11-uri", id.pkcs11_uri.is_some()),
@@ -793,9 +858,9 @@ impl CacheClearArgs {
             .with_hint("give the flags of the credential-process line whose entry should go, or --all"));
         };
         let session = SessionArgs {
-            trust_anchor_arn: trust_anchor_arn.clone(),
-            profile_arn: profile_arn.clone(),
-            role_arn: role_arn.clone(),
+            trust_anchor_arn: Some(trust_anchor_arn.clone()),
+            profile_arn: Some(profile_arn.clone()),
+            role_arn: Some(role_arn.clone()),
             options: self.options.clone(),
         };
         Ok(CacheClearConfig::Entry {
@@ -840,7 +905,10 @@ impl DoctorArgs {
     /// Lowers the flags. The identity must lower (as for `credential-process`); a session
     /// whose flags cannot make a request is kept as its error, which the request check
     /// reports.
-    pub fn to_config(&self) -> Result<DoctorConfig, ConfigError> {
+    pub fn to_config(
+        &self,
+        identity_source: Option<IdentitySource>,
+    ) -> Result<DoctorConfig, ConfigError> {
         let session = self.session.to_request().and_then(|request| {
             let o = &self.session.options;
             let chosen = endpoint::resolve_from_environment(
@@ -861,6 +929,7 @@ impl DoctorArgs {
             Ok((SessionConfig { request, client }, choice))
         });
         Ok(DoctorConfig {
+            identity_source,
             identity: self.identity.to_config()?,
             session,
             trust_anchor_ca: self.trust_anchor_ca.clone(),
@@ -870,6 +939,228 @@ impl DoctorArgs {
                 DoctorFormatArg::Json => DoctorFormat::Json,
             },
         })
+    }
+}
+
+impl Command {
+    /// Fills every identity and session flag not given from the `--identity` table of the
+    /// config file, once, before anything is lowered or looked at (the TPM signal handling
+    /// depends on which key it is). Returns where each value came from, for `doctor`; `None`
+    /// without `--identity`, when nothing is read.
+    pub fn apply_identity_file(&mut self) -> Result<Option<IdentitySource>, ConfigError> {
+        let (identity, session) = match self {
+            Command::CredentialProcess(a) => (&mut a.identity, Session::One(&mut a.session)),
+            Command::Exec(a) => (&mut a.identity, Session::One(&mut a.session)),
+            Command::Update(a) => (&mut a.identity, Session::One(&mut a.session)),
+            Command::Doctor(a) => (&mut a.identity, Session::One(&mut a.session)),
+            Command::Serve(a) => (&mut a.identity, Session::Serve(&mut a.session)),
+            Command::SignString(a) => (&mut a.identity, Session::None),
+            Command::ReadCertificateData(a) => (&mut a.identity, Session::CertificateOnly),
+            Command::Cache(CacheArgs {
+                command: CacheCommand::Clear(a),
+            }) if !a.all => {
+                let a = &mut **a;
+                let arns = [&mut a.trust_anchor_arn, &mut a.profile_arn, &mut a.role_arn];
+                (&mut a.identity, Session::Parts(arns, &mut a.options))
+            }
+            Command::Cache(_) | Command::Keygen(_) | Command::Version => return Ok(None),
+        };
+        let Some(name) = identity.named.clone() else {
+            return Ok(None);
+        };
+        let path = match &identity.config_file {
+            Some(path) => path.clone(),
+            None => identity_file::default_path()?,
+        };
+        let file = identity_file::load(&path, &name)?;
+        let mut filler = Filler {
+            file: &file,
+            origins: Vec::new(),
+        };
+        match session {
+            Session::CertificateOnly => filler.certificate(identity),
+            _ => filler.identity(identity),
+        }
+        match session {
+            Session::One(s) => {
+                filler.arns([&mut s.trust_anchor_arn, &mut s.profile_arn, &mut s.role_arn]);
+                filler.options(&mut s.options);
+            }
+            Session::Serve(s) => {
+                filler.text("trust-anchor-arn", &mut s.trust_anchor_arn);
+                filler.text("profile-arn", &mut s.profile_arn);
+                let mut role = s.role_arn.first().cloned();
+                let given = role.is_some();
+                filler.text("role-arn", &mut role);
+                if let (false, Some(role)) = (given, role) {
+                    s.role_arn.push(role);
+                }
+                filler.options(&mut s.options);
+            }
+            Session::Parts(arns, options) => {
+                filler.arns(arns);
+                filler.options(options);
+            }
+            Session::None | Session::CertificateOnly => {}
+        }
+        let origins = filler.origins;
+        Ok(Some(IdentitySource {
+            name,
+            path,
+            origins,
+        }))
+    }
+}
+
+/// The session flags of a command, in the shapes they take.
+enum Session<'a> {
+    /// One request: `credential-process`, `exec`, `update`, `doctor`.
+    One(&'a mut SessionArgs),
+    /// `serve`: several roles.
+    Serve(&'a mut ServeSessionArgs),
+    /// `cache clear`: ARNs that only `--all` may leave out.
+    Parts([&'a mut Option<String>; 3], &'a mut SessionOptions),
+    /// No session: `sign-string`.
+    None,
+    /// No session, and no key either: `read-certificate-data` refuses key flags.
+    CertificateOnly,
+}
+
+/// Fills flags not given from one identity of the config file, noting where each value
+/// came from.
+struct Filler<'a> {
+    file: &'a identity_file::NamedIdentity,
+    origins: Vec<ValueOrigin>,
+}
+
+impl Filler<'_> {
+    fn identity(&mut self, id: &mut IdentityArgs) {
+        self.text("certificate", &mut id.certificate);
+        // A key given as a flag replaces the identity's key, whichever way either names it.
+        if id.pkcs11_uri.is_none() {
+            self.text("private-key", &mut id.private_key);
+        }
+        if id.private_key.is_none() {
+            self.text("pkcs11-uri", &mut id.pkcs11_uri);
+        }
+        self.path("intermediates", &mut id.intermediates);
+        self.path("pkcs11-lib", &mut id.pkcs11_lib);
+        self.path("pkcs11-pin-file", &mut id.pkcs11_pin_file);
+        self.flag("reuse-pin", &mut id.reuse_pin);
+        self.path("pkcs11-context-pin-file", &mut id.pkcs11_context_pin_file);
+        // A password given as a flag replaces the file the identity names.
+        if id.pkcs8_password.is_none() {
+            self.path("pkcs8-password-file", &mut id.pkcs8_password_file);
+        }
+        self.text("tpm-tcti", &mut id.tpm_tcti);
+        if id.tpm_key_password.is_none() && !id.no_tpm_key_password {
+            self.path("tpm-key-password-file", &mut id.tpm_key_password_file);
+        }
+        if id.tpm_key_password.is_none() && id.tpm_key_password_file.is_none() {
+            self.flag("no-tpm-key-password", &mut id.no_tpm_key_password);
+        }
+        self.flag("require-hardware-key", &mut id.require_hardware_key);
+    }
+
+    /// What `read-certificate-data` reads: the certificate, or the token the identity's
+    /// key URI names, with its module and PIN.
+    fn certificate(&mut self, id: &mut IdentityArgs) {
+        self.text("certificate", &mut id.certificate);
+        if id.certificate.is_none() {
+            self.text("pkcs11-uri", &mut id.pkcs11_uri);
+        }
+        self.path("pkcs11-lib", &mut id.pkcs11_lib);
+        self.path("pkcs11-pin-file", &mut id.pkcs11_pin_file);
+    }
+
+    fn arns(&mut self, [trust_anchor, profile, role]: [&mut Option<String>; 3]) {
+        self.text("trust-anchor-arn", trust_anchor);
+        self.text("profile-arn", profile);
+        self.text("role-arn", role);
+    }
+
+    fn options(&mut self, o: &mut SessionOptions) {
+        self.number(
+            "session-duration",
+            &mut o.session_duration,
+            &DEFAULT_SESSION_SECONDS,
+        );
+        self.text("role-session-name", &mut o.role_session_name);
+        self.text("region", &mut o.region);
+        if !o.fips {
+            self.text("endpoint", &mut o.endpoint);
+        }
+        if o.endpoint.is_none() {
+            self.flag("fips", &mut o.fips);
+        }
+        self.path("ca-bundle", &mut o.ca_bundle);
+        if o.ca_bundle.is_none() && std::env::var_os(env::AWS_CA_BUNDLE).is_some() {
+            self.note("ca-bundle", Origin::Environment(env::AWS_CA_BUNDLE));
+        }
+        self.number(
+            "connect-timeout",
+            &mut o.connect_timeout,
+            &DEFAULT_CONNECT_TIMEOUT_SECS,
+        );
+        self.number(
+            "request-timeout",
+            &mut o.request_timeout,
+            &DEFAULT_REQUEST_TIMEOUT_SECS,
+        );
+        self.number("max-attempts", &mut o.max_attempts, &DEFAULT_MAX_ATTEMPTS);
+    }
+
+    fn note(&mut self, key: &'static str, origin: Origin) {
+        self.origins.push(ValueOrigin { key, origin });
+    }
+
+    /// The file's value of `key`, noted, when no flag gave one.
+    fn take(&mut self, key: &'static str, given: bool) -> Option<&identity_file::Value> {
+        if given {
+            self.note(key, Origin::Flag);
+            return None;
+        }
+        let located = self.file.get(key)?;
+        self.origins.push(ValueOrigin {
+            key,
+            origin: Origin::File { line: located.line },
+        });
+        Some(&located.value)
+    }
+
+    fn text(&mut self, key: &'static str, slot: &mut Option<String>) {
+        let value = match self.take(key, slot.is_some()) {
+            Some(identity_file::Value::Text(t)) => t.clone(),
+            Some(identity_file::Value::Path(p)) => p.to_string_lossy().into_owned(),
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+
+    fn path(&mut self, key: &'static str, slot: &mut Option<PathBuf>) {
+        if let Some(identity_file::Value::Path(p)) = self.take(key, slot.is_some()) {
+            *slot = Some(p.clone());
+        }
+    }
+
+    fn flag(&mut self, key: &'static str, slot: &mut bool) {
+        if let Some(identity_file::Value::Flag(on)) = self.take(key, *slot) {
+            *slot = *on;
+        }
+    }
+
+    fn number<T: TryFrom<u64> + std::fmt::Display>(
+        &mut self,
+        key: &'static str,
+        slot: &mut Option<T>,
+        default: &T,
+    ) {
+        let given = slot.is_some();
+        match self.take(key, given) {
+            Some(identity_file::Value::Number(n)) => *slot = T::try_from(*n).ok(),
+            _ if !given => self.note(key, Origin::Default(default.to_string())),
+            _ => {}
+        }
     }
 }
 
@@ -906,12 +1197,14 @@ impl ServeArgs {
         check_bind(self.bind, self.hop_limit)?;
         let s = &self.session;
         let mut roles: Vec<ServedRole> = Vec::new();
+        let trust_anchor_arn = required(&s.trust_anchor_arn, "trust-anchor-arn")?;
+        let profile_arn = required(&s.profile_arn, "profile-arn")?;
         for arn in &s.role_arn {
             let request = SessionRequest::new(
-                Arn::parse(&s.trust_anchor_arn, ArnKind::TrustAnchor)?,
-                Arn::parse(&s.profile_arn, ArnKind::Profile)?,
+                Arn::parse(trust_anchor_arn, ArnKind::TrustAnchor)?,
+                Arn::parse(profile_arn, ArnKind::Profile)?,
                 Arn::parse(arn, ArnKind::Role)?,
-                SessionDuration::new(s.options.session_duration)?,
+                s.options.session_duration()?,
                 s.options.role_session_name.clone(),
             )?;
             let name = role_name(request.role_arn.as_str()).to_owned();

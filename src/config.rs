@@ -575,6 +575,8 @@ pub struct EndpointChoice {
 /// `doctor`: the identity and session of `credential-process`, checked instead of used.
 #[derive(Debug)]
 pub struct DoctorConfig {
+    /// The `--identity` the values were taken from, and where each came from.
+    pub identity_source: Option<IdentitySource>,
     /// The certificate and key.
     pub identity: IdentityConfig,
     /// The session, or why its flags cannot make a request (reported as the request
@@ -946,4 +948,54 @@ mod tests {
         ));
         assert_eq!(parse_tpm_handle("key.pem"), None);
     }
+}
+
+/// The session duration when neither a flag nor the config file gives one.
+pub const DEFAULT_SESSION_SECONDS: u32 = 3600;
+/// The connect timeout, in seconds, when none is given.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
+/// The timeout of one attempt, in seconds, when none is given.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 20;
+/// The attempts in all when none is given.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The longest connect or attempt timeout accepted, in seconds: a longer one only hides a
+/// dead endpoint (and would overflow a deadline).
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+/// The attempts accepted in all.
+pub const MAX_ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=10;
+
+/// Where one value of a command came from (`doctor` shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Its flag.
+    Flag,
+    /// The `--identity` table of the config file, at this line.
+    File {
+        /// 1-based line.
+        line: usize,
+    },
+    /// An environment variable.
+    Environment(&'static str),
+    /// The built-in default, shown.
+    Default(String),
+}
+
+/// One value and where it came from; `key` is the flag's name without `--`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueOrigin {
+    /// The flag's name without `--`.
+    pub key: &'static str,
+    /// Where its value came from.
+    pub origin: Origin,
+}
+
+/// The identity of the config file a command used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentitySource {
+    /// Its name (`--identity NAME`).
+    pub name: String,
+    /// The config file.
+    pub path: PathBuf,
+    /// Where each value came from, in the order of the flags.
+    pub origins: Vec<ValueOrigin>,
 }

@@ -68,7 +68,7 @@ pub const AWS_PROFILE: &str = "AWS_PROFILE";
 pub const AWS_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
 /// The shared credentials file's path (`update`).
 pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
-/// CAs to trust for the endpoint (clap reads it for `--ca-bundle`).
+/// CAs to trust for the endpoint, unless `--ca-bundle` or the config file names a bundle.
 pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 /// The system trust store's bundle, as OpenSSL reads it (without `--ca-bundle`).
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
@@ -108,6 +108,8 @@ pub const HTTP_PROXY: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all
 pub const HOME: &str = "HOME";
 /// Where `exec` looks for a command named without a `/`.
 pub const PATH: &str = "PATH";
+/// The per-user config directory (the config file of `--identity`).
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// The per-user runtime directory (`--cache` locks).
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 

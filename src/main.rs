@@ -10,7 +10,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     start_up();
-    let cli = match ra_signer::cli::Cli::try_parse() {
+    let mut cli = match ra_signer::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version print to stdout and succeed; usage errors exit 2.
@@ -24,11 +24,15 @@ fn main() -> ExitCode {
     };
     // `serve` and `update` stop on signals in their own way; a command without TPM objects
     // has nothing to flush, and the default action ends it at once.
+    let identity_source = match cli.command.apply_identity_file() {
+        Ok(source) => source,
+        Err(e) => return failed(&ra_signer::error::Error::from(e), false),
+    };
     if ra_signer::app::may_use_tpm(&cli.command) {
         exit_on_signals();
     }
     let debug = ra_signer::app::debug_requested(&cli.command);
-    let result = ra_signer::app::run(cli.command);
+    let result = ra_signer::app::run(cli.command, identity_source);
     if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
         // The signal thread ends the process once the TPM is released; an error caused by
         // the release is not the news.
@@ -38,15 +42,18 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if debug {
-                ra_signer::diag!("ra-signer: {}", e.chain());
-            } else {
-                ra_signer::diag!("ra-signer: {e}");
-            }
-            e.exit_code()
-        }
+        Err(e) => failed(&e, debug),
     }
+}
+
+/// Prints the failure (with `--debug`, its whole cause chain) and gives its exit code.
+fn failed(e: &ra_signer::error::Error, debug: bool) -> ExitCode {
+    if debug {
+        ra_signer::diag!("ra-signer: {}", e.chain());
+    } else {
+        ra_signer::diag!("ra-signer: {e}");
+    }
+    e.exit_code()
 }
 
 /// Set once a signal is ending the process.

@@ -13,7 +13,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 
 use crate::cert::Cert;
 use crate::config::{
-    CertificateSource, DoctorConfig, DoctorFormat, IdentityConfig, PrivateKeySource,
+    CertificateSource, DoctorConfig, DoctorFormat, IdentityConfig, IdentitySource, Origin,
+    PrivateKeySource,
 };
 use crate::error::{Error, ErrorClass};
 use crate::rolesanywhere::{Client, CreateSessionError};
@@ -54,6 +55,9 @@ pub(crate) fn run(config: &DoctorConfig) -> Result<(), Error> {
 /// Every check, in order.
 fn diagnose(config: &DoctorConfig) -> Report {
     let mut report = Report::default();
+    if let Some(source) = &config.identity_source {
+        report.pass("config", origins(source));
+    }
     let now = UtcTime::now();
     let opened = signer::open_for_inspection(&config.identity).map_err(|e| OpenFailure {
         check: failed_key_check(&e),
@@ -105,6 +109,39 @@ fn diagnose(config: &DoctorConfig) -> Report {
         call(&mut report, &client, &opened, &session.request);
     }
     report
+}
+
+/// Where each value came from, grouped: the file's with their lines, then the flags, the
+/// environment and the defaults.
+fn origins(source: &IdentitySource) -> String {
+    let mut file = Vec::new();
+    let mut flags = Vec::new();
+    let mut environment = Vec::new();
+    let mut defaults = Vec::new();
+    for v in &source.origins {
+        match &v.origin {
+            Origin::File { line } => file.push(format!("{} (line {line})", v.key)),
+            Origin::Flag => flags.push(format!("--{}", v.key)),
+            Origin::Environment(name) => environment.push(format!("{} (${name})", v.key)),
+            Origin::Default(value) => defaults.push(format!("{} {value}", v.key)),
+        }
+    }
+    let mut parts = vec![format!(
+        "identity {} of {}",
+        source.name,
+        source.path.display()
+    )];
+    for (what, list) in [
+        ("from the file", file),
+        ("from flags", flags),
+        ("from the environment", environment),
+        ("defaults", defaults),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!("{what}: {}", list.join(", ")));
+        }
+    }
+    parts.join("; ")
 }
 
 /// The leaf named by `--certificate FILE`, or the first certificate of the key file.

@@ -3,8 +3,7 @@
 //! that makes it fail. Also `--require-hardware-key` on the signing commands, and the
 //! least-privilege keys `keygen` makes.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::*;
 
@@ -442,6 +441,8 @@ fn require_hardware_key_refuses_a_file_key_before_signing() {
 mod token {
     use super::*;
     use crate::pkcs11::{Hsm, PIN, ca_file, count, fixture, spy_calls};
+    use std::path::Path;
+    use std::process::Command;
 
     fn token_doctor(hsm: &Hsm, emu: &Emulator, uri: &str, pin: &str, extra: &[&str]) -> Output {
         let mut cmd = hsm.cmd("doctor");
@@ -673,6 +674,8 @@ mod token {
 mod tpm {
     use super::*;
     use crate::common::swtpm::Swtpm;
+    use std::path::Path;
+    use std::process::Command;
 
     /// A duplicable TPM key (fixedTPM and fixedParent clear) that may also decrypt: the
     /// protection check fails, the usages are flagged, and the policy refuses it.

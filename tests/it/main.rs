@@ -5,6 +5,7 @@ mod common;
 
 mod cache;
 mod cli;
+mod config_file;
 mod credentials_file;
 mod doctor;
 mod dropin;
