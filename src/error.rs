@@ -372,6 +372,9 @@ fn service_hint(
             request.default_region()
         ));
     }
+    if lower.contains("durationseconds") && (lower.contains("exceeds") || lower.contains("limit")) {
+        return Some("the profile allows shorter sessions than --session-duration asks for: give a --session-duration within the profile's durationSeconds (the message names it), or raise it on the profile".into());
+    }
     if code.contains("Validation") {
         return Some(
             "check --session-duration against the profile's durationSeconds, and the ARNs".into(),

@@ -831,3 +831,129 @@ mod tpm {
         assert_mark(&text, "certificate validity", "!");
     }
 }
+
+/// A real HTTP CONNECT proxy on loopback that tunnels every request to `upstream`, whatever
+/// host it names (so a service-like name can reach the emulator). Returns its port and the
+/// request lines it has seen; its threads end with the test binary.
+fn tunnelling_proxy(
+    upstream: std::net::SocketAddr,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let record = std::sync::Arc::clone(&record);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().expect("clone"));
+                let mut request = String::new();
+                if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                    return;
+                }
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                record
+                    .lock()
+                    .expect("seen")
+                    .push(request.trim_end().to_owned());
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    return;
+                };
+                let mut to_client = client;
+                if to_client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+                let (mut from_server, mut to_server) = (server.try_clone().expect("clone"), server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut reader, &mut to_server);
+                    let _ = to_server.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn the_proxy_path_is_checked_and_the_call_goes_through_it() {
+    // The endpoint's name resolves nowhere: only the proxy can reach it.
+    let name = "rolesanywhere.emulator.invalid";
+    let w = World::new(&["--tls-name", name]);
+    let leaf = w.leaf("proxied", KeyKind::P256);
+    let upstream: std::net::SocketAddr = w
+        .emulator
+        .url
+        .trim_start_matches("https://")
+        .parse()
+        .expect("emulator address");
+    let port = upstream.port();
+    let (proxy_port, seen) = tunnelling_proxy(upstream);
+    let mut cmd = ra_signer(w.dir.path());
+    cmd.arg("doctor")
+        .args(leaf.file_args())
+        .args(w.emulator.session_args())
+        .args(["--endpoint", &format!("https://{name}:{port}"), "--call"])
+        .env(
+            "HTTPS_PROXY",
+            format!("http://proxyuser:pr0xy-pw@127.0.0.1:{proxy_port}"),
+        );
+    let out = run(&mut cmd);
+    let text = stdout(&out);
+    assert_exit(&out, 0);
+    let proxy_line = assert_mark(&text, "network proxy", "✔");
+    assert!(
+        proxy_line.contains(&format!("http://127.0.0.1:{proxy_port}")),
+        "{proxy_line}"
+    );
+    assert!(
+        !text.contains("pr0xy-pw") && !text.contains("proxyuser"),
+        "the proxy's password is never shown: {text}"
+    );
+    assert!(
+        line(&text, "network dns").contains("127.0.0.1"),
+        "DNS is checked for the proxy, not the endpoint: {text}"
+    );
+    for name in ["network tcp", "network tls", "clock skew", "call"] {
+        assert_mark(&text, name, "✔");
+    }
+    let seen = seen.lock().expect("seen").clone();
+    assert!(!seen.is_empty(), "the proxy was used");
+    assert!(
+        seen.iter()
+            .all(|r| r.starts_with(&format!("CONNECT {name}:{port} "))),
+        "{seen:?}"
+    );
+    assert_eq!(w.emulator.stats()["issued"], 1, "--call got credentials");
+}
+
+#[test]
+fn a_duration_beyond_the_profiles_limit_is_explained_by_the_call() {
+    let w = World::new(&["--max-duration", "900"]);
+    let leaf = w.leaf("long", KeyKind::P256);
+    let out = doctor(&w, &leaf, &["--session-duration", "3600", "--call"]);
+    assert_exit(&out, CHECKS_FAILED);
+    let text = stdout(&out);
+    assert_mark(&text, "request", "✔");
+    let call = assert_mark(&text, "call", "✗");
+    assert!(
+        call.contains("(900)"),
+        "the service names its limit: {call}"
+    );
+    assert!(
+        fix_of(&text, "call").contains("--session-duration"),
+        "{text}"
+    );
+    let out = doctor(&w, &leaf, &["--session-duration", "900", "--call"]);
+    assert_exit(&out, 0);
+}

@@ -63,6 +63,11 @@ pub(crate) struct Args {
     /// Write the PEM of the generated TLS CA certificate here (pass it to clients as a CA bundle).
     #[arg(long, value_name = "FILE")]
     pub tls_ca_out: Option<PathBuf>,
+    /// Another DNS name the TLS certificate is valid for, besides localhost and the loopback
+    /// addresses (repeatable): for a client that reaches the emulator under a service-like
+    /// name, through a proxy.
+    #[arg(long, value_name = "NAME", action = clap::ArgAction::Append)]
+    pub tls_name: Vec<String>,
     /// Once listening, atomically write the base URL and a newline here.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
@@ -112,6 +117,7 @@ impl Args {
             listen: self.listen,
             tls: !self.plain_http,
             tls_ca_out: self.tls_ca_out,
+            tls_names: self.tls_name,
             ready_file: self.ready_file,
             clock_skew: self.clock_skew,
             exit_after: (self.exit_after > 0).then(|| Duration::from_secs(self.exit_after)),

@@ -45,6 +45,8 @@ pub(crate) struct Config {
     pub tls: bool,
     /// Where to write the TLS CA PEM.
     pub tls_ca_out: Option<PathBuf>,
+    /// DNS names the TLS certificate holds besides localhost and the loopback addresses.
+    pub tls_names: Vec<String>,
     /// Where to write the base URL.
     pub ready_file: Option<PathBuf>,
     /// Allowed clock skew in seconds.

@@ -592,6 +592,7 @@ fn serves_over_http_counts_faults_and_never_logs_secrets() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         tls: false,
         tls_ca_out: None,
+        tls_names: Vec::new(),
         ready_file: Some(ready.clone()),
         clock_skew: 300,
         exit_after: Some(std::time::Duration::from_secs(60)),

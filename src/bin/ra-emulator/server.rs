@@ -485,7 +485,7 @@ async fn create_session(
 
 /// Makes a local CA and a server certificate for 127.0.0.1, localhost and ::1. Returns
 /// the TLS acceptor and the CA's PEM.
-fn make_tls() -> Result<(TlsAcceptor, String), String> {
+fn make_tls(extra_names: &[String]) -> Result<(TlsAcceptor, String), String> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose, date_time_ymd,
@@ -507,12 +507,13 @@ fn make_tls() -> Result<(TlsAcceptor, String), String> {
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
 
     let key = KeyPair::generate().map_err(err)?;
-    let mut leaf = CertificateParams::new(vec![
+    let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
-    ])
-    .map_err(err)?;
+    ];
+    names.extend(extra_names.iter().cloned());
+    let mut leaf = CertificateParams::new(names).map_err(err)?;
     leaf.distinguished_name = rcgen::DistinguishedName::new();
     leaf.distinguished_name
         .push(DnType::CommonName, "localhost");
@@ -603,7 +604,7 @@ pub(crate) async fn run(config: &Config, state: State) -> Result<&'static str, S
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
     let tls = if config.tls {
-        let (acceptor, ca_pem) = make_tls()?;
+        let (acceptor, ca_pem) = make_tls(&config.tls_names)?;
         if let Some(path) = &config.tls_ca_out {
             write_atomically(path, &ca_pem)?;
         }
