@@ -433,6 +433,47 @@ fn cache_clear_removes_one_entry_or_all() {
     );
 }
 
+#[test]
+fn the_identity_of_the_config_file_names_the_entry_to_clear() {
+    let w = World::new(&[]);
+    let a = w.leaf("cache-identity", KeyKind::P256);
+    crate::config_file::write_default_config(
+        w.dir.path(),
+        &crate::config_file::file_identity("a", &a, &w.emulator, ""),
+    );
+    let Some(out) = in_own_keyring(
+        w.dir.path(),
+        &[
+            words(&["credential-process", "--identity", "a", "--cache"]),
+            words(&["cache", "list"]),
+            words(&["cache", "clear", "--identity", "a"]),
+            words(&["cache", "list"]),
+            words(&["cache", "clear", "--all", "--identity", "a"]),
+        ],
+    ) else {
+        return;
+    };
+    if stderr(&out[0]).contains("keyring is not available") {
+        assert!(
+            std::env::var_os("RA_SIGNER_TEST_ALLOW_NO_KEYRING").is_some_and(|v| v == "1"),
+            "{}",
+            stderr(&out[0])
+        );
+        return;
+    }
+    assert_process_json(&out[0]);
+    assert_eq!(stdout(&out[1]).lines().count(), 1, "{}", stdout(&out[1]));
+    assert_exit(&out[2], 0);
+    assert_eq!(stdout(&out[2]), "removed 1 cache entry\n");
+    assert_eq!(stdout(&out[3]), "no cached credentials\n");
+    assert_exit(&out[4], 2);
+    assert!(
+        stderr(&out[4]).contains("--identity has no meaning with it"),
+        "{}",
+        stderr(&out[4])
+    );
+}
+
 /// Runs its arguments under a seccomp filter that denies the keyring calls with EPERM, as
 /// Docker's default profile does (libseccomp through ctypes).
 const WITHOUT_KEYRING: &str = r#"

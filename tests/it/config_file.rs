@@ -34,7 +34,7 @@ fn toml_string(s: &str) -> String {
 
 /// Writes `text` as the default config file under `home` (`~/.config/ra-signer`), mode
 /// 0600, and returns its path.
-fn write_default_config(home: &Path, text: &str) -> PathBuf {
+pub(crate) fn write_default_config(home: &Path, text: &str) -> PathBuf {
     let dir = home.join(".config/ra-signer");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let path = dir.join("config.toml");
@@ -48,7 +48,7 @@ fn write_config(path: &Path, text: &str) -> PathBuf {
 }
 
 /// One identity of file keys with the emulator's settings and `extra` lines.
-fn file_identity(name: &str, leaf: &Leaf, emulator: &Emulator, extra: &str) -> String {
+pub(crate) fn file_identity(name: &str, leaf: &Leaf, emulator: &Emulator, extra: &str) -> String {
     format!(
         "[identity.{name}]\ncertificate = {}\nprivate-key = {}\n{}{extra}",
         toml_string(&leaf.cert_path.display().to_string()),
