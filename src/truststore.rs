@@ -293,8 +293,15 @@ fn pem_bodies(text: &[u8]) -> Vec<Range<usize>> {
     let mut at = 0;
     while let Some(found) = begin.find(&text[at..]) {
         let body = at + found + BEGIN.len();
-        let Some(len) = end.find(&text[body..]) else {
-            break;
+        // Base64 holds no '-': in a well-formed block the first one starts the END line,
+        // and one byte is found much faster than the whole marker.
+        let rest = &text[body..];
+        let len = match memchr::memchr(b'-', rest) {
+            Some(dash) if rest[dash..].starts_with(END) => dash,
+            _ => match end.find(rest) {
+                Some(len) => len,
+                None => break,
+            },
         };
         out.push(body..body + len);
         at = body + len + END.len();
@@ -334,13 +341,16 @@ fn decode(body: &[u8]) -> Option<Vec<u8>> {
     decode_base64(&base64_lines(body)).or_else(|| decode_careful(body))
 }
 
-/// How far into the DER the names are looked for, in steps: in Debian's bundle the subject
-/// ends by byte 489 at the latest (257 in the middle). A certificate whose names end later
-/// is decoded whole.
-const NAMES_STEPS: [usize; 3] = [192, 320, 512];
+/// How far into the DER the subject is looked for before the body is decoded whole: in
+/// Debian's bundle the subject ends by byte 489 at the latest (257 in the middle).
+const PREFIX_LIMIT: usize = 768;
+/// The prefix decoded first: most subjects end a little after it, and the lengths read in
+/// it say how much more to decode.
+const FIRST_PREFIX: usize = 160;
 
 /// What a PEM body byte is to [`subject_in_prefix`]: its 6-bit value, [`SKIP`] (whitespace)
-/// or [`STOP`] (padding or anything that is not base64).
+/// or [`STOP`] (padding or anything that is not base64). Both markers have a bit above the
+/// low six set, so four values ORed together show at once whether all four are base64.
 const BASE64_VALUES: [u8; 256] = {
     let mut t = [STOP; 256];
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -358,37 +368,193 @@ const BASE64_VALUES: [u8; 256] = {
 const SKIP: u8 = 64;
 const STOP: u8 = 255;
 
-/// The subject name of the certificate a PEM body holds, decoding only as many bytes as
-/// it takes to reach it (in [`NAMES_STEPS`]); `None` when it lies further or the body stops
-/// being base64 before it.
-fn subject_in_prefix(body: &[u8]) -> Option<Vec<u8>> {
-    let mut der = Vec::with_capacity(NAMES_STEPS[NAMES_STEPS.len() - 1]);
-    let mut steps = NAMES_STEPS.iter();
-    let mut next = *steps.next()?;
-    let (mut bits, mut count) = (0u32, 0u8);
-    for &byte in body {
-        let value = BASE64_VALUES[usize::from(byte)];
-        if value == SKIP {
-            continue;
-        }
-        if value == STOP {
-            break;
-        }
-        bits = bits << 6 | u32::from(value);
-        count += 1;
-        if count < 4 {
-            continue;
-        }
-        der.extend_from_slice(&bits.to_be_bytes()[1..]);
-        (bits, count) = (0, 0);
-        if der.len() >= next {
-            if let Some(n) = names(&der) {
-                return Some(n.subject.to_vec());
+/// Each character's six bits already shifted to their place in a group of four (the first
+/// character's are the top six of 24), or [`NOT_BASE64`] for anything else: a group is the
+/// OR of four lookups, and one test finds a character that is not base64.
+const GROUP_BITS: [[u32; 256]; 4] = {
+    let mut t = [[NOT_BASE64; 256]; 4];
+    let mut c = 0;
+    while c < 256 {
+        let value = BASE64_VALUES[c];
+        if value < SKIP {
+            let mut place = 0;
+            while place < 4 {
+                t[place][c] = (value as u32) << (18 - 6 * place);
+                place += 1;
             }
-            next = *steps.next()?;
+        }
+        c += 1;
+    }
+    t
+};
+const NOT_BASE64: u32 = 1 << 31;
+
+/// The subject name of the certificate a PEM body holds, decoding only as many bytes as
+/// its lengths say it takes to reach it (at most [`PREFIX_LIMIT`]); `None` when it lies
+/// further or the body stops being base64 before it.
+fn subject_in_prefix(body: &[u8]) -> Option<Vec<u8>> {
+    let mut prefix = Prefix::new(body);
+    let mut want = FIRST_PREFIX;
+    loop {
+        prefix.decode_to(want);
+        let der = prefix.der();
+        match subject_range(der) {
+            Ok(range) => return Some(der[range].to_vec()),
+            Err(Some(need)) if need > der.len() && need <= PREFIX_LIMIT && !prefix.ended => {
+                want = need;
+            }
+            Err(_) => return None,
         }
     }
-    names(&der).map(|n| n.subject.to_vec())
+}
+
+/// A PEM body's DER decoded from the start, as far as asked.
+struct Prefix<'a> {
+    body: &'a [u8],
+    /// The next body byte to read.
+    at: usize,
+    der: [u8; PREFIX_LIMIT + 3],
+    len: usize,
+    /// Characters of an unfinished group of four, and how many.
+    bits: u32,
+    count: u8,
+    /// The body ended, or stopped being base64.
+    ended: bool,
+}
+
+impl<'a> Prefix<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        Prefix {
+            body,
+            at: 0,
+            der: [0; PREFIX_LIMIT + 3],
+            len: 0,
+            bits: 0,
+            count: 0,
+            ended: false,
+        }
+    }
+
+    fn der(&self) -> &[u8] {
+        &self.der[..self.len]
+    }
+
+    /// Decodes until at least `want` bytes (at most [`PREFIX_LIMIT`]) or the end: groups of
+    /// four characters in one pass while they are all base64; whitespace (the line ends),
+    /// padding and the end one character at a time.
+    fn decode_to(&mut self, want: usize) {
+        let want = want.min(PREFIX_LIMIT);
+        while self.len < want && !self.ended {
+            if self.count == 0 {
+                // A group holding a line end stops the pass; it is taken one character at
+                // a time below, and the next pass starts on the next line.
+                let rest = &self.body[self.at..];
+                let groups = (rest.len() / 4).min((want - self.len).div_ceil(3));
+                let mut decoded = 0;
+                for quad in rest[..groups * 4].chunks_exact(4) {
+                    let group = GROUP_BITS[0][usize::from(quad[0])]
+                        | GROUP_BITS[1][usize::from(quad[1])]
+                        | GROUP_BITS[2][usize::from(quad[2])]
+                        | GROUP_BITS[3][usize::from(quad[3])];
+                    if group & NOT_BASE64 != 0 {
+                        break;
+                    }
+                    self.push(group);
+                    decoded += 1;
+                }
+                self.at += decoded * 4;
+                if decoded > 0 {
+                    continue;
+                }
+            }
+            let Some(&byte) = self.body.get(self.at) else {
+                self.ended = true;
+                break;
+            };
+            self.at += 1;
+            match BASE64_VALUES[usize::from(byte)] {
+                SKIP => {}
+                STOP => self.ended = true,
+                value => {
+                    self.bits = self.bits << 6 | u32::from(value);
+                    self.count += 1;
+                    if self.count == 4 {
+                        self.push(self.bits);
+                        (self.bits, self.count) = (0, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, group: u32) {
+        self.der[self.len..self.len + 3].copy_from_slice(&group.to_be_bytes()[1..]);
+        self.len += 3;
+    }
+}
+
+/// Where the subject name lies in a certificate's DER, walking `Certificate →
+/// TBSCertificate` by the lengths alone (RFC 5280 §4.1), so that `der` may be a prefix that
+/// holds only the headers up to the subject. `Err(Some(n))`: the prefix is too short, and
+/// `n` bytes would take the walk further; `Err(None)`: not shaped like a certificate.
+fn subject_range(der: &[u8]) -> Result<Range<usize>, Option<usize>> {
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const VERSION: u8 = 0xa0;
+    let (at, _) = head(der, 0, SEQUENCE)?;
+    let (mut at, _) = head(der, at, SEQUENCE)?;
+    // The headers that follow are short: asking for a few more bytes than the next header
+    // needs avoids a round for each.
+    const AHEAD: usize = 48;
+    if at >= der.len() {
+        return Err(Some(at + AHEAD));
+    }
+    if der[at] == VERSION {
+        at = after(der, at, VERSION)?;
+    }
+    for tag in [INTEGER, SEQUENCE, SEQUENCE, SEQUENCE] {
+        at = after(der, at, tag)?;
+        if at >= der.len() {
+            return Err(Some(at + AHEAD));
+        }
+    }
+    let (content, len) = head(der, at, SEQUENCE)?;
+    let end = content.checked_add(len).ok_or(None)?;
+    if end > der.len() {
+        return Err(Some(end));
+    }
+    Ok(at..end)
+}
+
+/// Where the element with tag `tag` at `at` ends (its content need not be in `der`).
+fn after(der: &[u8], at: usize, tag: u8) -> Result<usize, Option<usize>> {
+    let (content, len) = head(der, at, tag)?;
+    content.checked_add(len).ok_or(None)
+}
+
+/// The content offset and length of the element with tag `tag` at `at` (definite lengths
+/// of up to four octets, as DER has).
+fn head(der: &[u8], at: usize, tag: u8) -> Result<(usize, usize), Option<usize>> {
+    let Some(&[first, len0]) = der.get(at..at + 2) else {
+        return Err(Some(at + 6));
+    };
+    if first != tag {
+        return Err(None);
+    }
+    if len0 < 0x80 {
+        return Ok((at + 2, usize::from(len0)));
+    }
+    let octets = usize::from(len0 & 0x7f);
+    if octets == 0 || octets > 4 {
+        return Err(None);
+    }
+    let Some(bytes) = der.get(at + 2..at + 2 + octets) else {
+        return Err(Some(at + 2 + octets));
+    };
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    Ok((at + 2 + octets, len))
 }
 
 /// The issuer and subject names of a certificate, each as its whole DER `Name`.
@@ -488,6 +654,66 @@ mod tests {
     }
 
     #[test]
+    fn the_prefix_decoder_finds_what_the_whole_decode_finds() {
+        // Every certificate of the system bundle, each as Debian writes it (64-character
+        // lines) and re-wrapped at other widths with CRLF, so the groups of four straddle
+        // the line ends at every offset.
+        let bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+        let mut bodies: Vec<Vec<u8>> = pem_bodies(&bundle)
+            .into_iter()
+            .map(|r| bundle[r].to_vec())
+            .collect();
+        let own = ca(
+            "A root of this test, with a name long enough to end past the first prefix of the decoder",
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(own.der());
+        bodies.push(b64.as_bytes().to_vec());
+        let mut rewrapped = Vec::new();
+        for body in &bodies {
+            let chars: Vec<u8> = body
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            for width in [1, 3, 5, 63, 76] {
+                let mut text = b"\r\n".to_vec();
+                for line in chars.chunks(width) {
+                    text.extend_from_slice(line);
+                    text.extend_from_slice(b"\r\n");
+                }
+                rewrapped.push(text);
+            }
+        }
+        bodies.extend(rewrapped);
+        for body in &bodies {
+            let whole = decode(body).expect("decodes");
+            let expected = names(&whole).expect("names").subject.to_vec();
+            assert_eq!(subject_in_prefix(body), Some(expected));
+        }
+        assert!(bodies.len() >= 6);
+    }
+
+    #[test]
+    fn a_prefix_walk_asks_for_what_it_needs_and_refuses_lies() {
+        let root = ca("Needs");
+        let der = root.der();
+        let range = subject_range(der).expect("whole");
+        for cut in 0..range.end {
+            match subject_range(&der[..cut]) {
+                Err(Some(need)) => assert!(need > cut, "asks for more than {cut}: {need}"),
+                other => panic!("a prefix of {cut} bytes: {other:?}"),
+            }
+        }
+        // A length that runs past any prefix is not followed: the whole decode decides.
+        let mut lying = der.to_vec();
+        lying[1] = 0x84;
+        assert!(matches!(subject_range(&lying), Err(None) | Err(Some(_))));
+        let mut wrong_tag = der.to_vec();
+        wrong_tag[0] = 0x31;
+        assert_eq!(subject_range(&wrong_tag), Err(None));
+    }
+
+    #[test]
     fn malformed_der_has_no_names() {
         let root = ca("Short");
         let der = root.der().to_vec();
@@ -529,7 +755,7 @@ mod tests {
 
     #[test]
     fn names_past_the_decoded_prefix_and_crlf_lines_are_found() {
-        // A subject of about 1,500 bytes: it ends far beyond NAMES_STEPS.
+        // A subject of about 1,500 bytes: it ends far beyond PREFIX_LIMIT.
         let long = ca(&"Long Name ".repeat(60));
         let crlf = ca("Windows Line Ends");
         let spaced = ca("Spaces Inside Lines");
