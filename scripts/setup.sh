@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ra-signer's demo, tests and benchmarks need on Debian: the build tools,
 # OpenSSL, SoftHSM2 + OpenSC, swtpm + tpm2-tools + tpm2-openssl + libtss2, and Python's
-# venv. Idempotent: it installs only what is missing. Needs root (or sudo) for apt-get.
+# venv, and zsh and fish (the tests check the syntax of their completion scripts).
+# Idempotent: it installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 # rustup installs cargo under ~/.cargo/bin, which a non-login shell may not have on PATH.
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
@@ -9,7 +10,8 @@ case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; th
 packages=(ca-certificates openssl pkg-config gcc libc6-dev time wrk
           softhsm2 opensc gnutls-bin p11-kit
           libtss2-dev swtpm swtpm-tools tpm2-tools tpm2-openssl
-          python3 python3-venv python3-pip)
+          python3 python3-venv python3-pip
+          zsh fish)
 
 # A python3 outside Debian's packages (pyenv, a toolchain image) with a working venv will do.
 have_python=false

@@ -27,6 +27,7 @@ pub mod endpoint;
 pub mod env;
 pub mod error;
 mod exec;
+mod generate;
 mod input;
 mod keygen;
 mod outfile;

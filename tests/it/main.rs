@@ -13,6 +13,7 @@ mod exec;
 mod fault_matrix;
 mod file_keys;
 mod fuzz;
+mod generate;
 mod hardware_faults;
 mod hostile;
 mod mldsa;
