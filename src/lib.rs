@@ -35,6 +35,7 @@ pub mod pkcs11_uri;
 mod proxy;
 pub mod refresh;
 pub mod rolesanywhere;
+pub mod sdnotify;
 pub mod secret;
 mod serve;
 mod shutdown;
