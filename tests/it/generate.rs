@@ -68,7 +68,7 @@ fn completion(home: &Path, shell: &str) -> String {
 
 /// Completes the words of `line` (the last one being completed) with the script loaded by
 /// a real bash, through the function that `complete -p ra-signer` names.
-fn bash_complete(script: &Path, line: &[&str]) -> Vec<String> {
+pub(crate) fn bash_complete(script: &Path, line: &[&str]) -> Vec<String> {
     let words = line
         .iter()
         .map(|w| format!("'{w}'"))

@@ -17,6 +17,7 @@ mod generate;
 mod hardware_faults;
 mod hostile;
 mod mldsa;
+mod package;
 mod pkcs11;
 mod process;
 mod real_clients;
