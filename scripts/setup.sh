@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ra-signer's demo, tests and benchmarks need on Debian: the build tools,
 # OpenSSL, SoftHSM2 + OpenSC, swtpm + tpm2-tools + tpm2-openssl + libtss2, and Python's
-# venv. Idempotent: it installs only what is missing. Needs root (or sudo) for apt-get.
+# venv, zsh and fish (the tests check the syntax of their completion scripts), man-db,
+# dpkg-dev and binutils for scripts/package.sh, and systemd (systemd-analyze checks the units).
+# Idempotent: it installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 # rustup installs cargo under ~/.cargo/bin, which a non-login shell may not have on PATH.
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
@@ -9,7 +11,8 @@ case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; th
 packages=(ca-certificates openssl pkg-config gcc libc6-dev time wrk
           softhsm2 opensc gnutls-bin p11-kit
           libtss2-dev swtpm swtpm-tools tpm2-tools tpm2-openssl
-          python3 python3-venv python3-pip)
+          python3 python3-venv python3-pip
+          zsh fish man-db dpkg-dev binutils systemd)
 
 # A python3 outside Debian's packages (pyenv, a toolchain image) with a working venv will do.
 have_python=false
@@ -34,4 +37,12 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install a Rust toolchain >= 1.89 (rustup) and run again" >&2
   exit 1
+fi
+
+# scripts/package.sh builds the Debian package with cargo-deb (about a minute to compile,
+# once per machine).
+cargo_deb_version=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$cargo_deb_version"; then
+  echo "setup: installing cargo-deb $cargo_deb_version" >&2
+  cargo install --quiet --locked cargo-deb --version "$cargo_deb_version"
 fi

@@ -4,9 +4,11 @@
 use base64::Engine;
 
 use crate::cert::Cert;
+use clap::CommandFactory;
+
 use crate::cli::{
-    CacheArgs, CacheCommand, CacheListFormat, CertificateDataFormat, Command, DigestArg,
-    IdentityArgs, ProcessFormat, ReadCertificateDataArgs, SignFormat, SignStringArgs,
+    CacheArgs, CacheCommand, CacheListFormat, CertificateDataFormat, Cli, Command, CompletionShell,
+    DigestArg, IdentityArgs, ProcessFormat, ReadCertificateDataArgs, SignFormat, SignStringArgs,
 };
 use crate::config::{
     CacheClearConfig, CertificateSource, ConfigError, CredentialProcessConfig, ExecConfig,
@@ -50,6 +52,16 @@ pub fn run(command: Command, identity_source: Option<IdentitySource>) -> Result<
             warn(&args.identity);
             crate::doctor::run(&args.to_config(identity_source)?)
         }
+        Command::Completions(args) => {
+            use crate::generate::Shell;
+            let shell = match args.shell {
+                CompletionShell::Bash => Shell::Bash,
+                CompletionShell::Zsh => Shell::Zsh,
+                CompletionShell::Fish => Shell::Fish,
+            };
+            crate::generate::completions(Cli::command(), shell)
+        }
+        Command::Man(args) => crate::generate::man(Cli::command(), args.out_dir.as_deref()),
     }
 }
 
@@ -546,7 +558,7 @@ pub fn debug_requested(command: &Command) -> bool {
         Command::ReadCertificateData(a) => a.debug,
         Command::Keygen(_) | Command::Version => false,
         Command::Exec(a) => a.session.options.debug,
-        Command::Cache(_) => false,
+        Command::Cache(_) | Command::Completions(_) | Command::Man(_) => false,
         Command::Doctor(a) => a.session.options.debug,
     }
 }
@@ -570,6 +582,6 @@ pub fn may_use_tpm(command: &Command) -> bool {
         | Command::Update(_)
         | Command::Version => false,
         Command::Exec(a) => tpm_key(&a.identity),
-        Command::Cache(_) => false,
+        Command::Cache(_) | Command::Completions(_) | Command::Man(_) => false,
     }
 }

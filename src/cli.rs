@@ -50,6 +50,9 @@ const ABOUT_UPDATE: &str = "Keep a profile of the shared credentials file fresh"
 const ABOUT_KEYGEN: &str = "Generate a key pair inside a token or TPM (non-extractable) and write a PKCS#10 CSR for it; for tokens, store the issued certificate beside the key";
 const ABOUT_EXEC: &str = "Run a command with the credentials in its environment (AWS_ACCESS_KEY_ID, …), never on its command line: ra-signer exec [FLAGS] -- CMD [ARGS]…";
 const ABOUT_CACHE: &str = "List or clear the credentials `--cache` keeps in the kernel keyring";
+const ABOUT_COMPLETIONS: &str = "Print the shell completion script for bash, zsh or fish on stdout";
+const ABOUT_MAN: &str =
+    "Print the manual page (roff) on stdout, or write one page per command to --out-dir";
 const ABOUT_DOCTOR: &str = "Check, in order, everything that can make CreateSession fail: the certificate, the key, the chain, the request and the network (and with --call one real call)";
 
 /// The subcommands. Each one's flags are defined only when it runs (`defer`): a
@@ -88,6 +91,42 @@ pub enum Command {
     /// `doctor`.
     #[command(about = ABOUT_DOCTOR)]
     Doctor(DoctorArgs),
+    /// `completions`.
+    #[command(about = ABOUT_COMPLETIONS)]
+    Completions(CompletionsArgs),
+    /// `man`.
+    #[command(about = ABOUT_MAN)]
+    Man(ManArgs),
+}
+
+/// `completions` (its help: [`ABOUT_COMPLETIONS`]).
+#[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_COMPLETIONS)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// The shells `completions` writes for: those a Debian package installs completions for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// `man` (its help: [`ABOUT_MAN`]).
+#[derive(Debug, Clone, Args)]
+#[command(about = ABOUT_MAN)]
+pub struct ManArgs {
+    /// Write ra-signer.1 and one ra-signer-COMMAND.1 per command into this directory
+    /// (created if missing) instead of printing the top-level page.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Where the certificate and key come from.
@@ -963,7 +1002,11 @@ impl Command {
                 let arns = [&mut a.trust_anchor_arn, &mut a.profile_arn, &mut a.role_arn];
                 (&mut a.identity, Session::Parts(arns, &mut a.options))
             }
-            Command::Cache(_) | Command::Keygen(_) | Command::Version => return Ok(None),
+            Command::Cache(_)
+            | Command::Keygen(_)
+            | Command::Version
+            | Command::Completions(_)
+            | Command::Man(_) => return Ok(None),
         };
         let Some(name) = identity.named.clone() else {
             return Ok(None);

@@ -1,7 +1,7 @@
 //! Every environment variable ra-signer reads, by name, in one place. Only the
 //! configuration layer (flags lowered into `config` types), the endpoint resolver, the proxy
-//! finder, the secret reader and `exec` (which checks and edits the environment its command
-//! inherits) look them up; backends are handed values, never names.
+//! finder, the secret reader, `sdnotify` (the service manager's socket) and `exec` (which
+//! checks and edits the environment its command inherits) look them up; backends are handed values, never names.
 
 // ra-signer's own secrets: read once at start-up and removed from the environment
 // (`secret::capture_environment`).
@@ -112,6 +112,15 @@ pub const PATH: &str = "PATH";
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 /// The per-user runtime directory (`--cache` locks).
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+
+// The service manager's (systemd's sd_notify protocol), read by `sdnotify`.
+
+/// The datagram socket to notify: a path, or `@name` in the abstract namespace.
+pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+/// The watchdog's period in microseconds: a ping is due at least this often.
+pub const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+/// The process the watchdog is meant for (when unset: this one).
+pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
 
 /// The value of `name`, when it is set and not blank.
 pub fn non_blank(name: &str) -> Option<String> {

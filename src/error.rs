@@ -720,6 +720,15 @@ pub enum ModeError {
         #[source]
         source: std::io::Error,
     },
+    /// `man --out-dir`: a page cannot be written.
+    #[error("cannot write the manual page {}: {source}", path.display())]
+    WritePage {
+        /// The page, or the directory that could not be made.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The identity was closed before the first CreateSession (it is opened just before).
     #[error("the identity did not open")]
     NoIdentity,
@@ -763,8 +772,10 @@ impl From<ModeError> for Error {
             ModeError::RefusedFile { .. } => Error::new(ErrorClass::Usage, message).with_hint(
                 "fix that line (the AWS CLI and SDKs refuse the file as it is), then run again",
             ),
-            ModeError::WriteFile { .. } => Error::new(ErrorClass::Other, message)
-                .with_hint("check that this user may write the file and its directory"),
+            ModeError::WriteFile { .. } | ModeError::WritePage { .. } => {
+                Error::new(ErrorClass::Other, message)
+                    .with_hint("check that this user may write the file and its directory")
+            }
         };
         error.with_source(e)
     }

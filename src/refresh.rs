@@ -24,6 +24,7 @@ use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::pkcs11_uri::TokenUri;
 use crate::rolesanywhere::{Client, CreateSessionError};
+use crate::sdnotify::Notifier;
 use crate::signer::{self, Identity};
 use crate::time::UtcTime;
 
@@ -403,6 +404,24 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(u64::from_le_bytes(b) % (cap_ms + 1))
 }
 
+/// A clock that pings the watchdog before each wait: between the attempts of one
+/// CreateSession, the loop is retrying, not stuck.
+struct Pinging<'a> {
+    clock: &'a dyn Clock,
+    notifier: &'a Notifier,
+}
+
+impl Clock for Pinging<'_> {
+    fn now(&self) -> UtcTime {
+        self.clock.now()
+    }
+
+    fn sleep(&self, d: Duration, stop: &Stop) -> bool {
+        self.notifier.ping();
+        self.clock.sleep(d, stop)
+    }
+}
+
 /// The refresh loop of `serve` and `update`: owns the identity and the client.
 pub struct Refresher<O: Outlet> {
     /// The identity.
@@ -419,6 +438,9 @@ pub struct Refresher<O: Outlet> {
     pub clock: Arc<dyn Clock>,
     /// The expiration of each slot's initial credentials.
     pub initial: Vec<UtcTime>,
+    /// The service manager, told each refresh's outcome and pinged from this loop (the
+    /// design is in [`crate::sdnotify`]).
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl<O: Outlet> Refresher<O> {
@@ -430,7 +452,11 @@ impl<O: Outlet> Refresher<O> {
             .iter()
             .map(|&expiration| Timer::new(expiration, started))
             .collect();
+        let watchdog = self.notifier.as_ref().and_then(|n| n.watchdog_interval());
         loop {
+            if let Some(n) = &self.notifier {
+                n.ping();
+            }
             let now = self.clock.now();
             let next = timers
                 .iter()
@@ -439,10 +465,10 @@ impl<O: Outlet> Refresher<O> {
                 .unwrap_or(now);
             let asked = stop.take_refresh_request();
             if next > now && !asked {
-                if self
-                    .clock
-                    .sleep(Duration::from_secs(next.unix() - now.unix()), stop)
-                {
+                let due = Duration::from_secs(next.unix() - now.unix());
+                // Woken early for the watchdog, the loop pings and finds nothing due yet.
+                let wait = watchdog.map_or(due, |w| w.min(due));
+                if self.clock.sleep(wait, stop) {
                     break;
                 }
                 continue;
@@ -467,14 +493,24 @@ impl<O: Outlet> Refresher<O> {
 
     fn refresh(&mut self, slot: usize, timer: &mut Timer, stop: &Stop) {
         let request = &self.requests[slot];
+        let pinging;
+        let clock: &dyn Clock = match &self.notifier {
+            Some(notifier) => {
+                notifier.ping();
+                pinging = Pinging {
+                    clock: self.clock.as_ref(),
+                    notifier,
+                };
+                &pinging
+            }
+            None => self.clock.as_ref(),
+        };
         let result = match self.live.identity() {
             Some(identity) => {
-                create_session(&self.client, identity, request, self.clock.as_ref(), stop).map_err(
-                    |e| {
-                        let e = crate::error::session_error(e, identity, request);
-                        log_text(&e, self.client.options().debug)
-                    },
-                )
+                create_session(&self.client, identity, request, clock, stop).map_err(|e| {
+                    let e = crate::error::session_error(e, identity, request);
+                    log_text(&e, self.client.options().debug)
+                })
             }
             None => Err("no identity is open (see the re-open error above)".to_owned()),
         };
@@ -490,19 +526,23 @@ impl<O: Outlet> Refresher<O> {
         match delivered {
             Ok((line, creds)) => {
                 timer.succeeded(creds.expiration, now);
+                if let Some(n) = &self.notifier {
+                    n.status(&line);
+                }
                 log(mode, &line);
             }
             Err(reason) => {
                 let delay = timer.failed(now, self.timing);
                 let keep = self.outlet.failed(slot, &reason, timer, now);
-                log(
-                    mode,
-                    &format!(
-                        "refresh {}{} failed: {reason}; {keep}; retrying in {delay} s",
-                        timer.failures,
-                        self.outlet.slot_name(slot)
-                    ),
+                let line = format!(
+                    "refresh {}{} failed: {reason}; {keep}; retrying in {delay} s",
+                    timer.failures,
+                    self.outlet.slot_name(slot)
                 );
+                if let Some(n) = &self.notifier {
+                    n.status(&line);
+                }
+                log(mode, &line);
             }
         }
     }

@@ -90,6 +90,11 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
             what: "watch signals",
             source,
         })?;
+    let notifier = crate::sdnotify::Notifier::from_env().map(Arc::new);
+    let ready = format!(
+        "profile [{profile}] of {} holds credentials",
+        path.display()
+    );
     let refresher = Refresher {
         live,
         client,
@@ -98,6 +103,7 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
         outlet: CredentialsFile { path, profile },
         clock: Arc::new(SystemClock),
         initial: vec![creds.expiration],
+        notifier: notifier.clone(),
     };
     drop(creds);
     let worker = Worker::spawn("refresh", move |stop| refresher.run(stop)).map_err(|source| {
@@ -106,6 +112,10 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
             source,
         }
     })?;
+    // The profile holds the first credentials and the signals are watched.
+    if let Some(n) = &notifier {
+        n.ready(&ready);
+    }
     let signal = loop {
         match rt.block_on(signals.recv()) {
             Asked::Stop(name) => break name,
@@ -115,7 +125,11 @@ pub fn run(config: UpdateConfig) -> Result<(), Error> {
             }
         }
     };
-    log("update", &format!("{signal}: stopping"));
+    let line = format!("{signal}: stopping");
+    if let Some(n) = &notifier {
+        n.stopping(&line);
+    }
+    log("update", &line);
     if worker.stop_by(Instant::now() + GRACE) {
         log("update", "stopped; the identity is closed");
     } else {

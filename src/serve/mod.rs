@@ -234,6 +234,7 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
     }
 
     // 3. The refresher thread.
+    let notifier = crate::sdnotify::Notifier::from_env().map(Arc::new);
     let refresher = Refresher {
         live,
         client,
@@ -242,6 +243,7 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
         outlet: Answers(Arc::clone(&shared)),
         clock: Arc::new(SystemClock),
         initial,
+        notifier: notifier.clone(),
     };
     let refresher =
         Worker::spawn("refresh", move |stop| refresher.run(stop)).map_err(|source| {
@@ -271,6 +273,7 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
         &shared,
         usize::from(threads),
         &announce,
+        notifier.as_deref(),
         &|| refresher.refresh_now(),
         &|| refresher.stop(),
     );
@@ -291,11 +294,14 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
 /// Answers requests on a runtime of `threads` workers (work-stealing keeps them evenly
 /// loaded whatever the kernel's accept order) until a stopping signal, on which
 /// `on_signal` runs before the connections are dropped; `on_refresh` runs at each SIGUSR1.
+/// The service manager hears `READY=1` once requests are answered, and `STOPPING=1` at the
+/// signal.
 fn serve(
     listener: std::net::TcpListener,
     shared: &Arc<Shared>,
     threads: usize,
     announce: &str,
+    notifier: Option<&crate::sdnotify::Notifier>,
     on_refresh: &dyn Fn(),
     on_signal: &dyn Fn(),
 ) -> Result<(), Error> {
@@ -310,6 +316,7 @@ fn serve(
         listener,
         Arc::clone(shared),
         announce,
+        notifier,
         on_refresh,
     ));
     on_signal();
@@ -324,6 +331,7 @@ async fn accept_loop(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     announce: &str,
+    notifier: Option<&crate::sdnotify::Notifier>,
     on_refresh: &dyn Fn(),
 ) -> std::io::Result<()> {
     let mut signals = Signals::install()?;
@@ -332,11 +340,23 @@ async fn accept_loop(
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     log("serve", announce);
+    // Every role's first credentials are published (start-up is fail-fast) and the
+    // listener is polled from here on.
+    if let Some(n) = notifier {
+        n.ready(announce);
+    }
     let mut last_error_log: Option<Instant> = None;
     loop {
         tokio::select! {
             asked = signals.recv() => match asked {
-                Asked::Stop(name) => { log("serve", &format!("{name}: shutting down")); break; }
+                Asked::Stop(name) => {
+                    let line = format!("{name}: shutting down");
+                    if let Some(n) = notifier {
+                        n.stopping(&line);
+                    }
+                    log("serve", &line);
+                    break;
+                }
                 Asked::RefreshNow => {
                     log("serve", "SIGUSR1: refreshing every role now");
                     on_refresh();

@@ -668,6 +668,8 @@ fn help_snapshots() {
         "cache list",
         "cache clear",
         "doctor",
+        "completions",
+        "man",
     ] {
         let mut cmd = ra_signer(dir.path());
         cmd.args(command.split_whitespace());

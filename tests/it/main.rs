@@ -14,13 +14,16 @@ mod exec;
 mod fault_matrix;
 mod file_keys;
 mod fuzz;
+mod generate;
 mod hardware_faults;
 mod hostile;
 mod mldsa;
+mod package;
 mod pkcs11;
 mod process;
 mod real_clients;
 mod refresh;
+mod sdnotify;
 mod serve;
 #[cfg(feature = "tpm")]
 mod tpm;

@@ -261,6 +261,7 @@ impl Setup {
             outlet: recorder.clone(),
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
             initial,
+            notifier: None,
         };
         let wall = Instant::now();
         refresher.run(&Stop::default());
@@ -488,6 +489,7 @@ fn a_stop_ends_the_loop_at_once_whatever_is_due() {
         clock: Arc::clone(&clock) as Arc<dyn Clock>,
         // Already expired: due at once, but the stop comes first.
         initial: vec![UtcTime::from_unix(0)],
+        notifier: None,
     }
     .run(&stop);
     assert!(recorder.events().is_empty(), "{:?}", recorder.events());

@@ -54,6 +54,11 @@ impl Daemon {
         d
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything written on stderr so far.
     pub(crate) fn stderr(&self) -> String {
         self.lines.lock().expect("lines").join("\n")
