@@ -21,6 +21,7 @@ mod pkcs11;
 mod process;
 mod real_clients;
 mod refresh;
+mod s3;
 mod serve;
 #[cfg(feature = "tpm")]
 mod tpm;
