@@ -433,7 +433,7 @@ pub(crate) fn authenticate(
             403,
             "AccessDenied",
             "date",
-            "AWS authentication requires a valid Date or x-amz-date header".into(),
+            "AWS authentication requires a valid x-amz-date header (YYYYMMDD'T'HHMMSS'Z'); ra-emulator does not take Date instead".into(),
             &access_key,
         ));
     };
@@ -992,7 +992,7 @@ mod tests {
                 Box::new(|p| p.retain(|(n, _)| n != "x-amz-date")),
                 403,
                 "AccessDenied",
-                "requires a valid Date or x-amz-date",
+                "requires a valid x-amz-date header",
             ),
             (
                 "host not signed",
