@@ -83,7 +83,8 @@ pub(crate) struct Args {
     /// Refuse requests that set roleSessionName (403).
     #[arg(long, conflicts_with = "config")]
     pub deny_role_session_name: bool,
-    /// Allowed difference between X-Amz-Date and now, in seconds.
+    /// Allowed difference between X-Amz-Date and now for CreateSession, in seconds (S3
+    /// ListBuckets allows 15 minutes, as S3 does).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub clock_skew: u64,
     /// Exit by itself after this many seconds; 0 = never.
