@@ -71,7 +71,12 @@ fn session_duration_and_role_session_name_reach_the_service() {
         "{}",
         stderr(&too_long)
     );
-    assert!(stderr(&too_long).contains("hint: check --session-duration"));
+    assert!(
+        stderr(&too_long)
+            .contains("hint: the profile allows shorter sessions than --session-duration asks for"),
+        "{}",
+        stderr(&too_long)
+    );
 }
 
 #[test]

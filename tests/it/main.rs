@@ -23,6 +23,7 @@ mod pkcs11;
 mod process;
 mod real_clients;
 mod refresh;
+mod s3;
 mod sdnotify;
 mod serve;
 #[cfg(feature = "tpm")]

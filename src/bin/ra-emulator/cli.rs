@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::arn::{self, Kind};
 use crate::config::{AccountSource, Config, ShortForm};
 use crate::faults;
+use crate::s3;
 use crate::verify::{MAX_DURATION, MIN_DURATION};
 
 /// A local IAM Roles Anywhere CreateSession endpoint that verifies SigV4-X509 requests
@@ -82,7 +83,8 @@ pub(crate) struct Args {
     /// Refuse requests that set roleSessionName (403).
     #[arg(long, conflicts_with = "config")]
     pub deny_role_session_name: bool,
-    /// Allowed difference between X-Amz-Date and now, in seconds.
+    /// Allowed difference between X-Amz-Date and now for CreateSession, in seconds (S3
+    /// ListBuckets allows 15 minutes, as S3 does).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub clock_skew: u64,
     /// Exit by itself after this many seconds; 0 = never.
@@ -96,6 +98,10 @@ pub(crate) struct Args {
     /// control-chars (repeatable).
     #[arg(long = "fault", value_name = "SPEC")]
     pub fault: Vec<String>,
+    /// A bucket that S3 ListBuckets (GET /, signed with credentials this emulator issued)
+    /// lists (repeatable; none: an empty list).
+    #[arg(long = "s3-bucket", value_name = "NAME", action = clap::ArgAction::Append)]
+    pub s3_bucket: Vec<String>,
 }
 
 impl Args {
@@ -112,6 +118,12 @@ impl Args {
             None => AccountSource::Flags(Box::new(self.short_form()?)),
         };
         let faults = faults::parse_all(&self.fault).map_err(|e| format!("--fault: {e}"))?;
+        for (i, name) in self.s3_bucket.iter().enumerate() {
+            s3::valid_bucket_name(name).map_err(|e| format!("--s3-bucket: {e}"))?;
+            if self.s3_bucket[..i].contains(name) {
+                return Err(format!("--s3-bucket: '{name}' is given twice"));
+            }
+        }
         Ok(Config {
             account,
             listen: self.listen,
@@ -123,6 +135,7 @@ impl Args {
             exit_after: (self.exit_after > 0).then(|| Duration::from_secs(self.exit_after)),
             log: self.log,
             faults,
+            s3_buckets: self.s3_bucket,
         })
     }
 }
@@ -229,6 +242,15 @@ mod tests {
         assert_eq!(c.faults.len(), 2);
         assert_eq!(flags(&c).roles.len(), 2);
         assert_eq!(flags(&c).anchor_files.len(), 2);
+        let c = parse(&[
+            "--s3-bucket",
+            "ra-signer-demo",
+            "--s3-bucket",
+            "logs.example",
+        ])
+        .expect("buckets");
+        assert_eq!(c.s3_buckets, ["ra-signer-demo", "logs.example"]);
+        assert!(parse(&[]).expect("none").s3_buckets.is_empty());
     }
 
     #[test]
@@ -238,6 +260,9 @@ mod tests {
             &["--max-duration", "60"],
             &["--fault", "nope"],
             &["--role-arn", "arn:aws:iam::123456789012:user/u"],
+            &["--s3-bucket", "Not_A_Bucket"],
+            &["--s3-bucket", "ab"],
+            &["--s3-bucket", "twice", "--s3-bucket", "twice"],
         ] {
             assert!(parse(extra).is_err(), "{extra:?}");
         }

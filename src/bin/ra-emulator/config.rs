@@ -57,4 +57,6 @@ pub(crate) struct Config {
     pub log: Option<PathBuf>,
     /// Initial faults.
     pub faults: Vec<Fault>,
+    /// The buckets S3 ListBuckets answers with (valid names).
+    pub s3_buckets: Vec<String>,
 }

@@ -151,7 +151,7 @@ fn the_allowed_machine_gets_tags_and_the_statement_is_named() {
     assert_eq!(ok.managed_policy_arns.len(), 1);
     let body: Value = serde_json::from_str(&crate::response::success_body(
         &ok,
-        NOW,
+        &crate::response::new_credentials(&ring::rand::SystemRandom::new(), NOW + ok.duration),
         &ring::rand::SystemRandom::new(),
     ))
     .expect("json");

@@ -524,7 +524,7 @@ fn success_body_has_the_service_shape_and_no_leaks_in_rejections() {
     let ok = run(&h, Some(QUERY), BODY, &pol, NOW).expect("accepted");
     let body: serde_json::Value = serde_json::from_str(&crate::response::success_body(
         &ok,
-        NOW,
+        &crate::response::new_credentials(&SystemRandom::new(), NOW + ok.duration),
         &SystemRandom::new(),
     ))
     .expect("json");
@@ -598,6 +598,7 @@ fn serves_over_http_counts_faults_and_never_logs_secrets() {
         exit_after: Some(std::time::Duration::from_secs(60)),
         log: Some(log.clone()),
         faults: vec![],
+        s3_buckets: vec![],
     };
     let p = pki();
     let logger = crate::server::Logger::open(Some(&log)).expect("log");
@@ -669,7 +670,9 @@ fn serves_over_http_counts_faults_and_never_logs_secrets() {
     );
     let stats = http(&addr, "GET /_emulator/stats", &HeaderMap::new(), "");
     assert!(
-        stats.ends_with(r#"{"faulted":1,"issued":1,"rejected":1,"requests":3}"#),
+        stats.ends_with(
+            r#"{"faulted":1,"issued":1,"rejected":1,"requests":3,"s3_denied":0,"s3_requests":0}"#
+        ),
         "{stats}"
     );
     assert!(http(&addr, "GET /elsewhere", &HeaderMap::new(), "").starts_with("HTTP/1.1 404"));

@@ -10,7 +10,7 @@
 //! the short form), [`server`] (listener, routing, logging), [`verify`] (the checks, in
 //! order), [`policy`] (trust policies), [`mapping`] (session tags), [`crl`], [`sigv4`]
 //! (canonical request), [`pki`] (certificates and paths), [`arn`], [`faults`],
-//! [`response`], [`clock`].
+//! [`response`], [`s3`] (ListBuckets for the credentials it issued), [`clock`].
 
 #![forbid(unsafe_code)]
 // `eprintln!` panics on a closed stderr pipe: every line goes through `say`.
@@ -27,6 +27,7 @@ mod model;
 mod pki;
 mod policy;
 mod response;
+mod s3;
 mod server;
 mod sigv4;
 mod verify;
@@ -74,7 +75,8 @@ fn main() -> ExitCode {
         account,
         clock_skew: config.clock_skew,
     };
-    let state = server::State::new(policy, config.faults.clone(), log);
+    let state = server::State::new(policy, config.faults.clone(), log)
+        .with_s3_buckets(config.s3_buckets.clone());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -13,6 +13,7 @@ use hyper::{Response, StatusCode};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::clock;
 use crate::verify::Accepted;
@@ -152,20 +153,63 @@ const BASE32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// The CreateSession success body for `accepted` at `now` (Unix seconds).
-pub(crate) fn success_body(accepted: &Accepted, now: u64, rng: &SystemRandom) -> String {
-    let role = &accepted.role;
-    let session = accepted
-        .role_session_name
-        .clone()
-        .unwrap_or_else(|| accepted.leaf.serial_hex());
-    let source_identity = crate::verify::source_identity(&accepted.leaf);
-    let subject_id =
-        uuid_from(digest::digest(&digest::SHA256, accepted.leaf.subject_der()).as_ref());
+/// Credentials made for one CreateSession: the server remembers them (for S3's check)
+/// before they go out in the body. `Debug` redacts the secrets.
+pub(crate) struct Credentials {
+    /// `ASIA` and 16 base-32 characters, as STS's temporary keys.
+    pub access_key_id: String,
+    /// 40 characters.
+    pub secret_access_key: Zeroizing<String>,
+    /// The session token.
+    pub session_token: Zeroizing<String>,
+    /// Unix seconds of the emulator's clock.
+    pub expiration: u64,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"** redacted **")
+            .field("session_token", &"** redacted **")
+            .field("expiration", &self.expiration)
+            .finish()
+    }
+}
+
+/// Fresh random credentials that expire at `expiration` (Unix seconds).
+pub(crate) fn new_credentials(rng: &SystemRandom, expiration: u64) -> Credentials {
     let token = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         random_bytes(rng, 216),
     );
+    Credentials {
+        access_key_id: format!("ASIA{}", random_chars(rng, BASE32, 16)),
+        secret_access_key: Zeroizing::new(random_chars(rng, BASE64ISH, 40)),
+        session_token: Zeroizing::new(format!("IQoJb3JpZ2luX2Vj{token}")),
+        expiration,
+    }
+}
+
+/// The role session name: `roleSessionName`, or the leaf serial in lower-case hex.
+pub(crate) fn session_name(accepted: &Accepted) -> String {
+    accepted
+        .role_session_name
+        .clone()
+        .unwrap_or_else(|| accepted.leaf.serial_hex())
+}
+
+/// The CreateSession success body for `accepted`, carrying `credentials`.
+pub(crate) fn success_body(
+    accepted: &Accepted,
+    credentials: &Credentials,
+    rng: &SystemRandom,
+) -> String {
+    let role = &accepted.role;
+    let session = session_name(accepted);
+    let source_identity = crate::verify::source_identity(&accepted.leaf);
+    let subject_id =
+        uuid_from(digest::digest(&digest::SHA256, accepted.leaf.subject_der()).as_ref());
     json!({
         "credentialSet": [{
             "assumedRoleUser": {
@@ -173,10 +217,10 @@ pub(crate) fn success_body(accepted: &Accepted, now: u64, rng: &SystemRandom) ->
                 "assumedRoleId": format!("AROA{}:{session}", random_chars(rng, UPPER_DIGITS, 17)),
             },
             "credentials": {
-                "accessKeyId": format!("ASIA{}", random_chars(rng, BASE32, 16)),
-                "expiration": clock::iso8601(now + accepted.duration),
-                "secretAccessKey": random_chars(rng, BASE64ISH, 40),
-                "sessionToken": format!("IQoJb3JpZ2luX2Vj{token}"),
+                "accessKeyId": credentials.access_key_id,
+                "expiration": clock::iso8601(credentials.expiration),
+                "secretAccessKey": credentials.secret_access_key.as_str(),
+                "sessionToken": credentials.session_token.as_str(),
             },
             "packedPolicySize": 0,
             "roleArn": role.to_string(),
@@ -192,7 +236,8 @@ pub(crate) fn success_body(accepted: &Accepted, now: u64, rng: &SystemRandom) ->
 
 /// A CreateSession answer whose credentials a client must refuse: with `hostile`, a secret
 /// that would add an `[evil]` profile running a command to an INI file written naively;
-/// otherwise well-formed credentials that expired an hour before `now`.
+/// otherwise well-formed credentials that expired an hour before `now`. These are never
+/// remembered as issued: S3 answers them `InvalidAccessKeyId`.
 pub(crate) fn faulty_credentials(hostile: bool, now: u64) -> String {
     let (secret, expiration) = if hostile {
         (

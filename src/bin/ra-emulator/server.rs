@@ -1,7 +1,8 @@
 //! The listener: HTTPS (a throw-away local CA and server certificate made with rcgen)
 //! or plain HTTP on a loopback address, routing `POST /sessions` through faults and
-//! verification, the `/_emulator/*` control endpoints, JSON-lines logging, and shutdown
-//! on SIGTERM, SIGINT or `--exit-after`.
+//! verification, S3 `GET /` (ListBuckets) for the credentials it issued, the
+//! `/_emulator/*` control endpoints, JSON-lines logging, and shutdown on SIGTERM, SIGINT or
+//! `--exit-after`.
 
 use std::fs;
 use std::io::Write;
@@ -27,6 +28,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::faults::{self, Faults, Kind};
 use crate::response::{self, Body};
+use crate::s3;
 use crate::verify::{self, Policy};
 
 /// Largest request body read.
@@ -77,6 +79,8 @@ struct Stats {
     issued: AtomicU64,
     rejected: AtomicU64,
     faulted: AtomicU64,
+    s3_requests: AtomicU64,
+    s3_denied: AtomicU64,
 }
 
 /// Everything a request handler needs.
@@ -88,6 +92,12 @@ pub(crate) struct State {
     stats: Stats,
     log: Logger,
     rng: SystemRandom,
+    /// The credentials CreateSession handed out, for S3 to check requests against.
+    issued: Mutex<s3::IssuedStore>,
+    /// What S3 ListBuckets lists (`--s3-bucket`).
+    s3_buckets: Vec<String>,
+    /// Unix seconds at start-up: the buckets' creation date.
+    started: u64,
 }
 
 impl State {
@@ -106,7 +116,16 @@ impl State {
             stats: Stats::default(),
             log,
             rng: SystemRandom::new(),
+            issued: Mutex::new(s3::IssuedStore::new(s3::MAX_ISSUED)),
+            s3_buckets: Vec::new(),
+            started: clock::now().as_secs(),
         }
+    }
+
+    /// The buckets S3 ListBuckets answers with.
+    pub(crate) fn with_s3_buckets(mut self, buckets: Vec<String>) -> State {
+        self.s3_buckets = buckets;
+        self
     }
 }
 
@@ -161,6 +180,20 @@ async fn handle(
     let method = req.method().clone();
     let resp = match path.as_str() {
         "/sessions" if method == Method::POST => return create_session(&state, req, &rid).await,
+        "/" if method == Method::GET => s3_list_buckets(&state, req, &rid).await,
+        "/" => {
+            let mut r = s3_error(
+                405,
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+                &rid,
+            );
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET"),
+            );
+            r
+        }
         "/_emulator/stats" if method == Method::GET => stats(&state, &rid),
         "/_emulator/faults" if method == Method::GET => {
             let specs = state
@@ -215,6 +248,8 @@ fn stats(state: &State, rid: &str) -> Response<Body> {
         "issued": s.issued.load(Ordering::Relaxed),
         "rejected": s.rejected.load(Ordering::Relaxed),
         "faulted": s.faulted.load(Ordering::Relaxed),
+        "s3_requests": s.s3_requests.load(Ordering::Relaxed),
+        "s3_denied": s.s3_denied.load(Ordering::Relaxed),
     });
     response::respond(200, "application/json", body.to_string(), rid)
 }
@@ -439,7 +474,23 @@ async fn create_session(
     match verify::verify(&request, &state.policy, now) {
         Ok(accepted) => {
             state.stats.issued.fetch_add(1, Ordering::Relaxed);
-            let body = response::success_body(&accepted, now, &state.rng);
+            let credentials = response::new_credentials(&state.rng, now + accepted.duration);
+            state
+                .issued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(
+                    credentials.access_key_id.clone(),
+                    s3::Issued {
+                        secret: credentials.secret_access_key.clone(),
+                        session_token: Some(credentials.session_token.clone()),
+                        expires: credentials.expiration,
+                        role: accepted.role.clone(),
+                        session_name: response::session_name(&accepted),
+                    },
+                    now,
+                );
+            let body = response::success_body(&accepted, &credentials, &state.rng);
             state.log_decision(Decision {
                 request_id: rid,
                 status: Some(201),
@@ -479,6 +530,87 @@ async fn create_session(
                 extra: json!({ "check": rej.check, "detail": rej.detail }),
             });
             Ok(response::error(rej.status, rej.code, &rej.message, rid))
+        }
+    }
+}
+
+/// An S3 answer: the body in `content_type`, and the request id also as S3 names it.
+fn s3_respond(status: u16, content_type: &str, body: String, rid: &str) -> Response<Body> {
+    let mut r = response::respond(status, content_type, body, rid);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-amz-request-id", v);
+    }
+    r
+}
+
+/// An S3 XML error.
+fn s3_error(status: u16, code: &str, message: &str, rid: &str) -> Response<Body> {
+    s3_respond(
+        status,
+        "application/xml",
+        s3::error_body(code, message, rid),
+        rid,
+    )
+}
+
+/// `GET /`: S3 ListBuckets, for a request signed with credentials this emulator issued.
+async fn s3_list_buckets(state: &State, req: Request<Incoming>, rid: &str) -> Response<Body> {
+    state.stats.s3_requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let outcome = match read_body(body).await {
+        None => Err(s3::S3Error {
+            status: 400,
+            code: "MaxMessageLengthExceeded",
+            message: format!("Your request was too big (more than {MAX_BODY} bytes)."),
+            check: "body",
+            access_key: None,
+        }),
+        Some(body) => {
+            let request = verify::Request {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body: &body,
+            };
+            let store = state.issued.lock().unwrap_or_else(PoisonError::into_inner);
+            s3::authenticate(&request, &store, &state.policy.account.region, state.now())
+        }
+    };
+    match outcome {
+        Ok(caller) => {
+            state.log.line(json!({
+                "event": "s3",
+                "operation": "ListBuckets",
+                "outcome": "allowed",
+                "request_id": rid,
+                "status": 200,
+                "access_key": caller.access_key,
+                "role": caller.role.to_string(),
+                "role_session_name": caller.session_name,
+                "buckets": state.s3_buckets.len(),
+            }));
+            s3_respond(
+                200,
+                "application/xml",
+                s3::list_buckets_body(&caller.role.account, &state.s3_buckets, state.started),
+                rid,
+            )
+        }
+        Err(e) => {
+            state.stats.s3_denied.fetch_add(1, Ordering::Relaxed);
+            state.log.line(json!({
+                "event": "s3",
+                "operation": "ListBuckets",
+                "outcome": "denied",
+                "request_id": rid,
+                "status": e.status,
+                "code": e.code,
+                "reason": e.message,
+                "check": e.check,
+                "access_key": e.access_key,
+            }));
+            s3_error(e.status, e.code, &e.message, rid)
         }
     }
 }
