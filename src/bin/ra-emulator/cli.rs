@@ -10,8 +10,8 @@ use clap::Parser;
 use crate::arn::{self, Kind};
 use crate::config::{AccountSource, Config, ShortForm};
 use crate::faults;
+use crate::model::{MAX_DURATION, MIN_DURATION};
 use crate::s3;
-use crate::verify::{MAX_DURATION, MIN_DURATION};
 
 /// A local IAM Roles Anywhere CreateSession endpoint that verifies SigV4-X509 requests
 /// the way the service does, for tests and offline use.

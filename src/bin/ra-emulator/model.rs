@@ -15,7 +15,13 @@ use crate::crl::{self, Crl};
 use crate::mapping::{Field, Mappings};
 use crate::pki::{self, Cert};
 use crate::policy::{self, TrustPolicy};
-use crate::verify::{DEFAULT_DURATION, MAX_DURATION, MIN_DURATION};
+
+/// Shortest session the service grants.
+pub(crate) const MIN_DURATION: u64 = 900;
+/// Longest session the service grants.
+pub(crate) const MAX_DURATION: u64 = 43_200;
+/// Default session length when `durationSeconds` is absent (in a request or a profile).
+pub(crate) const DEFAULT_DURATION: u64 = 3600;
 
 /// Largest configuration file read.
 pub(crate) const MAX_CONFIG_BYTES: u64 = 16 << 20;

@@ -10,17 +10,10 @@ use serde_json::Value;
 
 use crate::arn::{self, Arn, Kind};
 use crate::clock;
-use crate::model::Account;
+use crate::model::{Account, DEFAULT_DURATION, MAX_DURATION, MIN_DURATION};
 use crate::pki::{self, Cert, ChainError, PublicKey};
 use crate::policy::{self, Context, Decision};
 use crate::sigv4::{self, Algorithm, CanonicalRequest};
-
-/// Shortest session the service grants.
-pub(crate) const MIN_DURATION: u64 = 900;
-/// Longest session the service grants.
-pub(crate) const MAX_DURATION: u64 = 43_200;
-/// Default session length when `durationSeconds` is absent.
-pub(crate) const DEFAULT_DURATION: u64 = 3600;
 
 /// What the emulated account is configured with.
 #[derive(Debug, Clone)]
