@@ -9,19 +9,27 @@ use std::path::Path;
 
 use crate::common::*;
 
-/// Runs `credential-process --cache --debug` once. Without a usable kernel keyring the test
-/// fails, unless RA_SIGNER_TEST_ALLOW_NO_KEYRING=1 says this machine has none (then `None`:
-/// the test is skipped, saying so).
+/// Whether `out` says the kernel keyring cannot be used; that fails the test unless
+/// RA_SIGNER_TEST_ALLOW_NO_KEYRING=1 says this machine has none (then the test is skipped,
+/// saying so).
+fn no_keyring(out: &std::process::Output) -> bool {
+    if !stderr(out).contains("keyring is not available") {
+        return false;
+    }
+    assert!(
+        std::env::var_os("RA_SIGNER_TEST_ALLOW_NO_KEYRING").is_some_and(|v| v == "1"),
+        "the kernel keyring is not usable here (set RA_SIGNER_TEST_ALLOW_NO_KEYRING=1 to skip): {}",
+        stderr(out)
+    );
+    eprintln!("skipping: {}", stderr(out));
+    true
+}
+
+/// Runs `credential-process --cache --debug` once; `None` where [`no_keyring`] skips.
 pub(crate) fn keyring_works(w: &World, leaf: &Leaf) -> Option<serde_json::Value> {
     let out = w.credential_process(leaf, &["--cache", "--debug"]);
     let json = assert_process_json(&out);
-    if stderr(&out).contains("keyring is not available") {
-        assert!(
-            std::env::var_os("RA_SIGNER_TEST_ALLOW_NO_KEYRING").is_some_and(|v| v == "1"),
-            "the kernel keyring is not usable here (set RA_SIGNER_TEST_ALLOW_NO_KEYRING=1 to skip): {}",
-            stderr(&out)
-        );
-        eprintln!("skipping: {}", stderr(&out));
+    if no_keyring(&out) {
         return None;
     }
     assert!(stderr(&out).contains("cache: stored"), "{}", stderr(&out));
@@ -315,12 +323,7 @@ fn cache_list_shows_roles_expiry_and_fingerprints_never_secrets() {
         "no cached credentials\n",
         "a keyring of its own"
     );
-    if stderr(&out[1]).contains("keyring is not available") {
-        assert!(
-            std::env::var_os("RA_SIGNER_TEST_ALLOW_NO_KEYRING").is_some_and(|v| v == "1"),
-            "{}",
-            stderr(&out[1])
-        );
+    if no_keyring(&out[1]) {
         return;
     }
     let creds_a = assert_process_json(&out[1]);
@@ -399,12 +402,7 @@ fn cache_clear_removes_one_entry_or_all() {
     ) else {
         return;
     };
-    if stderr(&out[0]).contains("keyring is not available") {
-        assert!(
-            std::env::var_os("RA_SIGNER_TEST_ALLOW_NO_KEYRING").is_some_and(|v| v == "1"),
-            "{}",
-            stderr(&out[0])
-        );
+    if no_keyring(&out[0]) {
         return;
     }
     let first_a = assert_process_json(&out[0]);
@@ -453,12 +451,7 @@ fn the_identity_of_the_config_file_names_the_entry_to_clear() {
     ) else {
         return;
     };
-    if stderr(&out[0]).contains("keyring is not available") {
-        assert!(
-            std::env::var_os("RA_SIGNER_TEST_ALLOW_NO_KEYRING").is_some_and(|v| v == "1"),
-            "{}",
-            stderr(&out[0])
-        );
+    if no_keyring(&out[0]) {
         return;
     }
     assert_process_json(&out[0]);
