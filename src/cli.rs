@@ -1,7 +1,7 @@
 //! Command-line flags (clap) and their translation into validated configuration. No I/O
 //! happens here beyond reading the environment and the AWS config file for defaults.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -540,6 +540,10 @@ pub struct ServeArgs {
     /// else created with mode 0600 and a new random token).
     #[arg(long, value_name = "FILE", requires = "ecs")]
     pub auth_token_file: Option<PathBuf>,
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on this
+    /// loopback address and port, e.g. 127.0.0.1:9912.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Worker threads answering requests (1..=8; default 2).
     #[arg(long, value_name = "N", default_value_t = 2, hide = true, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub threads: u8,
@@ -1278,11 +1282,12 @@ impl ServeArgs {
             identity: self.identity.to_config()?,
             roles,
             client,
-            listen: std::net::SocketAddr::new(self.bind, self.port),
+            listen: SocketAddr::new(self.bind, self.port),
             hop_limit: self.hop_limit,
             protocol,
             timing,
             threads: self.threads,
+            metrics: self.metrics.map(check_metrics).transpose()?,
         })
     }
 }
@@ -1296,6 +1301,18 @@ pub fn check_bind(bind: IpAddr, hop_limit: u8) -> Result<(), ConfigError> {
         "--bind {bind} is not a loopback address: anyone who can reach it would get the credentials"
     ))
     .with_hint("add --hop-limit 1 so answers cannot cross a router (as EC2's metadata service does), or bind 127.0.0.1"))
+}
+
+/// The address rule of `serve --metrics`: loopback only, whatever the hop limit (the
+/// metrics name the roles and tell when credentials expire; nobody else needs them).
+pub fn check_metrics(addr: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    if addr.ip().is_loopback() {
+        return Ok(addr);
+    }
+    Err(ConfigError::new(format!(
+        "--metrics {addr} is not a loopback address: the metrics listener serves only this machine"
+    ))
+    .with_hint("use --metrics 127.0.0.1:PORT (or [::1]:PORT) and let a local agent scrape it"))
 }
 
 impl UpdateArgs {
@@ -1688,6 +1705,22 @@ mod tests {
         assert!(check_bind("127.0.0.2".parse().expect("ip"), 64).is_ok());
         let e = check_bind("10.1.2.3".parse().expect("ip"), 64).expect_err("refused");
         assert!(e.hint.is_some_and(|h| h.contains("--hop-limit 1")));
+    }
+
+    #[test]
+    fn metrics_must_be_loopback_whatever_the_hop_limit() {
+        for ok in ["127.0.0.1:9912", "127.0.0.2:0", "[::1]:9912"] {
+            assert!(check_metrics(ok.parse().expect("addr")).is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0:9912", "10.1.2.3:9912", "[::]:9912"] {
+            let e = check_metrics(bad.parse().expect("addr")).expect_err(bad);
+            assert!(
+                e.message.contains("not a loopback address"),
+                "{}",
+                e.message
+            );
+            assert!(e.hint.is_some_and(|h| h.contains("127.0.0.1")));
+        }
     }
 
     #[test]

@@ -630,6 +630,8 @@ pub struct ServeConfig {
     pub timing: RefreshTiming,
     /// Worker threads answering requests.
     pub threads: u8,
+    /// Where to serve `/metrics` and `/healthz` (always loopback), if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `update`.

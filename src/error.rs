@@ -65,6 +65,34 @@ impl ErrorClass {
             ErrorClass::CommandNotFound => 127,
         }
     }
+
+    /// The class as a stable snake_case name (`serve --metrics` labels failures with it).
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorClass::Other => "other",
+            ErrorClass::Usage => "usage",
+            ErrorClass::Identity => "identity",
+            ErrorClass::Rejected => "rejected",
+            ErrorClass::Network => "network",
+            ErrorClass::Listen => "listen",
+            ErrorClass::ChecksFailed => "checks_failed",
+            ErrorClass::CommandNotExecutable => "command_not_executable",
+            ErrorClass::CommandNotFound => "command_not_found",
+        }
+    }
+
+    /// Every class, in exit-code order.
+    pub const ALL: [ErrorClass; 9] = [
+        ErrorClass::Other,
+        ErrorClass::Usage,
+        ErrorClass::Identity,
+        ErrorClass::Rejected,
+        ErrorClass::Network,
+        ErrorClass::Listen,
+        ErrorClass::ChecksFailed,
+        ErrorClass::CommandNotExecutable,
+        ErrorClass::CommandNotFound,
+    ];
 }
 
 /// A failure ready to show a person: one sentence, an optional hint, a class, and the

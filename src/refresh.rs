@@ -21,7 +21,7 @@ use crate::config::{
     CertificateSource, IdentityConfig, PrivateKeySource, RefreshTiming, SessionRequest,
 };
 use crate::credentials::Credentials;
-use crate::error::Error;
+use crate::error::{Error, ErrorClass};
 use crate::pkcs11_uri::TokenUri;
 use crate::rolesanywhere::{Client, CreateSessionError};
 use crate::sdnotify::Notifier;
@@ -359,9 +359,20 @@ pub trait Outlet: Send {
     fn deliver(&mut self, slot: usize, creds: &Credentials, now: UtcTime)
     -> Result<String, String>;
 
-    /// Records that a refresh of `slot` failed for `reason` (one line); what the clients
-    /// keep meanwhile, for the log.
-    fn failed(&mut self, slot: usize, reason: &str, timer: &Timer, now: UtcTime) -> String;
+    /// Records that a refresh of `slot` failed for `reason` (one line) of `class`; what the
+    /// clients keep meanwhile, for the log.
+    fn failed(
+        &mut self,
+        slot: usize,
+        reason: &str,
+        class: ErrorClass,
+        timer: &Timer,
+        now: UtcTime,
+    ) -> String;
+
+    /// How long the CreateSession of a successful refresh of `slot` took, retries included
+    /// (called before [`Outlet::deliver`]).
+    fn took(&mut self, _slot: usize, _elapsed: Duration) {}
 }
 
 /// Calls CreateSession, retrying throttling, 5xx and transport failures up to the client's
@@ -505,15 +516,22 @@ impl<O: Outlet> Refresher<O> {
             }
             None => self.clock.as_ref(),
         };
+        let started = std::time::Instant::now();
         let result = match self.live.identity() {
             Some(identity) => {
                 create_session(&self.client, identity, request, clock, stop).map_err(|e| {
                     let e = crate::error::session_error(e, identity, request);
-                    log_text(&e, self.client.options().debug)
+                    (log_text(&e, self.client.options().debug), e.class)
                 })
             }
-            None => Err("no identity is open (see the re-open error above)".to_owned()),
+            None => Err((
+                "no identity is open (see the re-open error above)".to_owned(),
+                ErrorClass::Identity,
+            )),
         };
+        if result.is_ok() {
+            self.outlet.took(slot, started.elapsed());
+        }
         if result.is_err() && stop.is_stopped() {
             // Cut short by shutdown: no retry is coming, and the last good credentials
             // stay where they are until the process ends.
@@ -521,8 +539,12 @@ impl<O: Outlet> Refresher<O> {
         }
         let now = self.clock.now();
         let mode = self.outlet.mode();
-        let delivered =
-            result.and_then(|creds| self.outlet.deliver(slot, &creds, now).map(|l| (l, creds)));
+        let delivered = result.and_then(|creds| {
+            self.outlet
+                .deliver(slot, &creds, now)
+                .map(|l| (l, creds))
+                .map_err(|reason| (reason, ErrorClass::Other))
+        });
         match delivered {
             Ok((line, creds)) => {
                 timer.succeeded(creds.expiration, now);
@@ -531,9 +553,9 @@ impl<O: Outlet> Refresher<O> {
                 }
                 log(mode, &line);
             }
-            Err(reason) => {
+            Err((reason, class)) => {
                 let delay = timer.failed(now, self.timing);
-                let keep = self.outlet.failed(slot, &reason, timer, now);
+                let keep = self.outlet.failed(slot, &reason, class, timer, now);
                 let line = format!(
                     "refresh {}{} failed: {reason}; {keep}; retrying in {delay} s",
                     timer.failures,

@@ -167,7 +167,14 @@ impl Outlet for CredentialsFile {
         ))
     }
 
-    fn failed(&mut self, _: usize, _: &str, timer: &Timer, now: UtcTime) -> String {
+    fn failed(
+        &mut self,
+        _: usize,
+        _: &str,
+        _: crate::error::ErrorClass,
+        timer: &Timer,
+        now: UtcTime,
+    ) -> String {
         if timer.expiration > now {
             format!(
                 "the file keeps the current credentials, valid until {}",

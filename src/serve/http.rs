@@ -23,6 +23,7 @@ use hyper::body::Bytes;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::metrics::Route;
 use super::state::{Mode, RoleSlot, Shared};
 use super::tokens::{self, TokenTable, constant_time_eq};
 use crate::time::UtcTime;
@@ -44,7 +45,7 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain");
 /// The response type.
 pub(crate) type Resp = Response<Full<Bytes>>;
 
-fn respond(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Resp {
+pub(crate) fn respond(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Resp {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, content_type);
@@ -60,6 +61,21 @@ fn not_allowed(allow: &'static str) -> Resp {
     r.headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allow));
     r
+}
+
+/// The route `path` asks for in `mode`, as the metrics count it: a bounded label, never
+/// the path itself.
+pub(crate) fn route(mode: &Mode, path: &str) -> Route {
+    match mode {
+        Mode::Imds(_) if path == TOKEN_PATH => Route::Token,
+        Mode::Imds(_) => match path.strip_prefix(CREDENTIALS_PATH) {
+            Some("" | "/") => Route::RoleList,
+            Some(rest) if rest.starts_with('/') => Route::RoleCredentials,
+            _ => Route::Other,
+        },
+        Mode::Ecs(_) if path == "/" || path.starts_with(ECS_ROLE_PREFIX) => Route::Ecs,
+        Mode::Ecs(_) => Route::Other,
+    }
 }
 
 /// Answers one request at `now` (monotonic, for tokens) and `wall` (for expirations).
@@ -377,6 +393,43 @@ mod tests {
             assert!(text.contains("CredentialsUnavailable"), "{text}");
         }
         assert!(body(&at(&format!("{CREDENTIALS_PATH}/Reader"), 2000)).contains("HTTP 503"));
+    }
+
+    #[test]
+    fn routes_are_a_bounded_set() {
+        let imds = imds_state();
+        let ecs = Shared::new(vec!["R".into()], Mode::Ecs(Secret::new("t".into())));
+        for (mode, path, want) in [
+            (&imds.mode, TOKEN_PATH, Route::Token),
+            (&imds.mode, CREDENTIALS_PATH, Route::RoleList),
+            (
+                &imds.mode,
+                "/latest/meta-data/iam/security-credentials/",
+                Route::RoleList,
+            ),
+            (
+                &imds.mode,
+                "/latest/meta-data/iam/security-credentials/Reader",
+                Route::RoleCredentials,
+            ),
+            (
+                &imds.mode,
+                "/latest/meta-data/iam/security-credentials/x/y",
+                Route::RoleCredentials,
+            ),
+            (
+                &imds.mode,
+                "/latest/meta-data/iam/security-credentialsX",
+                Route::Other,
+            ),
+            (&imds.mode, "/random-7f3a", Route::Other),
+            (&imds.mode, "/", Route::Other),
+            (&ecs.mode, "/", Route::Ecs),
+            (&ecs.mode, "/role/R", Route::Ecs),
+            (&ecs.mode, TOKEN_PATH, Route::Other),
+        ] {
+            assert_eq!(route(mode, path), want, "{path}");
+        }
     }
 
     #[test]

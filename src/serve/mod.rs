@@ -12,6 +12,7 @@
 
 pub(crate) mod conns;
 pub(crate) mod http;
+pub(crate) mod metrics;
 pub(crate) mod state;
 pub(crate) mod tokens;
 
@@ -23,6 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,7 +33,7 @@ use ring::rand::SecureRandom;
 
 use crate::config::{ServeConfig, ServeProtocol, SessionRequest};
 use crate::credentials::Credentials;
-use crate::error::{Error, ModeError};
+use crate::error::{Error, ErrorClass, ModeError};
 use crate::refresh::{self, LiveIdentity, Outlet, Refresher, Stop, SystemClock, Timer, log};
 use crate::rolesanywhere::Client;
 use crate::secret::Secret;
@@ -49,6 +52,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long a connection told to close may take to finish the answer it is writing.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Most connections the metrics listener serves at once (its own table: scrapers cannot
+/// take the IMDS or ECS listener's room).
+const METRICS_CONNECTIONS: usize = 64;
 
 /// Raises the soft limit on open files to the hard one and returns the connection cap
 /// the result allows: [`MAX_CONNECTIONS`] idle sockets must not make accept fail.
@@ -164,6 +170,7 @@ impl Outlet for Answers {
     ) -> Result<String, String> {
         let role = &self.0.roles[slot];
         role.publish(creds, now);
+        self.0.metrics.refreshed(slot);
         Ok(format!(
             "refreshed the credentials of role {}; they expire at {}",
             role.name,
@@ -171,8 +178,16 @@ impl Outlet for Answers {
         ))
     }
 
-    fn failed(&mut self, slot: usize, reason: &str, timer: &Timer, now: UtcTime) -> String {
+    fn failed(
+        &mut self,
+        slot: usize,
+        reason: &str,
+        class: ErrorClass,
+        timer: &Timer,
+        now: UtcTime,
+    ) -> String {
         self.0.roles[slot].fail(reason.to_owned());
+        self.0.metrics.failed(slot, class);
         if timer.expiration > now {
             format!(
                 "the current credentials stay in service until {}",
@@ -181,6 +196,10 @@ impl Outlet for Answers {
         } else {
             "no valid credentials: answering HTTP 500".to_owned()
         }
+    }
+
+    fn took(&mut self, slot: usize, elapsed: Duration) {
+        self.0.metrics.took(slot, elapsed);
     }
 }
 
@@ -195,6 +214,7 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
         protocol,
         timing,
         threads,
+        metrics: metrics_addr,
     } = config;
     let mode = match &protocol {
         ServeProtocol::Ecs { token_file } => Mode::Ecs(ecs_token(token_file)?),
@@ -208,6 +228,16 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
     let local = listener
         .local_addr()
         .map_err(|source| ModeError::Listen { addr, source })?;
+    let metrics_listener = match metrics_addr {
+        Some(addr) => {
+            let l = bind(addr, hop_limit).map_err(|source| ModeError::Listen { addr, source })?;
+            let local = l
+                .local_addr()
+                .map_err(|source| ModeError::Listen { addr, source })?;
+            Some((l, local))
+        }
+        None => None,
+    };
 
     // 2. The identity and one CreateSession per role: fail fast.
     let live = LiveIdentity::open(identity_config, "serve")?;
@@ -217,9 +247,11 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
     let shared = Arc::new(Shared::new(names, mode));
     let mut initial = Vec::new();
     for (i, request) in requests.iter().enumerate() {
+        let started = Instant::now();
         let creds =
             refresh::create_session(&client, identity, request, &SystemClock, &Stop::default())
                 .map_err(|e| crate::error::session_error(e, identity, request))?;
+        shared.metrics.took(i, started.elapsed());
         let now = UtcTime::now();
         shared.roles[i].publish(&creds, now);
         initial.push(creds.expiration);
@@ -268,8 +300,15 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
             }
         ),
     };
+    let metrics = metrics_listener.map(|(l, local)| {
+        (
+            l,
+            format!("metrics on http://{local}/metrics and http://{local}/healthz"),
+        )
+    });
     let served = serve(
         listener,
+        metrics,
         &shared,
         usize::from(threads),
         &announce,
@@ -298,6 +337,7 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
 /// signal.
 fn serve(
     listener: std::net::TcpListener,
+    metrics: Option<(std::net::TcpListener, String)>,
     shared: &Arc<Shared>,
     threads: usize,
     announce: &str,
@@ -314,6 +354,7 @@ fn serve(
         .map_err(|e| fail("start the runtime", e))?;
     let result = rt.block_on(accept_loop(
         listener,
+        metrics,
         Arc::clone(shared),
         announce,
         notifier,
@@ -325,10 +366,52 @@ fn serve(
     Ok(result.map_err(|e| fail("serve", e))?)
 }
 
-/// Accepts until a stopping signal; `announce` is logged once the signal handlers are in
-/// place.
+/// What a listener answers with: the IMDS or ECS contract, or the metrics.
+type Answer = fn(&Shared, &Request<Incoming>) -> http::Resp;
+
+/// The IMDS or ECS answer, counted in the metrics.
+fn answer_credentials(shared: &Shared, req: &Request<Incoming>) -> http::Resp {
+    let resp = http::handle(shared, req, Instant::now(), UtcTime::now());
+    shared
+        .metrics
+        .request(http::route(&shared.mode, req.uri().path()), resp.status());
+    resp
+}
+
+fn answer_metrics(shared: &Shared, req: &Request<Incoming>) -> http::Resp {
+    metrics::handle(shared, req, UtcTime::now())
+}
+
+/// Accepts on the metrics listener, with its own connection table, until the runtime
+/// ends.
+async fn metrics_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    connections: Arc<Connections>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let ticket = connections.admit(peer.ip());
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(
+                    stream,
+                    Arc::clone(&shared),
+                    Arc::clone(&connections),
+                    ticket,
+                    answer_metrics,
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Accepts until a stopping signal; `announce` (and the metrics' own line) is logged once
+/// the signal handlers are in place.
 async fn accept_loop(
     listener: std::net::TcpListener,
+    metrics: Option<(std::net::TcpListener, String)>,
     shared: Arc<Shared>,
     announce: &str,
     notifier: Option<&crate::sdnotify::Notifier>,
@@ -337,6 +420,12 @@ async fn accept_loop(
     let mut signals = Signals::install()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let connections = Arc::new(Connections::new(connection_cap()));
+    let scrapes = Arc::new(Connections::new(METRICS_CONNECTIONS));
+    if let Some((l, line)) = metrics {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        tokio::spawn(metrics_loop(l, Arc::clone(&shared), Arc::clone(&scrapes)));
+        log("serve", &line);
+    }
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     log("serve", announce);
@@ -362,12 +451,16 @@ async fn accept_loop(
                     on_refresh();
                 }
             },
-            _ = sweep.tick() => { connections.sweep(Instant::now()); }
+            _ = sweep.tick() => {
+                let now = Instant::now();
+                connections.sweep(now);
+                scrapes.sweep(now);
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let ticket = connections.admit(peer.ip());
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, Arc::clone(&shared), Arc::clone(&connections), ticket));
+                    tokio::spawn(connection(stream, Arc::clone(&shared), Arc::clone(&connections), ticket, answer_credentials));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: say so now and then, and
@@ -389,12 +482,13 @@ async fn connection(
     shared: Arc<Shared>,
     connections: Arc<Connections>,
     ticket: conns::Ticket,
+    answer: Answer,
 ) {
     let ticket = Arc::new(ticket);
     let seen = Arc::clone(&ticket);
     let service = service_fn(move |req| {
         seen.touch();
-        let resp = http::handle(&shared, &req, Instant::now(), UtcTime::now());
+        let resp = answer(&shared, &req);
         async move { Ok::<_, Infallible>(resp) }
     });
     let mut builder = http1::Builder::new();

@@ -171,16 +171,20 @@ pub(crate) struct Shared {
     pub role_list: Bytes,
     /// The endpoint flavour.
     pub mode: Mode,
+    /// What `serve --metrics` reports.
+    pub metrics: super::metrics::Metrics,
 }
 
 impl Shared {
     /// Builds the shared state for the roles named `names` in `mode`.
     pub(crate) fn new(names: Vec<String>, mode: Mode) -> Shared {
         let role_list = Bytes::from(names.join("\n"));
+        let metrics = super::metrics::Metrics::new(names.len());
         Shared {
             roles: names.into_iter().map(RoleSlot::new).collect(),
             role_list,
             mode,
+            metrics,
         }
     }
 

@@ -11,6 +11,7 @@ use ra_signer::config::{
     RefreshTiming, SessionDuration, SessionRequest,
 };
 use ra_signer::credentials::Credentials;
+use ra_signer::error::ErrorClass;
 use ra_signer::refresh::{Clock, LiveIdentity, Outlet, Refresher, Stop, Timer, create_session};
 use ra_signer::rolesanywhere::Client;
 use ra_signer::time::UtcTime;
@@ -160,7 +161,14 @@ impl Outlet for Recorder {
         Ok(format!("delivered slot {slot}"))
     }
 
-    fn failed(&mut self, slot: usize, reason: &str, timer: &Timer, now: UtcTime) -> String {
+    fn failed(
+        &mut self,
+        slot: usize,
+        reason: &str,
+        _: ErrorClass,
+        timer: &Timer,
+        now: UtcTime,
+    ) -> String {
         self.events
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
