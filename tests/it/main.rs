@@ -15,6 +15,7 @@ mod file_keys;
 mod fuzz;
 mod hardware_faults;
 mod hostile;
+mod metrics;
 mod mldsa;
 mod pkcs11;
 mod process;
