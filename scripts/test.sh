@@ -11,13 +11,13 @@ scripts/setup.sh
 
 venv=target/test-venv
 # cryptography 47+ has ML-DSA (the mldsa module); dilithium-py derives expanded ML-DSA keys.
-if ! "$venv/bin/python" -c 'import boto3, awscli, iam_rolesanywhere_session, dilithium_py
+if ! "$venv/bin/python" -c 'import boto3, awscli, iam_rolesanywhere_session, dilithium_py, prometheus_client
 from cryptography.hazmat.primitives.asymmetric import mldsa' 2>/dev/null; then
   echo "test: making the Python virtualenv in $venv" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check boto3 awscli iam-rolesanywhere-session \
-    'cryptography>=47' dilithium-py
+    'cryptography>=47' dilithium-py prometheus_client
 fi
 export RA_SIGNER_TEST_PYTHON="$PWD/$venv/bin/python"
 

@@ -17,6 +17,7 @@ mod fuzz;
 mod generate;
 mod hardware_faults;
 mod hostile;
+mod metrics;
 mod mldsa;
 mod package;
 mod pkcs11;
