@@ -3,7 +3,8 @@
 # the machine does): file keys (P-256 and RSA-2048) with only the private CA as trust store
 # (--ca-bundle), P-256 with the system bundle plus the private CA (SSL_CERT_FILE, with and
 # without SSL_CERT_DIR), a --cache hit, and a SoftHSM2 P-256 key beside the token's floor
-# program. Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
+# program, and a swtpm P-256 key file beside the TPM floor (with the TPM commands each
+# sends). Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
@@ -76,3 +77,33 @@ count "SoftHSM2 P-256 (--ca-bundle)" --pkcs11-uri "pkcs11:token=ra-test;object=p
   --endpoint "$(cat "$work/ready-hsm")" --ca-bundle "$work/tls-hsm.pem"
 program=target/release/examples/pkcs11_floor count \
   "SoftHSM2 P-256 floor (pkcs11_floor)" "$RA_SIGNER_TEST_MODULE" ra-test p256 ec
+
+# A TPM P-256 key file (tpm2-openssl's, under the owner hierarchy) in a swtpm that logs its
+# commands, beside the TPM's floor (examples/tpm_floor: the same CreatePrimary, Load,
+# FlushContext, Sign, FlushContext from a minimal program; no certificate, no HTTP). The
+# `tpm` build links libtss2 and through it libcrypto: both pay that.
+. softhsm/swtpm-lib.sh
+tpm_require_tools
+cargo build --release --quiet --features tpm --bins --example tpm_floor
+tpm_start "$work/tpm" 900 20 >/dev/null
+trap 'kill $emu $emu_hsm 2>/dev/null || true; tpm_stop "$work/tpm"; rm -rf "$work"' EXIT
+openssl genpkey -provider tpm2 -provider base -algorithm EC -pkeyopt group:P-256 \
+  -out "$work/tpm-p256.key" 2>/dev/null
+tpm_pubkey "$work/tpm-p256.key" "$work/tpm-p256.pub.pem"
+openssl x509 -new -force_pubkey "$work/tpm-p256.pub.pem" -subj "/CN=bench-tpm-p256" \
+  -CA "$work/ca.pem" -CAkey "$work/ca.key" -set_serial 0x$(openssl rand -hex 8) -days 1 \
+  -sha256 -out "$work/tpm-p256.pem" 2>/dev/null
+tpm_log=$work/tpm/swtpm.log
+# count, then the TPM commands that run sent (from swtpm's log).
+count_tpm() {
+  local before
+  before=$(wc -c <"$tpm_log")
+  count "$@"
+  printf '  %s\n' "$(tail -c +$((before + 1)) "$tpm_log" | tpm_command_count)"
+}
+env_args=()
+count_tpm "swtpm P-256 key file (--ca-bundle)" --certificate "$work/tpm-p256.pem" \
+  --private-key "$work/tpm-p256.key" --tpm-tcti "$TPM2TOOLS_TCTI" "${session[@]}" \
+  --ca-bundle "$work/tls.pem"
+program=target/release/examples/tpm_floor count_tpm "swtpm P-256 floor (tpm_floor)" \
+  "$TPM2TOOLS_TCTI" "$work/tpm-p256.key"
