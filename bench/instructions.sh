@@ -3,7 +3,7 @@
 # the machine does): file keys (P-256 and RSA-2048) with only the private CA as trust store
 # (--ca-bundle), P-256 with the system bundle plus the private CA (SSL_CERT_FILE, with and
 # without SSL_CERT_DIR), a --cache hit, and a SoftHSM2 P-256 key beside the token's floor
-# program, and a swtpm P-256 key file beside the TPM floor (with the TPM commands each
+# program (with the PKCS#11 calls each makes, through pkcs11-spy), and a swtpm P-256 key file beside the TPM floor (with the TPM commands each
 # sends). Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,12 +71,30 @@ softhsm/make-token.sh "$work/hsm" >/dev/null
   --tls-ca-out "$work/tls-hsm.pem" --log /dev/null --exit-after 900 >/dev/null & emu_hsm=$!
 trap 'kill $emu $emu_hsm 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -s "$work/ready-hsm" ] && break; sleep 0.05; done
+# The PKCS#11 calls of one more run of COMMAND, through OpenSC's pkcs11-spy when installed
+# ("@module" in the arguments stands for the module).
+spy=$(ls /usr/lib/*/pkcs11/pkcs11-spy.so /usr/lib/pkcs11/pkcs11-spy.so 2>/dev/null | head -1 || true)
+pkcs11_calls() {
+  if [ -z "$spy" ]; then echo "  (no pkcs11-spy: calls not counted)"; return; fi
+  local args=() a
+  for a in "$@"; do [ "$a" = @module ] && a=$spy; args+=("$a"); done
+  rm -f "$work/spy.log"
+  env "${env_args[@]}" PKCS11SPY="$RA_SIGNER_TEST_MODULE" PKCS11SPY_OUTPUT="$work/spy.log" \
+    "${args[@]}" >/dev/null
+  local n
+  n=$(grep -cE '^[0-9]+: C_' "$work/spy.log")
+  echo "  $n PKCS#11 calls: $(grep -E '^[0-9]+: C_' "$work/spy.log" | awk '{ print $2 }' |
+    uniq -c | awk '{ printf "%s%s%s", (NR > 1 ? ", " : ""), $2, ($1 > 1 ? " x" $1 : "") }')"
+}
 env_args=(RA_SIGNER_PKCS11_PIN=1234)
-count "SoftHSM2 P-256 (--ca-bundle)" --pkcs11-uri "pkcs11:token=ra-test;object=p256" \
-  --pkcs11-lib "$RA_SIGNER_TEST_MODULE" --trust-anchor-arn $ta --profile-arn $pr --role-arn $ro \
-  --endpoint "$(cat "$work/ready-hsm")" --ca-bundle "$work/tls-hsm.pem"
+hsm_args=(--pkcs11-uri "pkcs11:token=ra-test;object=p256" --trust-anchor-arn $ta
+  --profile-arn $pr --role-arn $ro --endpoint "$(cat "$work/ready-hsm")"
+  --ca-bundle "$work/tls-hsm.pem")
+count "SoftHSM2 P-256 (--ca-bundle)" --pkcs11-lib "$RA_SIGNER_TEST_MODULE" "${hsm_args[@]}"
+pkcs11_calls "$bin/ra-signer" credential-process --pkcs11-lib @module "${hsm_args[@]}"
 program=target/release/examples/pkcs11_floor count \
   "SoftHSM2 P-256 floor (pkcs11_floor)" "$RA_SIGNER_TEST_MODULE" ra-test p256 ec
+pkcs11_calls target/release/examples/pkcs11_floor @module ra-test p256 ec
 
 # A TPM P-256 key file (tpm2-openssl's, under the owner hierarchy) in a swtpm that logs its
 # commands, beside the TPM's floor (examples/tpm_floor: the same CreatePrimary, Load,
