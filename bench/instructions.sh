@@ -3,7 +3,8 @@
 # the machine does): file keys (P-256 and RSA-2048) with only the private CA as trust store
 # (--ca-bundle), P-256 with the system bundle plus the private CA (SSL_CERT_FILE, with and
 # without SSL_CERT_DIR), a --cache hit, and a SoftHSM2 P-256 key beside the token's floor
-# program. Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
+# program (with the PKCS#11 calls each makes, through pkcs11-spy), and a swtpm P-256 key file beside the TPM floor (with the TPM commands each
+# sends). Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
@@ -70,9 +71,60 @@ softhsm/make-token.sh "$work/hsm" >/dev/null
   --tls-ca-out "$work/tls-hsm.pem" --log /dev/null --exit-after 900 >/dev/null & emu_hsm=$!
 trap 'kill $emu $emu_hsm 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -s "$work/ready-hsm" ] && break; sleep 0.05; done
+# The PKCS#11 calls of one more run of COMMAND, through OpenSC's pkcs11-spy when installed
+# ("@module" in the arguments stands for the module).
+spy=$(ls /usr/lib/*/pkcs11/pkcs11-spy.so /usr/lib/pkcs11/pkcs11-spy.so 2>/dev/null | head -1 || true)
+pkcs11_calls() {
+  if [ -z "$spy" ]; then echo "  (no pkcs11-spy: calls not counted)"; return; fi
+  local args=() a
+  for a in "$@"; do [ "$a" = @module ] && a=$spy; args+=("$a"); done
+  rm -f "$work/spy.log"
+  env "${env_args[@]}" PKCS11SPY="$RA_SIGNER_TEST_MODULE" PKCS11SPY_OUTPUT="$work/spy.log" \
+    "${args[@]}" >/dev/null
+  local n
+  n=$(grep -cE '^[0-9]+: C_' "$work/spy.log")
+  echo "  $n PKCS#11 calls: $(grep -E '^[0-9]+: C_' "$work/spy.log" | awk '{ print $2 }' |
+    uniq -c | awk '{ printf "%s%s%s", (NR > 1 ? ", " : ""), $2, ($1 > 1 ? " x" $1 : "") }')"
+}
 env_args=(RA_SIGNER_PKCS11_PIN=1234)
-count "SoftHSM2 P-256 (--ca-bundle)" --pkcs11-uri "pkcs11:token=ra-test;object=p256" \
-  --pkcs11-lib "$RA_SIGNER_TEST_MODULE" --trust-anchor-arn $ta --profile-arn $pr --role-arn $ro \
-  --endpoint "$(cat "$work/ready-hsm")" --ca-bundle "$work/tls-hsm.pem"
+hsm_args=(--pkcs11-uri "pkcs11:token=ra-test;object=p256" --trust-anchor-arn $ta
+  --profile-arn $pr --role-arn $ro --endpoint "$(cat "$work/ready-hsm")"
+  --ca-bundle "$work/tls-hsm.pem")
+count "SoftHSM2 P-256 (--ca-bundle)" --pkcs11-lib "$RA_SIGNER_TEST_MODULE" "${hsm_args[@]}"
+pkcs11_calls "$bin/ra-signer" credential-process --pkcs11-lib @module "${hsm_args[@]}"
 program=target/release/examples/pkcs11_floor count \
   "SoftHSM2 P-256 floor (pkcs11_floor)" "$RA_SIGNER_TEST_MODULE" ra-test p256 ec
+pkcs11_calls target/release/examples/pkcs11_floor @module ra-test p256 ec
+
+# A TPM P-256 key file (tpm2-openssl's, under the owner hierarchy) in a swtpm that logs its
+# commands, beside the TPM's floor (examples/tpm_floor: the same CreatePrimary, Load,
+# FlushContext, Sign, FlushContext from a minimal program; no certificate, no HTTP). The
+# `tpm` build links libtss2 and through it libcrypto: both pay that.
+. softhsm/swtpm-lib.sh
+tpm_require_tools
+cargo build --release --quiet --features tpm --bins --example tpm_floor
+tpm_start "$work/tpm" 900 20 >/dev/null
+trap 'kill $emu $emu_hsm 2>/dev/null || true; tpm_stop "$work/tpm"; rm -rf "$work"' EXIT
+openssl genpkey -provider tpm2 -provider base -algorithm EC -pkeyopt group:P-256 \
+  -out "$work/tpm-p256.key" 2>/dev/null
+tpm_pubkey "$work/tpm-p256.key" "$work/tpm-p256.pub.pem"
+openssl x509 -new -force_pubkey "$work/tpm-p256.pub.pem" -subj "/CN=bench-tpm-p256" \
+  -CA "$work/ca.pem" -CAkey "$work/ca.key" -set_serial 0x$(openssl rand -hex 8) -days 1 \
+  -sha256 -out "$work/tpm-p256.pem" 2>/dev/null
+# swtpm answers the first ECDSA Sign after it starts TPM_RC_RETRY (libtss2 sends it again):
+# one uncounted signature first, so that neither counted run pays it.
+target/release/examples/tpm_floor "$TPM2TOOLS_TCTI" "$work/tpm-p256.key" >/dev/null
+tpm_log=$work/tpm/swtpm.log
+# count, then the TPM commands that run sent (from swtpm's log).
+count_tpm() {
+  local before
+  before=$(wc -c <"$tpm_log")
+  count "$@"
+  printf '  %s\n' "$(tail -c +$((before + 1)) "$tpm_log" | tpm_command_count)"
+}
+env_args=()
+count_tpm "swtpm P-256 key file (--ca-bundle)" --certificate "$work/tpm-p256.pem" \
+  --private-key "$work/tpm-p256.key" --tpm-tcti "$TPM2TOOLS_TCTI" "${session[@]}" \
+  --ca-bundle "$work/tls.pem"
+program=target/release/examples/tpm_floor count_tpm "swtpm P-256 floor (tpm_floor)" \
+  "$TPM2TOOLS_TCTI" "$work/tpm-p256.key"

@@ -1,5 +1,5 @@
-# Shared by the file-key benchmarks (source it): a throwaway PKI and a running ra-emulator.
-# Needs $work (a temp dir) and $bin (the release binaries' directory).
+# Shared by the benchmarks (source it): a throwaway PKI and a running ra-emulator (these need
+# $work, a temp dir, and $bin, the release binaries' directory), and the TPM command counter.
 
 bench_ta=arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/bench
 bench_pr=arn:aws:rolesanywhere:us-east-1:123456789012:profile/bench
@@ -30,4 +30,23 @@ bench_emulator() {
     --tls-ca-out "$work/tls.pem" --log /dev/null --exit-after "$1" >/dev/null & emu=$!
   for _ in $(seq 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
   url=$(cat "$work/ready")
+}
+
+# Reads a slice of a swtpm command log (level 20) on stdin and prints "N commands (NAMES)",
+# the TPM_RC_RETRY answers that libtss2 resends counted apart.
+tpm_command_count() {
+    awk '
+        BEGIN { names["00000131"] = "CreatePrimary"; names["00000157"] = "Load";
+                names["0000015D"] = "Sign"; names["00000165"] = "FlushContext";
+                names["00000173"] = "ReadPublic" }
+        /SWTPM_IO_Read:/ { getline; cc = $7 $8 $9 $10; next }
+        /SWTPM_IO_Write:/ {
+            getline; rc = $7 $8 $9 $10
+            name = (cc in names) ? names[cc] : "0x" cc
+            if (rc == "00000922") { retried++ } else { n++; list = list (list ? ", " : "") name }
+        }
+        END {
+            extra = retried ? sprintf(", plus %d answered TPM_RC_RETRY", retried) : ""
+            printf "%d commands (%s)%s\n", n, list, extra
+        }'
 }

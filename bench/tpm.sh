@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm/swtpm-lib.sh
+. bench/lib.sh
 tpm_require_tools
 cargo build --release --quiet --features tpm --bins
 bin=target/release
@@ -62,22 +63,6 @@ done
 
 echo "# TPM commands per credential-process (swtpm command log; TPM_RC_RETRY answers, which libtss2 resends, counted apart)"
 log=$work/logged/swtpm.log
-count() {
-    awk '
-        BEGIN { names["00000131"] = "CreatePrimary"; names["00000157"] = "Load";
-                names["0000015D"] = "Sign"; names["00000165"] = "FlushContext";
-                names["00000173"] = "ReadPublic" }
-        /SWTPM_IO_Read:/ { getline; cc = $7 $8 $9 $10; next }
-        /SWTPM_IO_Write:/ {
-            getline; rc = $7 $8 $9 $10
-            name = (cc in names) ? names[cc] : "0x" cc
-            if (rc == "00000922") { retried++ } else { n++; list = list (list ? ", " : "") name }
-        }
-        END {
-            extra = retried ? sprintf(", plus %d answered TPM_RC_RETRY", retried) : ""
-            printf "%d commands (%s)%s\n", n, list, extra
-        }'
-}
 for k in "${keys[@]}"; do
     IFS='|' read -r name cert key extra <<<"$k"
     pw=
@@ -86,7 +71,7 @@ for k in "${keys[@]}"; do
     RA_SIGNER_TPM_KEY_PASSWORD=$pw "$bin/ra-signer" credential-process \
         --certificate "$work/fx/$cert.pem" --private-key "$key" --tpm-tcti "$logged_tcti" \
         $extra "${common[@]}" >/dev/null
-    echo "$name: $(tail -c +$((before + 1)) "$log" | count)"
+    echo "$name: $(tail -c +$((before + 1)) "$log" | tpm_command_count)"
 done
 
 echo "# loading once vs reloading per signature (library test, 10 credentials)"

@@ -601,8 +601,12 @@ fn certs_for_uri(
 /// (certificate or public key) matches is meant, which needs no login. Several or none:
 /// the usual ambiguity error.
 fn token_with_public_match(module: &Module, uri: &Pkcs11Uri) -> Result<FoundToken, Pkcs11Error> {
-    let tokens = session::matching_tokens(module, uri)?;
-    if tokens.len() <= 1 || (uri.object.is_none() && uri.id.is_none()) {
+    let mut tokens = session::matching_tokens(module, uri)?;
+    // One token: it is the one (the slots are not enumerated a second time to find it).
+    if tokens.len() == 1 {
+        return Ok(tokens.remove(0));
+    }
+    if tokens.is_empty() || (uri.object.is_none() && uri.id.is_none()) {
         return session::select_token(module, uri);
     }
     let mut holding = Vec::new();
