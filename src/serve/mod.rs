@@ -313,8 +313,10 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
         usize::from(threads),
         &announce,
         notifier.as_deref(),
-        &|| refresher.refresh_now(),
-        &|| refresher.stop(),
+        &OnSignals {
+            refresh: &|| refresher.refresh_now(),
+            stop: &|| refresher.stop(),
+        },
     );
     // The refresher was told to stop at the signal; it may be inside a call to a stalled
     // TPM or token, which must not keep the process alive.
@@ -330,9 +332,16 @@ pub(crate) fn run(config: ServeConfig) -> Result<(), Error> {
     served
 }
 
+/// What the signals do to the refresher.
+struct OnSignals<'a> {
+    /// At each SIGUSR1.
+    refresh: &'a dyn Fn(),
+    /// At a stopping signal, before the connections are dropped.
+    stop: &'a dyn Fn(),
+}
+
 /// Answers requests on a runtime of `threads` workers (work-stealing keeps them evenly
-/// loaded whatever the kernel's accept order) until a stopping signal, on which
-/// `on_signal` runs before the connections are dropped; `on_refresh` runs at each SIGUSR1.
+/// loaded whatever the kernel's accept order) until a stopping signal.
 /// The service manager hears `READY=1` once requests are answered, and `STOPPING=1` at the
 /// signal.
 fn serve(
@@ -342,8 +351,7 @@ fn serve(
     threads: usize,
     announce: &str,
     notifier: Option<&crate::sdnotify::Notifier>,
-    on_refresh: &dyn Fn(),
-    on_signal: &dyn Fn(),
+    signals: &OnSignals<'_>,
 ) -> Result<(), Error> {
     let fail = |what: &'static str, source: std::io::Error| ModeError::Process { what, source };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -358,9 +366,9 @@ fn serve(
         Arc::clone(shared),
         announce,
         notifier,
-        on_refresh,
+        signals.refresh,
     ));
-    on_signal();
+    (signals.stop)();
     // Connections still open are dropped with the runtime.
     rt.shutdown_timeout(Duration::from_millis(200));
     Ok(result.map_err(|e| fail("serve", e))?)
