@@ -23,7 +23,7 @@ use hyper::body::Bytes;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::metrics::Route;
+use super::counters::Route;
 use super::state::{Mode, RoleSlot, Shared};
 use super::tokens::{self, TokenTable, constant_time_eq};
 use crate::time::UtcTime;

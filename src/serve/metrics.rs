@@ -1,5 +1,5 @@
-//! `serve --metrics ADDR`: the counters `serve` keeps, and their Prometheus text exposition
-//! (format 0.0.4) with `GET /metrics` and `GET /healthz` on a separate loopback listener.
+//! `serve --metrics ADDR`: the Prometheus text exposition (format 0.0.4) of the counters
+//! `serve` keeps ([`super::counters`]), with `GET /metrics` and `GET /healthz` on a separate loopback listener.
 //!
 //! Counters are relaxed atomics in fixed arrays: a request on the IMDS or ECS listener
 //! costs one `fetch_add`, and every label set is bounded (a route is one of [`Route`],
@@ -12,13 +12,13 @@
 //! is unit-tested without a socket.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use hyper::body::Bytes;
 use hyper::header::{ALLOW, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 
+use super::counters::{NO_LATENCY, Route, STATUSES};
 use super::http::{Resp, respond};
 use super::state::Shared;
 use crate::error::ErrorClass;
@@ -26,109 +26,6 @@ use crate::time::UtcTime;
 
 /// The content type of the text exposition format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Which part of the IMDS or ECS contract a request asked for: a bounded label, never the
-/// path a client sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// IMDSv2 `…/latest/api/token`.
-    Token,
-    /// IMDS `…/security-credentials/`: the role names.
-    RoleList,
-    /// IMDS `…/security-credentials/<name>`, known role or not.
-    RoleCredentials,
-    /// ECS `/` or `/role/<name>`.
-    Ecs,
-    /// Anything else.
-    Other,
-}
-
-impl Route {
-    const ALL: [Route; 5] = [
-        Route::Token,
-        Route::RoleList,
-        Route::RoleCredentials,
-        Route::Ecs,
-        Route::Other,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Route::Token => "token",
-            Route::RoleList => "role_list",
-            Route::RoleCredentials => "role_credentials",
-            Route::Ecs => "ecs",
-            Route::Other => "other",
-        }
-    }
-}
-
-/// The statuses the IMDS and ECS listeners answer, each counted apart; any other is
-/// counted as "other".
-pub(crate) const STATUSES: [u16; 7] = [200, 400, 401, 403, 404, 405, 500];
-
-const NO_LATENCY: u64 = u64::MAX;
-
-/// One role's counters.
-struct RoleCounters {
-    refreshes: AtomicU64,
-    failures: [AtomicU64; ErrorClass::ALL.len()],
-    /// Microseconds the last successful CreateSession took, or [`NO_LATENCY`].
-    create_session_micros: AtomicU64,
-}
-
-/// Everything `serve` counts.
-pub(crate) struct Metrics {
-    requests: [[AtomicU64; STATUSES.len() + 1]; Route::ALL.len()],
-    roles: Vec<RoleCounters>,
-}
-
-impl Metrics {
-    /// Zeroed counters for `roles` roles.
-    pub(crate) fn new(roles: usize) -> Metrics {
-        Metrics {
-            requests: Default::default(),
-            roles: (0..roles)
-                .map(|_| RoleCounters {
-                    refreshes: AtomicU64::new(0),
-                    failures: Default::default(),
-                    create_session_micros: AtomicU64::new(NO_LATENCY),
-                })
-                .collect(),
-        }
-    }
-
-    /// Counts a request on the IMDS or ECS listener.
-    pub(crate) fn request(&self, route: Route, status: StatusCode) {
-        let s = STATUSES
-            .iter()
-            .position(|&s| s == status.as_u16())
-            .unwrap_or(STATUSES.len());
-        self.requests[route as usize][s].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a successful refresh of role `slot`.
-    pub(crate) fn refreshed(&self, slot: usize) {
-        self.roles[slot].refreshes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a failed refresh of role `slot`.
-    pub(crate) fn failed(&self, slot: usize, class: ErrorClass) {
-        let c = ErrorClass::ALL
-            .iter()
-            .position(|&c| c == class)
-            .unwrap_or(0);
-        self.roles[slot].failures[c].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records how long a successful CreateSession of role `slot` took.
-    pub(crate) fn took(&self, slot: usize, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(NO_LATENCY - 1);
-        self.roles[slot]
-            .create_session_micros
-            .store(micros.min(NO_LATENCY - 1), Ordering::Relaxed);
-    }
-}
 
 /// Escapes a label value per the text format: backslash, double quote and newline.
 fn escape(value: &str) -> String {
@@ -346,6 +243,7 @@ mod tests {
     use crate::serve::state::Mode;
     use crate::serve::tokens::TokenTable;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     fn creds(exp: u64) -> Credentials {
         Credentials {

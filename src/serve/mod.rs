@@ -11,6 +11,7 @@
 //! [`crate::shutdown::GRACE`] ([`crate::shutdown`]).
 
 pub(crate) mod conns;
+pub(crate) mod counters;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod state;

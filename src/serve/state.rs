@@ -172,14 +172,14 @@ pub(crate) struct Shared {
     /// The endpoint flavour.
     pub mode: Mode,
     /// What `serve --metrics` reports.
-    pub metrics: super::metrics::Metrics,
+    pub metrics: super::counters::Metrics,
 }
 
 impl Shared {
     /// Builds the shared state for the roles named `names` in `mode`.
     pub(crate) fn new(names: Vec<String>, mode: Mode) -> Shared {
         let role_list = Bytes::from(names.join("\n"));
-        let metrics = super::metrics::Metrics::new(names.len());
+        let metrics = super::counters::Metrics::new(names.len());
         Shared {
             roles: names.into_iter().map(RoleSlot::new).collect(),
             role_list,
