@@ -464,13 +464,7 @@ async fn create_session(
     };
 
     let now = state.now();
-    let request = verify::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        body: &body,
-    };
+    let request = verify::Request::of(&parts, &body);
     match verify::verify(&request, &state.policy, now) {
         Ok(accepted) => {
             state.stats.issued.fetch_add(1, Ordering::Relaxed);
@@ -566,13 +560,7 @@ async fn s3_list_buckets(state: &State, req: Request<Incoming>, rid: &str) -> Re
             access_key: None,
         }),
         Some(body) => {
-            let request = verify::Request {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query(),
-                headers: &parts.headers,
-                body: &body,
-            };
+            let request = verify::Request::of(&parts, &body);
             let store = state.issued.lock().unwrap_or_else(PoisonError::into_inner);
             s3::authenticate(&request, &store, &state.policy.account.region, state.now())
         }

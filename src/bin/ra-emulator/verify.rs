@@ -39,6 +39,19 @@ pub(crate) struct Request<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Request<'a> {
+    /// The request whose head is `parts` and whose body is `body`.
+    pub(crate) fn of(parts: &'a hyper::http::request::Parts, body: &'a [u8]) -> Self {
+        Request {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body,
+        }
+    }
+}
+
 /// A request that passed every check.
 #[derive(Debug, Clone)]
 pub(crate) struct Accepted {
