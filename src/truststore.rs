@@ -707,7 +707,7 @@ mod tests {
         // A length that runs past any prefix is not followed: the whole decode decides.
         let mut lying = der.to_vec();
         lying[1] = 0x84;
-        assert!(matches!(subject_range(&lying), Err(None) | Err(Some(_))));
+        assert!(subject_range(&lying).is_err());
         let mut wrong_tag = der.to_vec();
         wrong_tag[0] = 0x31;
         assert_eq!(subject_range(&wrong_tag), Err(None));

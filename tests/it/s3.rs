@@ -255,27 +255,31 @@ fn aws_cli_reports_s3_error_for_a_wrong_secret() {
     let leaf = w.leaf("s3-cli-wrong", KeyKind::P256);
     let creds = assert_process_json(&w.credential_process(&leaf, &[]));
     let secret = creds["SecretAccessKey"].as_str().expect("secret");
-    let out = aws_client("aws", w.dir.path(), &w.dir.path().join("no-config"))
-        .args([
-            "s3",
-            "ls",
-            "--endpoint-url",
-            &w.emulator.url,
-            "--region",
-            "us-east-1",
-        ])
-        .env("AWS_CA_BUNDLE", &w.emulator.tls_ca)
-        .env(
-            "AWS_ACCESS_KEY_ID",
-            creds["AccessKeyId"].as_str().expect("akid"),
-        )
-        .env("AWS_SECRET_ACCESS_KEY", tampered(secret))
-        .env(
-            "AWS_SESSION_TOKEN",
-            creds["SessionToken"].as_str().expect("token"),
-        )
-        .output()
-        .expect("run aws");
+    // `aws s3 ls` with the credentials in the environment and `secret` as their secret.
+    let s3_ls = |secret: &str| {
+        aws_client("aws", w.dir.path(), &w.dir.path().join("no-config"))
+            .args([
+                "s3",
+                "ls",
+                "--endpoint-url",
+                &w.emulator.url,
+                "--region",
+                "us-east-1",
+            ])
+            .env("AWS_CA_BUNDLE", &w.emulator.tls_ca)
+            .env(
+                "AWS_ACCESS_KEY_ID",
+                creds["AccessKeyId"].as_str().expect("akid"),
+            )
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env(
+                "AWS_SESSION_TOKEN",
+                creds["SessionToken"].as_str().expect("token"),
+            )
+            .output()
+            .expect("run aws")
+    };
+    let out = s3_ls(&tampered(secret));
     assert_ne!(out.status.code(), Some(0));
     assert!(
         stderr(&out).contains("(SignatureDoesNotMatch) when calling the ListBuckets operation"),
@@ -283,27 +287,7 @@ fn aws_cli_reports_s3_error_for_a_wrong_secret() {
         stderr(&out)
     );
     // With the right secret the same command lists nothing: no --s3-bucket.
-    let out = aws_client("aws", w.dir.path(), &w.dir.path().join("no-config"))
-        .args([
-            "s3",
-            "ls",
-            "--endpoint-url",
-            &w.emulator.url,
-            "--region",
-            "us-east-1",
-        ])
-        .env("AWS_CA_BUNDLE", &w.emulator.tls_ca)
-        .env(
-            "AWS_ACCESS_KEY_ID",
-            creds["AccessKeyId"].as_str().expect("akid"),
-        )
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env(
-            "AWS_SESSION_TOKEN",
-            creds["SessionToken"].as_str().expect("token"),
-        )
-        .output()
-        .expect("run aws");
+    let out = s3_ls(secret);
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), "");
 }
