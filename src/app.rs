@@ -2,10 +2,9 @@
 //! are classified here, once, with hints that use what we know about the identity.
 
 use base64::Engine;
-
-use crate::cert::Cert;
 use clap::CommandFactory;
 
+use crate::cert::Cert;
 use crate::cli::{
     CacheArgs, CacheCommand, CacheListFormat, CertificateDataFormat, Cli, Command, CompletionShell,
     DigestArg, IdentityArgs, ProcessFormat, ReadCertificateDataArgs, SignFormat, SignStringArgs,

@@ -1168,10 +1168,7 @@ impl Filler<'_> {
             return None;
         }
         let located = self.file.get(key)?;
-        self.origins.push(ValueOrigin {
-            key,
-            origin: Origin::File { line: located.line },
-        });
+        self.note(key, Origin::File { line: located.line });
         Some(&located.value)
     }
 
@@ -1705,6 +1702,31 @@ mod tests {
         assert!(check_bind("127.0.0.2".parse().expect("ip"), 64).is_ok());
         let e = check_bind("10.1.2.3".parse().expect("ip"), 64).expect_err("refused");
         assert!(e.hint.is_some_and(|h| h.contains("--hop-limit 1")));
+    }
+
+    #[test]
+    fn timeouts_and_attempts_are_bounded_whoever_gives_them() {
+        assert_eq!(
+            timeout("connect-timeout", 0).ok(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            timeout("connect-timeout", MAX_TIMEOUT_SECS).ok(),
+            Some(Duration::from_secs(MAX_TIMEOUT_SECS))
+        );
+        let e = timeout("request-timeout", u64::MAX).expect_err("unbounded");
+        assert!(
+            e.message
+                .starts_with("--request-timeout 18446744073709551615 is longer"),
+            "{}",
+            e.message
+        );
+        assert_eq!(attempts(1).ok(), Some(1));
+        assert_eq!(attempts(10).ok(), Some(10));
+        for n in [0, 11, u32::MAX] {
+            let e = attempts(n).expect_err("out of range");
+            assert!(e.message.contains("not in 1..=10"), "{}", e.message);
+        }
     }
 
     #[test]

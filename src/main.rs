@@ -22,12 +22,13 @@ fn main() -> ExitCode {
             };
         }
     };
-    // `serve` and `update` stop on signals in their own way; a command without TPM objects
-    // has nothing to flush, and the default action ends it at once.
+    // Before anything looks at the flags: the identity file may name a TPM key.
     let identity_source = match cli.command.apply_identity_file() {
         Ok(source) => source,
         Err(e) => return failed(&ra_signer::error::Error::from(e), false),
     };
+    // `serve` and `update` stop on signals in their own way; a command without TPM objects
+    // has nothing to flush, and the default action ends it at once.
     if ra_signer::app::may_use_tpm(&cli.command) {
         exit_on_signals();
     }
