@@ -387,14 +387,24 @@ impl Pkcs11Uri {
         self.object.is_some() || self.id.is_some()
     }
 
-    /// Whether a token described by these values matches the URI's token attributes.
+    /// Whether the URI names the slot by its description or manufacturer, which only
+    /// `C_GetSlotInfo` tells (`slot-id` is the slot itself).
+    pub fn names_slot_info(&self) -> bool {
+        self.slot_description.is_some() || self.slot_manufacturer.is_some()
+    }
+
+    /// Whether a token described by these values matches the URI's token attributes. A slot
+    /// whose information was not read matches no `slot-description` or `slot-manufacturer`.
     pub fn matches_token(&self, token: &TokenDesc) -> bool {
+        let slot = token.slot.as_ref();
         eq_opt(&self.token, &token.label)
             && eq_opt(&self.manufacturer, &token.manufacturer)
             && eq_opt(&self.model, &token.model)
             && eq_opt(&self.serial, &token.serial)
-            && eq_opt(&self.slot_description, &token.slot_description)
-            && eq_opt(&self.slot_manufacturer, &token.slot_manufacturer)
+            && (self.slot_description.is_none()
+                || slot.is_some_and(|s| eq_opt(&self.slot_description, &s.description)))
+            && (self.slot_manufacturer.is_none()
+                || slot.is_some_and(|s| eq_opt(&self.slot_manufacturer, &s.manufacturer)))
             && self.slot_id.is_none_or(|id| id == token.slot_id)
     }
 
@@ -430,10 +440,18 @@ pub struct TokenDesc {
     pub model: String,
     /// The token serial.
     pub serial: String,
+    /// The slot's own values, read only for a URI that names them (see
+    /// [`Pkcs11Uri::names_slot_info`]): one call per slot saved on every other run.
+    pub slot: Option<SlotDesc>,
+}
+
+/// What `C_GetSlotInfo` tells of a slot, as a URI can match it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotDesc {
     /// The slot description.
-    pub slot_description: String,
+    pub description: String,
     /// The slot manufacturer.
-    pub slot_manufacturer: String,
+    pub manufacturer: String,
 }
 
 impl TokenDesc {
@@ -853,14 +871,23 @@ mod tests {
             manufacturer: "SoftHSM project".into(),
             model: "SoftHSM v2".into(),
             serial: "3fa05383a42bacfe".into(),
-            slot_description: "SoftHSM slot ID 0x0".into(),
-            slot_manufacturer: "SoftHSM project".into(),
+            slot: Some(SlotDesc {
+                description: "SoftHSM slot ID 0x0".into(),
+                manufacturer: "SoftHSM project".into(),
+            }),
         };
         assert!(parse(P11TOOL_PRIVATE).matches_token(&t));
         assert!(parse("pkcs11:slot-id=0").matches_token(&t));
         assert!(!parse("pkcs11:slot-id=1").matches_token(&t));
         assert!(!parse("pkcs11:token=t2").matches_token(&t));
-        assert!(parse("pkcs11:slot-description=SoftHSM%20slot%20ID%200x0").matches_token(&t));
+        let by_slot = parse("pkcs11:slot-description=SoftHSM%20slot%20ID%200x0");
+        assert!(by_slot.names_slot_info() && by_slot.matches_token(&t));
+        assert!(!parse("pkcs11:slot-manufacturer=Other").matches_token(&t));
+        // Unread slot information never matches a URI that names it.
+        let unread = TokenDesc { slot: None, ..t.clone() };
+        assert!(!by_slot.matches_token(&unread));
+        assert!(parse(P11TOOL_PRIVATE).matches_token(&unread));
+        assert!(!parse(P11TOOL_PRIVATE).names_slot_info());
         assert_eq!(t.uri().to_string(), P11TOOL_TOKEN);
     }
 }

@@ -255,6 +255,9 @@ fn tokens_and_objects_are_selected_by_every_attribute() {
         "pkcs11:token=ra-test;id=%03".to_owned(),
         format!("pkcs11:serial={serial};id=%03"),
         "pkcs11:slot-id=0;id=%03".to_owned(),
+        // Only these two need C_GetSlotInfo, which other URIs no longer pay for.
+        "pkcs11:slot-description=SoftHSM%20slot%20ID%200x0;id=%03".to_owned(),
+        "pkcs11:slot-manufacturer=SoftHSM%20project;token=ra-test;object=p256".to_owned(),
         "pkcs11:model=SoftHSM%20v2;manufacturer=SoftHSM%20project;token=ra-test;object=p256;type=private"
             .to_owned(),
         "pkcs11:library-manufacturer=SoftHSM;token=ra-test;object=p256".to_owned(),
@@ -270,6 +273,10 @@ fn tokens_and_objects_are_selected_by_every_attribute() {
     assert!(sent(&o).1.is_empty(), "issued by the root: no chain");
     // A slot id that does not exist.
     let o = credential_process(&hsm, &emu, "pkcs11:slot-id=987654;id=%03", &[]);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("no token matching"), "{}", stderr(&o));
+    // A slot description that no slot has.
+    let o = credential_process(&hsm, &emu, "pkcs11:slot-description=nope;id=%03", &[]);
     assert_exit(&o, 3);
     assert!(stderr(&o).contains("no token matching"), "{}", stderr(&o));
 }

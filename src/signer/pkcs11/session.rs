@@ -13,7 +13,7 @@ use cryptoki::slot::{Slot, TokenInfo};
 use cryptoki::types::AuthPin;
 
 use super::Pkcs11Error;
-use super::uri::{PinSource, Pkcs11Uri, TokenDesc};
+use super::uri::{PinSource, Pkcs11Uri, SlotDesc, TokenDesc};
 use crate::config::Pkcs11Settings;
 use crate::secret::{self, Secret, SecretSource};
 
@@ -181,14 +181,15 @@ pub(super) fn matching_tokens(
     if !uri.matches_library(lib_manuf, lib_desc, *lib_version) {
         return Ok(Vec::new());
     }
-    Ok(all_tokens(module)?
+    Ok(all_tokens(module, uri.names_slot_info())?
         .into_iter()
         .filter(|t| uri.matches_token(&t.desc))
         .collect())
 }
 
-/// Every token present in the module's slots.
-pub(super) fn all_tokens(module: &Module) -> Result<Vec<FoundToken>, Pkcs11Error> {
+/// Every token present in the module's slots, with each slot's own information when
+/// `slot_info` asks for it.
+pub(super) fn all_tokens(module: &Module, slot_info: bool) -> Result<Vec<FoundToken>, Pkcs11Error> {
     let where_ = module.path.display();
     let slots = module
         .ctx
@@ -196,9 +197,17 @@ pub(super) fn all_tokens(module: &Module) -> Result<Vec<FoundToken>, Pkcs11Error
         .map_err(|e| Pkcs11Error::call("C_GetSlotList", e, &where_))?;
     let mut found = Vec::new();
     for slot in slots {
-        let slot_info = match module.ctx.get_slot_info(slot) {
-            Ok(i) => i,
-            Err(e) => return Err(Pkcs11Error::call("C_GetSlotInfo", e, &where_)),
+        let slot_desc = if slot_info {
+            let i = module
+                .ctx
+                .get_slot_info(slot)
+                .map_err(|e| Pkcs11Error::call("C_GetSlotInfo", e, &where_))?;
+            Some(SlotDesc {
+                description: i.slot_description().to_owned(),
+                manufacturer: i.manufacturer_id().to_owned(),
+            })
+        } else {
+            None
         };
         let info = match module.ctx.get_token_info(slot) {
             Ok(i) => i,
@@ -220,8 +229,7 @@ pub(super) fn all_tokens(module: &Module) -> Result<Vec<FoundToken>, Pkcs11Error
                 manufacturer: info.manufacturer_id().to_owned(),
                 model: info.model().to_owned(),
                 serial: info.serial_number().to_owned(),
-                slot_description: slot_info.slot_description().to_owned(),
-                slot_manufacturer: slot_info.manufacturer_id().to_owned(),
+                slot: slot_desc,
             },
             info,
         });
@@ -237,7 +245,7 @@ pub(super) fn select_token(module: &Module, uri: &Pkcs11Uri) -> Result<FoundToke
         0 => Err(Pkcs11Error::TokenAbsent {
             uri: uri.to_string(),
             module: module.path.display().to_string(),
-            available: all_tokens(module)
+            available: all_tokens(module, false)
                 .unwrap_or_default()
                 .iter()
                 .map(|t| t.desc.to_string())
