@@ -2,15 +2,18 @@
 # Instructions one `credential-process` costs, counted by callgrind (repeatable whatever else
 # the machine does): file keys (P-256 and RSA-2048) with only the private CA as trust store
 # (--ca-bundle), P-256 with the system bundle plus the private CA (SSL_CERT_FILE, with and
-# without SSL_CERT_DIR), a --cache hit, and a SoftHSM2 P-256 key beside the token's floor
-# program (with the PKCS#11 calls each makes, through pkcs11-spy), and a swtpm P-256 key file beside the TPM floor (with the TPM commands each
-# sends). Against ra-emulator over loopback HTTPS; release build. Prints one line per run.
+# without SSL_CERT_DIR), a --cache hit, a SoftHSM2 P-256 key (with the PKCS#11 calls it
+# makes, through pkcs11-spy) and a swtpm P-256 key file (with the TPM commands it sends).
+# Beside them, the floor programs of examples/: the same key's work alone (load, sign), and
+# the same followed by the HTTPS call alone (examples/floor/https.rs), so that what
+# ra-signer adds over the unavoidable is measured. Against ra-emulator over loopback HTTPS;
+# release build. Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi ;; esac
 scripts/setup.sh
 command -v valgrind >/dev/null || { echo "instructions: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release --quiet --bins
+cargo build --release --quiet --bins --example file_floor --example https_floor
 bin=target/release
 work=$(mktemp -d); trap 'kill $emu 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -42,6 +45,17 @@ count "file P-256, private CA only (--ca-bundle)" \
   --certificate "$work/p256.pem" --private-key "$work/p256.key" "${session[@]}" --ca-bundle "$work/tls.pem"
 count "file RSA-2048, private CA only (--ca-bundle)" \
   --certificate "$work/rsa.pem" --private-key "$work/rsa.key" "${session[@]}" --ca-bundle "$work/tls.pem"
+# The floors of the two file-key runs: the key loaded and one signature, then the HTTPS call
+# (no CLI, no certificate, no request signing, no HTTP library or runtime), and that call
+# alone.
+program=$bin/examples/file_floor count "file P-256 floor (file_floor + HTTPS)" \
+  "$work/p256.key" p256 "$url" "$work/tls.pem"
+program=$bin/examples/file_floor count "file RSA-2048 floor (file_floor + HTTPS)" \
+  "$work/rsa.key" rsa "$url" "$work/tls.pem"
+program=$bin/examples/file_floor count "file RSA-2048 signature alone (file_floor)" \
+  "$work/rsa.key" rsa
+program=$bin/examples/https_floor count "the HTTPS call alone (https_floor)" \
+  "$url" "$work/tls.pem"
 env_args=(-u AWS_CA_BUNDLE -u SSL_CERT_DIR SSL_CERT_FILE="$work/system-plus-private.pem")
 count "file P-256, system bundle + private CA" \
   --certificate "$work/p256.pem" --private-key "$work/p256.key" "${session[@]}"
@@ -95,6 +109,9 @@ pkcs11_calls "$bin/ra-signer" credential-process --pkcs11-lib @module "${hsm_arg
 program=target/release/examples/pkcs11_floor count \
   "SoftHSM2 P-256 floor (pkcs11_floor)" "$RA_SIGNER_TEST_MODULE" ra-test p256 ec
 pkcs11_calls target/release/examples/pkcs11_floor @module ra-test p256 ec
+program=target/release/examples/pkcs11_floor count \
+  "SoftHSM2 P-256 floor + HTTPS (pkcs11_floor)" "$RA_SIGNER_TEST_MODULE" ra-test p256 ec \
+  "$(cat "$work/ready-hsm")" "$work/tls-hsm.pem"
 
 # A TPM P-256 key file (tpm2-openssl's, under the owner hierarchy) in a swtpm that logs its
 # commands, beside the TPM's floor (examples/tpm_floor: the same CreatePrimary, Load,
@@ -128,3 +145,5 @@ count_tpm "swtpm P-256 key file (--ca-bundle)" --certificate "$work/tpm-p256.pem
   --ca-bundle "$work/tls.pem"
 program=target/release/examples/tpm_floor count_tpm "swtpm P-256 floor (tpm_floor)" \
   "$TPM2TOOLS_TCTI" "$work/tpm-p256.key"
+program=target/release/examples/tpm_floor count_tpm "swtpm P-256 floor + HTTPS (tpm_floor)" \
+  "$TPM2TOOLS_TCTI" "$work/tpm-p256.key" "$url" "$work/tls.pem"

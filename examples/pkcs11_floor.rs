@@ -1,9 +1,14 @@
 //! The floor of a PKCS#11 credential: load the module, find the token, log in, find the key,
-//! sign once, exit. Nothing else (no certificate, no HTTP). `bench/pkcs11.sh` times this
-//! beside `ra-signer credential-process` to show what ra-signer adds on top of the token.
+//! sign once, exit. Nothing else (no certificate; HTTP only when asked). `bench/pkcs11.sh`
+//! times this beside `ra-signer credential-process` to show what ra-signer adds on top of
+//! the token; `bench/instructions.sh` counts it alone and with the HTTPS call of
+//! `floor/https.rs` after the signature.
 //!
-//! Usage: `pkcs11_floor MODULE TOKEN-LABEL KEY-LABEL rsa|ec` with the PIN in
+//! Usage: `pkcs11_floor MODULE TOKEN-LABEL KEY-LABEL rsa|ec [URL CA-FILE]` with the PIN in
 //! `RA_SIGNER_PKCS11_PIN`.
+
+#[path = "floor/https.rs"]
+mod https;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -13,8 +18,8 @@ use cryptoki::types::AuthPin;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, module, token_label, key_label, kind] = args.as_slice() else {
-        return Err("usage: pkcs11_floor MODULE TOKEN-LABEL KEY-LABEL rsa|ec".into());
+    let [_, module, token_label, key_label, kind, tail @ ..] = args.as_slice() else {
+        return Err("usage: pkcs11_floor MODULE TOKEN-LABEL KEY-LABEL rsa|ec [URL CA-FILE]".into());
     };
     let pin = std::env::var("RA_SIGNER_PKCS11_PIN")?;
     let ctx = Pkcs11::new(module)?;
@@ -45,5 +50,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     println!("{}", signature.len());
-    Ok(())
+    https::post_if_asked(tail)
 }

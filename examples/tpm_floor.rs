@@ -1,11 +1,16 @@
 //! The floor of a TPM credential with a TSS2 key file: open the TCTI, make the key's parent
 //! usable (the persistent parent, or the standard P-256 storage primary created under the
 //! hierarchy), load the key, flush the primary, sign one SHA-256 digest, flush the key,
-//! exit. Nothing else (no certificate, no HTTP, no worker thread, no checks before the
-//! TCTI). `bench/instructions.sh` counts it beside `ra-signer credential-process`, and the
-//! TPM commands each sends.
+//! exit. Nothing else (no certificate, no worker thread, no checks before the TCTI; HTTP
+//! only when asked). `bench/instructions.sh` counts it beside `ra-signer
+//! credential-process`, alone and with the HTTPS call of `floor/https.rs` after the
+//! signature, and the TPM commands each sends.
 //!
-//! Usage: `tpm_floor TCTI KEY-FILE` (the key without a password, the parent without one).
+//! Usage: `tpm_floor TCTI KEY-FILE [URL CA-FILE]` (the key without a password, the parent
+//! without one).
+
+#[path = "floor/https.rs"]
+mod https;
 
 use std::str::FromStr;
 
@@ -29,8 +34,8 @@ use ra_signer::signer::tpm::TssKey;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, tcti, key_file] = args.as_slice() else {
-        return Err("usage: tpm_floor TCTI KEY-FILE".into());
+    let [_, tcti, key_file, tail @ ..] = args.as_slice() else {
+        return Err("usage: tpm_floor TCTI KEY-FILE [URL CA-FILE]".into());
     };
     let key = TssKey::from_bytes(&std::fs::read(key_file)?)?;
     let public = Public::try_from(PublicBuffer::unmarshall(&key.public)?)?;
@@ -80,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     ctx.flush_context(ObjectHandle::from(loaded))?;
     println!("{:?}", signature.algorithm());
-    Ok(())
+    https::post_if_asked(tail)
 }
 
 /// The standard ECC P-256 storage primary (as tpm2-openssl and ra-signer make it).
