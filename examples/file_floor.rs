@@ -36,7 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &rng,
             )
             .map_err(|e| e.to_string())?;
-            let signature = pair.sign(&rng, message).map_err(|_| "ECDSA signing failed")?;
+            let signature = pair
+                .sign(&rng, message)
+                .map_err(|_| "ECDSA signing failed")?;
             signature.as_ref().to_vec()
         }
         _ => return Err("the key kind is rsa or p256".into()),

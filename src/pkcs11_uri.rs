@@ -884,7 +884,10 @@ mod tests {
         assert!(by_slot.names_slot_info() && by_slot.matches_token(&t));
         assert!(!parse("pkcs11:slot-manufacturer=Other").matches_token(&t));
         // Unread slot information never matches a URI that names it.
-        let unread = TokenDesc { slot: None, ..t.clone() };
+        let unread = TokenDesc {
+            slot: None,
+            ..t.clone()
+        };
         assert!(!by_slot.matches_token(&unread));
         assert!(parse(P11TOOL_PRIVATE).matches_token(&unread));
         assert!(!parse(P11TOOL_PRIVATE).names_slot_info());
