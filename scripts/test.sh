@@ -32,6 +32,17 @@ fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --features "$features" --all-targets --quiet -- -D warnings
 fi
+# The build without the TPM backend, which the package installs as /usr/bin/ra-signer
+# beside the TPM build (src/tpm_build.rs): built first and kept apart as
+# target/debug/ra-signer-no-tpm for tests/it/tpm_build.rs and the package test; the test
+# build below links the full binary again.
+if [[ $features == *tpm* ]]; then
+  cargo build --quiet --no-default-features --features pkcs11 --bin ra-signer
+  cp target/debug/ra-signer target/debug/ra-signer-no-tpm
+  if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --no-default-features --features pkcs11 --bins --quiet -- -D warnings
+  fi
+fi
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 status=0
 cargo test --features "$features" --lib --bins --tests -- "$@" 2>&1 | tee "$log" || status=$?

@@ -562,10 +562,9 @@ pub fn debug_requested(command: &Command) -> bool {
     }
 }
 
-/// Whether `command` may hold TPM objects, which a signal must let it flush before the
-/// process ends. Only then is a signal handler worth its cost (a thread and a runtime,
-/// about a millisecond of every run).
-pub fn may_use_tpm(command: &Command) -> bool {
+/// Whether `command` opens a TPM key (or, for `keygen --tpm`, makes one). A build without
+/// the TPM backend hands such a command to the build that has it (`main`).
+pub fn needs_tpm(command: &Command) -> bool {
     let tpm_key = |identity: &IdentityArgs| {
         identity.private_key.as_deref().is_some_and(|key| {
             key.starts_with("handle:") || signer::is_tss2_key_file(std::path::Path::new(key))
@@ -576,11 +575,20 @@ pub fn may_use_tpm(command: &Command) -> bool {
         Command::SignString(a) => tpm_key(&a.identity),
         Command::Keygen(a) => a.tpm,
         Command::Doctor(a) => tpm_key(&a.identity),
-        Command::ReadCertificateData(_)
-        | Command::Serve(_)
-        | Command::Update(_)
-        | Command::Version => false,
+        Command::Serve(a) => tpm_key(&a.identity),
+        Command::Update(a) => tpm_key(&a.identity),
         Command::Exec(a) => tpm_key(&a.identity),
-        Command::Cache(_) | Command::Completions(_) | Command::Man(_) => false,
+        Command::ReadCertificateData(_)
+        | Command::Version
+        | Command::Cache(_)
+        | Command::Completions(_)
+        | Command::Man(_) => false,
     }
+}
+
+/// Whether `command` may hold TPM objects, which a signal must let it flush before the
+/// process ends. Only then is a signal handler worth its cost (a thread and a runtime,
+/// about a millisecond of every run). `serve` and `update` stop on signals their own way.
+pub fn may_use_tpm(command: &Command) -> bool {
+    !matches!(command, Command::Serve(_) | Command::Update(_)) && needs_tpm(command)
 }

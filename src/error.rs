@@ -464,8 +464,25 @@ fn classify_open(e: &OpenError) -> Error {
         ),
         OpenError::NoPkcs11Support => Error::new(ErrorClass::Usage, message)
             .with_hint("rebuild with `cargo build --release --features pkcs11`"),
-        OpenError::NoTpmSupport => Error::new(ErrorClass::Usage, message)
-            .with_hint("rebuild with `cargo build --release --features tpm` (needs libtss2-dev)"),
+        OpenError::NoTpmSupport => {
+            Error::new(ErrorClass::Usage, message).with_hint(NO_TPM_BUILD_HINT)
+        }
+    }
+}
+
+/// What to do when a build without the TPM backend meets a TPM key and finds no TPM build
+/// beside it ([`crate::tpm_build`]).
+const NO_TPM_BUILD_HINT: &str = "install the ra-signer package, whose /usr/lib/ra-signer/ra-signer-tpm runs TPM commands in this binary's place, or rebuild with `cargo build --release --features tpm` (needs libtss2-dev)";
+
+impl From<crate::tpm_build::TpmBuildError> for Error {
+    fn from(e: crate::tpm_build::TpmBuildError) -> Self {
+        let hint = format!(
+            "{} must be an executable file, as the package installs it; reinstall the package",
+            e.path.display()
+        );
+        Error::new(ErrorClass::Other, e.to_string())
+            .with_hint(hint)
+            .with_source(e)
     }
 }
 
@@ -686,7 +703,7 @@ impl From<KeygenError> for Error {
             KeygenError::NoPkcs11Support => usage(),
             KeygenError::Stdout(e) => Error::from(e),
             KeygenError::NoTpmSupport => usage().with_hint(
-                "rebuild with `cargo build --release --features tpm` (needs libtss2-dev)",
+                NO_TPM_BUILD_HINT,
             ),
         }
     }

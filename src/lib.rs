@@ -41,6 +41,7 @@ pub mod secret;
 mod serve;
 mod shutdown;
 pub mod signer;
+pub mod tpm_build;
 mod sigv4x509;
 mod subject;
 pub mod time;

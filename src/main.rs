@@ -27,6 +27,14 @@ fn main() -> ExitCode {
         Ok(source) => source,
         Err(e) => return failed(&ra_signer::error::Error::from(e), false),
     };
+    // This build does not load the TPM stack: a command that needs it is run in this
+    // process's place by the build that has it, when the package installed one beside it.
+    #[cfg(not(feature = "tpm"))]
+    if ra_signer::app::needs_tpm(&cli.command)
+        && let Some(e) = ra_signer::tpm_build::exec()
+    {
+        return failed(&ra_signer::error::Error::from(e), false);
+    }
     // `serve` and `update` stop on signals in their own way; a command without TPM objects
     // has nothing to flush, and the default action ends it at once.
     if ra_signer::app::may_use_tpm(&cli.command) {

@@ -153,6 +153,16 @@ pub fn capture_environment() -> Vec<&'static str> {
     captured.iter().map(|(name, _)| *name).collect()
 }
 
+/// The variables [`capture_environment`] read and removed, with their values: what a
+/// process this one `exec`s in its place must be given back.
+pub fn captured_environment() -> impl Iterator<Item = (&'static str, &'static str)> {
+    CAPTURED
+        .get()
+        .into_iter()
+        .flatten()
+        .map(|(name, secret)| (*name, secret.expose()))
+}
+
 fn from_environment(name: &str) -> Option<Secret> {
     match CAPTURED.get() {
         Some(captured) if SECRET_ENV_VARS.contains(&name) => captured

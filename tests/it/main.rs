@@ -29,5 +29,7 @@ mod sdnotify;
 mod serve;
 #[cfg(feature = "tpm")]
 mod tpm;
+#[cfg(feature = "tpm")]
+mod tpm_build;
 mod trust_policy;
 mod update;
