@@ -702,9 +702,7 @@ impl From<KeygenError> for Error {
             }
             KeygenError::NoPkcs11Support => usage(),
             KeygenError::Stdout(e) => Error::from(e),
-            KeygenError::NoTpmSupport => usage().with_hint(
-                NO_TPM_BUILD_HINT,
-            ),
+            KeygenError::NoTpmSupport => usage().with_hint(NO_TPM_BUILD_HINT),
         }
     }
 }

@@ -27,8 +27,7 @@ pub struct TpmBuildError {
 pub fn beside(exe: &Path) -> Option<PathBuf> {
     let path = exe.parent()?.join(RELATIVE_PATH);
     // Named in messages as `/usr/lib/…`, not `/usr/bin/../lib/…`.
-    path.is_file()
-        .then(|| path.canonicalize().unwrap_or(path))
+    path.is_file().then(|| path.canonicalize().unwrap_or(path))
 }
 
 /// Replaces this process with the TPM build installed beside it, with this process's

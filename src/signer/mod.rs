@@ -571,9 +571,11 @@ pub fn release_hardware() {
 /// Whether `path` holds a TPM 2.0 key (a TSS2 PRIVATE KEY PEM), for callers that must know
 /// before opening it; unreadable files count as not.
 pub fn is_tss2_key_file(path: &std::path::Path) -> bool {
+    // The file may be a plaintext key file: its copy is wiped like every other.
     crate::input::read(path)
         .map(|b| {
-            b.windows(file::TSS2_PEM_HEADER.len())
+            zeroize::Zeroizing::new(b)
+                .windows(file::TSS2_PEM_HEADER.len())
                 .any(|w| w == file::TSS2_PEM_HEADER)
         })
         .unwrap_or(false)

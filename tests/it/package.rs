@@ -111,6 +111,11 @@ impl Drop for Purge {
 
 #[test]
 fn the_debian_package_installs_works_and_purges_without_a_trace() {
+    // The package carries both builds (src/tpm_build.rs).
+    if !cfg!(feature = "tpm") {
+        eprintln!("package: a test build without the TPM backend has no TPM build to package");
+        return;
+    }
     if !is_root() {
         eprintln!("package: not root: dpkg -i is not tried (CI runs the tests as root)");
         return;
@@ -128,6 +133,8 @@ fn the_debian_package_installs_works_and_purges_without_a_trace() {
 
     let out = run(Command::new(source_dir().join("scripts/package.sh"))
         .arg("--binary")
+        .arg(bin("ra-signer-no-tpm"))
+        .arg("--tpm-binary")
         .arg(bin("ra-signer"))
         .current_dir(source_dir()));
     assert_exit(&out, 0);
@@ -154,6 +161,42 @@ fn the_debian_package_installs_works_and_purges_without_a_trace() {
         stdout(&version).trim(),
         format!("ra-signer {}", env!("CARGO_PKG_VERSION"))
     );
+    // /usr/bin/ra-signer loads no TPM stack; a TPM command is run by the TPM build beside
+    // it, which reports the TPM it cannot reach (where /usr/bin/ra-signer alone would say it
+    // was built without TPM support).
+    let tpm_build = PathBuf::from("/usr/lib/ra-signer/ra-signer-tpm");
+    assert!(files.contains(&tpm_build));
+    let bin_needs = needed_libraries(Path::new("/usr/bin/ra-signer"));
+    assert!(!bin_needs.contains("libtss2"), "{bin_needs}");
+    assert!(needed_libraries(&tpm_build).contains("libtss2-esys"));
+    let dir = tempdir();
+    let leaf = Ca::root(dir.path(), "package test CA").leaf(
+        dir.path(),
+        "package-leaf",
+        KeyKind::P256,
+        &LeafOptions::default(),
+    );
+    let tcti = format!("swtpm:host=127.0.0.1,port={}", closed_port());
+    let out = run(Command::new("/usr/bin/ra-signer")
+        .stdin(std::process::Stdio::null())
+        .arg("credential-process")
+        .arg("--certificate")
+        .arg(&leaf.cert_path)
+        .args(["--private-key", "handle:0x81000001", "--tpm-tcti", &tcti])
+        .args([
+            "--trust-anchor-arn",
+            TRUST_ANCHOR_ARN,
+            "--profile-arn",
+            PROFILE_ARN,
+        ])
+        .args(["--role-arn", ROLE_ARN]));
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("cannot reach the TPM"),
+        "{}",
+        stderr(&out)
+    );
+
     for page in ["ra-signer", "ra-signer-serve", "ra-signer-cache-list"] {
         let found = run(Command::new("man").args(["-w", page]));
         assert_exit(&found, 0);
@@ -220,6 +263,7 @@ fn the_debian_package_installs_works_and_purges_without_a_trace() {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!Path::new("/etc/ra-signer").exists());
     assert!(!Path::new("/usr/share/doc/ra-signer").exists());
+    assert!(!Path::new("/usr/lib/ra-signer").exists());
     let listed = dpkg(&["--listfiles", "ra-signer"]);
     assert!(stdout(&listed).trim().is_empty(), "{}", stdout(&listed));
 }

@@ -2,26 +2,14 @@
 //! command that needs a TPM by `exec`ing the build with the backend installed beside it
 //! (`../lib/ra-signer/ra-signer-tpm`), with the same arguments and the secrets its start-up
 //! took out of the environment; every other command runs without the TPM stack. The build
-//! without the backend is `target/debug/ra-signer-no-tpm`, which scripts/test.sh makes
-//! before the tests; the build with it is the tests' own `ra-signer`.
+//! without the backend is `bin("ra-signer-no-tpm")`, which scripts/test.sh makes before the
+//! tests; the build with it is the tests' own `ra-signer`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::*;
 use crate::tpm::TpmWorld;
-
-/// The build without the TPM backend.
-pub(crate) fn no_tpm_build() -> PathBuf {
-    let path = bin("ra-signer").with_file_name("ra-signer-no-tpm");
-    assert!(
-        path.is_file(),
-        "{} is missing: scripts/test.sh builds it (cargo build --no-default-features \
-         --features pkcs11 --bin ra-signer) before the tests",
-        path.display()
-    );
-    path
-}
 
 /// The package's layout in a temp dir: `bin/ra-signer` (the build without the backend) and,
 /// unless `tpm_build` is None, `lib/ra-signer/ra-signer-tpm` (a copy of it).
@@ -33,7 +21,7 @@ impl Layout {
     fn new(tpm_build: Option<&Path>) -> Layout {
         let dir = tempdir();
         std::fs::create_dir_all(dir.path().join("bin")).expect("bin");
-        std::fs::copy(no_tpm_build(), dir.path().join("bin/ra-signer")).expect("copy");
+        std::fs::copy(bin("ra-signer-no-tpm"), dir.path().join("bin/ra-signer")).expect("copy");
         if let Some(build) = tpm_build {
             let lib = dir.path().join("lib/ra-signer");
             std::fs::create_dir_all(&lib).expect("lib");
@@ -64,30 +52,22 @@ fn run_by(program: &Path, cmd: &Command) -> Command {
     other
 }
 
-/// The shared libraries `binary` names (`readelf -d`).
-fn needed(binary: &Path) -> String {
-    let out = run(Command::new("readelf").arg("-d").arg(binary));
-    assert_exit(&out, 0);
-    stdout(&out)
-        .lines()
-        .filter(|l| l.contains("(NEEDED)"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn the_build_without_the_backend_links_no_tpm_library() {
-    assert!(needed(&bin("ra-signer")).contains("libtss2-esys"));
-    let without = needed(&no_tpm_build());
+    assert!(needed_libraries(&bin("ra-signer")).contains("libtss2-esys"));
+    let without = needed_libraries(&bin("ra-signer-no-tpm"));
     assert!(!without.contains("libtss2"), "{without}");
     assert!(!without.contains("libcrypto"), "{without}");
 }
+
+/// A certificate, a key, extra flags, and extra environment.
+type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
 
 #[test]
 fn tpm_keys_work_through_the_tpm_build_with_secrets_from_the_environment() {
     let layout = Layout::new(Some(&bin("ra-signer")));
     let w = TpmWorld::new();
-    let cases: [(&str, &str, &[&str], &[(&str, &str)]); 4] = [
+    let cases: [Case<'_>; 4] = [
         ("ossl-p256", "ossl-p256", &[], &[]),
         // The key's and the parent's passwords, which start-up removes from the
         // environment, reach the TPM build.
@@ -130,7 +110,8 @@ fn tpm_keys_work_through_the_tpm_build_with_secrets_from_the_environment() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("built without TPM support") && err.contains("/usr/lib/ra-signer/ra-signer-tpm"),
+        err.contains("built without TPM support")
+            && err.contains("/usr/lib/ra-signer/ra-signer-tpm"),
         "{err}"
     );
 }
@@ -207,7 +188,10 @@ fn only_commands_that_need_a_tpm_are_handed_over_with_arguments_and_secrets_inta
     let argv: Vec<&str> = argv.lines().collect();
     assert_eq!(argv, args.iter().map(String::as_str).collect::<Vec<_>>());
     let env: Vec<&str> = env.lines().collect();
-    assert!(env.contains(&"RA_SIGNER_TPM_KEY_PASSWORD=key pw"), "{env:?}");
+    assert!(
+        env.contains(&"RA_SIGNER_TPM_KEY_PASSWORD=key pw"),
+        "{env:?}"
+    );
     assert!(env.contains(&"RA_SIGNER_PKCS11_PIN=1234"), "{env:?}");
 
     // keygen --tpm too.
@@ -231,7 +215,14 @@ fn a_tpm_build_that_cannot_run_is_named_with_a_hint() {
     let out = run(Command::new(layout.ra_signer())
         .env_clear()
         .stdin(Stdio::null())
-        .args(["keygen", "--tpm", "--key-type", "p256", "--out", "/nonexistent/k"]));
+        .args([
+            "keygen",
+            "--tpm",
+            "--key-type",
+            "p256",
+            "--out",
+            "/nonexistent/k",
+        ]));
     assert_exit(&out, 1);
     let err = stderr(&out);
     let shown = layout.tpm_build().canonicalize().expect("canonical");

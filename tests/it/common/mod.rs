@@ -25,13 +25,36 @@ pub(crate) const PROFILE_ARN: &str =
 /// The role ARN.
 pub(crate) const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/ra-signer-test";
 
-/// Path of a built binary of this package.
+/// Path of a built binary of this package: `ra-signer`, `ra-emulator`, or
+/// `ra-signer-no-tpm`, the build without the TPM backend that scripts/test.sh makes before
+/// the tests (the package's /usr/bin/ra-signer; src/tpm_build.rs).
 pub(crate) fn bin(name: &str) -> PathBuf {
     match name {
         "ra-signer" => PathBuf::from(env!("CARGO_BIN_EXE_ra-signer")),
         "ra-emulator" => PathBuf::from(env!("CARGO_BIN_EXE_ra-emulator")),
+        "ra-signer-no-tpm" => {
+            let path = bin("ra-signer").with_file_name("ra-signer-no-tpm");
+            assert!(
+                path.is_file(),
+                "{} is missing: scripts/test.sh builds it (cargo build --no-default-features \
+                 --features pkcs11 --bin ra-signer) before the tests",
+                path.display()
+            );
+            path
+        }
         other => panic!("unknown binary {other}"),
     }
+}
+
+/// The shared libraries an ELF `binary` names (`readelf -d`), one `(NEEDED)` line each.
+pub(crate) fn needed_libraries(binary: &Path) -> String {
+    let out = run(Command::new("readelf").arg("-d").arg(binary));
+    assert_exit(&out, 0);
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A `Command` for `ra-signer` with a scrubbed environment: only PATH, and HOME set to
