@@ -23,11 +23,17 @@ pub struct TpmBuildError {
     pub source: std::io::Error,
 }
 
-/// The TPM build that goes with the binary at `exe`, when it is installed.
+/// The TPM build that goes with the binary at `exe`, when it is installed. A link from there
+/// back to `exe` itself is no TPM build: following it would `exec` the same binary for ever.
 pub fn beside(exe: &Path) -> Option<PathBuf> {
     let path = exe.parent()?.join(RELATIVE_PATH);
+    if !path.is_file() {
+        return None;
+    }
     // Named in messages as `/usr/lib/…`, not `/usr/bin/../lib/…`.
-    path.is_file().then(|| path.canonicalize().unwrap_or(path))
+    let path = path.canonicalize().unwrap_or(path);
+    let itself = exe.canonicalize().unwrap_or_else(|_| exe.to_owned());
+    (path != itself).then_some(path)
 }
 
 /// Replaces this process with the TPM build installed beside it, with this process's
@@ -69,5 +75,10 @@ mod tests {
             beside(&exe),
             Some(lib.join("ra-signer-tpm").canonicalize().expect("canonical"))
         );
+        // A link back to the binary itself.
+        std::fs::write(&exe, b"").expect("exe");
+        std::fs::remove_file(lib.join("ra-signer-tpm")).expect("rm");
+        std::os::unix::fs::symlink(&exe, lib.join("ra-signer-tpm")).expect("symlink");
+        assert_eq!(beside(&exe), None);
     }
 }
