@@ -166,6 +166,12 @@ grep -q "cannot run" "$work/valgrind.log" || { cat "$work/valgrind.log" >&2; exi
 program=$bin/ra-signer count "file P-256, the pkcs11 + tpm build (--ca-bundle)" \
   credential-process --certificate "$work/p256.pem" --private-key "$work/p256.key" \
   "${session[@]}" --ca-bundle "$work/tls.pem"
+if "$bin/ra-signer" credential-process --certificate "$work/p256.pem" --private-key "$work/p256.key" \
+    "${session[@]}" --ca-bundle "$work/tls.pem" --cache >/dev/null 2>&1; then
+  program=$bin/ra-signer count "the same, a --cache hit" credential-process \
+    --certificate "$work/p256.pem" --private-key "$work/p256.key" "${session[@]}" \
+    --ca-bundle "$work/tls.pem" --cache
+fi
 program=target/release/examples/tpm_floor count_tpm "swtpm P-256 floor (tpm_floor)" \
   "$TPM2TOOLS_TCTI" "$work/tpm-p256.key"
 program=target/release/examples/tpm_floor count_tpm "swtpm P-256 floor + HTTPS (tpm_floor)" \
