@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--binary PATH --tpm-binary PATH]" >&2; exit 2 ;;
   esac
 done
-if { [ -n "$binary" ] && [ -z "$tpm_binary" ]; } || { [ -z "$binary" ] && [ -n "$tpm_binary" ]; }; then
+if [ -n "$binary$tpm_binary" ] && { [ -z "$binary" ] || [ -z "$tpm_binary" ]; }; then
   echo "usage: $0 [--binary PATH --tpm-binary PATH]: both or neither" >&2
   exit 2
 fi
@@ -53,7 +53,7 @@ fi
 # A debug binary (the tests') carries its symbols; a release one is stripped already.
 strip --strip-unneeded "$assets/bin/ra-signer" "$assets/bin/ra-signer-tpm"
 if readelf -d "$assets/bin/ra-signer" | grep -q 'NEEDED.*libtss2'; then
-  echo "package: $binary links libtss2: /usr/bin/ra-signer must be the build without the TPM backend" >&2
+  echo "package: ${binary:-the pkcs11 build} links libtss2: /usr/bin/ra-signer must be the build without the TPM backend" >&2
   exit 1
 fi
 bin="$assets/bin/ra-signer"

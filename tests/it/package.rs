@@ -131,12 +131,31 @@ fn the_debian_package_installs_works_and_purges_without_a_trace() {
         assert_exit(&dpkg(&["--purge", "ra-signer"]), 0);
     }
 
-    let out = run(Command::new(source_dir().join("scripts/package.sh"))
-        .arg("--binary")
-        .arg(bin("ra-signer-no-tpm"))
-        .arg("--tpm-binary")
-        .arg(bin("ra-signer"))
-        .current_dir(source_dir()));
+    // Refused: one build without the other, and a /usr/bin/ra-signer that links libtss2.
+    let package = |args: &[&Path]| {
+        run(Command::new(source_dir().join("scripts/package.sh"))
+            .args(args)
+            .current_dir(source_dir()))
+    };
+    let out = package(&[Path::new("--binary"), &bin("ra-signer-no-tpm")]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("both or neither"), "{}", stderr(&out));
+    let with_tpm = bin("ra-signer");
+    let out = package(&[
+        Path::new("--binary"),
+        &with_tpm,
+        Path::new("--tpm-binary"),
+        &with_tpm,
+    ]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("links libtss2"), "{}", stderr(&out));
+
+    let out = package(&[
+        Path::new("--binary"),
+        &bin("ra-signer-no-tpm"),
+        Path::new("--tpm-binary"),
+        &with_tpm,
+    ]);
     assert_exit(&out, 0);
     let deb = source_dir().join(stdout(&out).trim());
     assert!(
